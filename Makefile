@@ -1,0 +1,54 @@
+# Fresh-machine set-up and the project's entry points. `make demo` and `make test` install
+# everything they need (Debian packages, the virtual environment, the editor's npm packages).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip
+APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium
+STAMP_PY := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+STAMP_NPM := ui/node_modules/.stamp-$(shell cat ui/package.json ui/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
+DEMO_WORKFLOW ?= workflows/hdtf.yaml
+
+.PHONY: setup system python npm demo test test-slow bench clean-cache
+
+setup: system python npm
+
+# Debian packages: installed only when one is missing (apt-get needs root; sudo is used if present).
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+python: $(STAMP_PY)
+$(STAMP_PY): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first: an unpinned torch would pull gigabytes of CUDA packages.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[nodes,ui,test]'
+	rm -f $(VENV)/.stamp-*; touch $@
+
+npm: $(STAMP_NPM)
+$(STAMP_NPM): $(wildcard ui/package.json ui/package-lock.json)
+	@if [ -f ui/package.json ]; then cd ui && npm ci --no-audit --no-fund --loglevel=error; fi
+	@mkdir -p ui/node_modules; rm -f ui/node_modules/.stamp-*; touch $@
+
+demo: setup
+	$(BIN)/graphrun $(DEMO_WORKFLOW)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+bench: setup
+	$(BIN)/python bench/engine.py
+	@if [ -f bench/nodes.py ]; then $(BIN)/python bench/nodes.py; fi
+
+clean-cache:
+	$(BIN)/graphrun cache clear --yes

@@ -1,0 +1,14 @@
+"""graphcore: a typed-node workflow engine with a content-addressed Zarr cache.
+
+The engine knows nothing about faces or audio: node libraries register their nodes and port
+types through the registry (entry-point group `graphrun.nodes`).
+"""
+from .node import CachePolicy, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, Port, RunContext
+from .types import (
+    ArrayType, CheckpointBlob, PortType, RecordType, ObjectType, TypeValidationError, TYPES, register_type,
+)
+
+__all__ = [
+    "CachePolicy", "In", "InputFile", "Node", "NodeError", "NoParams", "Out", "OutputFile", "Port", "RunContext",
+    "ArrayType", "CheckpointBlob", "PortType", "RecordType", "ObjectType", "TypeValidationError", "TYPES", "register_type",
+]

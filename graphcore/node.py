@@ -1,0 +1,188 @@
+"""The node API: what a node declares and what it receives when it runs.
+
+A node is a class with a stable type name, a version, typed input and output ports, a
+pydantic parameter model and one `run` method::
+
+    class Scale(Node):
+        '''Multiply an array by a factor.'''
+        category = "math"
+        inputs = {"x": In("Array")}
+        outputs = {"y": Out("Array")}
+
+        class Params(BaseModel):
+            factor: float = Field(2.0, ge=0, le=100, description="multiplier")
+
+        def run(self, ctx: RunContext, x):
+            return {"y": x * self.params.factor}
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .types import PortType, resolve_type
+
+
+class CachePolicy(str, enum.Enum):
+    DEFAULT = "default"  # deterministic: cached by key
+    RECOMPUTE = "recompute"  # non-deterministic: runs every time unless given a `seed` parameter
+    TRANSIENT = "transient"  # in-memory results (model handles): never persisted, recomputed where needed
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    type: PortType | str
+    doc: str = ""
+    optional: bool = False  # inputs only: may be left unconnected (the node gets None)
+
+    @property
+    def port_type(self) -> PortType:
+        return resolve_type(self.type)
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
+
+
+def In(type: PortType | str, doc: str = "", *, optional: bool = False) -> Port:  # noqa: N802 (reads like a declaration)
+    return Port(type, doc, optional)
+
+
+def Out(type: PortType | str, doc: str = "") -> Port:  # noqa: N802
+    return Port(type, doc)
+
+
+# --- parameter helpers: file parameters are checked before running and keyed by content ---
+
+FILE_KEY = "x-file"
+
+
+def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:  # noqa: N802
+    """A parameter naming a file the node reads: must exist; its content is part of the key."""
+    return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "read", "extensions": list(extensions)}}, **kw)
+
+
+def OutputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:  # noqa: N802
+    """A parameter naming a file the node writes: on a cache hit the engine re-runs the node
+    if the file is missing or was changed since it was written."""
+    return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "write", "extensions": list(extensions)}}, **kw)
+
+
+def file_params(params_model: type[BaseModel]) -> dict[str, str]:
+    """Parameter name -> "read" | "write" for the parameters declared with InputFile/OutputFile."""
+    out = {}
+    for name, field in params_model.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and FILE_KEY in extra:
+            out[name] = extra[FILE_KEY]["mode"]
+    return out
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- what a running node sees ---
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Handed to `Node.run`: progress reporting, device, scratch space, seed, logging."""
+
+    node_id: str
+    node_type: str
+    key: str
+    device: str = "cpu"
+    tmp_dir: Path = dataclasses.field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")))
+    seed: int = 0
+    emit: Callable[[str, Mapping[str, Any]], None] = lambda kind, data: None
+    workflow_dir: Path | None = None
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        """Report `done` of `total` units of work (frames, steps); the CLI and editor show it."""
+        self.emit("progress", {"i": int(done), "n": int(total), "message": message})
+
+    def log(self, message: str) -> None:
+        """A line for the run log (e.g. 'no VGG weights given: using the fallback perceptual loss')."""
+        self.emit("log", {"message": message})
+
+    def rng(self) -> random.Random:
+        return random.Random(self.seed)
+
+    def resolve_path(self, path: str | os.PathLike) -> Path:
+        """Relative paths in a workflow are relative to the workflow file's folder."""
+        p = Path(path).expanduser()
+        if not p.is_absolute() and self.workflow_dir is not None:
+            p = self.workflow_dir / p
+        return p
+
+
+class NodeError(RuntimeError):
+    """An error a node raises on purpose: its message is shown to the user without a traceback."""
+
+
+class Node:
+    """Base class of every node. Subclasses declare ports and parameters and implement `run`."""
+
+    type_name: ClassVar[str] = ""  # defaults to the class name
+    category: ClassVar[str] = "misc"
+    version: ClassVar[int | str] = 1
+    code_version: ClassVar[str | None] = None  # pins the code fingerprint when set
+    cache: ClassVar[CachePolicy] = CachePolicy.DEFAULT
+    inputs: ClassVar[dict[str, Port]] = {}
+    outputs: ClassVar[dict[str, Port]] = {}
+    Params: ClassVar[type[BaseModel]] = NoParams
+    # Set by the registry: where the class came from ("graphcore", "talkgraph", "plugin:<path>").
+    origin: ClassVar[str] = ""
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
+        if params is None:
+            params = {}
+        self.params = params if isinstance(params, BaseModel) else self.Params(**dict(params))
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if not cls.__dict__.get("type_name"):
+            cls.type_name = cls.__name__
+        if isinstance(cls.cache, str):
+            cls.cache = CachePolicy(cls.cache)
+
+    def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
+        raise TypeError(f"node type {self.type_name} does not define run()")
+
+    # --- introspection used by validation, the CLI and the editor ---
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip()
+
+    @classmethod
+    def is_seeded(cls, params: BaseModel) -> bool:
+        return getattr(params, "seed", None) is not None
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """The node's full schema as JSON-able data (the editor and `nodes describe` use it)."""
+        return {
+            "type": cls.type_name,
+            "category": cls.category,
+            "version": cls.version,
+            "cache": cls.cache.value,
+            "origin": cls.origin,
+            "description": cls.description(),
+            "inputs": {k: p.schema() for k, p in cls.inputs.items()},
+            "outputs": {k: p.schema() for k, p in cls.outputs.items()},
+            "params": cls.Params.model_json_schema(),
+            "files": file_params(cls.Params),
+            **cls.extra_schema(),
+        }
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        """Hook for nodes to add facts to their schema (e.g. a model's parameter count)."""
+        return {}

@@ -1,0 +1,1 @@
+"""talkgraph's node library: media I/O, audio features, face geometry and the papers' networks."""
