@@ -1,0 +1,95 @@
+"""The in-memory form of a workflow file (YAML format v1, see docs/workflow-format.md).
+
+    version: 1
+    nodes:
+      audio:
+        type: LoadAudio
+        params: {path: assets/sample.wav}
+      feats:
+        type: AudioFeatures
+        params: {variant: mfcc_pitch}
+        inputs: {audio: audio.audio}       # other_id.port, or a literal value
+
+Source lines are kept on every piece so that problems can name them. Layout (editor
+positions) is carried along but never enters cache keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Edge:
+    """An input fed by another node's output: `node.port`."""
+
+    node: str
+    port: str
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Literal:
+    """An input given directly in the file (a number, a string, a list)."""
+
+    value: Any
+
+
+@dataclasses.dataclass
+class NodeSpec:
+    id: str
+    type: str
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, Edge | Literal] = dataclasses.field(default_factory=dict)
+    # Source positions (1-based lines) for messages; None when built in code.
+    line: int | None = None
+    param_lines: dict[str, int] = dataclasses.field(default_factory=dict)
+    input_lines: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Editor layout: {"x": .., "y": ..} and anything else the editor keeps; not part of keys.
+    layout: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class Workflow:
+    nodes: dict[str, NodeSpec]
+    version: int = FORMAT_VERSION
+    path: Path | None = None  # the file it was read from; relative file paths resolve against its folder
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # free-form `description:` etc.
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+
+@dataclasses.dataclass
+class Problem:
+    """One thing wrong with a workflow, located as precisely as we can."""
+
+    message: str
+    node_id: str | None = None
+    line: int | None = None
+    column: int | None = None
+    path: str | None = None  # the workflow file
+    kind: str = "invalid"  # yaml | unknown-type | unknown-port | unknown-param | missing-input | type-mismatch | cycle | param | file | ...
+
+    def __str__(self) -> str:
+        where = self.path or "<workflow>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        who = f" node '{self.node_id}'" if self.node_id else ""
+        return f"{where}:{who} {self.message}"
+
+
+class WorkflowError(Exception):
+    """Raised with every problem found, so that all of them are reported at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
