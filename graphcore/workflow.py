@@ -93,3 +93,33 @@ class WorkflowError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclasses.dataclass
+class BoundNode:
+    """A node spec resolved against the registry: class found, parameters validated,
+    literal inputs converted by their port types. Produced by `validation.compile_workflow`."""
+
+    spec: NodeSpec
+    cls: type  # a graphcore.node.Node subclass
+    params: Any  # an instance of cls.Params
+    inputs: dict[str, Edge | Literal]
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclasses.dataclass
+class BoundGraph:
+    """A validated workflow, ready to schedule: nodes by id and `order`, a topological order."""
+
+    workflow: Workflow
+    nodes: dict[str, BoundNode]
+    order: list[str]
+
+    def upstream(self, node_id: str) -> list[str]:
+        return sorted({e.node for e in self.nodes[node_id].inputs.values() if isinstance(e, Edge)})
+
+    def downstream(self, node_id: str) -> list[str]:
+        return [n for n in self.order if node_id in self.upstream(n)]
