@@ -373,7 +373,10 @@ class ArrayType(PortType):
         return load_array(group, "value")
 
     def from_literal(self, raw: Any) -> Any:
-        return self.validate(np.asarray(raw, dtype=self.dtypes[0] if self.dtypes else None))
+        arr = np.asarray(raw, dtype=self.dtypes[0] if self.dtypes else None)
+        if arr.dtype.kind not in "biuf":
+            raise TypeValidationError(f"a {self.name} literal must be a number or a (nested) list of numbers, got {raw!r}")
+        return self.validate(arr)
 
     def schema(self) -> dict[str, Any]:
         return {
