@@ -236,10 +236,13 @@ def _kind(node: YamlNode) -> str:
     return f"value ({node.value!r})" if isinstance(node, ScalarNode) else "value"
 
 
-def _yaml_problem(exc: yaml.YAMLError, path: Path | None) -> Problem:
+def _yaml_problem(exc: yaml.YAMLError, text: str, path: Path | None) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if isinstance(exc, yaml.MarkedYAMLError):
-        what = exc.problem or ""
+        what = (exc.problem or "").removeprefix("but ")
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+            what += " — a tab; YAML indents with spaces"
         if exc.context:
             what = f"{what} ({exc.context}" + (f" started at line {exc.context_mark.line + 1}" if exc.context_mark else "") + ")"
     else:
@@ -259,7 +262,7 @@ def parse_workflow(text: str, path: Path | None = None, *, problems: list[Proble
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise WorkflowError([_yaml_problem(exc, path)]) from None
+        raise WorkflowError([_yaml_problem(exc, text, path)]) from None
     parser = _Parser(path)
     wf = parser.workflow(root)
     if parser.problems:

@@ -256,8 +256,11 @@ class _Checker:
             return  # the source's own problem (unknown type) is reported on its line
         if edge.port not in source_cls.outputs:
             listed = ", ".join(source_cls.outputs) or "none"
+            hint = ""
+            if port is not None and _takes_text(port, str(edge)):
+                hint = f"; to pass the text '{edge}' itself, write {{literal: {edge}}}"
             self.add(spec, f"input '{name}': node '{edge.node}' ({source_cls.type_name}) has no output '{edge.port}'"
-                           f"{suggest(edge.port, source_cls.outputs)}; its outputs: {listed}", "unknown-port", line)
+                           f"{suggest(edge.port, source_cls.outputs)}; its outputs: {listed}{hint}", "unknown-port", line)
             return
         if port is None:
             return
@@ -314,6 +317,13 @@ def _type_name(port: Port) -> str:
 
 def _connects(source: str, target: str) -> bool:
     return TYPES.can_connect(source, target)
+
+
+def _takes_text(port: Port, text: str) -> bool:
+    try:
+        return isinstance(port.port_type.from_literal(text), str)
+    except (KeyError, TypeValidationError, ValueError, TypeError):
+        return False
 
 
 def _is_path_type(port_type: PortType) -> bool:
