@@ -404,9 +404,16 @@ def apply_overrides(wf: Workflow, overrides: list[str], registry: Any) -> None:
             bad(text, f"node '{node_id}' ({spec.type}) has no parameter '{param}'{suggest(param, fields)}; "
                       f"its parameters: {known}", node_id)
             continue
-        found = [m for name, m in param_problems(params_model, {**spec.params, param: value}) if name == param]
-        if found:
-            bad(text, found[0], node_id)
+        def problem_with(candidate: Any) -> str | None:
+            found = [m for name, m in param_problems(params_model, {**spec.params, param: candidate}) if name == param]
+            return found[0] if found else None
+
+        message = problem_with(value)
+        if message and not isinstance(value, str) and raw.strip() and problem_with(raw.strip()) is None:
+            # YAML read `on`, `no` or `1.10` as a bool/number, but the parameter wants the text.
+            value, message = raw.strip(), None
+        if message:
+            bad(text, message, node_id)
             continue
         spec.params[param] = value
     if problems:

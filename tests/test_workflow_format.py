@@ -350,6 +350,11 @@ def test_overrides_are_typed_and_applied(registry):
     assert wf.nodes["rnd"].params == {"shape": [3, 4], "seed": None}
     assert wf.nodes["op"].params == {"op": "div"}
     assert "num: 25" in dump_workflow(wf)
+    # a text parameter keeps text that YAML alone would read as a bool or number
+    texts = parse("version: 1\nnodes:\n  v: {type: Value}\n  save: {type: SaveArray}\n")
+    apply_overrides(texts, ["save.path=on", "v.value=on"], registry)
+    assert texts.nodes["save"].params == {"path": "on"}
+    assert texts.nodes["v"].params == {"value": True}  # Value takes anything: YAML's reading stands
 
 
 def test_bad_overrides_are_reported_together_and_good_ones_still_apply(registry):
