@@ -278,13 +278,14 @@ class _Checker:
         try:
             converted = port_type.from_literal(literal.value)
         except (TypeValidationError, ValueError, TypeError) as exc:
-            self.add(spec, f"input '{name}' = {_short(literal.value)}: {exc}{self.reference_hint(literal.value)}",
+            hint = self.reference_hint(literal.value)
+            self.add(spec, f"input '{name}' = {_short(literal.value)}: {exc}" + (f"; {hint}" if hint else ""),
                      "literal", line)
             return
         hint = self.reference_hint(literal.value)
         if hint and not isinstance(converted, str):
             # Shaped like `id.port` but taken as text by a type that is not text: almost surely a typo'd reference.
-            self.add(spec, f"input '{name}' = {_short(literal.value)}: not a connection{hint}", "unknown-node", line)
+            self.add(spec, f"input '{name}' = {_short(literal.value)}: not a connection: {hint}", "unknown-node", line)
             return
         if _is_path_type(port_type) and isinstance(literal.value, str) and literal.value:
             self.check_file(spec, literal.value, f"input '{name}'", line)
@@ -294,8 +295,7 @@ class _Checker:
         m = REFERENCE_RE.match(value) if isinstance(value, str) else None
         if not m:
             return ""
-        close = suggest(m.group(1), self.wf.nodes)
-        return f" ('{m.group(1)}' is not a node of this workflow{close})"
+        return f"'{m.group(1)}' is not a node of this workflow{suggest(m.group(1), self.wf.nodes)}"
 
     def check_cycles(self) -> None:
         graph = dependency_graph(self.wf)

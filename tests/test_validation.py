@@ -233,7 +233,22 @@ def test_reference_shaped_text_to_a_non_text_port_is_flagged(registry):
     wf = wf_from("version: 1\nnodes:\n  ramp: {type: Range}\n  f:\n    type: Function\n    inputs:\n      x: rmap.array\n")
     (problem,) = validate(wf, registry)
     assert problem.kind == "unknown-node" and problem.line == 7
-    assert "'rmap' is not a node of this workflow (did you mean 'ramp'?)" in problem.message
+    assert problem.message == "input 'x' = 'rmap.array': not a connection: 'rmap' is not a node of this workflow (did you mean 'ramp'?)"
+    # a type that refuses text says so, and names the likely node too
+    reg = build_registry(entry_points=False, env=False)
+
+    class Gain(Node):
+        inputs = {"g": In("Scalar")}
+
+        def run(self, ctx, g):
+            return {}
+
+    reg.register(Gain, "tests")
+    wf = wf_from("version: 1\nnodes:\n  ramp: {type: Range}\n  g:\n    type: Gain\n    inputs: {g: rmap.gain}\n")
+    (problem,) = validate(wf, reg)
+    assert problem.kind == "literal"
+    assert problem.message == ("input 'g' = 'rmap.gain': expected a number, got str; "
+                               "'rmap' is not a node of this workflow (did you mean 'ramp'?)")
 
 
 def test_edge_type_mismatch_names_both_ends_and_types(registry, folder):
