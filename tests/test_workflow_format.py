@@ -380,3 +380,15 @@ def test_override_on_node_of_unknown_type(registry):
     wf = parse("version: 1\nnodes:\n  a: {type: Nope}\n")
     with pytest.raises(WorkflowError, match="node 'a' has unknown type 'Nope'"):
         apply_overrides(wf, ["a.x=1"], registry)
+
+
+def test_the_documented_example_is_valid_and_round_trips(registry):
+    from graphcore.validation import compile_workflow
+
+    doc = (Path(__file__).parents[1] / "docs" / "workflow-format.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    wf = parse_workflow(example, Path("/somewhere/example.yaml"))
+    assert wf.nodes["scaled"].inputs["b"] == Literal(0.5)
+    graph = compile_workflow(wf, registry)
+    assert graph.order == ["ramp", "noise", "noisy", "smooth", "scaled", "stats", "save"]
+    assert parse_workflow(dump_workflow(wf), wf.path) == wf
