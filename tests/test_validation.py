@@ -422,6 +422,9 @@ def test_invalid_node_ids(registry):
     problems = validate(wf, registry)
     assert [p.node_id for p in problems] == ["a b", "9x"]
     assert "invalid node id 'a b': use letters, digits, '_' and '-'" in problems[0].message
+    from_file = wf_from("version: 1\nnodes:\n  ok: {type: Range}\n  my.node: {type: Range}\n")
+    (problem,) = validate(from_file, registry)
+    assert (problem.kind, problem.node_id, problem.line) == ("node-id", "my.node", 4)
 
 
 def test_every_problem_is_reported_at_once(registry, folder):
