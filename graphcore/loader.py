@@ -72,21 +72,27 @@ class _Parser:
 
         Keys are taken as written, so `on:` or `1:` name a node "on" or "1" rather than a bool/int.
         A duplicated key is reported and its last value kept (what YAML itself would do).
+        Merge keys (`<<: *defaults`) are expanded; a key written here overrides a merged one.
         """
-        seen: dict[str, int] = {}
-        pairs: list[tuple[str, ScalarNode, YamlNode]] = []
+        written = {id(k) for k, _ in mapping.value}
+        try:
+            self._constructor.flatten_mapping(mapping)
+        except yaml.MarkedYAMLError as exc:
+            self.problem(f"{where}: {exc.problem}", mapping, node_id, kind="yaml")
+        seen: dict[str, tuple[int, bool]] = {}  # key -> (line, written here rather than merged)
+        pairs: dict[str, tuple[str, ScalarNode, YamlNode]] = {}
         for key_node, value_node in mapping.value:
             if not isinstance(key_node, ScalarNode):
                 self.problem(f"{where}: a key must be a plain name, not a {_kind(key_node)}", key_node, node_id)
                 continue
-            key = key_node.value
-            if key in seen:
-                self.problem(f"{where}: duplicate key '{key}' (first at line {seen[key]}, again at line {_line(key_node)}); "
+            key, here = key_node.value, id(key_node) in written
+            if key in seen and here and seen[key][1]:
+                self.problem(f"{where}: duplicate key '{key}' (first at line {seen[key][0]}, again at line {_line(key_node)}); "
                              "YAML would silently keep only the last one — remove one", key_node, node_id, kind="duplicate-key")
-                pairs = [p for p in pairs if p[0] != key]
-            seen[key] = _line(key_node)
-            pairs.append((key, key_node, value_node))
-        return iter(pairs)
+            seen[key] = (_line(key_node), here)
+            pairs.pop(key, None)
+            pairs[key] = (key, key_node, value_node)
+        return iter(pairs.values())
 
     def value(self, node: YamlNode, node_id: str | None, what: str) -> tuple[bool, Any]:
         """Construct a plain Python value from a subtree, after checking it for duplicate keys."""

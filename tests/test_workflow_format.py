@@ -122,6 +122,27 @@ def test_keys_are_taken_as_written():
     assert wf.nodes["n2"].params == {"value": True}
 
 
+def test_anchors_and_merge_keys_share_parameters():
+    wf = parse("""\
+        version: 1
+        nodes:
+          a:
+            type: Range
+            params: &common {num: 3, stop: 2}
+          b:
+            type: Range
+            params:
+              <<: *common
+              num: 7
+          c:
+            type: Range
+            params: *common
+    """)
+    assert wf.nodes["b"].params == {"stop": 2, "num": 7}  # a key written here overrides a merged one
+    assert wf.nodes["b"].param_lines == {"stop": 5, "num": 10}
+    assert wf.nodes["c"].params == {"num": 3, "stop": 2}
+
+
 def test_empty_sections_and_empty_workflow():
     wf = parse("""
         version: 1
