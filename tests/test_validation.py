@@ -232,8 +232,9 @@ def test_edge_to_unknown_node_and_unknown_output(registry):
 def test_reference_shaped_text_to_a_non_text_port_is_flagged(registry):
     wf = wf_from("version: 1\nnodes:\n  ramp: {type: Range}\n  f:\n    type: Function\n    inputs:\n      x: rmap.array\n")
     (problem,) = validate(wf, registry)
-    assert problem.kind == "unknown-node" and problem.line == 7
-    assert problem.message == "input 'x' = 'rmap.array': not a connection: 'rmap' is not a node of this workflow (did you mean 'ramp'?)"
+    assert problem.kind == "literal" and problem.line == 7
+    assert problem.message == ("input 'x' = 'rmap.array': a Array literal must be a number or a (nested) list of numbers, "
+                               "got 'rmap.array'; 'rmap' is not a node of this workflow (did you mean 'ramp'?)")
     # a type that refuses text says so, and names the likely node too
     reg = build_registry(entry_points=False, env=False)
 
