@@ -133,3 +133,28 @@ def test_errors_name_the_problem():
         PasteBack().run(make_ctx(), crops=np.zeros((1, 64, 64, 3), np.uint8), transform=tf, image=np.zeros((90, 100, 3), np.uint8))
     with pytest.raises(NodeError, match="makes 64x64 crops"):
         PasteBack().run(make_ctx(), crops=np.zeros((1, 32, 32, 3), np.uint8), transform=tf, image=frames[0])
+
+
+def test_chain_decode_detect_crop_draw_encode(tmp_path):
+    """LoadVideo -> DetectLandmarks -> CropAlign -> DrawLandmarks -> SaveVideo on a real .mp4."""
+    pytest.importorskip("mediapipe")
+    from skimage import data
+
+    from nodes.face.landmark_nodes import DetectLandmarks, DrawLandmarks
+    from nodes.io.media import read_video, write_video
+    from nodes.io.media_nodes import LoadVideo, SaveVideo
+    from nodes.types import AudioClip
+
+    img = data.astronaut()
+    clip = np.stack([img[10 + k: 410 + k, 50 + 2 * k: 450 + 2 * k] for k in range(10)])
+    tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(6400) / 16000)).astype(np.float32)
+    write_video(tmp_path / "in.mp4", clip, 25, AudioClip(tone, 16000))
+    ctx = RunContext(node_id="c", node_type="chain", key="k", workflow_dir=tmp_path)
+    video = LoadVideo({"path": "in.mp4"}).run(ctx)
+    lm = DetectLandmarks({"smoothing": "savgol"}).run(ctx, frames=video["frames"])["landmarks"]
+    crop = CropAlign({"size": 256}).run(ctx, frames=video["frames"], landmarks=lm)
+    drawn = DrawLandmarks().run(ctx, frames=crop["frames"], landmarks=crop["landmarks"])["frames"]
+    out = SaveVideo({"path": "out.mp4"}).run(ctx, frames=drawn, audio=video["audio"], fps=video["fps"])["path"]
+    back = read_video(out)
+    assert back.frames.shape == (10, 256, 256, 3) and back.fps == 25.0
+    assert abs(back.audio.duration - 0.4) < 1e-3
