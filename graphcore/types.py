@@ -421,7 +421,13 @@ class RecordType(PortType):
         save_value(group, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
 
     def load(self, group: Any) -> Any:
-        return self.cls(**load_value(group))
+        fields = load_value(group)
+        for f in dataclasses.fields(self.cls):
+            # JSON has no tuples: give tuple-typed fields (e.g. image sizes) their type back.
+            is_tuple = f.type is tuple or str(f.type).startswith(("tuple", "Tuple"))
+            if is_tuple and isinstance(fields.get(f.name), list):
+                fields[f.name] = tuple(fields[f.name])
+        return self.cls(**fields)
 
     def schema(self) -> dict[str, Any]:
         return {**super().schema(), "fields": [f.name for f in dataclasses.fields(self.cls)]}
