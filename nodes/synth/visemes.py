@@ -176,9 +176,9 @@ def viseme_for(phoneme: str) -> tuple[tuple[str, ...], bool]:
 class Coarticulation:
     """Cohen–Massaro dominance shape: decay rates (1/s) before and after a segment's plateau."""
 
-    theta_before: float = 9.0  # anticipation: influence halves ~80 ms ahead of the segment
-    theta_after: float = 14.0  # carry-over: halves ~50 ms after it
-    plateau: float = 0.5  # fraction of the segment (around its centre) at full dominance
+    theta_before: float = 22.0  # anticipation: influence halves ~30 ms ahead of the segment's plateau
+    theta_after: float = 32.0  # carry-over: halves ~20 ms after it
+    plateau: float = 0.6  # fraction of the segment (around its centre) at full dominance
     horizon: float = 0.6  # seconds beyond which a segment's influence is ignored
 
 
