@@ -12,7 +12,6 @@ workflow both write it; the trainers read it through `open_dataset`:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -316,9 +315,3 @@ def open_dataset(url: str) -> Dataset:
     """Open a dataset written by MakeSyntheticDataset or PrepareDataset (local path or fsspec URL)."""
     return Dataset(url)
 
-
-@dataclasses.dataclass
-class ClipSummary:
-    name: str
-    n_frames: int
-    split: str
