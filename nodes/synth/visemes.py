@@ -188,8 +188,8 @@ def frame_times(n_frames: int, fps: float) -> np.ndarray:
 
 
 def n_frames_for(duration: float, fps: float) -> int:
-    """Video frames needed to cover `duration` seconds of audio."""
-    return max(1, int(np.ceil(duration * fps - 1e-6)))
+    """Video frames for `duration` seconds of audio: round half up, as `nodes.io.media.frame_count`."""
+    return max(1, int(np.floor(duration * fps + 0.5)))
 
 
 def _segments(track: Iterable[tuple[str, float, float]]) -> tuple[list[tuple[str, float, float]], set[str]]:
