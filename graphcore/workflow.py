@@ -46,10 +46,11 @@ class NodeSpec:
     type: str
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     inputs: dict[str, Edge | Literal] = dataclasses.field(default_factory=dict)
-    # Source positions (1-based lines) for messages; None when built in code.
-    line: int | None = None
-    param_lines: dict[str, int] = dataclasses.field(default_factory=dict)
-    input_lines: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Source positions (1-based lines) for messages; None when built in code. They are not
+    # part of a workflow's meaning, so they do not take part in equality.
+    line: int | None = dataclasses.field(default=None, compare=False)
+    param_lines: dict[str, int] = dataclasses.field(default_factory=dict, compare=False)
+    input_lines: dict[str, int] = dataclasses.field(default_factory=dict, compare=False)
     # Editor layout: {"x": .., "y": ..} and anything else the editor keeps; not part of keys.
     layout: dict[str, Any] | None = None
 
@@ -83,7 +84,7 @@ class Problem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        who = f" node '{self.node_id}'" if self.node_id else ""
+        who = f" node '{self.node_id}':" if self.node_id else ""
         return f"{where}:{who} {self.message}"
 
 
