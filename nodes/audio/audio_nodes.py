@@ -1,0 +1,45 @@
+"""AudioFeatures: per-video-frame audio features (variants and alignment: nodes/audio/features.py)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, Node, NodeError, Out, RunContext
+from nodes.types import AudioClip, FeatureSeq
+
+
+class AudioFeatures(Node):
+    """Audio features aligned to video frames, one row per frame (T = round(duration · fps)).
+
+    Variants: `mfcc_pitch` (T, 15) 13 MFCC + 2 pitch (HDTF); `a2h` (T, 4, 41) MFCC, fbank,
+    pitch and voicing over four 25 ms / 10 ms windows (Audio2Head); `mel` (T, 16, 80)
+    Wav2Lip's log-mel window (IP_LAP); `mfcc_window` (T, 28, 12) MFCC windows (Yi et al.).
+    """
+
+    category = "audio"
+    inputs = {
+        "audio": In("Audio"),
+        "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),
+    }
+    outputs = {"features": Out("AudioFeatures")}
+
+    class Params(BaseModel):
+        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window"] = Field("mfcc_pitch", description="feature layout (see the node description)")
+        fps: float = Field(25.0, gt=0, le=100, description="video frame rate the features align to")
+        num_frames: int = Field(0, ge=0, description="force this many frames (0: round(duration · fps)); edges are padded")
+        mel_align: Literal["centre", "start"] = Field(
+            "centre", description="mel only: window centred on the frame (IP_LAP training) or starting at it (Wav2Lip inference)")
+
+    def run(self, ctx: RunContext, audio: AudioClip, fps: float | None = None) -> dict[str, Any]:
+        from nodes.audio.features import audio_features
+
+        p = self.params
+        rate = float(fps) if fps is not None else p.fps
+        try:
+            data = audio_features(audio.samples, audio.sample_rate, p.variant, fps=rate,
+                                  num_frames=p.num_frames or None, mel_align=p.mel_align)
+        except ValueError as e:
+            raise NodeError(f"AudioFeatures ({p.variant}): {e}") from None
+        ctx.log(f"{p.variant}: {data.shape[0]} frames at {rate:g} fps from {audio.duration:.2f} s of audio, shape {data.shape[1:]}")
+        return {"features": FeatureSeq(data=data, fps=rate, variant=p.variant)}

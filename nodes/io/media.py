@@ -1,0 +1,377 @@
+"""Decoding and encoding of images, audio and video: plain functions the I/O nodes wrap.
+
+Trainers and dataset tools call these directly. Every failure is a `MediaError` (a NodeError,
+shown to users without a traceback) naming the file and what was wrong with it.
+
+Backends: Pillow for images, soundfile (libsndfile) for wav/flac/ogg, PyAV (FFmpeg) for
+everything else and for video. Audio is returned as float32 mono in [-1, 1], resampled with a
+polyphase filter (`scipy.signal.resample_poly`) to the rate asked for (16 kHz by default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from graphcore.node import NodeError
+from nodes.types import AudioClip
+
+AUDIO_RATE = 16000
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + (".mp3", ".m4a", ".aac", ".opus", ".mp4", ".mov", ".mkv", ".webm")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
+
+
+class MediaError(NodeError):
+    """A media file is missing, empty, corrupt or of an unsupported kind."""
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: file not found")
+    if not p.is_file():
+        raise MediaError(f"{p}: not a regular file")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{p}: file is empty (0 bytes)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Images
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3); EXIF orientation applied, alpha dropped."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = _existing_file(path)
+    try:
+        with Image.open(p) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except UnidentifiedImageError:
+        raise MediaError(f"{p}: not a readable image (unknown or corrupt format)") from None
+    except (OSError, ValueError) as e:
+        raise MediaError(f"{p}: image could not be decoded ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Audio
+
+
+def to_mono_float(samples: np.ndarray) -> np.ndarray:
+    """(N,) or (N, C) samples of any dtype → float32 mono (channel mean)."""
+    a = np.asarray(samples)
+    if a.dtype.kind in "iu":
+        info = np.iinfo(a.dtype)
+        a = (a.astype(np.float64) - (info.min + info.max + 1) / 2) / ((info.max - info.min + 1) / 2)
+    if a.ndim == 2:
+        a = a.mean(axis=1)
+    return a.astype(np.float32, copy=False)
+
+
+def resample_audio(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling (Kaiser-windowed FIR) of mono float samples."""
+    from scipy.signal import resample_poly
+
+    from_rate, to_rate = int(from_rate), int(to_rate)
+    if from_rate == to_rate or len(samples) == 0:
+        return np.asarray(samples, dtype=np.float32)
+    g = math.gcd(from_rate, to_rate)
+    out = resample_poly(np.asarray(samples, dtype=np.float64), to_rate // g, from_rate // g)
+    return out.astype(np.float32)
+
+
+def _decode_audio_stream(container, stream) -> tuple[np.ndarray, int]:
+    """All samples of one PyAV audio stream as float32 mono at the stream's own rate."""
+    import av
+
+    resampler = av.AudioResampler(format="fltp")  # keep layout and rate, planar float
+    rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+    parts: list[np.ndarray] = []
+    for frame in container.decode(stream):
+        rate = int(frame.sample_rate) or rate
+        for f in resampler.resample(frame):
+            parts.append(f.to_ndarray().mean(axis=0))
+    for f in resampler.resample(None):
+        parts.append(f.to_ndarray().mean(axis=0))
+    samples = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    return samples, rate
+
+
+def _read_audio_av(p: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{p}: has no audio stream")
+            return _decode_audio_stream(container, container.streams.audio[0])
+    except av.FFmpegError as e:
+        raise MediaError(f"{p}: audio could not be decoded ({e})") from None
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = AUDIO_RATE) -> AudioClip:
+    """An audio file (or the first audio stream of a video) as float32 mono at `sample_rate`.
+
+    wav/flac/ogg go through soundfile; other containers (mp3, m4a, mp4, ...) through PyAV.
+    """
+    p = _existing_file(path)
+    samples = rate = None
+    if p.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        import soundfile as sf
+
+        try:
+            data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+            samples = to_mono_float(data)
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            samples = None  # e.g. a .wav with a codec libsndfile lacks: let FFmpeg try
+    if samples is None:
+        samples, rate = _read_audio_av(p)
+    if len(samples) == 0 or not rate:
+        raise MediaError(f"{p}: contains no audio samples")
+    if not np.isfinite(samples).all():
+        raise MediaError(f"{p}: audio contains NaN or infinite samples")
+    samples = resample_audio(samples, rate, sample_rate)
+    return AudioClip(np.clip(samples, -1.0, 1.0).astype(np.float32), int(sample_rate))
+
+
+def write_audio(path: str | os.PathLike, audio: AudioClip) -> Path:
+    """A 16-bit PCM file (format from the extension: wav, flac, ogg)."""
+    import soundfile as sf
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    subtype = "PCM_16" if p.suffix.lower() in (".wav", ".flac", ".aif", ".aiff") else None
+    sf.write(str(p), audio.samples, int(audio.sample_rate), subtype=subtype)
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Video
+
+
+@dataclasses.dataclass
+class VideoInfo:
+    fps: float
+    width: int
+    height: int
+    frames: int  # the container's count; 0 when it does not say
+    has_audio: bool
+
+
+@dataclasses.dataclass
+class Video:
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    fps: float
+    audio: AudioClip | None
+
+
+def _open_video(p: Path):
+    import av
+
+    try:
+        container = av.open(str(p))
+    except av.FFmpegError as e:
+        raise MediaError(f"{p}: not a readable video ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{p}: has no video stream")
+    return container
+
+
+def _stream_fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 25.0
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame rate, size, frame count and whether there is sound, without decoding."""
+    p = _existing_file(path)
+    with _open_video(p) as container:
+        s = container.streams.video[0]
+        return VideoInfo(_stream_fps(s), int(s.codec_context.width), int(s.codec_context.height),
+                         int(s.frames or 0), bool(container.streams.audio))
+
+
+def iter_video_frames(
+    path: str | os.PathLike,
+    *,
+    chunk: int = 64,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[np.ndarray]:
+    """Decoded frames in chunks of uint8 RGB (n, H, W, 3), for flat-memory processing.
+
+    `size` = (width, height) rescales each frame with FFmpeg's bicubic scaler while decoding.
+    """
+    import av
+
+    p = _existing_file(path)
+    container = _open_video(p)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        buf: list[np.ndarray] = []
+        n = 0
+        width, height = size if size else (None, None)
+        for frame in container.decode(stream):
+            if max_frames is not None and n >= max_frames:
+                break
+            buf.append(frame.to_ndarray(format="rgb24", width=width, height=height,
+                                        interpolation="BICUBIC" if size else None))
+            n += 1
+            if len(buf) == chunk:
+                yield np.stack(buf)
+                buf = []
+        if buf:
+            yield np.stack(buf)
+        if n == 0:
+            raise MediaError(f"{p}: no video frames could be decoded")
+    except av.FFmpegError as e:
+        raise MediaError(f"{p}: video could not be decoded ({e})") from None
+    finally:
+        container.close()
+
+
+def scaled_size(width: int, height: int, want_w: int = 0, want_h: int = 0) -> tuple[int, int] | None:
+    """(w, h) for a resize request where 0 means 'keep the aspect ratio' (None: no resize)."""
+    if want_w <= 0 and want_h <= 0:
+        return None
+    if want_w <= 0:
+        want_w = max(1, round(width * want_h / height))
+    if want_h <= 0:
+        want_h = max(1, round(height * want_w / width))
+    return int(want_w), int(want_h)
+
+
+def read_video(
+    path: str | os.PathLike,
+    *,
+    max_frames: int | None = None,
+    width: int = 0,
+    height: int = 0,
+    audio: bool = True,
+    sample_rate: int = AUDIO_RATE,
+    progress: Callable[[int, int], None] | None = None,
+) -> Video:
+    """Frames (T, H, W, 3) uint8, the average frame rate and the sound (None if it has none).
+
+    Frames are taken in decode order (variable-rate videos are not retimed); `width`/`height`
+    resize (0 = keep, or follow the other's aspect ratio). The sound is cut to the duration of
+    the frames returned (AAC decoders add up to one codec frame of padding, and `max_frames`
+    may stop early); it is never padded. `progress(done, total)` follows decoding.
+    """
+    info = probe_video(path)
+    size = scaled_size(info.width, info.height, width, height)
+    total = max_frames or info.frames
+    chunks: list[np.ndarray] = []
+    done = 0
+    for chunk in iter_video_frames(path, max_frames=max_frames, size=size):
+        chunks.append(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, max(total, done))
+    frames = np.concatenate(chunks)
+    clip = None
+    if audio and info.has_audio:
+        clip = read_audio(path, sample_rate)
+        keep = int(round(len(frames) / info.fps * clip.sample_rate))
+        clip = AudioClip(clip.samples[:keep], clip.sample_rate)
+    return Video(frames, info.fps, clip)
+
+
+def frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
+    """Video frames covering `num_samples` of audio: round-half-up of duration·fps.
+
+    Exact for integer rates (computed on integers), so e.g. 1.02 s at 25 fps is 26 frames and
+    1.0199 s is 25, whatever the float error.
+    """
+    f = Fraction(fps).limit_denominator(1_000_000)
+    return int((2 * num_samples * f.numerator + sample_rate * f.denominator) // (2 * sample_rate * f.denominator))
+
+
+def _even_pad(frames: np.ndarray) -> np.ndarray:
+    """H.264 yuv420p needs even sides: repeat the last row/column where one is odd."""
+    _, h, w, _ = frames.shape
+    ph, pw = h % 2, w % 2
+    if not (ph or pw):
+        return frames
+    return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float = 25.0,
+    audio: AudioClip | None = None,
+    *,
+    crf: int = 18,
+    preset: str = "medium",
+    audio_bitrate: int = 128_000,
+) -> Path:
+    """Encode frames (T, H, W, 3) uint8 to an .mp4: H.264 yuv420p + AAC mono.
+
+    Odd sides are padded by one edge-replicated row/column. With audio, the result lasts as
+    long as the shorter stream: n = min(T, frame_count(audio)) frames are kept and the sound is
+    cut to n / fps seconds (it is never padded). The file is written under a temporary name and
+    renamed when complete, so a failure never leaves a truncated video at `path`.
+    """
+    import av
+
+    p = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise MediaError(f"{p}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise MediaError(f"{p}: frame rate must be positive, got {fps}")
+    n = len(frames)
+    if audio is not None:
+        n = min(n, frame_count(len(audio.samples), audio.sample_rate, fps))
+    if n == 0:
+        raise MediaError(f"{p}: nothing to write (0 frames" + (", or audio shorter than half a frame)" if audio is not None else ")"))
+    rate = Fraction(fps).limit_denominator(1001)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.stem}.{os.getpid()}.part{p.suffix or '.mp4'}")
+    try:
+        with av.open(str(tmp), "w", format="mp4") as container:
+            h, w = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2
+            vs = container.add_stream("libx264", rate=rate)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            vs.options = {"crf": str(int(crf)), "preset": preset}
+            astream = None
+            if audio is not None:
+                astream = container.add_stream("aac", rate=int(audio.sample_rate), layout="mono")
+                astream.bit_rate = int(audio_bitrate)
+                sound = np.asarray(audio.samples, dtype=np.float32)[: int(round(n / fps * audio.sample_rate))]
+            sent = 0  # audio samples muxed so far: interleave sound with the frames it goes with
+            for i0 in range(0, n, 32):
+                chunk = _even_pad(frames[i0:min(i0 + 32, n)])
+                for j, img in enumerate(chunk):
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                    vf.pts = i0 + j
+                    container.mux(vs.encode(vf))
+                if astream is not None:
+                    until = min(len(sound), int(round((i0 + len(chunk)) / fps * audio.sample_rate)))
+                    if until > sent:
+                        af = av.AudioFrame.from_ndarray(sound[None, sent:until], format="flt", layout="mono")
+                        af.sample_rate, af.pts = int(audio.sample_rate), sent
+                        container.mux(astream.encode(af))
+                        sent = until
+            container.mux(vs.encode(None))
+            if astream is not None:
+                container.mux(astream.encode(None))
+        os.replace(tmp, p)
+    except av.FFmpegError as e:
+        raise MediaError(f"{p}: video could not be encoded ({e})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p

@@ -1,0 +1,105 @@
+"""Media I/O nodes: load images, audio and video; save an H.264 + AAC .mp4.
+
+Thin wrappers over nodes/io/media.py (which trainers and dataset tools use directly).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, InputFile, Node, Out, OutputFile, RunContext
+from nodes.io import media
+from nodes.types import AudioClip
+
+
+class LoadImage(Node):
+    """Read an image file (png, jpg, webp, ...) as uint8 RGB; EXIF orientation is applied."""
+
+    category = "io"
+    outputs = {"image": Out("Image")}
+
+    class Params(BaseModel):
+        path: str = InputFile(description="image file", extensions=media.IMAGE_EXTENSIONS)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        return {"image": media.read_image(ctx.resolve_path(self.params.path))}
+
+
+class LoadAudio(Node):
+    """Read the sound of an audio or video file as mono float32, resampled (16 kHz by default)."""
+
+    category = "io"
+    outputs = {"audio": Out("Audio")}
+
+    class Params(BaseModel):
+        path: str = InputFile(description="audio file (wav, flac, ogg, mp3, m4a) or a video with sound",
+                              extensions=media.AUDIO_EXTENSIONS)
+        sample_rate: int = Field(media.AUDIO_RATE, ge=8000, le=192000, description="output sample rate in Hz")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        return {"audio": media.read_audio(ctx.resolve_path(self.params.path), self.params.sample_rate)}
+
+
+class LoadVideo(Node):
+    """Decode a video's frames (uint8 RGB), its sound (16 kHz mono) and its frame rate.
+
+    A video without sound gives silence as long as the frames (and says so in the log).
+    """
+
+    category = "io"
+    outputs = {
+        "frames": Out("Frames"),
+        "audio": Out("Audio"),
+        "fps": Out("Scalar", "average frame rate of the video stream"),
+    }
+
+    class Params(BaseModel):
+        path: str = InputFile(description="video file (mp4, mov, mkv, avi, webm)", extensions=media.VIDEO_EXTENSIONS)
+        max_frames: int = Field(0, ge=0, description="decode at most this many frames (0: all); the sound is cut to match")
+        width: int = Field(0, ge=0, le=8192, description="resize to this width (0: keep, or follow height's aspect)")
+        height: int = Field(0, ge=0, le=8192, description="resize to this height (0: keep, or follow width's aspect)")
+        sample_rate: int = Field(media.AUDIO_RATE, ge=8000, le=192000, description="sample rate of the audio output")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        p = self.params
+        path = ctx.resolve_path(p.path)
+        video = media.read_video(path, max_frames=p.max_frames or None, width=p.width, height=p.height,
+                                 sample_rate=p.sample_rate, progress=lambda i, n: ctx.progress(i, n, "decoding frames"))
+        frames, audio = video.frames, video.audio
+        if audio is None:
+            ctx.log(f"{path.name} has no sound: the audio output is silence of the video's length")
+            audio = AudioClip(np.zeros(int(round(len(frames) / video.fps * p.sample_rate)), np.float32), p.sample_rate)
+        return {"frames": frames, "audio": audio, "fps": float(video.fps)}
+
+
+class SaveVideo(Node):
+    """Write frames (and optional sound) to an .mp4: H.264 yuv420p + AAC, via PyAV.
+
+    With sound, the video lasts as long as the shorter stream (extra frames or sound are cut,
+    never padded). Odd frame sides are padded by one repeated edge row/column.
+    """
+
+    category = "io"
+    inputs = {
+        "frames": In("Frames"),
+        "audio": In("Audio", "sound to mux", optional=True),
+        "fps": In("Scalar", "frame rate (overrides the fps parameter)", optional=True),
+    }
+    outputs = {"path": Out("Path", "the written .mp4")}
+
+    class Params(BaseModel):
+        path: str = OutputFile("output.mp4", description="where to write the .mp4", extensions=(".mp4",))
+        fps: float = Field(25.0, gt=0, le=240, description="frame rate when the fps input is not connected")
+        crf: int = Field(18, ge=0, le=51, description="H.264 constant rate factor (lower: better, larger)")
+        preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"] = Field(
+            "medium", description="x264 speed/size trade-off")
+        audio_bitrate: int = Field(128_000, ge=16_000, le=512_000, description="AAC bit rate in bit/s")
+
+    def run(self, ctx: RunContext, frames: np.ndarray, audio: AudioClip | None = None, fps: float | None = None) -> dict[str, Any]:
+        p = self.params
+        path = ctx.resolve_path(p.path)
+        rate = float(fps) if fps is not None else p.fps
+        media.write_video(path, frames, rate, audio, crf=p.crf, preset=p.preset, audio_bitrate=p.audio_bitrate)
+        return {"path": str(path)}
