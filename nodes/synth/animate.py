@@ -1,0 +1,61 @@
+"""Driving coefficients for a portrait: phonemes + audio + the portrait's fitted 3DMM -> T frames.
+
+The portrait's own fitted expression is the rest pose; the viseme curves (mouth), the
+pitch-driven brows and the head-motion deltas are added to it, so a smiling portrait keeps its
+smile between words. Expression coefficients stay in the model's fitted range [0, 1.5].
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from .motion import HeadMotion, blink_curve, brow_curves, head_motion, loudness_curve, pitch_track
+from .visemes import N_MOUTH, Coarticulation, mouth_curves
+
+EXPRESSION_MAX = 1.5  # the face model's coefficient box (nodes/face/model.py)
+FACE_HEIGHT_MM = 150.0  # brow-to-chin height used to turn relative translations into pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class AnimationSettings:
+    fps: float = 25.0
+    seed: int = 0
+    mouth_amplitude: float = 1.0  # scales every viseme target
+    brow_gain: float = 0.5  # brow raise at the strongest pitch accents
+    blink_rate: float = 17.0  # blinks per minute (0 = none)
+    head_amplitude: float = 1.0  # scales the head-motion standard deviations (0 = still)
+    coarticulation: Coarticulation = Coarticulation()
+    head: HeadMotion = HeadMotion()
+
+
+@dataclasses.dataclass
+class Animation:
+    expression: np.ndarray  # float32 (T, 33)
+    pose: np.ndarray  # float32 (T, 6)
+    blink: np.ndarray  # float32 (T,) eyelid closure in [0, 1]
+    unknown_phonemes: set
+
+
+def animate(track: Sequence[tuple[str, float, float]], samples: np.ndarray, sample_rate: int, n_frames: int,
+            ref_expression: np.ndarray, ref_pose: np.ndarray, settings: AnimationSettings = AnimationSettings(),
+            ) -> Animation:
+    """Per-frame expression, pose and blink curves for `n_frames` video frames."""
+    s = settings
+    ref_expression = np.asarray(ref_expression, np.float32).reshape(-1)
+    ref_pose = np.asarray(ref_pose, np.float32).reshape(6)
+    mouth, unknown = mouth_curves(track, n_frames, s.fps, s.mouth_amplitude, s.coarticulation)
+    f0, _ = pitch_track(samples, sample_rate, n_frames, s.fps)
+    brows = brow_curves(f0, s.seed, s.brow_gain)
+    expression = np.repeat(ref_expression[None], n_frames, axis=0)
+    expression[:, :N_MOUTH] += mouth
+    expression[:, N_MOUTH:N_MOUTH + brows.shape[1]] += brows
+    expression = np.clip(expression, 0.0, EXPRESSION_MAX)
+
+    face_px = float(np.exp(ref_pose[5])) * FACE_HEIGHT_MM
+    loud = loudness_curve(samples, sample_rate, n_frames, s.fps)
+    deltas = head_motion(n_frames, s.fps, s.seed, face_px, loud, s.head, s.head_amplitude)
+    pose = ref_pose[None, :] + deltas
+    blink = blink_curve(n_frames, s.fps, s.seed, s.blink_rate)
+    return Animation(expression.astype(np.float32), pose.astype(np.float32), blink, unknown)
