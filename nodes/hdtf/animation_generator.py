@@ -171,7 +171,9 @@ class AnimationGenerator(nn.Module):
     def forward(self, audio: torch.Tensor, identity: torch.Tensor, style: bool = True) -> dict[str, torch.Tensor]:
         if audio.shape[1] < 2:
             raise ValueError("need at least 2 frames of audio features")
-        out = self.forward_normalized(self.audio_norm.norm(audio), self.identity_norm.norm(identity), style)
+        # an unseen face far outside the training identities is kept within the trained range
+        identity_n = self.identity_norm.norm(identity).clamp(-4.0, 4.0)
+        out = self.forward_normalized(self.audio_norm.norm(audio), identity_n, style)
         return {k: self.out_norm[k].denorm(v) for k, v in out.items()}
 
 
