@@ -7,6 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
+from nodes.ports import image_or_frames
 
 
 class WarpImage(Node):
@@ -33,9 +34,7 @@ class WarpImage(Node):
             frames: np.ndarray | None = None) -> dict[str, Any]:
         from nodes.warp import warp_frames
 
-        if (image is None) == (frames is None):
-            raise NodeError("WarpImage: connect exactly one of the inputs `image` and `frames`")
-        src = image if image is not None else frames
+        src = image_or_frames("WarpImage", image, frames)
         p = self.params
         try:
             out = warp_frames(src, flow, mode=p.mode, padding=p.padding, chunk=p.chunk, device=ctx.device,

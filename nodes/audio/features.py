@@ -44,8 +44,7 @@ and a clip's prefix gives the same rows as the whole clip away from its end.
 
 Cost: numpy + scipy.fft only (no librosa, hence no numba compilation at first call): measured
 here about 0.2 s per minute of audio for `mel` / `mfcc_window` and about 1 s for the variants
-with pitch (YIN dominates). Rows are computed in chunks, so memory stays proportional to the
-features themselves.
+with pitch (YIN dominates; it runs over chunks of 512 rows so its FFT buffers stay small).
 """
 from __future__ import annotations
 

@@ -7,12 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-
-
-def _one_input(node: str, image: np.ndarray | None, frames: np.ndarray | None) -> np.ndarray:
-    if (image is None) == (frames is None):
-        raise NodeError(f"{node}: connect exactly one of the inputs `image` and `frames`")
-    return image[None] if image is not None else frames
+from nodes.ports import image_or_frames
 
 
 class DetectLandmarks(Node):
@@ -47,7 +42,7 @@ class DetectLandmarks(Node):
         from nodes.face.landmarks import detect_landmarks, interpolate_missing, smooth_one_euro, smooth_savgol
 
         p = self.params
-        src = _one_input("DetectLandmarks", image, frames)
+        src = image_or_frames("DetectLandmarks", image, frames)
         if len(src) == 0:
             raise NodeError("DetectLandmarks: no frames to process")
         lms, found = detect_landmarks(src, tracking=p.tracking and image is None, min_confidence=p.min_confidence,

@@ -58,7 +58,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     except UnidentifiedImageError:
         raise MediaError(f"{p}: not a readable image (unknown or corrupt format)") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise MediaError(f"{p}: image could not be decoded ({e})") from None
 
 

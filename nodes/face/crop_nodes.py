@@ -1,0 +1,89 @@
+"""CropAlign (HDTF's fixed per-video face crop) and PasteBack (put results back into the frames)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, Node, NodeError, Out, RunContext
+from nodes.ports import image_or_frames
+from nodes.types import CropTransform
+
+
+class CropAlign(Node):
+    """HDTF's crop (§3): one fixed square window per video around the face, resized to `size`.
+
+    The window is `scale` × the longer side of the landmarks' box over the whole clip (their
+    union, or per-side median), centred on it, moved down by `offset_y` × side, in whole pixels,
+    slid inside the frame when it fits (else the frame's edges are repeated). Outputs the crops,
+    the transform (for PasteBack) and the landmarks in crop pixels.
+    """
+
+    category = "face"
+    inputs = {
+        "image": In("Image", optional=True),
+        "frames": In("Frames", optional=True),
+        "landmarks": In("Landmarks", "(T, N, 2|3) in frame pixels; T equal to the frames' (or 1)"),
+    }
+    outputs = {
+        "frames": Out("Frames", "(T, size, size, 3)"),
+        "transform": Out("CropTransform"),
+        "landmarks": Out("Landmarks", "landmarks in crop pixels"),
+    }
+
+    class Params(BaseModel):
+        size: int = Field(512, ge=32, le=2048, description="output side in pixels (HDTF: 512; 256 for lighter models)")
+        scale: float = Field(2.2, ge=1.0, le=6.0, description="window side / longer side of the landmarks' box")
+        offset_y: float = Field(0.1, ge=-0.5, le=0.5, description="move the window down by this fraction of its side")
+        box: Literal["union", "median"] = Field("union", description="face box over the clip: union of all frames, or per-side median")
+        keep_inside: bool = Field(True, description="slide the window inside the frame when it fits")
+
+    def run(self, ctx: RunContext, landmarks: np.ndarray, image: np.ndarray | None = None,
+            frames: np.ndarray | None = None) -> dict[str, Any]:
+        from nodes.face.crop import crop_frames, crop_window, to_crop
+
+        p = self.params
+        src = image_or_frames("CropAlign", image, frames)
+        if len(landmarks) not in (1, len(src)):
+            raise NodeError(f"CropAlign: {len(landmarks)} landmark frames for {len(src)} frames (give one, or one per frame)")
+        try:
+            tf = crop_window(landmarks, src.shape[1:3], size=p.size, scale=p.scale, offset_y=p.offset_y,
+                             box=p.box, keep_inside=p.keep_inside)
+            crops = crop_frames(src, tf)
+        except ValueError as e:
+            raise NodeError(f"CropAlign: {e}") from None
+        ctx.log(f"crop window x0={tf.x0:g} y0={tf.y0:g} side={tf.side:g} of {src.shape[2]}x{src.shape[1]} -> {p.size}x{p.size}")
+        return {"frames": crops, "transform": tf, "landmarks": to_crop(landmarks, tf)}
+
+
+class PasteBack(Node):
+    """Put crops (e.g. generated faces) back into the full frames through a CropTransform.
+
+    An optional mask (in crop pixels) picks which crop pixels replace the frame; `feather`
+    fades the crop's border so the seam does not show. One original frame may serve all crops.
+    """
+
+    category = "face"
+    inputs = {
+        "crops": In("Frames", "(T, size, size, 3) in the crop's space"),
+        "transform": In("CropTransform"),
+        "image": In("Image", "one full frame for every crop", optional=True),
+        "frames": In("Frames", "the full frames, one per crop", optional=True),
+        "mask": In("Mask", "(T or 1, size, size) weight of the crop pixels", optional=True),
+    }
+    outputs = {"frames": Out("Frames")}
+
+    class Params(BaseModel):
+        feather: int = Field(0, ge=0, le=256, description="fade the crop's border over this many crop pixels")
+
+    def run(self, ctx: RunContext, crops: np.ndarray, transform: CropTransform, image: np.ndarray | None = None,
+            frames: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict[str, Any]:
+        from nodes.face.crop import paste_back
+
+        originals = image_or_frames("PasteBack", image, frames)
+        try:
+            out = paste_back(crops, transform, originals, mask, self.params.feather)
+        except ValueError as e:
+            raise NodeError(f"PasteBack: {e}") from None
+        return {"frames": out}
