@@ -254,11 +254,12 @@ def jaw_weight(m: Mesh) -> tuple[np.ndarray, np.ndarray]:
             fixed[i] = 0.0
     # the lips are pinned only in their middle part, so that the opening tapers smoothly
     # towards the mouth corners (a lens, not a slot)
-    central = np.abs(v[:, 0]) < 0.45 * abs(v[MOUTH_CORNER_L, 0])
-    for i in np.where(r["upper_lip"] & central)[0]:
+    # (the upper lip, attached to the maxilla, is pinned further out than the lower one)
+    half_width = abs(v[MOUTH_CORNER_L, 0])
+    for i in np.where(r["upper_lip"] & (np.abs(v[:, 0]) < 0.75 * half_width))[0]:
         fixed[int(i)] = 0.0
     below_lip = v[lp["lips_outer_lower"], 1].max() + 3.0
-    for i in np.where((r["lower_lip"] & central) | (v[:, 1] > below_lip))[0]:
+    for i in np.where((r["lower_lip"] & (np.abs(v[:, 0]) < 0.45 * half_width)) | (v[:, 1] > below_lip))[0]:
         fixed[int(i)] = 1.0
     for i in lp["face_oval"]:
         if v[i, 1] > hinge[1] + 10.0:
