@@ -6,8 +6,12 @@ condition), mouth and eyebrow coefficients and pose deltas. Everything the netwo
 discriminators see is standardised with training-set statistics, which the generator keeps
 as buffers (so its checkpoint maps raw features to raw coefficients).
 
-Departures: eq. 5's constants delta_1, delta_2 are set for standardised signals (dynamic
-range ~6 sigma: (0.01*6)^2, (0.03*6)^2); the lambda weights are not given in the paper and are
+Departures: eq. 5 is applied to the standardised signals shifted by +3 sigma (SSIM_OFFSET).
+SSIM's luminance and structure terms both change sign for zero-mean data, so on raw signed
+signals an anti-correlated prediction with the opposite mean would score as well as a correct
+one; the shift keeps every mean positive, as the paper's raw eyebrow coefficients are, and
+leaves the contrast/structure term untouched. delta_1, delta_2 are set for that dynamic range
+(~6 sigma: (0.01*6)^2, (0.03*6)^2). The lambda weights are not given in the paper and are
 parameters here.
 """
 from __future__ import annotations
@@ -28,6 +32,11 @@ from .identity import IdentityEncoder
 from .model_registry import model_config
 
 SSIM_C1, SSIM_C2 = (0.01 * 6) ** 2, (0.03 * 6) ** 2
+SSIM_OFFSET = 3.0
+
+
+def shifted_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return sequence_ssim(pred + SSIM_OFFSET, target + SSIM_OFFSET, SSIM_C1, SSIM_C2)
 
 
 class AnimationTrainSettings(BaseModel):
@@ -124,8 +133,8 @@ class AnimationTask(TrainTask):
         audio_n, id_n, real = self._normalized(batch)
         fake = self.generator.forward_normalized(audio_n, id_n)
         l1_mouth = l1_loss(fake["mouth"], real["mouth"])
-        ssim_brow = 1 - sequence_ssim(fake["brow"], real["brow"], SSIM_C1, SSIM_C2)
-        ssim_pose = 1 - sequence_ssim(fake["pose"], real["pose"], SSIM_C1, SSIM_C2)
+        ssim_brow = 1 - shifted_ssim(fake["brow"], real["brow"])
+        ssim_pose = 1 - shifted_ssim(fake["pose"], real["pose"])
         loss = s.lambda_mouth * l1_mouth + s.lambda_brow * ssim_brow + s.lambda_pose * ssim_pose
         logs = {"l1_mouth": l1_mouth.item(), "ssim_brow": ssim_brow.item(), "ssim_pose": ssim_pose.item()}
         if use_gan:
