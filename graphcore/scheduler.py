@@ -108,6 +108,32 @@ def worker_plugin_paths(plugin_paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_bookkeeping: list[threading.Thread] = []
+
+
+def touch_in_background(cache: Any, keys: list[str]) -> None:
+    """Record the cache hits' last use (for gc) off the critical path: a re-run that finds
+    everything cached should not wait for a thousand small writes. The thread is not a
+    daemon, so the interpreter finishes it before exiting."""
+    if not keys:
+        return
+
+    def touch_all() -> None:
+        for key in keys:
+            cache.touch(key)
+
+    thread = threading.Thread(target=touch_all, name="graphrun-touch")
+    thread.start()
+    _bookkeeping.append(thread)
+    _bookkeeping[:] = [t for t in _bookkeeping if t.is_alive()]
+
+
+def wait_for_bookkeeping(timeout: float | None = None) -> None:
+    """Wait for background cache bookkeeping (e.g. before deleting a cache folder)."""
+    for thread in list(_bookkeeping):
+        thread.join(timeout)
+
+
 class Scheduler:
     def __init__(self, graph: BoundGraph, plan: RunPlan, cache: Any, bus: EventBus) -> None:
         self.graph, self.plan, self.cache, self.bus = graph, plan, cache, bus
@@ -192,6 +218,7 @@ class Scheduler:
         needed_in_process = set().union(*closures.values()) if to_run else set()
         self.emit("run_started", nodes=list(self.order), keys={n: t.key for n, t in plan.nodes.items()},
                   to_run=to_run + sorted(needed_in_process, key=self.order.index))
+        hits = []
         for n in self.order:
             if n in pending or n in needed_in_process:
                 self.emit("queued", n)
@@ -199,7 +226,8 @@ class Scheduler:
                 self.status[n] = "cached"
                 self.emit("cached", n)
                 if not plan.nodes[n].in_process:
-                    self.cache.touch(plan.nodes[n].key)
+                    hits.append(plan.nodes[n].key)
+        touch_in_background(self.cache, hits)
 
         deps = {n: self.effective_upstream(n) for n in to_run}
         waiting = {n: deps[n] & pending for n in to_run}
