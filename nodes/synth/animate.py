@@ -12,9 +12,11 @@ from typing import Sequence
 import numpy as np
 
 from .motion import HeadMotion, blink_curve, brow_curves, head_motion, loudness_curve, pitch_track
-from .visemes import N_MOUTH, Coarticulation, mouth_curves
+from .visemes import MOUTH_COMPONENTS, N_MOUTH, Coarticulation, mouth_curves
 
 EXPRESSION_MAX = 1.5  # the face model's coefficient box (nodes/face/model.py)
+_I = {n: i for i, n in enumerate(MOUTH_COMPONENTS)}
+_PARTING = [_I[n] for n in ("lower_down_left", "lower_down_right", "upper_up_left", "upper_up_right")]
 FACE_HEIGHT_MM = 150.0  # brow-to-chin height used to turn relative translations into pixels
 
 
@@ -38,6 +40,23 @@ class Animation:
     unknown_phonemes: set
 
 
+def combine_mouth(rest: np.ndarray, curves: np.ndarray, amplitude: float = 1.0) -> np.ndarray:
+    """Mouth coefficients (T, 28): the rest expression plus the viseme curves.
+
+    Most components add (scaled by `amplitude`). Lip closure does not: the model's `mouth_close`
+    cancels `jaw_open` on the lower lip (as ARKit's mouthClose), so it is set to the closure
+    fraction c (the `mouth_close` curve, 1 on bilabials) times the total jaw opening, and the
+    rest face's own lip parting (lower_down / upper_up) is scaled by 1 - c: /p b m/ shut the
+    lips whatever the portrait's mouth was doing.
+    """
+    closure = np.clip(curves[:, _I["mouth_close"]], 0.0, 1.0)
+    out = rest[None, :] + amplitude * curves
+    out = np.clip(out, 0.0, EXPRESSION_MAX)
+    out[:, _PARTING] = rest[None, _PARTING] * (1.0 - closure[:, None]) + amplitude * curves[:, _PARTING]
+    out[:, _I["mouth_close"]] = np.maximum(rest[_I["mouth_close"]], closure * out[:, _I["jaw_open"]])
+    return np.clip(out, 0.0, EXPRESSION_MAX)
+
+
 def animate(track: Sequence[tuple[str, float, float]], samples: np.ndarray, sample_rate: int, n_frames: int,
             ref_expression: np.ndarray, ref_pose: np.ndarray, settings: AnimationSettings = AnimationSettings(),
             ) -> Animation:
@@ -45,11 +64,11 @@ def animate(track: Sequence[tuple[str, float, float]], samples: np.ndarray, samp
     s = settings
     ref_expression = np.asarray(ref_expression, np.float32).reshape(-1)
     ref_pose = np.asarray(ref_pose, np.float32).reshape(6)
-    mouth, unknown = mouth_curves(track, n_frames, s.fps, s.mouth_amplitude, s.coarticulation)
+    mouth, unknown = mouth_curves(track, n_frames, s.fps, 1.0, s.coarticulation)
     f0, _ = pitch_track(samples, sample_rate, n_frames, s.fps)
     brows = brow_curves(f0, s.seed, s.brow_gain)
     expression = np.repeat(ref_expression[None], n_frames, axis=0)
-    expression[:, :N_MOUTH] += mouth
+    expression[:, :N_MOUTH] = combine_mouth(ref_expression[:N_MOUTH], mouth, s.mouth_amplitude)
     expression[:, N_MOUTH:N_MOUTH + brows.shape[1]] += brows
     expression = np.clip(expression, 0.0, EXPRESSION_MAX)
 

@@ -43,45 +43,23 @@ def blink_curve(n_frames: int, fps: float, seed: int, rate_per_min: float = 17.0
 # --- pitch and brows -------------------------------------------------------------------------
 
 
-def pitch_track(samples: np.ndarray, sample_rate: int, n_frames: int, fps: float = 25.0,
-                fmin: float = 70.0, fmax: float = 400.0, voicing: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
-    """F0 in Hz per video frame (0 where unvoiced) and the voicing confidence in [0, 1].
+def pitch_track(samples: np.ndarray, sample_rate: int, n_frames: int, fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
+    """F0 in Hz per video frame (0 where unvoiced) and the voiced fraction of the frame in [0, 1].
 
-    Normalised autocorrelation of a 64 ms Hann window centred on each frame, peak picked between
-    1/fmax and 1/fmin with parabolic interpolation; a frame is voiced when the peak exceeds
-    `voicing` and the frame is not near-silent.
+    The YIN pitch rows of nodes/audio/features.py (100 per second); a video frame is voiced when
+    at least half of the rows centred inside it are, and its F0 is their mean.
     """
-    win = int(round(0.064 * sample_rate))
-    centres = np.round(frame_times(n_frames, fps) * sample_rate).astype(int)
-    padded = np.pad(samples.astype(np.float64), (win, win))
-    idx = centres[:, None] + win - win // 2 + np.arange(win)[None, :]
-    frames = padded[idx] * np.hanning(win)[None, :]
-    frames -= frames.mean(axis=1, keepdims=True)
-    nfft = 1 << int(np.ceil(np.log2(2 * win)))
-    spec = np.fft.rfft(frames, nfft, axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, :win]
-    # Correct for the window's own autocorrelation so long lags are not penalised.
-    w_ac = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(win), nfft)) ** 2, nfft)[:win]
-    ac = ac / np.maximum(w_ac[None, :], 1e-9 * w_ac[0])
-    energy = ac[:, 0]
-    lo, hi = int(sample_rate / fmax), min(int(sample_rate / fmin), win - 2)
-    norm = ac[:, lo:hi] / np.maximum(energy[:, None], 1e-12)
-    # The first local maximum close to the best one: avoids picking a multiple of the period.
-    is_peak = np.zeros_like(norm, dtype=bool)
-    is_peak[:, 1:-1] = (norm[:, 1:-1] >= norm[:, :-2]) & (norm[:, 1:-1] > norm[:, 2:])
-    best = norm.max(axis=1, keepdims=True)
-    good = is_peak & (norm >= 0.85 * best)
-    k = np.where(good.any(axis=1), np.argmax(good, axis=1), np.argmax(norm, axis=1))
-    peak = norm[np.arange(n_frames), k]
-    lag = (k + lo).astype(np.float64)
-    inner = (k > 0) & (k < hi - lo - 1)
-    a, b, c = (norm[np.arange(n_frames), np.clip(k + o, 0, hi - lo - 1)] for o in (-1, 0, 1))
-    denom = a - 2 * b + c
-    shift = np.where(inner & (np.abs(denom) > 1e-12), 0.5 * (a - c) / np.where(denom == 0, 1, denom), 0.0)
-    f0 = sample_rate / (lag + np.clip(shift, -1, 1))
-    loud = energy > 1e-3 * max(float(energy.max()), 1e-12)
-    voiced = (peak > voicing) & loud
-    return np.where(voiced, f0, 0.0).astype(np.float32), np.clip(np.where(loud, peak, 0.0), 0, 1).astype(np.float32)
+    from nodes.audio.features import ROW_RATE, SAMPLE_RATE, first_rows, mean_over_frames, pitch_rows
+    from nodes.io.media import resample_audio
+
+    x = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE).astype(np.float64)
+    f0, voiced, _ = pitch_rows(x)
+    starts = first_rows(n_frames + 1, fps, ROW_RATE)
+    rows = np.stack([f0 * voiced, voiced], axis=1)
+    mean = mean_over_frames(rows, starts[:-1], starts[1:])
+    frac = mean[:, 1]
+    f0_frame = np.where(frac >= 0.5, mean[:, 0] / np.maximum(frac, 1e-9), 0.0)
+    return f0_frame.astype(np.float32), frac.astype(np.float32)
 
 
 def smooth(x: np.ndarray, sigma_frames: float) -> np.ndarray:

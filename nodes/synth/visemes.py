@@ -18,7 +18,8 @@ Other names are reduced to a base (diacritics `# [ - ; :` and digits stripped) a
 that, treated as a neutral vowel or consonant by their first letter; `viseme_for` reports which.
 
 Each viseme has targets over the 28 mouth components of the project's 3DMM (activation units,
-0 = the portrait's own rest expression, 1 = the component's full deformation) and a
+0 = the portrait's own rest expression, 1 = the component's full deformation; `mouth_close`
+is the exception: the *fraction* of the jaw opening the lips cancel, see `animate.combine`) and a
 *dominance* per articulator group (jaw, lips). Co-articulation follows Cohen & Massaro (1993,
 "Modeling coarticulation in synthetic visual speech"): every segment s has a dominance
 function D_s(t) = a_s exp(-theta |t - c_s|) around its centre c_s (flat over the segment's middle,
@@ -93,7 +94,7 @@ TONGUE = {"jaw": 0.35}  # tongue consonants: the jaw is half-constrained, the li
 
 VISEMES: dict[str, Viseme] = {v.name: v for v in [
     _v("rest", {"jaw": 0.45, "lips": 0.45}),
-    _v("bilabial", STRONG_LIPS, jaw_open=0.02, mouth_close=0.5, press=0.45, roll=0.1),
+    _v("bilabial", STRONG_LIPS, jaw_open=0.02, mouth_close=1.0, press=0.45, roll=0.1),
     _v("labiodental", {"jaw": 0.7, "lips": 0.9}, jaw_open=0.1, roll_lower=0.55, upper_up=0.3, shrug_upper=0.1),
     _v("dental", TONGUE, jaw_open=0.18, lower_down=0.15),
     _v("alveolar", TONGUE, jaw_open=0.12),
