@@ -116,7 +116,7 @@ def exp_pose_loss(pred_exp: torch.Tensor, pred_pose: torch.Tensor, exp: torch.Te
     l_pose = F.mse_loss(pred_pose, pose)
     l_smooth = (pred_pose[:, 1:] - pred_pose[:, :-1]).pow(2).mean(-1).sum(1).mean()
     total = l_exp + lambda_pose * l_pose + lambda_smooth * l_smooth
-    return total, {"exp_mse": float(l_exp), "pose_mse": float(l_pose), "pose_smooth": float(l_smooth)}
+    return total, {"exp_mse": l_exp.item(), "pose_mse": l_pose.item(), "pose_smooth": l_smooth.item()}
 
 
 PRESETS = {

@@ -225,8 +225,9 @@ class IdentityMemory(nn.Module):
         return int(self.filled.sum())
 
     def _scores(self, query: torch.Tensor) -> torch.Tensor:
-        s = query @ self.keys.t()
-        return s.masked_fill(~self.filled, float("-inf"))
+        # a copy of the keys: `update` changes them in place while the loss may still need them
+        keys = self.keys.clone() if query.requires_grad else self.keys
+        return (query @ keys.t()).masked_fill(~self.filled, float("-inf"))
 
     def triplet_loss(self, query: torch.Tensor, value: torch.Tensor, threshold: float, top_k: int = 256,
                      margin: float = 0.3) -> torch.Tensor:

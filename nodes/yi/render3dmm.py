@@ -348,7 +348,7 @@ def render_sequence(renderer: FaceRenderer, shape: np.ndarray, expression: np.nd
         sl = slice(start, min(n, start + chunk))
         bg = None
         if background is not None:
-            bg = torch.as_tensor(background(sl), dtype=torch.float32, device=renderer.device)
+            bg = torch.as_tensor(np.array(background(sl), np.float32), device=renderer.device)
         img, cov = renderer.render(shape, expression[sl], pose[sl], height, width, bg)
         yield sl, (img * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy(), cov.float().cpu().numpy()
         if progress is not None:

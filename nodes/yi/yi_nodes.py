@@ -1,0 +1,485 @@
+"""Yi et al. (2020) nodes: audio -> 3D facial animation -> rendering -> memory-augmented GAN.
+
+    AudioFeatures(mfcc_window) ─ AudioToExpressionPose ─ MorphCoeffs ─┐
+    target video ─ DetectLandmarks ─ Fit3DMM ─ target coeffs ─────────┼─ Render3DMM ─ MemoryGAN ─ frames
+    target video frames (or one image) ───────────────────────────────┘
+
+Trainers: TrainAudioToExpressionPose, TrainMemoryGAN (general models on a dataset) and
+PersonalizeAudioToExpressionPose, PersonalizeMemoryGAN (fine-tuning on one target video, §4.1).
+HeadPoseSimilarity is the HS metric of §4.4. Heavy imports stay inside functions.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
+from graphcore.types import CheckpointBlob
+from nodes.face.model_nodes import model_path_param, resolve_model
+from nodes.hdtf.hdtf_nodes import _TRAIN_OUTPUTS, _dataset_path, _train, _TrainParams
+from nodes.types import FeatureSeq, MorphCoeffs
+
+AUDIO_ARCH, GAN_ARCH = "yi_audio_exp_pose", "yi_memory_gan"
+AUDIO_CKPT = "assets/checkpoints/yi/audio_exp_pose_tiny.pt"
+GAN_CKPT = "assets/checkpoints/yi/memory_gan_tiny.pt"
+# the official code's sizes: ATC_net (Audio/code/models.py) and unetac_adain_256 + ResNet-18 keys
+OFFICIAL = {AUDIO_ARCH: {"network": 29.4e6}, GAN_ARCH: {"generator": 259e6, "key_encoder": 11.44e6}}
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_counts(arch: str) -> dict[str, Any]:
+    """Parameters per preset (and per part of the memory GAN), counted on the meta device."""
+    import torch
+
+    from nodes.hdtf.model_registry import count_parameters, create_model
+
+    from . import audio_to_exp_pose, memory_gan
+
+    presets = {AUDIO_ARCH: audio_to_exp_pose.PRESETS, GAN_ARCH: memory_gan.PRESETS}[arch]
+    out: dict[str, Any] = {}
+    for name in presets:
+        with torch.device("meta"):
+            m = create_model(arch, name)
+        if arch == GAN_ARCH:
+            d = memory_gan.build_discriminator(m.cfg)
+            out[name] = {"generator": count_parameters(m.generator), "key_encoder": count_parameters(m.encoder),
+                         "discriminator": count_parameters(d)}
+        else:
+            out[name] = {"network": count_parameters(m)}
+    return {"parameters": out, "official_parameters": OFFICIAL[arch]}
+
+
+def _source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
+    from .inference import bundled
+
+    if connected is not None:
+        return connected
+    return ctx.resolve_path(param) if param else bundled(arch)
+
+
+def _load(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
+    from .inference import load
+
+    return load(_source(ctx, param, connected, arch), arch, ctx.device)
+
+
+def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
+    if features.data.ndim != 3 or features.data.shape[1:] != (28, 12):
+        raise NodeError(f"{node} needs mfcc_window audio features (T, 28, 12) (AudioFeatures variant mfcc_window), "
+                        f"got variant {features.variant!r} shaped {features.data.shape}")
+    if len(features.data) < 2:
+        raise NodeError(f"{node}: the audio is shorter than two video frames")
+    return features.data
+
+
+class AudioToExpressionPose(Node):
+    """Yi §3.2: MFCC windows -> per-frame expression (33) and head pose (6) with an audio CNN +
+    3-layer LSTM. The pose is predicted as a delta from the target's mean pose; the output keeps
+    the target's identity (shape) and image size, ready for Render3DMM."""
+
+    category = "yi"
+    inputs = {
+        "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12)"),
+        "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its video or image): identity and rest pose"),
+        "checkpoint": In("Checkpoint", "a trained or personalised model (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = {"coeffs": Out("MorphCoeffs", "expression and pose per audio frame, with the target's identity")}
+
+    class Params(BaseModel):
+        checkpoint: str = InputFile("", description=f"model checkpoint; empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
+        predict_pose: bool = Field(True, description="off: keep the target's mean pose (the §4.2 'without pose' ablation)")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return parameter_counts(AUDIO_ARCH)
+
+    def run(self, ctx: RunContext, features: FeatureSeq, target: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .inference import predict_coeffs
+
+        mfcc = _check_mfcc("AudioToExpressionPose", features)
+        if len(target.pose) == 0:
+            raise NodeError("AudioToExpressionPose: the target coefficients have no frames")
+        model, export = _load(ctx, self.params.checkpoint, checkpoint, AUDIO_ARCH)
+        ctx.log(f"audio->expression+pose: {export['step']} training steps"
+                f"{' (personalised)' if export.get('data', {}).get('personalised') else ''}")
+        return {"coeffs": predict_coeffs(model, mfcc, target, predict_pose=self.params.predict_pose, device=ctx.device)}
+
+
+class Render3DMM(Node):
+    """Yi §3.3: render the 3DMM animation with the target's SH lighting (27 coefficients) and
+    albedo (detailed: the most neutral, frontal target frame divided by its shading; low: a
+    smoothed per-vertex albedo), z-buffered, over backgrounds matched to the target video at key
+    head poses and interpolated between them (a single image: its own background).
+
+    `coeffs` are the driving coefficients (e.g. AudioToExpressionPose); `target_coeffs` are
+    Fit3DMM's on the target frames/image. Outputs the rendered frames at the target's size, the
+    face coverage, the pose actually rendered (shifted to fit the backgrounds) and the backgrounds.
+    """
+
+    category = "yi"
+    inputs = {
+        "coeffs": In("MorphCoeffs", "driving expression + pose, with the target's identity"),
+        "target_coeffs": In("MorphCoeffs", "the target's fitted coefficients, one row per target frame"),
+        "target_frames": In("Frames", "the target video (connect this or target_image)", optional=True),
+        "target_image": In("Image", "a single target image (connect this or target_frames)", optional=True),
+        "model": In("FaceModel", optional=True),
+    }
+    outputs = {
+        "frames": Out("Frames", "rendered frames"),
+        "face_mask": Out("Mask", "where the face was drawn"),
+        "coeffs": Out("MorphCoeffs", "the coefficients rendered (pose fitted to the backgrounds)"),
+        "background": Out("Frames", "the matched/interpolated backgrounds"),
+    }
+
+    class Params(BaseModel):
+        model_path: str = model_path_param()
+        albedo: Literal["detailed", "low"] = Field("detailed", description="detailed texture or low-frequency albedo (§3.3)")
+        background: Literal["match", "reference", "black"] = Field(
+            "match", description="match: key-pose matching over the target video; reference: the target's first frame; black")
+        key_window: int = Field(25, ge=3, le=1000, description="key frames are pose extremes within this many frames")
+        key_axis: Literal["pitch", "yaw", "roll"] = Field("yaw", description="the rotation whose extremes make key frames")
+        fit_pose: bool = Field(True, description="shift the pose between key frames to fit the matched backgrounds")
+        lighting_frames: int = Field(16, ge=1, le=1000, description="target frames the lighting and albedo are fitted on")
+        chunk: int = Field(16, ge=1, le=1024, description="frames rendered at once")
+
+    def run(self, ctx: RunContext, coeffs: MorphCoeffs, target_coeffs: MorphCoeffs, target_frames: np.ndarray | None = None,
+            target_image: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
+        from nodes.ports import image_or_frames
+
+        from . import render3dmm as r3
+
+        p = self.params
+        face_model = resolve_model(ctx, "Render3DMM", model, p.model_path)
+        target = image_or_frames("Render3DMM", target_image, target_frames)
+        n_t = len(target)
+        if len(target_coeffs.expression) != n_t:
+            raise NodeError(f"Render3DMM: {n_t} target frame(s) but {len(target_coeffs.expression)} rows of target "
+                            "coefficients; fit the coefficients on the same frames")
+        h, w = target.shape[1:3]
+        for name, c in (("coeffs", coeffs), ("target_coeffs", target_coeffs)):
+            if tuple(int(v) for v in c.image_size) != (h, w):
+                raise NodeError(f"Render3DMM: {name} refer to {tuple(c.image_size)} images, the target is {(h, w)}")
+        if len(coeffs.expression) == 0:
+            raise NodeError("Render3DMM: the driving coefficients have no frames")
+        app = r3.fit_appearance(face_model, target, target_coeffs, max_frames=p.lighting_frames, device=ctx.device)
+        ctx.log(f"Render3DMM: albedo from target frame {app.reference_frame}, SH lighting DC "
+                f"{np.round(app.gamma[:, 0], 3).tolist()}")
+        pose = np.asarray(coeffs.pose, np.float32)
+        if p.background == "match" and n_t > 1:
+            plan = r3.plan_backgrounds(pose, np.asarray(target_coeffs.pose), (h, w), window=p.key_window,
+                                       axis=("pitch", "yaw", "roll").index(p.key_axis), fit_pose=p.fit_pose)
+            ctx.log(f"Render3DMM: {len(plan.keys)} key frames matched to target frames {plan.matches.tolist()[:20]}")
+            pose = plan.pose
+            bg = lambda sl: r3.background_frames(plan, target, sl)  # noqa: E731
+        elif p.background == "black":
+            bg = lambda sl: np.zeros((sl.stop - sl.start, h, w, 3), np.float32)  # noqa: E731
+        else:
+            if p.background == "match":
+                ctx.log("Render3DMM: a single target image: its own background for every frame")
+            first = target[0].astype(np.float32) / 255.0
+            bg = lambda sl: np.broadcast_to(first, (sl.stop - sl.start, h, w, 3))  # noqa: E731
+        renderer = r3.FaceRenderer(face_model, app, p.albedo, ctx.device)
+        t = len(coeffs.expression)
+        frames = np.empty((t, h, w, 3), np.uint8)
+        masks = np.empty((t, h, w), np.float32)
+        backgrounds = np.empty((t, h, w, 3), np.uint8)
+        for sl, img, cov in r3.render_sequence(renderer, coeffs.shape, coeffs.expression, pose, h, w, bg, chunk=p.chunk,
+                                               progress=lambda i, n: ctx.progress(i, n, "rendering")):
+            frames[sl], masks[sl] = img, cov
+            backgrounds[sl] = (np.asarray(bg(sl)) * 255).round().clip(0, 255).astype(np.uint8)
+        out = MorphCoeffs(np.asarray(coeffs.shape), np.asarray(coeffs.expression), pose, np.asarray(coeffs.error), (h, w))
+        return {"frames": frames, "face_mask": masks, "coeffs": out, "background": backgrounds}
+
+
+class MemoryGAN(Node):
+    """Yi §3.4: refine rendered frames with the memory-augmented GAN. For each frame the memory
+    network retrieves an identity feature (nearest spatial key of the rendered frame, smoothed
+    over adjacent frames); the attention U-Net with AdaIN turns windows of three rendered frames
+    into o = A·r + (1−A)·C (eq. 3). Frames run at the model's training size; a different input
+    size gets the refinement's change resized onto it."""
+
+    category = "yi"
+    inputs = {
+        "rendered": In("Frames", "Render3DMM frames"),
+        "checkpoint": In("Checkpoint", "a trained or personalised model (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = {
+        "frames": Out("Frames", "refined frames o_t"),
+        "attention": Out("Mask", "attention mask A_t (1: keep the rendering)"),
+        "colour": Out("Frames", "colour mask C_t"),
+        "retrieval_score": Out("Array", "(T,) cosine of the memory key each frame retrieved (NaN without memory)"),
+    }
+
+    class Params(BaseModel):
+        checkpoint: str = InputFile("", description=f"model checkpoint; empty: the bundled {GAN_CKPT}", extensions=(".pt",))
+        identity: Literal["memory", "mean"] = Field(
+            "memory", description="memory: retrieved identity features; mean: the training set's mean (the §4.2 ablation)")
+        smoothing: float = Field(2.0, ge=0, le=50, description="temporal smoothing of retrieved features (Gaussian sigma, frames)")
+        size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
+        chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return parameter_counts(GAN_ARCH)
+
+    def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .inference import refine
+
+        p = self.params
+        gan, export = _load(ctx, p.checkpoint, checkpoint, GAN_ARCH)
+        if len(rendered) == 0:
+            raise NodeError("MemoryGAN: no rendered frames")
+        size = p.size or int(export.get("data", {}).get("frame_size", [0])[0]) or None
+        multiple = 2 ** gan.cfg.levels
+        if size and size % multiple:
+            raise NodeError(f"MemoryGAN: size {size} is not a multiple of {multiple} (the U-Net's {gan.cfg.levels} levels)")
+        if size is None and (rendered.shape[1] % multiple or rendered.shape[2] % multiple):
+            raise NodeError(f"MemoryGAN: frames of {rendered.shape[2]}x{rendered.shape[1]} are not a multiple of {multiple}; set size")
+        if p.identity == "memory" and not bool(gan.memory.filled.any()):
+            raise NodeError("MemoryGAN: the checkpoint's memory is empty (it was never trained)")
+        res = refine(gan, rendered, identity=p.identity, sigma=p.smoothing, size=size, chunk=p.chunk, device=ctx.device,
+                     progress=lambda i, n: ctx.progress(i, n, "refining"))
+        if p.identity == "memory":
+            ctx.log(f"MemoryGAN: retrieved identities, key cosine mean {np.nanmean(res.score):.3f}, min {np.nanmin(res.score):.3f}")
+        return {"frames": res.frames, "attention": res.attention, "colour": res.colour, "retrieval_score": res.score}
+
+
+class HeadPoseSimilarity(Node):
+    """Yi §4.4, eq. 6: HS = 1 − W1 between histograms of the head's Euler angles (pitch, yaw,
+    roll) of a real and a generated video; per angle over [−limit, limit] degrees, W1 normalised
+    by the range, averaged over the three angles (nodes/metrics/head_pose.py). 1: same distribution."""
+
+    category = "metrics"
+    inputs = {
+        "real": In("MorphCoeffs", "coefficients of the real video (e.g. Fit3DMM)"),
+        "generated": In("MorphCoeffs", "coefficients of the generated video"),
+    }
+    outputs = {"metrics": Out("Metrics", "hs, and hs/w1 per angle")}
+
+    class Params(BaseModel):
+        bins: int = Field(60, ge=2, le=10000, description="histogram bins per angle")
+        limit: float = Field(30.0, gt=0, le=180, description="histogram range: [-limit, limit] degrees")
+
+    def run(self, ctx: RunContext, real: MorphCoeffs, generated: MorphCoeffs) -> dict[str, Any]:
+        from nodes.metrics.head_pose import head_pose_similarity
+
+        try:
+            m = head_pose_similarity(real.pose, generated.pose, bins=self.params.bins, limit=self.params.limit)
+        except ValueError as exc:
+            raise NodeError(f"HeadPoseSimilarity: {exc}") from None
+        ctx.log(f"HS = {m['hs']:.3f} (pitch {m['hs_pitch']:.3f}, yaw {m['hs_yaw']:.3f}, roll {m['hs_roll']:.3f})")
+        return {"metrics": m}
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class _AudioParams(_TrainParams):
+    steps: int = Field(3000, ge=1, le=10_000_000, description="generator updates")
+    batch_size: int = Field(16, ge=1, le=1024)
+    lr_g: float = Field(1e-3, gt=0, le=1)
+    window: int = Field(32, ge=2, le=1024, description="frames per training window")
+    lambda_pose: float = Field(0.2, ge=0, description="eq. 2 lambda1")
+    lambda_smooth: float = Field(0.01, ge=0, description="eq. 2 lambda2")
+
+
+def _audio_settings(p: _AudioParams):
+    from .train_audio import AudioTrainSettings
+
+    return AudioTrainSettings(preset=p.preset, window=p.window, lambda_pose=p.lambda_pose, lambda_smooth=p.lambda_smooth)
+
+
+class TrainAudioToExpressionPose(Node):
+    """Train the general audio -> expression + pose mapping (§3.2, eq. 2) on a talkgraph dataset
+    (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
+
+    category = "yi/train"
+    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_AudioParams):
+        pass
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return parameter_counts(AUDIO_ARCH)
+
+    def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
+        from .train_audio import AudioExpPoseTask, dataset_clips
+
+        p = self.params
+        try:
+            clips, data = dataset_clips(_dataset_path(ctx, dataset, "TrainAudioToExpressionPose"), "train", min_frames=2)
+            task = AudioExpPoseTask(clips, _audio_settings(p), data)
+        except ValueError as exc:
+            raise NodeError(f"TrainAudioToExpressionPose: {exc}") from None
+        return _train(ctx, "TrainAudioToExpressionPose", task, p)
+
+
+class PersonalizeAudioToExpressionPose(Node):
+    """Fine-tune a general audio -> expression + pose model on one target video (§3.2, §4.1: about
+    300 frames): its audio's mfcc_window features and the coefficients Fit3DMM found on its frames."""
+
+    category = "yi/train"
+    inputs = {
+        "features": In("AudioFeatures", "mfcc_window features of the target video's sound"),
+        "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
+        "checkpoint": In("Checkpoint", "the general model (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_AudioParams):
+        steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
+        lr_g: float = Field(2e-4, gt=0, le=1)
+        checkpoint: str = InputFile("", description=f"general model; empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
+        max_frames: int = Field(300, ge=2, le=1_000_000, description="use the first this many frames (the paper: 300)")
+
+    def run(self, ctx: RunContext, features: FeatureSeq, coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .inference import load
+        from .train_audio import AudioExpPoseTask, clip_from_coeffs
+
+        p = self.params
+        mfcc = _check_mfcc("PersonalizeAudioToExpressionPose", features)[:p.max_frames]
+        _, export = load(_source(ctx, p.checkpoint, checkpoint, AUDIO_ARCH), AUDIO_ARCH)
+        try:
+            clip = clip_from_coeffs("target", mfcc, coeffs)
+            task = AudioExpPoseTask([clip], _audio_settings(p), {"source": "target video", "frames": len(clip.mfcc)}, init=export)
+        except ValueError as exc:
+            raise NodeError(f"PersonalizeAudioToExpressionPose: {exc}") from None
+        return _train(ctx, "PersonalizeAudioToExpressionPose", task, p)
+
+
+class _GanParams(_TrainParams):
+    steps: int = Field(2000, ge=1, le=10_000_000, description="generator updates")
+    batch_size: int = Field(4, ge=1, le=1024)
+    identity: Literal["own", "arcface"] = Field("own", description="identity features (arcface needs its weights)")
+    arcface_weights: str = InputFile("", description="insightface arcface_torch IResNet state dict (identity=arcface)")
+    threshold: float = Field(0.0, ge=0, lt=1, description="same-identity cosine for the memory; 0: the kind's default")
+    albedo: Literal["detailed", "low"] = Field("detailed", description="albedo of the training renders (§3.3)")
+    exclude: int = Field(8, ge=1, le=10000, description="a frame's background is matched among frames at least this far away")
+    lambda_l1: float = Field(100.0, ge=0, description="eq. 4 lambda1")
+    lambda_attention: float = Field(2.0, ge=0, description="eq. 4 lambda2")
+    lambda_smooth: float = Field(1e-5, ge=0, description="eq. 4 lambda3")
+
+
+def _gan_settings(p: _GanParams):
+    from .train_memorygan import MemoryGANTrainSettings
+
+    return MemoryGANTrainSettings(preset=p.preset, identity=p.identity, threshold=p.threshold or None, lambda_l1=p.lambda_l1,
+                                  lambda_attention=p.lambda_attention, lambda_smooth=p.lambda_smooth)
+
+
+def _identity_features(ctx: RunContext, node: str, kind: str, weights: str, model):
+    from .identity import IdentityFeatures
+
+    try:
+        feats = IdentityFeatures(kind, ctx.resolve_path(weights) if weights else None, model)
+    except ValueError as exc:
+        raise NodeError(f"{node}: {exc}") from None
+    if kind == "own":
+        ctx.log(f"{node}: identity features: the project's own 84-D embedding (no ArcFace weights; nodes/yi/identity.py)")
+    return feats
+
+
+class TrainMemoryGAN(Node):
+    """Train the memory-augmented GAN (§3.4, eq. 4) and its memory network on a talkgraph dataset:
+    each clip's frames are rendered from its coefficients (fitted lighting and albedo, backgrounds
+    matched among its other frames) and refined back into the real frames."""
+
+    category = "yi/train"
+    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_GanParams):
+        frame_size: int = Field(128, ge=32, le=2048, description="frames are loaded (and rendered) at this size")
+        identity_variants: int = Field(4, ge=1, le=64, description="recoloured copies of each clip as extra pseudo-identities")
+        max_clips: int = Field(0, ge=0, description="use at most this many training clips (0: all)")
+        model_path: str = model_path_param()
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return parameter_counts(GAN_ARCH)
+
+    def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
+        from .train_memorygan import MemoryGANTask, dataset_refine_clips
+
+        p = self.params
+        model = resolve_model(ctx, "TrainMemoryGAN", None, p.model_path)
+        feats = _identity_features(ctx, "TrainMemoryGAN", p.identity, p.arcface_weights, model)
+        try:
+            clips, data = dataset_refine_clips(
+                _dataset_path(ctx, dataset, "TrainMemoryGAN"), "train", p.frame_size, feats, p.identity_variants,
+                albedo=p.albedo, exclude=p.exclude, max_clips=p.max_clips, device=ctx.device,
+                progress=lambda i, n: ctx.progress(i, n, "rendering training clips"))
+            task = MemoryGANTask(clips, _gan_settings(p), {**data, "identity_variants": p.identity_variants})
+        except ValueError as exc:
+            raise NodeError(f"TrainMemoryGAN: {exc}") from None
+        return _train(ctx, "TrainMemoryGAN", task, p)
+
+
+class PersonalizeMemoryGAN(Node):
+    """Fine-tune a general memory GAN on one target video (§3.4, §4.1): its frames are rendered
+    from their Fit3DMM coefficients (the paper uses the low-frequency albedo here) over backgrounds
+    matched among its other frames; G learns the target's look and the memory stores its
+    identity features under the keys of its renders."""
+
+    category = "yi/train"
+    inputs = {
+        "frames": In("Frames", "the target video"),
+        "landmarks": In("Landmarks", "its landmarks (DetectLandmarks)"),
+        "coeffs": In("MorphCoeffs", "its fitted coefficients (Fit3DMM)"),
+        "checkpoint": In("Checkpoint", "the general model (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_GanParams):
+        steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
+        lr_g: float = Field(1e-4, gt=0, le=1)
+        lr_d: float = Field(1e-4, gt=0, le=1)
+        albedo: Literal["detailed", "low"] = Field("low", description="albedo of the renders (the paper: low-frequency here)")
+        checkpoint: str = InputFile("", description=f"general model; empty: the bundled {GAN_CKPT}", extensions=(".pt",))
+        max_frames: int = Field(300, ge=3, le=1_000_000, description="use the first this many frames (the paper: 300)")
+        model_path: str = model_path_param()
+
+    def run(self, ctx: RunContext, frames: np.ndarray, landmarks: np.ndarray, coeffs: MorphCoeffs,
+            checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .inference import load
+        from .train_memorygan import MemoryGANTask, prepare_clip
+
+        p = self.params
+        _, export = load(_source(ctx, p.checkpoint, checkpoint, GAN_ARCH), GAN_ARCH)
+        n = min(len(frames), len(landmarks), len(coeffs.expression), p.max_frames)
+        if n < 3:
+            raise NodeError(f"PersonalizeMemoryGAN: needs at least 3 frames with landmarks and coefficients, got {n}")
+        size = int(export.get("data", {}).get("frame_size", [frames.shape[1]])[0])
+        frames, lms, c = _rescale_clip(frames[:n], np.asarray(landmarks[:n]), coeffs, n, size)
+        model = resolve_model(ctx, "PersonalizeMemoryGAN", None, p.model_path)
+        cfg = export["model_config"]
+        feats = _identity_features(ctx, "PersonalizeMemoryGAN", cfg.get("identity", "own"), p.arcface_weights, model)
+        try:
+            clip = prepare_clip("target", frames, lms, c, model, feats, albedo=p.albedo, exclude=p.exclude, device=ctx.device)
+            task = MemoryGANTask([clip], _gan_settings(p), {"source": "target video", "frames": n}, init=export)
+        except ValueError as exc:
+            raise NodeError(f"PersonalizeMemoryGAN: {exc}") from None
+        return _train(ctx, "PersonalizeMemoryGAN", task, p)
+
+
+def _rescale_clip(frames: np.ndarray, landmarks: np.ndarray, coeffs: MorphCoeffs, n: int, size: int):
+    """Frames, landmarks and coefficients of a square clip resized to size x size."""
+    from trainers.data.clips import rescale_pixels, resize_frames
+
+    h, w = frames.shape[1:3]
+    if h != w:
+        raise NodeError(f"PersonalizeMemoryGAN: the target frames must be square (crop them with CropAlign), got {w}x{h}")
+    scale = size / h
+    pose = np.asarray(coeffs.pose[:n], np.float32).copy()
+    if scale != 1.0:
+        frames = resize_frames(frames, size)
+        landmarks = rescale_pixels(landmarks[..., :2].astype(np.float32), scale)
+        pose[:, 3:5] = rescale_pixels(pose[:, 3:5], scale)
+        pose[:, 5] += np.log(scale)
+    c = MorphCoeffs(np.asarray(coeffs.shape), np.asarray(coeffs.expression[:n]), pose, np.zeros(n, np.float32), (size, size))
+    return frames, landmarks, c
