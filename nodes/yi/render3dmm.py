@@ -264,7 +264,8 @@ class FaceRenderer:
             uv = _per_fragment(frags, tri, self.texture_uv[None].expand(b, -1, -1))
             albedo = torch.where(use[:, None], _bilinear(self.texture, uv), albedo)
         colour = (albedo * shade).clamp(0, 1)
-        out = torch.zeros((b, height, width, 3), device=self.device) if background is None else background.clone()
+        out = (torch.zeros((b, height, width, 3), device=self.device) if background is None
+               else background.clone(memory_format=torch.contiguous_format))
         out.view(-1, 3)[frags.flat_index()] = colour
         return out, frags.covered
 
@@ -348,7 +349,7 @@ def render_sequence(renderer: FaceRenderer, shape: np.ndarray, expression: np.nd
         sl = slice(start, min(n, start + chunk))
         bg = None
         if background is not None:
-            bg = torch.as_tensor(np.array(background(sl), np.float32), device=renderer.device)
+            bg = torch.as_tensor(np.ascontiguousarray(background(sl), np.float32), device=renderer.device)
         img, cov = renderer.render(shape, expression[sl], pose[sl], height, width, bg)
         yield sl, (img * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy(), cov.float().cpu().numpy()
         if progress is not None:
