@@ -5,7 +5,7 @@ Per video, with flat memory (frames are streamed in chunks, never held whole):
    fixed square per video (`nodes.face.crop.crop_window`, as the CropAlign node);
 2. decode again at full size, retime to the target frame rate (nearest source frame), crop and
    resize to `size`, detect landmarks on the crops (video tracking) and write frames + landmarks;
-3. fit the 3DMM to the landmarks (`nodes.face.fitting.Fitter`, as the Fit3DMM node);
+3. fit the 3DMM to the landmarks (`nodes.face.fitting.fit_coefficients`, as the Fit3DMM node);
 4. read the sound (16 kHz) and compute the requested audio features (`nodes.audio.features`).
 """
 from __future__ import annotations
@@ -57,8 +57,9 @@ def _retimed(chunks: Iterator[np.ndarray], indices: np.ndarray) -> Iterator[np.n
             break
 
 
-def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float]:
-    """Landmarks of a downscaled decode in full-size pixels, the source frame count, (H, W), fps."""
+def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float, bool]:
+    """Landmarks of a downscaled decode in full-size pixels, the source frame count, (H, W), fps
+    and whether the file has sound."""
     from nodes.face.landmarks import detect_landmarks
     from nodes.io import media
 
@@ -78,7 +79,7 @@ def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float]:
         pts = pts.copy()
         pts[..., 0] = (pts[..., 0] + 0.5) * sx - 0.5
         pts[..., 1] = (pts[..., 1] + 0.5) * sy - 0.5
-    return pts, n, (info.height, info.width), info.fps
+    return pts, n, (info.height, info.width), info.fps, info.has_audio
 
 
 def file_sha256(path: Path) -> str:
@@ -89,16 +90,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, fitter, settings: PrepareSettings,
+def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, model, settings: PrepareSettings,
                   log: Callable[[str], None] = lambda m: None) -> int:
     """Write one video as clip `name`; returns its frame count. Errors name the file."""
     from nodes.audio.features import audio_features
     from nodes.face.crop import crop_frames, crop_window
+    from nodes.face.fitting import fit_coefficients
     from nodes.face.landmarks import FaceMeshDetector, interpolate_missing
     from nodes.io import media
 
     s = settings
-    located, n_source, frame_hw, source_fps = locate_face(path)
+    located, n_source, frame_hw, source_fps, has_audio = locate_face(path)
     tf = crop_window(located, frame_hw, size=s.size, scale=s.crop_scale)
     indices = retime_indices(n_source, source_fps, s.fps)
     n = len(indices)
@@ -128,15 +130,12 @@ def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, fitt
         landmarks = interpolate_missing(landmarks, found)
     clip.write_landmarks(0, landmarks[..., :2])
 
-    fit = fitter.fit(landmarks)
+    fit = fit_coefficients(model, landmarks)
     clip.write_coeffs(fit.shape, fit.expression, fit.pose, fit.error, image_size=(s.size, s.size))
 
-    try:
-        audio = media.read_audio(path, writer.sample_rate)
-        samples = audio.samples
-    except media.MediaError as e:
-        if "no audio" not in str(e).lower():
-            raise
+    if has_audio:
+        samples = media.read_audio(path, writer.sample_rate).samples
+    else:
         log(f"{path.name} has no sound: its audio is silence")
         samples = np.zeros(n * writer.samples_per_frame, np.float32)
     clip.write_audio(samples)
