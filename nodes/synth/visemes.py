@@ -110,7 +110,6 @@ VISEMES: dict[str, Viseme] = {v.name: v for v in [
     _v("open_mid", BOTH, jaw_open=0.55, lower_down=0.1),
     _v("open_round", BOTH, jaw_open=0.55, lip_funnel=0.25),
     _v("mid_round", BOTH, jaw_open=0.45, lip_funnel=0.45, lip_pucker=0.2),
-    _v("close_mid_round", BOTH, jaw_open=0.3, lip_funnel=0.4, lip_pucker=0.35),
     _v("mid_front", BOTH, jaw_open=0.4, stretch=0.25, smile=0.1),
     _v("close_front", BOTH, jaw_open=0.18, stretch=0.4, smile=0.25),
     _v("near_close_front", BOTH, jaw_open=0.22, stretch=0.3, smile=0.15),
