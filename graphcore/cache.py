@@ -12,7 +12,8 @@ from the ref, so an entry without one is never served: a process killed mid-writ
 orphan attempt folder that `sweep_incomplete` (and `gc`) delete later. If two processes
 compute the same key, the second to commit finds the first one's ref and deletes its own
 attempt; on object stores, where two PUTs can race, the later ref wins and both attempts
-are complete, so either is a valid entry. Loading checks that the ref's attempt exists.
+are complete, so either is a valid entry. Loading checks that the ref's attempt exists
+before reading, and that the ref still exists after (see Deleting).
 
 Deleting (gc, clear) removes the ref first, then the data, so a crash there leaves an
 orphan, never a ref to half-deleted data. Durability: locally the ref is fsynced; chunk
@@ -137,6 +138,7 @@ class CacheStore:
 
     def __init__(self, url: str | None = None, storage_options: dict | None = None) -> None:
         import fsspec
+        import fsspec.implementations.local
 
         url = os.fspath(url) if url is not None else default_cache_url()
         if "://" not in url:
@@ -144,7 +146,7 @@ class CacheStore:
         self.url = url
         self.storage_options = dict(storage_options or {})
         self._fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
-        self._local = type(self._fs).__name__ == "LocalFileSystem"
+        self._local = isinstance(self._fs, fsspec.implementations.local.LocalFileSystem)
         self._files = LocalFiles() if self._local else FsspecFiles(self._fs)
         self.root = root.rstrip("/") or "/"
 
@@ -186,8 +188,10 @@ class CacheStore:
             return None
         try:
             ref = json.loads(data)
-            if not isinstance(ref, dict) or ref.get("format") != FORMAT or "attempt" not in ref:
+            if not isinstance(ref, dict) or ref.get("format") != FORMAT:
                 raise ValueError("not a talkgraph cache ref")
+            if not isinstance(ref.get("attempt"), str) or not _KEY_RE.match(ref["attempt"]):
+                raise ValueError(f"bad attempt id {ref.get('attempt')!r}")  # never a path outside objects/
             return ref
         except ValueError as exc:
             log.warning("ignoring unreadable cache ref %s: %s", where, exc)
@@ -249,7 +253,12 @@ class CacheStore:
             group = zarr.open_group(store, path=port, mode="r")
         except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
             raise CacheMiss(f"cache entry {key}: output {port!r} is missing from its data ({exc})") from None
-        return port_type.load(group)
+        value = port_type.load(group)
+        # Deleting removes the ref before any data: if the ref is still there now, no data
+        # had been removed while we read (gc or clear running in another process).
+        if self._read_ref(key) is None:
+            raise CacheMiss(f"cache entry {key} was deleted while it was being read")
+        return value
 
     def open_outputs(self, key: str) -> Any:
         """The zarr root group of a committed entry, read-only (for inspection)."""

@@ -171,6 +171,12 @@ def test_entry_without_its_ref_is_never_served(tmp_path):
     (tmp_path / "refs").mkdir(exist_ok=True)
     (tmp_path / "refs" / "k.json").write_text('{"format": 1, "attem')
     assert not store.has("k") and store.ls() == []
+    (tmp_path / "refs" / "k.json").write_text('{"format": 1, "attempt": "../../../victim"}')
+    victim = tmp_path.parent / "victim"
+    victim.mkdir(exist_ok=True)
+    assert not store.has("k") and store.ls() == []
+    store.delete("k")
+    assert victim.exists() and not (tmp_path / "refs" / "k.json").exists()
 
 
 def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
@@ -185,6 +191,20 @@ def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
         store.load("k", "y", ARRAY)
     commit_one(store, "k", {"y": (ARRAY, np.arange(6))})  # a recompute replaces the stale ref
     assert_same(np.arange(6), store.load("k", "y", ARRAY))
+
+
+def test_entry_deleted_while_being_read_is_a_miss(tmp_path):
+    store = CacheStore(str(tmp_path))
+    commit_one(store, "k", {"y": (ARRAY, np.arange(1000))})
+
+    class DeletedMidRead(type(ARRAY)):
+        def load(self, group):
+            value = super().load(group)
+            CacheStore(store.url).delete("k")  # another process's gc, between our chunk reads
+            return value
+
+    with pytest.raises(CacheMiss, match="deleted while it was being read"):
+        store.load("k", "y", DeletedMidRead("Array"))
 
 
 def test_writer_aborts_on_exception_and_without_commit(tmp_path):
