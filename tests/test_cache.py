@@ -469,6 +469,22 @@ def test_store_survives_pickling_into_another_process(tmp_path):
         assert pool.submit(_load_in_child, store, "k").result(timeout=120) == [0, 1, 2, 3, 4]
 
 
+def test_durable_mode_fsyncs_and_survives_pickling(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    fast = CacheStore(str(tmp_path / "fast"))
+    commit_one(fast, "k", {"y": (ARRAY, np.arange(5))})
+    assert not fast.durable and synced == []
+    monkeypatch.setenv("GRAPHRUN_CACHE_DURABLE", "1")
+    durable = CacheStore(str(tmp_path / "durable"))
+    commit_one(durable, "k", {"y": (ARRAY, np.arange(5))})
+    files = [f for f in (tmp_path / "durable" / "objects").rglob("*") if f.is_file()]
+    assert durable.durable and len(synced) > len(files)  # every data file, the folders and the ref
+    assert pickle.loads(pickle.dumps(durable)).durable
+    assert_same(np.arange(5), durable.load("k", "y", ARRAY))
+
+
 def test_default_url_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("GRAPHRUN_CACHE", str(tmp_path / "env-cache"))
     assert CacheStore().url == str(tmp_path / "env-cache")
