@@ -358,6 +358,28 @@ def test_two_processes_writing_the_same_key(tmp_path):
         assert_same(expected, store.load(key, "y", ARRAY))
 
 
+def test_threads_sharing_a_store(tmp_path):
+    """What `--jobs N` does: several threads writing (some the same key) and reading at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = CacheStore(str(tmp_path))
+    frames = rng.integers(0, 256, (20, 256, 256, 3), dtype=np.uint8)
+
+    def work(i):
+        key = f"t{i % 4}"
+        commit_one(store, key, {"frames": (ARRAY, frames), "i": (SCALAR, i % 4)})
+        return store.load(key, "frames", ARRAY), store.load(key, "i", SCALAR)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(16)))
+    for i, (back, j) in enumerate(results):
+        assert_same(frames, back)
+        assert j == i % 4
+    assert sorted(m.key for m in store.ls()) == ["t0", "t1", "t2", "t3"]
+    for key in ("t0", "t1", "t2", "t3"):
+        assert os.listdir(tmp_path / "objects" / key) == [store.attempt_of(key)]
+
+
 def test_second_committer_keeps_the_first_entry_on_an_object_store():
     store = CacheStore("memory://race-test")
     store.clear()
