@@ -44,7 +44,7 @@ class FitSettings:
     lip_weight: float = 3.0
     contour_weight: float = 2.0
     eye_brow_weight: float = 1.5
-    iterations: int = 8  # pose/coefficient alternations
+    iterations: int = 6  # joint pose + expression Gauss-Newton steps (identity: alternated with them)
     identity_frames: int = 64
     chunk: int = 256
     expression_max: float = EXPRESSION_MAX
@@ -96,6 +96,7 @@ class Fitter:
         # G[a, b] = sum_k w_k A_k[a]^T A_k[b]: the normal matrix of any frame is a 3x3 mix of these
         self.gram = np.einsum("kac,kbd->abcd", wb, self.basis)  # (3, 3, C, C)
         self.wbasis_flat = wb.reshape(-1, wb.shape[-1])  # (K*3, C)
+        self.basis_exp_flat = self.basis[..., self.n_shape:].reshape(len(self.w), -1)  # (K, 3*E)
 
     # --- public -------------------------------------------------------------------------
 
@@ -130,30 +131,67 @@ class Fitter:
         beta = np.zeros((len(p), self.n_exp))
         pose = self._init_pose(p, self._shapes(alpha, beta))
         for _ in range(self.s.iterations):
-            pose = self._pose_step(p, self._shapes(alpha, beta), *pose)
+            pose, beta = self._joint_step(p, alpha, pose, beta)
+            # identity for fixed poses and expressions (one linear solve over all frames)
             h, g = self._normal_equations(p, *pose)
-            for _ in range(2):  # block coordinate descent: expression per frame, then identity
-                beta = self._box_qp(h[:, s:, s:], g[:, s:] - h[:, s:, :s] @ alpha, beta)
-                lhs = h[:, :s, :s].sum(0) + self.s.lambda_shape * np.eye(s)
-                rhs = (g[:, :s] - np.einsum("tij,tj->ti", h[:, :s, s:], beta)).sum(0)
-                alpha = np.linalg.solve(lhs, rhs)
+            lhs = h[:, :s, :s].sum(0) + self.s.lambda_shape * np.eye(s)
+            rhs = (g[:, :s] - np.einsum("tij,tj->ti", h[:, :s, s:], beta)).sum(0)
+            alpha = np.linalg.solve(lhs, rhs)
         return alpha
 
     def _fit_frames(self, p: np.ndarray, alpha: np.ndarray):
-        s = self.n_shape
         beta = np.zeros((len(p), self.n_exp))
         pose = self._init_pose(p, self._shapes(alpha, beta))
         for _ in range(self.s.iterations):
-            pose = self._pose_step(p, self._shapes(alpha, beta), *pose)
-            h, g = self._normal_equations(p, *pose, alpha=alpha)
-            beta = self._box_qp(h, g, beta)
+            pose, beta = self._joint_step(p, alpha, pose, beta)
         rot, logs, trans = pose
         x = self._shapes(alpha, beta)
         proj = np.exp(logs)[:, None, None] * (x @ rot[:, :2].transpose(0, 2, 1)) + trans[:, None, :2]
         error = np.linalg.norm(proj - p[..., :2], axis=-1).mean(1)
         return beta, np.concatenate([euler_angles(rot), trans[:, :2], logs[:, None]], 1), error
 
-    # --- pieces -------------------------------------------------------------------------
+    def _joint_step(self, p, alpha, pose, beta):
+        """One Gauss-Newton step on pose and expression together, identity fixed.
+
+        Model units (residuals / s). Linearised, the problem is a least-squares problem in the
+        pose increment d and the new expression b' (the model is linear in b); d is eliminated
+        (Schur complement), b' solves the boxed QP that remains, then d follows. Solving jointly
+        avoids the slow zig-zag of alternating pose and expression when they are coupled (jaw
+        vs. pitch, mouth shift vs. yaw)."""
+        rot, logs, trans = pose
+        dims = p.shape[-1]
+        dw = self._dim_weights(dims)
+        n, s = len(p), self.n_shape
+        scale = np.exp(logs)
+        x = self._shapes(alpha, beta)
+        y = x @ rot.transpose(0, 2, 1)  # (T, K, 3)
+        r = (p - (scale[:, None, None] * y[..., :dims] + trans[:, None])) / scale[:, None, None]
+        z = np.concatenate([y, np.broadcast_to(1.0 / scale[:, None, None], y[..., :1].shape)], -1)  # (T, K, 4)
+        wz = self.w_norm[None, :, None] * z
+        lift = _POSE_JACOBIAN[dims]  # (dims, P, 4)
+        # pose block
+        zz = wz.transpose(0, 2, 1) @ z  # (T, 4, 4)
+        h_pp = np.einsum("d,dpa,tab,dqb->tpq", dw, lift, zz, lift)
+        g_p = np.einsum("d,dpa,tad->tp", dw, lift, wz.transpose(0, 2, 1) @ r)
+        # pose x expression block: sum_k w z_k (R A_k)[d]^T = sum_a R[d, a] N_a
+        nz = (wz.transpose(0, 2, 1).reshape(n * 4, -1) @ self.basis_exp_flat).reshape(n, 4, 3, self.n_exp)
+        m_d = np.einsum("tda,tcae->tdce", rot[:, :dims], nz)  # (T, dims, 4, E)
+        h_pe = np.einsum("d,dpc,tdce->tpe", dw, lift, m_d)
+        # expression block and gradient (shared with the identity solve)
+        h_ee, g_e = self._normal_equations(p, rot, logs, trans, alpha=alpha)
+        # the residual with the current expression moved into the unknown b' (the expression
+        # gradient from _normal_equations is already measured from the expression-free shape)
+        g_p = g_p + np.einsum("tpe,te->tp", h_pe, beta)
+        damp = 1e-6 * np.trace(h_pp, axis1=1, axis2=2)[:, None, None] * np.eye(h_pp.shape[-1])
+        h_pp_inv_pe = np.linalg.solve(h_pp + damp, h_pe)  # (T, P, E)
+        h_pp_inv_gp = np.linalg.solve(h_pp + damp, g_p[..., None])[..., 0]
+        h_red = h_ee - h_pe.transpose(0, 2, 1) @ h_pp_inv_pe
+        g_red = g_e - np.einsum("tpe,tp->te", h_pe, h_pp_inv_gp)
+        beta = self._box_qp(0.5 * (h_red + h_red.transpose(0, 2, 1)), g_red, beta)
+        step = h_pp_inv_gp - np.einsum("tpe,te->tp", h_pp_inv_pe, beta)
+        rot = _rodrigues(step[:, :3]) @ rot
+        u, _, vt = np.linalg.svd(rot)  # keep R a rotation despite rounding
+        return (u @ vt, logs + step[:, 3], trans + step[:, 4:]), beta
 
     def _shapes(self, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
         fixed = self.mean + self.basis[..., : self.n_shape] @ alpha  # (K, 3)
@@ -176,30 +214,6 @@ class Fitter:
         logs = np.log(sv.mean(1))
         trans = pm - np.exp(logs)[:, None] * np.einsum("tij,tj->ti", rot[:, : p.shape[-1]], xm)
         return rot, logs, trans
-
-    def _pose_step(self, p, x, rot, logs, trans, steps: int = 2):
-        """Gauss-Newton on (rotation increment w, log-scale, translation), R <- exp([w]x) R.
-
-        Every Jacobian row is linear in z_k = (s R X_k, 1), so the normal equations need only
-        the weighted moments sum_k w_k z_k z_k^T and sum_k w_k z_k r_k (O(K) per frame)."""
-        dims = p.shape[-1]
-        lift = _POSE_JACOBIAN[dims] * self._dim_weights(dims)[:, None, None] ** 0.5  # (dims, 4+dims, 4)
-        w = self.w_norm[None, :, None]
-        for _ in range(steps):
-            sy = np.exp(logs)[:, None, None] * (x @ rot.transpose(0, 2, 1))  # (T, K, 3)
-            z = np.concatenate([sy, np.ones_like(sy[..., :1])], -1)  # (T, K, 4)
-            r = p - (sy[..., :dims] + trans[:, None])
-            zz = (w * z).transpose(0, 2, 1) @ z  # (T, 4, 4)
-            zr = (w * z).transpose(0, 2, 1) @ r  # (T, 4, dims)
-            h = np.einsum("dpa,tab,dqb->tpq", lift, zz, lift)
-            g = np.einsum("dpa,tad->tp", lift * self._dim_weights(dims)[:, None, None] ** 0.5, zr)
-            h += 1e-9 * np.trace(h, axis1=1, axis2=2)[:, None, None] * np.eye(h.shape[-1])
-            d = np.linalg.solve(h, g[..., None])[..., 0]
-            rot = _rodrigues(d[:, :3]) @ rot
-            logs = logs + d[:, 3]
-            trans = trans + d[:, 4:]
-        u, _, vt = np.linalg.svd(rot)  # keep R a rotation despite rounding
-        return u @ vt, logs, trans
 
     def _normal_equations(self, p, rot, logs, trans, alpha: np.ndarray | None = None):
         """Normal equations of the coefficient problem for fixed poses, in model units.

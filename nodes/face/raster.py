@@ -121,16 +121,16 @@ def rasterize(points: torch.Tensor, depth: torch.Tensor, triangles: torch.Tensor
     row = torch.repeat_interleave(torch.arange(face.numel(), device=dev), n_px)
     if row.numel() == 0:
         return _empty(bsz, height, width, dev)
-    start = (torch.cumsum(n_px, 0) - n_px).float()
+    start = torch.cumsum(n_px, 0) - n_px
     frame = torch.div(face, nf, rounding_mode="floor")
     wh, ww = wy1 - wy0, wx1 - wx0
-    base = (frame * wh + (y.long() - wy0)) * ww + (x_lo.long() - wx0) - start.long()  # pixel index - pixel ordinal
+    first_pix = (frame * wh + (y.long() - wy0)) * ww + (x_lo.long() - wx0)  # the span's first pixel
     z_row = k[:, 9] + k[:, 8] * (y - k[:, 1]) - k[:, 7] * k[:, 0]  # depth plane: z = z_row + gx * x
-    rows_f = torch.stack([x_lo - start, z_row, k[:, 7]], 1).index_select(0, row)  # (M, 3)
-    rows_i = torch.stack([base, face], 1).index_select(0, row)  # (M, 2)
-    ordinal = torch.arange(row.numel(), device=dev)
-    z = rows_f[:, 1] + rows_f[:, 2] * (ordinal.float() + rows_f[:, 0])
-    zbuf.scatter_reduce_(0, ordinal + rows_i[:, 0], (_sortable(z) << 32) | rows_i[:, 1], reduce="amin")
+    rows_f = torch.stack([x_lo, z_row, k[:, 7]], 1).index_select(0, row)  # (M, 3)
+    rows_i = torch.stack([first_pix, face, start.long()], 1).index_select(0, row)  # (M, 3)
+    offset = torch.arange(row.numel(), device=dev) - rows_i[:, 2]  # pixel's place in its span (exact)
+    z = rows_f[:, 1] + rows_f[:, 2] * (rows_f[:, 0] + offset.float())
+    zbuf.scatter_reduce_(0, rows_i[:, 0] + offset, (_sortable(z) << 32) | rows_i[:, 1], reduce="amin")
     return _fragments(zbuf, consts, nf, (bsz, height, width), win)
 
 
