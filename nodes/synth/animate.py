@@ -17,6 +17,7 @@ from .visemes import MOUTH_COMPONENTS, N_MOUTH, Coarticulation, mouth_curves
 EXPRESSION_MAX = 1.5  # the face model's coefficient box (nodes/face/model.py)
 _I = {n: i for i, n in enumerate(MOUTH_COMPONENTS)}
 _PARTING = [_I[n] for n in ("lower_down_left", "lower_down_right", "upper_up_left", "upper_up_right")]
+_SPREADING = [_I[n] for n in ("smile_left", "smile_right", "stretch_left", "stretch_right", "dimple_left", "dimple_right")]
 FACE_HEIGHT_MM = 150.0  # brow-to-chin height used to turn relative translations into pixels
 
 
@@ -47,12 +48,14 @@ def combine_mouth(rest: np.ndarray, curves: np.ndarray, amplitude: float = 1.0) 
     cancels `jaw_open` on the lower lip (as ARKit's mouthClose), so it is set to the closure
     fraction c (the `mouth_close` curve, 1 on bilabials) times the total jaw opening, and the
     rest face's own lip parting (lower_down / upper_up) is scaled by 1 - c: /p b m/ shut the
-    lips whatever the portrait's mouth was doing.
+    lips whatever the portrait's mouth was doing. Likewise rounding (pucker, funnel) relaxes the
+    rest face's antagonists (smile, stretch, dimple): a smiling portrait still rounds its /u/.
     """
     closure = np.clip(curves[:, _I["mouth_close"]], 0.0, 1.0)
+    rounding = np.clip(1.2 * (curves[:, _I["lip_pucker"]] + 0.5 * curves[:, _I["lip_funnel"]]) * amplitude, 0.0, 1.0)
     out = rest[None, :] + amplitude * curves
-    out = np.clip(out, 0.0, EXPRESSION_MAX)
     out[:, _PARTING] = rest[None, _PARTING] * (1.0 - closure[:, None]) + amplitude * curves[:, _PARTING]
+    out[:, _SPREADING] = rest[None, _SPREADING] * (1.0 - rounding[:, None]) + amplitude * curves[:, _SPREADING]
     out[:, _I["mouth_close"]] = np.maximum(rest[_I["mouth_close"]], closure * out[:, _I["jaw_open"]])
     return np.clip(out, 0.0, EXPRESSION_MAX)
 
