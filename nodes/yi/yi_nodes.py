@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.face.model_nodes import model_path_param, resolve_model
 from nodes.hdtf.hdtf_nodes import _TRAIN_OUTPUTS, _dataset_path, _train, _TrainParams
@@ -297,7 +297,7 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
-    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = _TRAIN_OUTPUTS
 
     class Params(_AudioParams):
@@ -390,7 +390,7 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
-    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = _TRAIN_OUTPUTS
 
     class Params(_GanParams):
@@ -483,3 +483,49 @@ def _rescale_clip(frames: np.ndarray, landmarks: np.ndarray, coeffs: MorphCoeffs
         pose[:, 5] += np.log(scale)
     c = MorphCoeffs(np.asarray(coeffs.shape), np.asarray(coeffs.expression[:n]), pose, np.zeros(n, np.float32), (size, size))
     return frames, landmarks, c
+
+
+class EvaluateYi(Node):
+    """Yi et al. on held-out clips (docs/yi.md): PSNR/SSIM of rendered vs refined frames against
+    the real ones (ground-truth and audio-driven coefficients), the §4.2 ablations that are
+    switches (no identity feature/memory; no pose prediction), HS (eq. 6). Writes markdown."""
+
+    category = "yi/evaluate"
+    inputs = {
+        "dataset": In("String", "dataset location with a held-out split"),
+        "audio_checkpoint": In("Checkpoint", "overrides the audio_checkpoint parameter", optional=True),
+        "gan_checkpoint": In("Checkpoint", "overrides the gan_checkpoint parameter", optional=True),
+    }
+    outputs = {"metrics": Out("Metrics", "'table.row.metric' -> value"), "report": Out("String", "the tables (markdown)")}
+
+    class Params(BaseModel):
+        split: Literal["train", "val", "test"] = Field("test", description="which clips to evaluate on")
+        audio_checkpoint: str = InputFile("", description=f"empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
+        gan_checkpoint: str = InputFile("", description=f"empty: the bundled {GAN_CKPT}", extensions=(".pt",))
+        max_clips: int = Field(0, ge=0, description="at most this many clips (0: all of the split)")
+        max_frames: int = Field(100, ge=3, le=100_000, description="frames per clip")
+        path: str = OutputFile("yi_eval.md", description="where to write the markdown tables", extensions=(".md",))
+
+    def run(self, ctx: RunContext, dataset: str, audio_checkpoint: CheckpointBlob | None = None,
+            gan_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        import re
+
+        from .evaluate import evaluate, report
+
+        p = self.params
+        audio, a_exp = _load(ctx, p.audio_checkpoint, audio_checkpoint, AUDIO_ARCH)
+        gan, g_exp = _load(ctx, p.gan_checkpoint, gan_checkpoint, GAN_ARCH)
+        try:
+            result = evaluate(_dataset_path(ctx, dataset, "EvaluateYi"), audio, gan, split=p.split, max_clips=p.max_clips,
+                              max_frames=p.max_frames, device=ctx.device, progress=lambda i, n: ctx.progress(i, n, "clips"))
+        except ValueError as exc:
+            raise NodeError(f"EvaluateYi: {exc}") from None
+        text = report(result, f"Audio model: {a_exp['step']} steps; memory GAN: {g_exp['step']} steps.")
+        path = ctx.resolve_path(p.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        ctx.log(text)
+        slug = lambda name: re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # noqa: E731
+        metrics = {f"{table}.{slug(row)}.{m}": v for table in ("images", "pose") for row, vals in result[table].items()
+                   for m, v in vals.items()}
+        return {"metrics": metrics, "report": text}
