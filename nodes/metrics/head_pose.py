@@ -41,7 +41,8 @@ def head_pose_similarity(real_pose: np.ndarray, gen_pose: np.ndarray, *, bins: i
     for i, name in enumerate(ANGLES):
         p = angle_histogram(np.degrees(real[:, i]), bins, limit)
         q = angle_histogram(np.degrees(gen[:, i]), bins, limit)
-        out[f"w1_{name}"] = wasserstein1(p, q, width) / (2 * limit)
+        out[f"w1_{name}_deg"] = wasserstein1(p, q, width)
+        out[f"w1_{name}"] = out[f"w1_{name}_deg"] / (2 * limit)
         out[f"hs_{name}"] = 1.0 - out[f"w1_{name}"]
     out["hs"] = float(np.mean([out[f"hs_{n}"] for n in ANGLES]))
     return out

@@ -39,6 +39,7 @@ def evaluate(dataset: str, audio_model, gan, *, split: str = "test", max_clips: 
 
     model = load_face_model()
     size = int(2 ** gan.cfg.levels)
+    figure = None
     store = ClipStore(dataset, split, fields=("frames", "landmarks", "expression", "pose", "shape"), feature="mfcc_window",
                       frame_size=size, min_frames=3)
     n = min(len(store), max_clips) if max_clips else len(store)
@@ -74,18 +75,37 @@ def evaluate(dataset: str, audio_model, gan, *, split: str = "test", max_clips: 
         rows["audio-driven, refined (full)"] = refine(gan, driven, identity="memory", device=device).frames
         for name, frames in rows.items():
             images.setdefault(name, []).append(_quality(frames, real))
+        if k == 0:
+            att = refine(gan, rendered, identity="memory", device=device).attention
+            shown = np.linspace(0, t - 1, 4).round().astype(int)
+            figure = _grid({"real": real, "rendered (GT coeffs)": rendered, "refined": rows["refined, memory identity (full)"],
+                            "attention A": (np.repeat(att[..., None], 3, -1) * 255).astype(np.uint8),
+                            "audio-driven rendered": driven, "audio-driven refined": rows["audio-driven, refined (full)"]}, shown)
         still = predict_coeffs(audio_model, c["features"][:t], truth, predict_pose=False, device=device)
         hs_full = head_pose_similarity(truth.pose, pred.pose)
         hs_still = head_pose_similarity(truth.pose, still.pose)
-        pose.setdefault("predicted pose (full)", []).append({"hs": hs_full["hs"], "hs_yaw": hs_full["hs_yaw"],
-                                                              "expression_mse": float(np.mean((pred.expression - truth.expression) ** 2))})
-        pose.setdefault("without pose prediction (ablation)", []).append({"hs": hs_still["hs"], "hs_yaw": hs_still["hs_yaw"],
-                                                                          "expression_mse": float(np.mean((still.expression - truth.expression) ** 2))})
+        for row, gen, hs in (("predicted pose (full)", pred, hs_full), ("without pose prediction (ablation)", still, hs_still)):
+            pose.setdefault(row, []).append({
+                "hs": hs["hs"], "w1_yaw_deg": hs["w1_yaw_deg"], "w1_pitch_deg": hs["w1_pitch_deg"],
+                "pose_rmse_deg": float(np.degrees(np.sqrt(np.mean((gen.pose[:, :3] - truth.pose[:, :3]) ** 2)))),
+                "expression_mse": float(np.mean((gen.expression - truth.expression) ** 2))})
         store._cache.pop(k, None)
         if progress is not None:
             progress(k + 1, n)
     mean = lambda rows: {name: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for name, v in rows.items()}  # noqa: E731
-    return {"images": mean(images), "pose": mean(pose), "clips": n, "frame_size": size, "split": split}
+    return {"images": mean(images), "pose": mean(pose), "clips": n, "frame_size": size, "split": split, "figure": figure}
+
+
+def _grid(columns: dict[str, np.ndarray], frames: np.ndarray) -> np.ndarray:
+    """One row per frame, one column per named sequence, with a title row."""
+    import cv2
+
+    size = next(iter(columns.values())).shape[1]
+    title = np.full((18, size * len(columns), 3), 255, np.uint8)
+    for j, name in enumerate(columns):
+        cv2.putText(title, name, (j * size + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1, cv2.LINE_AA)
+    rows = [np.concatenate([seq[i] for seq in columns.values()], 1) for i in frames]
+    return np.concatenate([title, *rows], 0)
 
 
 def report(result: dict[str, Any], about: str = "") -> str:
@@ -93,6 +113,8 @@ def report(result: dict[str, Any], about: str = "") -> str:
     lines = [f"Held-out split `{result['split']}`: {result['clips']} clip(s), frames at {result['frame_size']} px. {about}".strip(), "",
              "| frames | PSNR (dB) | SSIM |", "|---|---|---|"]
     lines += [f"| {k} | {v['psnr']:.2f} | {v['ssim']:.4f} |" for k, v in result["images"].items()]
-    lines += ["", "| head pose | HS | HS (yaw) | expression MSE |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['hs']:.3f} | {v['hs_yaw']:.3f} | {v['expression_mse']:.5f} |" for k, v in result["pose"].items()]
+    lines += ["", "| head pose | HS | W1 yaw (deg) | W1 pitch (deg) | angle RMSE (deg) | expression MSE |",
+              "|---|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['hs']:.4f} | {v['w1_yaw_deg']:.2f} | {v['w1_pitch_deg']:.2f} | {v['pose_rmse_deg']:.2f} | "
+              f"{v['expression_mse']:.5f} |" for k, v in result["pose"].items()]
     return "\n".join(lines) + "\n"

@@ -29,6 +29,20 @@ GAN_CKPT = "assets/checkpoints/yi/memory_gan_tiny.pt"
 OFFICIAL = {AUDIO_ARCH: {"network": 29.4e6}, GAN_ARCH: {"generator": 259e6, "key_encoder": 11.44e6}}
 
 
+def _bundled_version(*paths: str) -> str:
+    """A node version that changes with the bundled checkpoints it falls back to, so that an
+    empty checkpoint parameter still keys the cache by the weights actually used."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for p in paths:
+        f = root / p
+        digest.update(f.read_bytes() if f.is_file() else b"missing")
+    return "1+" + digest.hexdigest()[:12]
+
+
 @functools.lru_cache(maxsize=None)
 def parameter_counts(arch: str) -> dict[str, Any]:
     """Parameters per preset (and per part of the memory GAN), counted on the meta device."""
@@ -81,6 +95,7 @@ class AudioToExpressionPose(Node):
     the target's identity (shape) and image size, ready for Render3DMM."""
 
     category = "yi"
+    version = _bundled_version(AUDIO_CKPT)
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12)"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its video or image): identity and rest pose"),
@@ -202,6 +217,7 @@ class MemoryGAN(Node):
     size gets the refinement's change resized onto it."""
 
     category = "yi"
+    version = _bundled_version(GAN_CKPT)
     inputs = {
         "rendered": In("Frames", "Render3DMM frames"),
         "checkpoint": In("Checkpoint", "a trained or personalised model (overrides the checkpoint parameter)", optional=True),
@@ -324,6 +340,7 @@ class PersonalizeAudioToExpressionPose(Node):
     300 frames): its audio's mfcc_window features and the coefficients Fit3DMM found on its frames."""
 
     category = "yi/train"
+    version = _bundled_version(AUDIO_CKPT)
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the target video's sound"),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
@@ -406,15 +423,34 @@ class TrainMemoryGAN(Node):
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_memorygan import MemoryGANTask, dataset_refine_clips
 
+        import hashlib
+        import json
+
+        from nodes.hdtf.hdtf_nodes import _default_work_dir
+
+        from .train_memorygan import load_clips, save_clips
+
         p = self.params
         model = resolve_model(ctx, "TrainMemoryGAN", None, p.model_path)
         feats = _identity_features(ctx, "TrainMemoryGAN", p.identity, p.arcface_weights, model)
+        url = _dataset_path(ctx, dataset, "TrainMemoryGAN")
+        # the rendered training clips are kept in the work dir, keyed by what they depend on
+        what = {"dataset": url, "model": model.sha256, **p.model_dump(include={"frame_size", "identity_variants", "identity",
+                                                                               "albedo", "exclude", "max_clips"})}
+        work = ctx.resolve_path(p.work_dir) if p.work_dir else _default_work_dir(ctx)
+        kept = work / f"clips-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.npz"
         try:
-            clips, data = dataset_refine_clips(
-                _dataset_path(ctx, dataset, "TrainMemoryGAN"), "train", p.frame_size, feats, p.identity_variants,
-                albedo=p.albedo, exclude=p.exclude, max_clips=p.max_clips, device=ctx.device,
-                progress=lambda i, n: ctx.progress(i, n, "rendering training clips"))
-            task = MemoryGANTask(clips, _gan_settings(p), {**data, "identity_variants": p.identity_variants})
+            if kept.is_file():
+                clips, data = load_clips(kept)
+                ctx.log(f"TrainMemoryGAN: {len(clips)} rendered clips from {kept}")
+            else:
+                clips, data = dataset_refine_clips(
+                    url, "train", p.frame_size, feats, p.identity_variants, albedo=p.albedo, exclude=p.exclude,
+                    max_clips=p.max_clips, device=ctx.device, progress=lambda i, n: ctx.progress(i, n, "rendering training clips"))
+                data = {**data, "identity_variants": p.identity_variants}
+                work.mkdir(parents=True, exist_ok=True)
+                save_clips(kept, clips, data)
+            task = MemoryGANTask(clips, _gan_settings(p), data)
         except ValueError as exc:
             raise NodeError(f"TrainMemoryGAN: {exc}") from None
         return _train(ctx, "TrainMemoryGAN", task, p)
@@ -427,6 +463,7 @@ class PersonalizeMemoryGAN(Node):
     identity features under the keys of its renders."""
 
     category = "yi/train"
+    version = _bundled_version(GAN_CKPT)
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "its landmarks (DetectLandmarks)"),
@@ -491,12 +528,14 @@ class EvaluateYi(Node):
     switches (no identity feature/memory; no pose prediction), HS (eq. 6). Writes markdown."""
 
     category = "yi/evaluate"
+    version = _bundled_version(AUDIO_CKPT, GAN_CKPT)
     inputs = {
         "dataset": In("String", "dataset location with a held-out split"),
         "audio_checkpoint": In("Checkpoint", "overrides the audio_checkpoint parameter", optional=True),
         "gan_checkpoint": In("Checkpoint", "overrides the gan_checkpoint parameter", optional=True),
     }
-    outputs = {"metrics": Out("Metrics", "'table.row.metric' -> value"), "report": Out("String", "the tables (markdown)")}
+    outputs = {"metrics": Out("Metrics", "'table.row.metric' -> value"), "report": Out("String", "the tables (markdown)"),
+               "figure": Out("Image", "frames of the first clip: real, rendered, refined, attention, audio-driven")}
 
     class Params(BaseModel):
         split: Literal["train", "val", "test"] = Field("test", description="which clips to evaluate on")
@@ -505,6 +544,7 @@ class EvaluateYi(Node):
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all of the split)")
         max_frames: int = Field(100, ge=3, le=100_000, description="frames per clip")
         path: str = OutputFile("yi_eval.md", description="where to write the markdown tables", extensions=(".md",))
+        figure_path: str = OutputFile("yi_eval.png", description="where to write the figure", extensions=(".png",))
 
     def run(self, ctx: RunContext, dataset: str, audio_checkpoint: CheckpointBlob | None = None,
             gan_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -525,7 +565,11 @@ class EvaluateYi(Node):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         ctx.log(text)
+        import cv2
+
+        fig = ctx.resolve_path(p.figure_path)
+        cv2.imwrite(str(fig), result["figure"][..., ::-1])
         slug = lambda name: re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # noqa: E731
         metrics = {f"{table}.{slug(row)}.{m}": v for table in ("images", "pose") for row, vals in result[table].items()
                    for m, v in vals.items()}
-        return {"metrics": metrics, "report": text}
+        return {"metrics": metrics, "report": text, "figure": result["figure"]}

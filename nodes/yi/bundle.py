@@ -1,0 +1,67 @@
+"""Write assets/checkpoints/yi/MANIFEST.json for the bundled checkpoints (and optionally store
+their floating-point tensors as float16, which halves the files; loading casts them back).
+
+    python -m nodes.yi.bundle --half --command-audio "..." --command-gan "..."
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .inference import AUDIO_ARCH, BUNDLED, GAN_ARCH, bundled
+
+
+def to_half(path: Path) -> None:
+    import torch
+
+    export = torch.load(path, map_location="cpu", weights_only=True)
+    export["generator"] = {k: (v.half() if v.is_floating_point() else v) for k, v in export["generator"].items()}
+    export["stored_as"] = "float16"
+    tmp = path.with_suffix(".tmp")
+    torch.save(export, tmp)
+    os.replace(tmp, path)
+
+
+def describe(path: Path, command: str) -> dict:
+    import torch
+
+    export = torch.load(path, map_location="cpu", weights_only=True)
+    entry = {
+        "file": str(path.relative_to(path.parents[3])),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "bytes": path.stat().st_size,
+        "stored_as": export.get("stored_as", "float32"),
+        "model_config": export["model_config"],
+        "train_config": export["train_config"],
+        "data": export["data"],
+        "steps": export["step"],
+        "wall_s": round(float(export["wall_s"]), 1),
+        "final_losses": export["final_losses"],
+        "command": command,
+    }
+    return entry
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--half", action="store_true", help="store float tensors as float16")
+    ap.add_argument("--command-audio", required=True)
+    ap.add_argument("--command-gan", required=True)
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    out = {"made_by": "python -m nodes.yi.bundle" + (" --half" if args.half else ""), "note": args.note, "checkpoints": {}}
+    for arch, command in ((AUDIO_ARCH, args.command_audio), (GAN_ARCH, args.command_gan)):
+        path = bundled(arch)
+        if args.half:
+            to_half(path)
+        out["checkpoints"][Path(BUNDLED[arch]).name] = describe(path, command)
+    manifest = bundled(AUDIO_ARCH).parent / "MANIFEST.json"
+    manifest.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {manifest}")
+
+
+if __name__ == "__main__":
+    main()
