@@ -141,3 +141,21 @@ def test_head_pose_similarity_properties():
     assert head_pose_similarity(real, still)["hs"] < head_pose_similarity(real, real * 0.8)["hs"] < 1.0
     with pytest.raises(ValueError):
         head_pose_similarity(real, np.zeros((0, 6)))
+
+
+def test_bundled_checkpoints_match_their_manifest_and_load():
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from nodes.yi.inference import AUDIO_ARCH, GAN_ARCH, bundled, load
+
+    manifest = json.loads((bundled(AUDIO_ARCH).parent / "MANIFEST.json").read_text())
+    for arch in (AUDIO_ARCH, GAN_ARCH):
+        path = bundled(arch)
+        entry = manifest["checkpoints"][path.name]
+        assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == entry["sha256"]
+        model, export = load(path, arch)
+        assert export["step"] == entry["steps"] and next(model.parameters()).dtype.is_floating_point
+    gan, _ = load(bundled(GAN_ARCH), GAN_ARCH)
+    assert gan.memory.n_filled > 0
