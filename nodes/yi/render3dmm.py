@@ -256,13 +256,15 @@ class FaceRenderer:
         b = len(expression)
         proj = self.geom.project(shape, expression, pose)
         frags = self.geom.rasterize(proj, height, width)
-        tri = self.geom.triangles
-        shade = _per_fragment(frags, tri, shading(proj.normals, self.gamma))  # Gouraud-interpolated irradiance
-        albedo = _per_fragment(frags, tri, self.vertex_albedo[None].expand(b, -1, -1))
+        # one gather for every per-vertex quantity: irradiance (Gouraud), albedo, texture position
+        attrs = [shading(proj.normals, self.gamma), self.vertex_albedo[None].expand(b, -1, -1)]
+        if self.albedo == "detailed":
+            attrs.append(self.texture_uv[None].expand(b, -1, -1))
+        vals = _per_fragment(frags, self.geom.triangles, torch.cat(attrs, -1))
+        shade, albedo = vals[:, :3], vals[:, 3:6]
         if self.albedo == "detailed":
             use = self.texture_ok[frags.triangle]
-            uv = _per_fragment(frags, tri, self.texture_uv[None].expand(b, -1, -1))
-            albedo = torch.where(use[:, None], _bilinear(self.texture, uv), albedo)
+            albedo = torch.where(use[:, None], _bilinear(self.texture, vals[:, 6:8]), albedo)
         colour = (albedo * shade).clamp(0, 1)
         out = (torch.zeros((b, height, width, 3), device=self.device) if background is None
                else background.clone(memory_format=torch.contiguous_format))
