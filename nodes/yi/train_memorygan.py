@@ -241,5 +241,5 @@ def identity_separation(clips: list[RefineClip], per_clip: int = 16) -> dict[str
     feats = [c.identity[np.linspace(0, len(c.identity) - 1, min(per_clip, len(c.identity))).astype(int)] for c in clips]
     within = np.concatenate([(f @ f.T)[np.triu_indices(len(f), 1)] for f in feats if len(f) > 1] or [np.ones(1)])
     between = [(a @ b.T).ravel() for i, a in enumerate(feats) for b in feats[i + 1:]]
-    between = np.concatenate(between) if between else np.array([-1.0])
+    between = np.concatenate(between) if between else np.array([np.nan])  # one clip: nothing to compare
     return {"within_p5": float(np.percentile(within, 5)), "between_p50": float(np.percentile(between, 50))}
