@@ -65,3 +65,28 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def plot_metrics(metrics: Path, panels: dict[str, list[str]], png: Path, title: str) -> None:
+    """Loss curves of a training run's metrics.jsonl, one panel per group of keys (docs figures).
+
+    python -c "from nodes.yi.bundle import *; plot_metrics(...)"
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
+    for ax, (name, keys) in zip(axes[0], panels.items()):
+        for k in keys:
+            ax.plot([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r], label=k)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+    plt.close(fig)

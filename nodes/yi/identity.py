@@ -26,7 +26,7 @@ OWN_DIM = 84
 ARCFACE_DIM = 512
 DIMS = {"own": OWN_DIM, "arcface": ARCFACE_DIM}
 # same-identity cosine: the official default for ArcFace (iden_thres). For `own` (docs/yi.md):
-# frames of one synthetic clip give >= 0.9999, its recoloured pseudo-identities 0.73-0.988, so
+# frames of one synthetic clip give >= 0.9999, its 4 recoloured pseudo-identities 0.81-0.988, so
 # 0.97 (the bundled checkpoint's) merges the two closest of four variants and 0.99 would not
 THRESHOLDS = {"arcface": 0.98, "own": 0.97}
 _OWN_REGIONS = ("inner_face", "lips", "eyes", "brows", "nose")
