@@ -106,7 +106,7 @@ class FlowBuilder:
         for start in range(0, n, self.s.chunk):
             sl = slice(start, min(n, start + self.s.chunk))
             self.compute(reference, driving, sl, flow[sl], codes[: sl.stop - sl.start])
-            np.take(REGION_LEVELS, codes[: sl.stop - sl.start], out=regions[sl])
+            np.multiply(codes[: sl.stop - sl.start], np.float32(1.0 / 3.0), out=regions[sl])  # = REGION_LEVELS[codes]
             if progress is not None:
                 progress(sl.stop, n)
         return flow, regions
@@ -160,6 +160,9 @@ class FlowBuilder:
         import cv2
 
         bsz, h, w = codes.shape
+        # (dx, dy) pairs viewed as one complex64 each: gathers, fills and masked copies then
+        # move one 8-byte element per pixel instead of two 4-byte ones
+        cflow = flow.view(np.complex64)[..., 0]
         for b in range(bsz):
             if n_covered[b] == 0:
                 continue  # the face is outside the image: nothing to propagate
@@ -171,7 +174,7 @@ class FlowBuilder:
             c0 = int(np.clip(np.ceil(0.5 * (x0 + x1) - half), 0, w))
             c1 = int(np.clip(np.floor(0.5 * (x0 + x1) + half) + 1, 0, w))
             if torso_top < h and c0 < c1:
-                flow[b, torso_top:, c0:c1] = means[b]
+                cflow[b, torso_top:, c0:c1] = complex(means[b, 0], means[b, 1])
                 codes[b, torso_top:, c0:c1] = REGION_TORSO
             # head-related: each pixel within the margin of the face (in the window the margin
             # reaches, above the torso line) takes its nearest face pixel's flow. This runs on
@@ -191,11 +194,11 @@ class FlowBuilder:
                 continue  # a face too thin to show on the coarse grid: leave the band empty
             dist, labels = cv2.distanceTransformWithLabels(coarse.view(np.uint8), cv2.DIST_L2, 5,
                                                            labelType=cv2.DIST_LABEL_PIXEL)
-            win_flow = flow[b, wy0:wy1, wx0:wx1]
-            table = np.zeros((int(labels.max()) + 1, 2), np.float32)
+            win_flow = cflow[b, wy0:wy1, wx0:wx1]
+            table = np.zeros(int(labels.max()) + 1, np.complex64)
             table[labels[~coarse]] = win_flow[::2, ::2][~coarse]
             hh, ww = outside.shape
             up = lambda a: a.repeat(2, 0).repeat(2, 1)[:hh, :ww]  # noqa: E731 (coarse -> window)
             head = up(dist <= 0.5 * margin) & outside
-            np.copyto(win_flow, up(table[labels]), where=head[..., None])
+            np.copyto(win_flow, up(table[labels]), where=head)
             np.copyto(codes[b, wy0:wy1, wx0:wx1], REGION_HEAD, where=head)
