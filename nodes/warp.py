@@ -97,14 +97,15 @@ def warp_frames(
         base = base_grid(h, w, work, dev)
         scale = pixel_scale(h, w, work, dev)
         src = torch.empty((min(chunk, t), frames.shape[3], h, w), dtype=work, device=dev)
+        grid = torch.empty((min(chunk, t), h, w, 2), dtype=work, device=dev)
         if frames.shape[0] == 1:
             src.copy_(torch.from_numpy(np.ascontiguousarray(frames[0])).to(dev).permute(2, 0, 1).expand_as(src))
         for i0 in range(0, t, chunk):
             n = min(t, i0 + chunk) - i0
             if frames.shape[0] > 1:
                 src[:n].copy_(torch.from_numpy(frames[i0:i0 + n]).to(dev).permute(0, 3, 1, 2))
-            grid = torch.addcmul(base, torch.from_numpy(flow[i0:i0 + n]).to(dev, work), scale)
-            res = nnf.grid_sample(src[:n], grid, mode=mode, padding_mode=padding, align_corners=True)
+            torch.addcmul(base, torch.from_numpy(flow[i0:i0 + n]).to(dev, work), scale, out=grid[:n])
+            res = nnf.grid_sample(src[:n], grid[:n], mode=mode, padding_mode=padding, align_corners=True)
             if is_uint8:
                 res = res.add_(0.5).clamp_(0, 255)  # the uint8 cast below truncates: round half up
             dst = torch.from_numpy(out[i0:i0 + n])

@@ -100,3 +100,14 @@ def test_node_errors():
         WarpImage().run(make_ctx(), flow=constant_flow(1, 12, 15, 0, 0), image=img)
     with pytest.raises(NodeError, match="3 frames but 2 flow fields"):
         WarpImage().run(make_ctx(), flow=constant_flow(2, 12, 14, 0, 0), frames=np.stack([img] * 3))
+
+
+def test_cuda_matches_cpu():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    frames = np.stack([textured(64, 80, s) for s in range(5)])
+    flow = np.random.default_rng(2).uniform(-4, 4, (5, 64, 80, 2)).astype(np.float32)
+    cpu = warp_frames(frames, flow, chunk=2)
+    gpu = warp_frames(frames, flow, chunk=2, device="cuda")
+    assert np.abs(cpu.astype(int) - gpu).max() <= 1
