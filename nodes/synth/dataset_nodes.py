@@ -44,7 +44,7 @@ class MakeSyntheticDataset(Node):
         "reference": In("MorphCoeffs", "the portrait's fitted 3DMM coefficients"),
         "model": In("FaceModel", optional=True),
     }
-    outputs = {"dataset": Out("String", "the dataset's location"), "summary": Out("Metrics")}
+    outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         path: str = Field("out/synth_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
@@ -112,7 +112,7 @@ class PrepareDataset(Node):
 
     category = "synth"
     inputs = {"model": In("FaceModel", optional=True)}
-    outputs = {"dataset": Out("String", "the dataset's location"), "summary": Out("Metrics")}
+    outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         folder: str = InputFile(description="folder of videos (its files' contents key the cache)")

@@ -37,6 +37,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .speech import is_pause
+
 MOUTH_COMPONENTS = (
     "jaw_open", "jaw_left", "jaw_right", "jaw_forward", "mouth_close", "lip_pucker", "lip_funnel",
     "smile_left", "smile_right", "frown_left", "frown_right", "dimple_left", "dimple_right",
@@ -151,10 +153,6 @@ PHONEME_VISEMES: dict[str, str | tuple[str, str]] = {
     "OI": ("mid_round", "near_close_front"),
 }
 _VOWEL_LETTERS = set("aeiouAEIOUV03@")
-
-
-def is_pause(phoneme: str) -> bool:
-    return phoneme == "" or phoneme.startswith("_")
 
 
 def viseme_for(phoneme: str) -> tuple[tuple[str, ...], bool]:
