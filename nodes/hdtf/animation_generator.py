@@ -1,0 +1,198 @@
+"""Style-specific audio-to-animation generator G^ani (HDTF §4.1, Fig. 4) and its three
+conditional temporal discriminators (eq. 4, 6).
+
+Step 1: a 1-D CNN audio encoder turns the per-frame audio features (13 MFCC + 2 pitch, 25 fps)
+into f^audio; AdaIN with scale/shift from fully-connected layers over the reference identity
+embedding turns it into the style-specific f^audio_ref.
+Step 2: a CNN mouth decoder gives p^mou (28); an encoder-decoder long-time temporal decoder
+(a 1-D U-Net: the paper's faster alternative to self-attention) feeds a CNN eyebrow decoder
+(p^ebro, 5) and a CNN head-pose decoder (p^hed).
+
+Departures, and why:
+- Head pose has 6 dims, the project's MorphCoeffs pose (pitch, yaw, roll, tx, ty, log-scale)
+  as deltas from the reference frame's pose, with tx, ty in fractions of the image width/height
+  (so one model serves every resolution); the paper's p^hed has 5 (no scale).
+- Inputs and outputs are standardised inside the model with statistics of the training set
+  (buffers saved in the checkpoint), so callers pass and receive raw values.
+- The identity embedding is VGG-Face's when the user supplies its weights; otherwise the
+  documented fallback of nodes/hdtf/identity.py (3DMM shape + face appearance statistics).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from trainers.discriminators import TemporalPatchDiscriminator
+
+from .model_registry import register_architecture
+
+MOUTH_DIM, BROW_DIM, POSE_DIM = 28, 5, 6
+PARTS = {"mouth": MOUTH_DIM, "brow": BROW_DIM, "pose": POSE_DIM}
+
+
+class AnimationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    audio_dim: int = 15
+    identity: Literal["morph", "vggface"] = "morph"
+    identity_dim: int = Field(66, description="60 shape coefficients + 6 appearance statistics, or 4096 (VGG-Face)")
+    channels: int = 256
+    encoder_blocks: int = 3
+    decoder_channels: int = 128
+    temporal_levels: int = Field(4, ge=1, le=8, description="down/up levels of the long-time decoder")
+    kernel: int = 5
+    style_hidden: int = 256
+    disc_channels: int = 64
+    disc_layers: int = 3
+
+
+class ResBlock1d(nn.Module):
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv1d(channels, channels, kernel, padding=kernel // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+class AdaIN1d(nn.Module):
+    """Adaptive instance normalisation over time (Huang & Belongie 2017): the identity
+    embedding's fully-connected layers give per-channel scale and shift."""
+
+    def __init__(self, channels: int, identity_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(identity_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 2 * channels))
+
+    def forward(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.mlp(identity).unsqueeze(-1).chunk(2, dim=1)
+        return F.instance_norm(x) * (1 + gamma) + beta
+
+
+class ParamDecoder(nn.Module):
+    """CNN decoder of one parameter group: residual block, conv, 1x1 projection."""
+
+    def __init__(self, c_in: int, c_mid: int, c_out: int, kernel: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            ResBlock1d(c_in, kernel), nn.LeakyReLU(0.2),
+            nn.Conv1d(c_in, c_mid, kernel, padding=kernel // 2), nn.LeakyReLU(0.2),
+            nn.Conv1d(c_mid, c_out, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class LongTimeDecoder(nn.Module):
+    """Encoder-decoder over time: strided convs down `levels` times, then up with skips, so
+    each output frame sees a long context (eyebrow and head motion follow prosody)."""
+
+    def __init__(self, channels: int, levels: int, kernel: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.down = nn.ModuleList(nn.Conv1d(channels, channels, 4, stride=2, padding=1) for _ in range(levels))
+        self.mid = ResBlock1d(channels, kernel)
+        self.up = nn.ModuleList(nn.Conv1d(2 * channels, channels, kernel, padding=kernel // 2) for _ in range(levels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[-1]
+        m = 2**self.levels
+        if t % m:
+            x = F.pad(x, (0, (-t) % m), mode="replicate")
+        skips = []
+        for conv in self.down:
+            skips.append(x)
+            x = F.leaky_relu(conv(x), 0.2)
+        x = self.mid(x)
+        for conv in self.up:
+            x = F.interpolate(x, scale_factor=2.0, mode="linear", align_corners=False)
+            x = F.leaky_relu(conv(torch.cat([x, skips.pop()], dim=1)), 0.2)
+        return x[..., :t]
+
+
+class Standardizer(nn.Module):
+    """Per-dimension mean/std as buffers, set from the training data and saved with the weights."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
+
+    def norm(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def denorm(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
+class AnimationGenerator(nn.Module):
+    """forward(audio (B,T,15), identity (B,identity_dim), style=True) -> {'mouth' (B,T,28),
+    'brow' (B,T,5), 'pose' (B,T,6)} in raw units. With style=False the AdaIN parameters come
+    from the training set's mean identity (the "w/o style" switch)."""
+
+    def __init__(self, cfg: AnimationConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        c, k = cfg.channels, cfg.kernel
+        self.audio_norm = Standardizer(cfg.audio_dim)
+        self.identity_norm = Standardizer(cfg.identity_dim)
+        self.out_norm = nn.ModuleDict({name: Standardizer(d) for name, d in PARTS.items()})
+        self.audio_encoder = nn.Sequential(
+            nn.Conv1d(cfg.audio_dim, c, k, padding=k // 2), *[ResBlock1d(c, k) for _ in range(cfg.encoder_blocks)]
+        )
+        self.style = AdaIN1d(c, cfg.identity_dim, cfg.style_hidden)
+        self.mouth_decoder = ParamDecoder(c, cfg.decoder_channels, MOUTH_DIM, k)
+        self.long_time = LongTimeDecoder(c, cfg.temporal_levels, k)
+        self.brow_decoder = ParamDecoder(c, cfg.decoder_channels, BROW_DIM, k)
+        self.pose_decoder = ParamDecoder(c, cfg.decoder_channels, POSE_DIM, k)
+
+    def forward_normalized(self, audio_n: torch.Tensor, identity_n: torch.Tensor, style: bool = True) -> dict[str, torch.Tensor]:
+        """Standardised inputs -> standardised outputs (what the losses compare)."""
+        h = self.audio_encoder(audio_n.transpose(1, 2))
+        if not style:
+            identity_n = torch.zeros_like(identity_n)
+        h = self.style(h, identity_n)
+        lt = self.long_time(h)
+        return {
+            "mouth": self.mouth_decoder(h).transpose(1, 2),
+            "brow": self.brow_decoder(lt).transpose(1, 2),
+            "pose": self.pose_decoder(lt).transpose(1, 2),
+        }
+
+    def forward(self, audio: torch.Tensor, identity: torch.Tensor, style: bool = True) -> dict[str, torch.Tensor]:
+        if audio.shape[1] < 2:
+            raise ValueError("need at least 2 frames of audio features")
+        # an unseen face far outside the training identities is kept within the trained range
+        identity_n = self.identity_norm.norm(identity).clamp(-4.0, 4.0)
+        out = self.forward_normalized(self.audio_norm.norm(audio), identity_n, style)
+        return {k: self.out_norm[k].denorm(v) for k, v in out.items()}
+
+
+class AnimationDiscriminators(nn.Module):
+    """D^mou, D^ebro, D^hed: conditional 1-D PatchGANs over {f_audio, p} (standardised)."""
+
+    def __init__(self, cfg: AnimationConfig) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict(
+            {name: TemporalPatchDiscriminator(d, cfg.audio_dim, cfg.disc_channels, cfg.disc_layers, cfg.kernel) for name, d in PARTS.items()}
+        )
+
+    def forward(self, params: dict[str, torch.Tensor], audio_n: torch.Tensor) -> dict[str, list[list[torch.Tensor]]]:
+        return {name: net(params[name], audio_n) for name, net in self.nets.items()}
+
+
+PRESETS = {
+    "paper": AnimationConfig(),
+    "tiny": AnimationConfig(channels=64, encoder_blocks=2, decoder_channels=32, temporal_levels=3, style_hidden=64,
+                            disc_channels=32, disc_layers=3),
+}
+register_architecture("animation_generator", AnimationConfig, AnimationGenerator, PRESETS)

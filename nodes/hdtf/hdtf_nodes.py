@@ -1,0 +1,429 @@
+"""HDTF nodes: the two learned generators, their trainers and the paper-style figures.
+
+    AudioFeatures(mfcc_pitch) ─┐
+    reference image, landmarks,├─ AnimationGenerator ─ MorphCoeffs ─ DenseFlowBuilder ─ F_app ─┐
+    fitted coefficients ───────┘                                                               ├─ FlowVideoGenerator ─ frames
+    reference image ───────────────────────────────────────────────────────────────────────────┘
+
+Heavy imports (torch, cv2, matplotlib) stay inside functions so listing nodes stays fast.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.types import CheckpointBlob
+from nodes.types import FeatureSeq, MorphCoeffs
+
+from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, blob_from_export, load_generator
+
+OFFICIAL_PARAMS = {"flow_video_generator": 20.4e6}  # MRzzm/HDTF code_animation2video defaults
+
+
+@functools.lru_cache(maxsize=None)
+def preset_parameter_counts(arch: str) -> dict[str, int]:
+    """Parameters of each size preset, counted on the meta device (no memory, no init cost)."""
+    import torch
+
+    from .model_registry import count_parameters, create_model, list_models
+
+    with torch.device("meta"):
+        return {p: count_parameters(create_model(arch, p)) for p in list_models()[arch]}
+
+
+def _schema_counts(arch: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"parameters": preset_parameter_counts(arch)}
+    if arch in OFFICIAL_PARAMS:
+        out["official_parameters"] = OFFICIAL_PARAMS[arch]
+    return out
+
+
+def _checkpoint_source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
+    if connected is not None:
+        return connected
+    return ctx.resolve_path(param) if param else REPO_ROOT / BUNDLED[arch]
+
+
+def _first(arr: np.ndarray, what: str, node: str) -> np.ndarray:
+    if arr.ndim == 3:
+        if arr.shape[0] < 1:
+            raise NodeError(f"{node}: the {what} input holds no frames")
+        return arr[0]
+    return arr
+
+
+class AnimationGenerator(Node):
+    """HDTF §4.1: driving audio + a reference face -> mouth (28), eyebrow (5) and head-pose
+    coefficients per video frame, in the speaking style of the reference (AdaIN).
+
+    The output MorphCoeffs keep the reference's identity (shape) and add the generated head-pose
+    deltas to the reference's pose, so DenseFlowBuilder turns them into F_app directly.
+    """
+
+    category = "hdtf"
+    inputs = {
+        "features": In("AudioFeatures", "mfcc_pitch features of the driving audio (13 MFCC + 2 pitch per frame)"),
+        "reference": In("Image", "the reference portrait"),
+        "landmarks": In("Landmarks", "the reference's landmarks (DetectLandmarks); the first frame is used"),
+        "coeffs": In("MorphCoeffs", "the reference's fitted 3DMM coefficients (Fit3DMM); the first frame is used"),
+        "checkpoint": In("Checkpoint", "a trained generator (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = {"coeffs": Out("MorphCoeffs", "per-frame coefficients driven by the audio")}
+
+    class Params(BaseModel):
+        checkpoint: str = InputFile("", description=(
+            f"animation generator checkpoint; empty: the bundled {BUNDLED['animation_generator']} "
+            f"(made by {TRAINERS['animation_generator']})"), extensions=(".pt",))
+        style: bool = Field(True, description="AdaIN style from the reference; off: the training set's mean identity (the 'w/o style' ablation)")
+        vggface_weights: str = InputFile("", description="VGG-Face state dict, for checkpoints trained with VGG-Face identities")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _schema_counts("animation_generator")
+
+    def run(self, ctx: RunContext, features: FeatureSeq, reference: np.ndarray, landmarks: np.ndarray,
+            coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .identity import IdentityEncoder
+        from .inference import animate
+
+        p = self.params
+        generator, export = load_generator(_checkpoint_source(ctx, p.checkpoint, checkpoint, "animation_generator"),
+                                           "animation_generator", ctx.device)
+        cfg = generator.cfg
+        if features.data.ndim != 2 or features.data.shape[1] != cfg.audio_dim:
+            raise NodeError(f"AnimationGenerator needs {cfg.audio_dim} audio features per frame (AudioFeatures variant "
+                            f"mfcc_pitch), got variant {features.variant!r} with shape {features.data.shape[1:]}")
+        if features.data.shape[0] < 2:
+            raise NodeError("AnimationGenerator: the driving audio is shorter than two video frames")
+        lm = _first(np.asarray(landmarks), "landmarks", "AnimationGenerator")
+        ref = MorphCoeffs(coeffs.shape, coeffs.expression[:1], coeffs.pose[:1], coeffs.error[:1], coeffs.image_size)
+        try:
+            encoder = IdentityEncoder(cfg.identity, ctx.resolve_path(p.vggface_weights) if p.vggface_weights else None)
+            identity = encoder(reference, lm, coeffs.shape)
+        except ValueError as exc:
+            raise NodeError(f"AnimationGenerator: {exc}") from None
+        if cfg.identity == "morph":
+            ctx.log("identity embedding: 3DMM shape + face appearance statistics (the VGG-Face fallback)")
+        out = animate(generator, features.data, identity, ref, style=p.style, device=ctx.device)
+        ctx.log(f"animated {features.data.shape[0]} frames with a model trained for {export['step']} steps")
+        return {"coeffs": out}
+
+
+class FlowVideoGenerator(Node):
+    """HDTF §4.2: reference image + approximate dense flow F_app -> video frames.
+
+    An hourglass predicts the foreground mask M_f (F = F_app * M_f), a matting image g and a
+    matting mask M_m; the reference's features are warped by F and matted with g, then decoded.
+    Frames are processed in chunks (flat memory for long audio). The intermediate results of
+    the paper's Fig. 9 come out at feature resolution (1/4 of the frames).
+    """
+
+    category = "hdtf"
+    inputs = {
+        "reference": In("Image", "the reference portrait"),
+        "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size"),
+        "checkpoint": In("Checkpoint", "a trained generator (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = {
+        "frames": Out("Frames", "the generated video frames"),
+        "foreground_mask": Out("Mask", "M_f at feature resolution"),
+        "matting_mask": Out("Mask", "M_m at feature resolution"),
+        "warped_reference": Out("Frames", "the reference warped by F_app, at feature resolution"),
+        "revised_flow": Out("FlowField", "F = F_app * M_f at feature resolution (pixels of that grid)"),
+    }
+
+    class Params(BaseModel):
+        checkpoint: str = InputFile("", description=(
+            f"video generator checkpoint; empty: the bundled {BUNDLED['flow_video_generator']} "
+            f"(made by {TRAINERS['flow_video_generator']})"), extensions=(".pt",))
+        matting: bool = Field(True, description="eq. 9 matting; off: eq. 14, the 'w/o matting' ablation")
+        size: int = Field(0, ge=0, le=2048, description="processing and output size; 0: the frame size the model was trained at")
+        chunk: int = Field(8, ge=1, le=256, description="frames per forward pass (memory vs speed)")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _schema_counts("flow_video_generator")
+
+    def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .inference import render_video
+
+        p = self.params
+        generator, export = load_generator(_checkpoint_source(ctx, p.checkpoint, checkpoint, "flow_video_generator"),
+                                           "flow_video_generator", ctx.device)
+        size = p.size or int(export.get("data", {}).get("settings", {}).get("frame_size", 0)) or None
+        if flow.shape[1:3] != reference.shape[:2]:
+            raise NodeError(f"FlowVideoGenerator: the flow is {flow.shape[2]}x{flow.shape[1]} but the reference image is "
+                            f"{reference.shape[1]}x{reference.shape[0]}; build F_app for the reference image")
+        try:
+            out = render_video(generator, reference, flow, matting=p.matting, chunk=p.chunk, device=ctx.device, size=size,
+                               progress=lambda i, n: ctx.progress(i, n, "frames"))
+        except ValueError as exc:
+            raise NodeError(f"FlowVideoGenerator: {exc}") from None
+        return {"frames": out.frames, "foreground_mask": out.foreground_mask, "matting_mask": out.matting_mask,
+                "warped_reference": out.warped_reference, "revised_flow": out.flow}
+
+
+# --- training nodes ---
+
+
+class _TrainParams(BaseModel):
+    preset: Literal["tiny", "paper"] = Field("tiny", description="size preset")
+    steps: int = Field(2000, ge=1, le=10_000_000, description="generator updates")
+    batch_size: int = Field(8, ge=1, le=1024)
+    lr_g: float = Field(2e-4, gt=0, le=1)
+    lr_d: float = Field(2e-4, gt=0, le=1)
+    gan_start: int = Field(0, ge=0, description="step from which the adversarial terms are used")
+    seed: int = Field(0, description="training seed (initial weights and batches)")
+    max_minutes: float = Field(0, ge=0, description="stop early after this much wall time (0: no limit)")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: torch's default)")
+    work_dir: str = Field("", description="where training state lives (resume after an interruption); empty: the user cache dir")
+    save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
+
+
+def _train(ctx: RunContext, node: str, task, params: _TrainParams) -> dict[str, Any]:
+    from trainers.loop import TrainConfig, Trainer
+
+    p = params
+    work = ctx.resolve_path(p.work_dir) if p.work_dir else _default_work_dir(ctx)
+    cfg = TrainConfig(steps=p.steps, batch_size=p.batch_size, lr_g=p.lr_g, lr_d=p.lr_d, gan_start=p.gan_start, seed=p.seed,
+                      device=ctx.device, max_minutes=p.max_minutes or None, threads=p.threads or None, progress_bar=False,
+                      log_every=max(1, min(50, p.steps // 50)), checkpoint_every=max(50, p.steps // 10))
+
+    def progress(i: int, n: int, losses: dict[str, float]) -> None:
+        ctx.progress(i, n, " ".join(f"{k}={v:.3g}" for k, v in sorted(losses.items())))
+
+    ctx.log(f"{node}: training state in {work}")
+    result = Trainer(task, cfg, work, on_progress=progress, log=ctx.log).fit()
+    if p.save_to:
+        dest = ctx.resolve_path(p.save_to)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.export_path, dest)
+        ctx.log(f"{node}: wrote {dest}")
+    import cv2
+
+    curve = cv2.cvtColor(cv2.imread(str(work / "loss_curve.png")), cv2.COLOR_BGR2RGB)
+    metrics = {"steps": result.steps, "wall_s": round(result.wall_s, 2), **result.final_losses}
+    return {"checkpoint": blob_from_export(result.export_path), "metrics": metrics, "loss_curve": curve}
+
+
+def _default_work_dir(ctx: RunContext) -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("talkgraph")) / "train" / f"{ctx.node_type}-{ctx.key[:16]}"
+
+
+def _dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
+    path = ctx.resolve_path(dataset) if "://" not in str(dataset) else dataset
+    from nodes.synth.dataset import DatasetError, open_dataset
+
+    try:
+        open_dataset(str(path))
+    except DatasetError as exc:
+        raise NodeError(f"{node}: {exc}") from None
+    return str(path)
+
+
+_TRAIN_OUTPUTS = {
+    "checkpoint": Out("Checkpoint", "the trained generator (weights + config + what it was trained on)"),
+    "metrics": Out("Metrics", "steps, wall time and the final losses"),
+    "loss_curve": Out("Image", "the loss curves"),
+}
+
+
+class TrainAnimationGenerator(Node):
+    """Train the HDTF animation generator (§4.1, loss eq. 7) on a talkgraph dataset — the
+    synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
+
+    category = "hdtf/train"
+    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_TrainParams):
+        window: int = Field(64, ge=8, le=1024, description="frames per training window")
+        lambda_mouth: float = Field(10.0, ge=0, description="weight of the mouth L1 (eq. 3)")
+        lambda_brow: float = Field(5.0, ge=0, description="weight of the eyebrow SSIM loss (eq. 5)")
+        lambda_pose: float = Field(5.0, ge=0, description="weight of the head-pose SSIM loss")
+        identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
+        vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _schema_counts("animation_generator")
+
+    def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
+        from .train_animation import AnimationTask, AnimationTrainSettings
+
+        p = self.params
+        settings = AnimationTrainSettings(
+            dataset=_dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
+            identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
+            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose)
+        try:
+            task = AnimationTask(settings)
+        except ValueError as exc:
+            raise NodeError(f"TrainAnimationGenerator: {exc}") from None
+        return _train(ctx, "TrainAnimationGenerator", task, p)
+
+
+class TrainFlowVideoGenerator(Node):
+    """Train the HDTF flow-guided video generator (§4.2, loss eq. 13) on a talkgraph dataset;
+    F_app between frame pairs comes from their 3DMM coefficients, as at inference."""
+
+    category = "hdtf/train"
+    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_TrainParams):
+        frame_size: int = Field(256, ge=32, le=2048, description="frames are loaded at this size")
+        crop: int = Field(128, ge=0, le=2048, description="random training crop (0: whole frames)")
+        lambda_perc: float = Field(10.0, ge=0, description="weight of the perceptual loss (eq. 11)")
+        lambda_fm: float = Field(10.0, ge=0, description="weight of feature matching (eq. 12)")
+        vgg_weights: str = InputFile("", description="VGG-19 state dict (torchvision layout) for the perceptual loss; empty: the fallback")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _schema_counts("flow_video_generator")
+
+    def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
+        from .train_flow_video import FlowVideoTask, FlowVideoTrainSettings
+
+        p = self.params
+        settings = FlowVideoTrainSettings(
+            dataset=_dataset_path(ctx, dataset, "TrainFlowVideoGenerator"), preset=p.preset, frame_size=p.frame_size,
+            crop=p.crop, vgg_weights=str(ctx.resolve_path(p.vgg_weights)) if p.vgg_weights else None,
+            lambda_perc=p.lambda_perc, lambda_fm=p.lambda_fm)
+        try:
+            task = FlowVideoTask(settings)
+        except ValueError as exc:
+            raise NodeError(f"TrainFlowVideoGenerator: {exc}") from None
+        return _train(ctx, "TrainFlowVideoGenerator", task, p)
+
+
+# --- figures ---
+
+
+class FlowVideoFigure(Node):
+    """The paper's Fig. 9 as a PNG: for a few frames, F_app in pseudo-colour, the warped
+    reference, M_f, the revised flow F, M_m and the output frame."""
+
+    category = "hdtf/visualise"
+    inputs = {
+        "flow": In("FlowField", "F_app"),
+        "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
+        "foreground_mask": In("Mask", "FlowVideoGenerator.foreground_mask"),
+        "revised_flow": In("FlowField", "FlowVideoGenerator.revised_flow"),
+        "matting_mask": In("Mask", "FlowVideoGenerator.matting_mask"),
+        "frames": In("Frames", "FlowVideoGenerator.frames"),
+    }
+    outputs = {"image": Out("Image", "the figure")}
+
+    class Params(BaseModel):
+        path: str = OutputFile("hdtf_fig9.png", description="where to write the PNG", extensions=(".png",))
+        frames_shown: int = Field(4, ge=1, le=16, description="rows: frames evenly spaced over the clip")
+        tile: int = Field(160, ge=32, le=1024, description="cell size in pixels")
+
+    def run(self, ctx: RunContext, flow, warped_reference, foreground_mask, revised_flow, matting_mask, frames) -> dict[str, Any]:
+        from .figures import intermediates_grid, save_png
+
+        t = min(len(x) for x in (flow, warped_reference, foreground_mask, revised_flow, matting_mask, frames))
+        if t == 0:
+            raise NodeError("FlowVideoFigure: the inputs hold no frames")
+        ids = sorted({int(round(v)) for v in np.linspace(0, t - 1, self.params.frames_shown)})
+        grid = intermediates_grid({"F_app": flow, "warped I_ref": warped_reference, "M_f": foreground_mask,
+                                   "F = F_app * M_f": revised_flow, "M_m": matting_mask, "output": frames},
+                                  ids, self.params.tile)
+        save_png(ctx.resolve_path(self.params.path), grid)
+        return {"image": grid}
+
+
+class AnimationCurves(Node):
+    """The paper's Fig. 8 as a PNG: mouth opening, eyebrow, head roll and horizontal head
+    translation over time, for up to three coefficient sequences (e.g. three identities
+    driven by the same audio)."""
+
+    category = "hdtf/visualise"
+    inputs = {
+        "coeffs": In("MorphCoeffs", "first sequence"),
+        "coeffs_b": In("MorphCoeffs", "second sequence", optional=True),
+        "coeffs_c": In("MorphCoeffs", "third sequence", optional=True),
+    }
+    outputs = {"image": Out("Image", "the figure")}
+
+    class Params(BaseModel):
+        path: str = OutputFile("hdtf_fig8.png", description="where to write the PNG", extensions=(".png",))
+        labels: list[str] = Field(default_factory=lambda: ["a", "b", "c"], description="legend of each sequence")
+        fps: float = Field(25.0, gt=0, le=240)
+
+    def run(self, ctx: RunContext, coeffs: MorphCoeffs, coeffs_b: MorphCoeffs | None = None,
+            coeffs_c: MorphCoeffs | None = None) -> dict[str, Any]:
+        from .figures import animation_curves, save_png
+
+        labels = list(self.params.labels) + ["b", "c"]
+        series = [(labels[i], c) for i, c in enumerate((coeffs, coeffs_b, coeffs_c)) if c is not None]
+        image = animation_curves(series, self.params.fps)
+        save_png(ctx.resolve_path(self.params.path), image)
+        return {"image": image}
+
+
+# --- evaluation ---
+
+
+class EvaluateHDTF(Node):
+    """The paper's Table 3 (mouth MSE, 3-D lip distance, eyebrow SSIM, head-pose CCA) and
+    Table 4 (PSNR, SSIM, CPBD) on held-out clips, for the full models, the ablations that are
+    switches of the same nodes (w/o style, w/o matting, w/o F_app) and the geometric warp-only
+    pipeline. Writes the tables as markdown and logs them."""
+
+    category = "hdtf/evaluate"
+    inputs = {
+        "dataset": In("Path", "dataset folder with a held-out split"),
+        "animation_checkpoint": In("Checkpoint", "overrides the animation_checkpoint parameter", optional=True),
+        "video_checkpoint": In("Checkpoint", "overrides the video_checkpoint parameter", optional=True),
+    }
+    outputs = {"metrics": Out("Metrics", "'table.row.metric' -> value"), "report": Out("String", "the tables (markdown)")}
+
+    class Params(BaseModel):
+        split: Literal["train", "val", "test"] = Field("test", description="which clips to evaluate on")
+        animation_checkpoint: str = InputFile("", description="empty: the bundled animation checkpoint", extensions=(".pt",))
+        video_checkpoint: str = InputFile("", description="empty: the bundled video checkpoint", extensions=(".pt",))
+        tables: Literal["both", "table3", "table4"] = "both"
+        max_clips: int = Field(0, ge=0, description="evaluate at most this many clips (0: all of the split)")
+        max_frames: int = Field(50, ge=1, le=100_000, description="Table 4: frames per clip")
+        path: str = OutputFile("hdtf_eval.md", description="where to write the markdown tables", extensions=(".md",))
+
+    def run(self, ctx: RunContext, dataset: str, animation_checkpoint: CheckpointBlob | None = None,
+            video_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .evaluate import evaluate_animation, evaluate_video, report
+
+        p = self.params
+        data = _dataset_path(ctx, dataset, "EvaluateHDTF")
+        table3 = table4 = None
+        about = [f"Held-out split `{p.split}` of `{Path(data).name}`."]
+        if p.tables in ("both", "table3"):
+            gen, exp = load_generator(_checkpoint_source(ctx, p.animation_checkpoint, animation_checkpoint, "animation_generator"),
+                                      "animation_generator", ctx.device)
+            table3 = evaluate_animation(gen, data, p.split, p.max_clips, progress=lambda i, n: ctx.progress(i, n, "Table 3 clips"))
+            about.append(f"Animation generator: {exp['model_config'].get('channels')} channels, {exp['step']} steps.")
+        if p.tables in ("both", "table4"):
+            gen, exp = load_generator(_checkpoint_source(ctx, p.video_checkpoint, video_checkpoint, "flow_video_generator"),
+                                      "flow_video_generator", ctx.device)
+            size = int(exp.get("data", {}).get("settings", {}).get("frame_size", 256))
+            table4 = evaluate_video(gen, data, p.split, frame_size=size, max_clips=p.max_clips, max_frames=p.max_frames,
+                                    progress=lambda i, n: ctx.progress(i, n, "Table 4 clips"))
+            about.append(f"Video generator: trained {exp['step']} steps; frames at {size}px, up to {p.max_frames} per clip.")
+        text = report(table3, table4, " ".join(about))
+        path = ctx.resolve_path(p.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        ctx.log(text)
+        slug = lambda name: re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # noqa: E731 (cache-safe keys)
+        metrics = {f"{t}.{slug(row)}.{m}": v for t, tab in (("table3", table3), ("table4", table4)) if tab
+                   for row, vals in tab.items() for m, v in vals.items()}
+        return {"metrics": metrics, "report": text}
