@@ -161,6 +161,15 @@ class DatasetWriter:
         self.root.attrs["clips"] = list(self.clips)  # readable even if writing stops half-way
         return ClipWriter(g, n_frames, self.frame_size, self.samples_per_frame)
 
+    def drop_clip(self, name: str) -> None:
+        """Forget a clip that failed half-way (its group is deleted)."""
+        if name in self.clips:
+            self.clips.remove(name)
+            self.splits.pop(name, None)
+            self.root.attrs["clips"] = list(self.clips)
+        if name in self.root:
+            del self.root[name]
+
     def close(self) -> dict[str, int]:
         counts = {s: sum(1 for v in self.splits.values() if v == s) for s in SPLITS}
         self.root.attrs.update({"clips": list(self.clips), "split_counts": counts, "complete": True})

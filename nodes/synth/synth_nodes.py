@@ -2,9 +2,10 @@
 
     SynthesizeSpeech      text -> Audio (16 kHz) + PhonemeTrack          (espeak-ng)
     AnimateFromPhonemes   phonemes + audio + the portrait's fitted 3DMM -> driving MorphCoeffs + blinks
+    RenderTalkingFace     portrait + reference/driving MorphCoeffs (+ blinks) -> Frames
 
-`workflows/synth_talk.yaml` wires them with LoadImage, DetectLandmarks, Fit3DMM,
-DenseFlowBuilder, WarpImage and SaveVideo into a portrait + sentence -> .mp4 pipeline.
+`workflows/synth_talk.yaml` wires them with LoadImage, DetectLandmarks, Fit3DMM and SaveVideo
+into a portrait + sentence -> .mp4 pipeline.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, Node, NodeError, Out, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
 from graphcore.types import RecordType, TypeValidationError, register_type
 from nodes.types import AudioClip, MorphCoeffs
 
@@ -109,3 +110,49 @@ class AnimateFromPhonemes(Node):
         coeffs = MorphCoeffs(shape=np.asarray(reference.shape, np.float32), expression=anim.expression, pose=anim.pose,
                              error=np.zeros(n, np.float32), image_size=tuple(reference.image_size))
         return {"coeffs": coeffs, "blink": anim.blink}
+
+
+class RenderTalkingFace(Node):
+    """Animate a portrait with driving 3DMM coefficients: dense flow from the model + warping.
+
+    The flow is HDTF §4.2's F_app inner-face flow (DenseFlowBuilder's construction) with the
+    eye blinks added, continued smoothly outside the face so hair, neck and collar follow the
+    head without seams; the portrait is warped by it frame by frame (chunks: flat memory).
+    """
+
+    category = "synth"
+    inputs = {
+        "image": In("Image", "the portrait the reference coefficients were fitted to"),
+        "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),
+        "driving": In("MorphCoeffs", "per-frame expression and pose to render"),
+        "blink": In("Array", "eyelid closure per frame (T,) in [0, 1]", optional=True),
+    }
+    outputs = {"frames": Out("Frames")}
+
+    class Params(BaseModel):
+        face_model: str = InputFile("", description="face model .npz (empty: the bundled talkgraph 3DMM)",
+                                    extensions=(".npz",))
+        chunk: int = Field(8, ge=1, le=256, description="frames rendered at once (memory vs. speed)")
+
+    def run(self, ctx: RunContext, image: np.ndarray, reference: MorphCoeffs, driving: MorphCoeffs,
+            blink: np.ndarray | None = None) -> dict[str, Any]:
+        from nodes.face.model import load_face_model
+
+        from .render import Driving, render_chunks
+
+        p = self.params
+        n = len(driving.expression)
+        if blink is not None and blink.shape != (n,):
+            raise NodeError(f"RenderTalkingFace: blink has shape {blink.shape}, expected ({n},) like the driving coefficients")
+        if tuple(reference.image_size) != tuple(image.shape[:2]):
+            raise NodeError(f"RenderTalkingFace: the reference was fitted on {reference.image_size[1]}x{reference.image_size[0]} "
+                            f"images but the portrait is {image.shape[1]}x{image.shape[0]}")
+        model = load_face_model(ctx.resolve_path(p.face_model) if p.face_model else None)
+        drive = Driving(reference.shape, driving.expression, driving.pose,
+                        np.zeros(n, np.float32) if blink is None else blink)
+        out = np.empty((n, *image.shape), np.uint8)
+        for sl, frames in render_chunks(image, model, reference.shape, reference.expression[0], reference.pose[0],
+                                        drive, chunk=p.chunk, device=ctx.device,
+                                        progress=lambda i, total: ctx.progress(i, total, "rendering")):
+            out[sl] = frames
+        return {"frames": out}
