@@ -28,7 +28,10 @@ from .flow_video_generator import FlowVideoGenerator
 from .model_registry import model_config
 
 # D^vid widths per preset (the discriminator is not part of the inference checkpoint)
-DISCRIMINATORS = {"paper": {"channels": 64, "n_layers": 3, "num_scales": 2}, "tiny": {"channels": 32, "n_layers": 3, "num_scales": 2}}
+DISCRIMINATORS = {
+    "paper": {"channels": 64, "n_layers": 3, "num_scales": 2, "max_channels": 512},
+    "tiny": {"channels": 16, "n_layers": 3, "num_scales": 2, "max_channels": 128},
+}
 
 
 class FlowBuilder(Protocol):
@@ -69,7 +72,7 @@ class FlowVideoTask(TrainTask):
     def build(self) -> None:
         self.generator = FlowVideoGenerator(self.arch)
         d = DISCRIMINATORS.get(self.s.preset, DISCRIMINATORS["tiny"])
-        self.discriminator = MultiScalePatchDiscriminator(self.arch.channels, 0, d["channels"], d["n_layers"], d["num_scales"])
+        self.discriminator = MultiScalePatchDiscriminator(self.arch.channels, 0, **d)
 
     def model_config(self) -> dict[str, Any]:
         return {"arch": "flow_video_generator", **self.arch.model_dump()}
