@@ -148,18 +148,19 @@ def window_starts(n: int, window: int, hop: int) -> list[int]:
     return starts
 
 
-def crossfade_weights(n: int, window: int, starts: list[int], overlap: int) -> np.ndarray:
-    """(len(starts), window) blending weights: each window ramps in/out linearly over `overlap`
-    frames where a neighbour covers it; normalised so that the weights of a frame sum to 1."""
+def crossfade_weights(n: int, window: int, starts: list[int]) -> np.ndarray:
+    """(len(starts), window) blending weights: each window ramps in linearly over its overlap
+    with the previous window and out over its overlap with the next; normalised so that the
+    weights of every frame sum to 1."""
     j = np.arange(window, dtype=np.float64)
-    ramp_in = np.minimum(1.0, (j + 1) / (overlap + 1))
-    ramp_out = ramp_in[::-1]
     w = np.ones((len(starts), window))
     for i, s in enumerate(starts):
         if i > 0:
-            w[i] *= ramp_in
+            overlap = starts[i - 1] + window - s
+            w[i] *= np.minimum(1.0, (j + 1) / (overlap + 1))
         if i < len(starts) - 1:
-            w[i] *= ramp_out
+            overlap = s + window - starts[i + 1]
+            w[i] *= np.minimum(1.0, (window - j) / (overlap + 1))
     total = np.zeros(max(n, window))
     for i, s in enumerate(starts):
         total[s:s + window] += w[i]
@@ -168,10 +169,10 @@ def crossfade_weights(n: int, window: int, starts: list[int], overlap: int) -> n
     return w
 
 
-def stitch(per_window: np.ndarray, starts: list[int], n: int, overlap: int) -> np.ndarray:
+def stitch(per_window: np.ndarray, starts: list[int], n: int) -> np.ndarray:
     """Blend per-window outputs (W, window, ...) into one (n, ...) sequence."""
     window = per_window.shape[1]
-    w = crossfade_weights(n, window, starts, overlap)
+    w = crossfade_weights(n, window, starts)
     out = np.zeros((max(n, window),) + per_window.shape[2:], np.float64)
     for i, s in enumerate(starts):
         out[s:s + window] += w[i].reshape((-1,) + (1,) * (per_window.ndim - 2)) * per_window[i]
@@ -201,8 +202,7 @@ def predict_windows(model: MotionFieldGenerator, reference: torch.Tensor, audio:
         jacobians.append(out["jacobian"].float().cpu().numpy())
         if progress:
             progress(min(i + batch, len(starts)), len(starts))
-    overlap = window - hop
     total = max(n, window)
-    value = stitch(np.concatenate(values), starts, total, overlap)[:n]
-    jacobian = stitch(np.concatenate(jacobians), starts, total, overlap)[:n]
+    value = stitch(np.concatenate(values), starts, total)[:n]
+    jacobian = stitch(np.concatenate(jacobians), starts, total)[:n]
     return {"value": value, "jacobian": jacobian}
