@@ -10,6 +10,15 @@ from nodes.audio2head.models import OFFICIAL_PARAMETERS, create_model, preset_pa
 from nodes.audio2head.motion_field import crossfade_weights, predict_windows, stitch, window_starts
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and the test machine is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("arch", sorted(OFFICIAL_PARAMETERS))
 def test_paper_presets_match_official_parameter_counts(arch):
     counts = preset_parameter_counts(arch)
