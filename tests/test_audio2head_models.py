@@ -6,17 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from audio2head_helpers import one_thread  # noqa: F401 (autouse fixture)
 from nodes.audio2head.models import OFFICIAL_PARAMETERS, create_model, preset_parameter_counts
 from nodes.audio2head.motion_field import crossfade_weights, predict_windows, stitch, window_starts
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and the test machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("arch", sorted(OFFICIAL_PARAMETERS))

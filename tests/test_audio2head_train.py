@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from audio2head_helpers import one_thread  # noqa: F401 (autouse fixture)
 from graphcore.node import NodeError, RunContext
 from graphcore.types import CheckpointBlob
 from hdtf_data import write_toy_dataset
 from nodes.audio2head import a2h_nodes as A
 from nodes.types import FeatureSeq, Keypoints
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -259,6 +259,17 @@ def _vgg(ctx: RunContext, path: str) -> str | None:
     return str(ctx.resolve_path(path)) if path else None
 
 
+def _fit(ctx: RunContext, node: str, make_task, params: _TrainParams) -> dict[str, Any]:
+    """Build the task (bad settings or data become a NodeError naming the node), then train it."""
+    try:
+        task = make_task()
+    except NodeError:
+        raise
+    except Exception as exc:  # DatasetError (e.g. clips shorter than the window) or a bad setting
+        raise NodeError(f"{node}: {exc}") from None
+    return _train(ctx, node, task, params)
+
+
 class TrainKeypointRenderer(Node):
     """Train the keypoint detector and the renderer together on video reconstruction (FOMM §3,
     Audio2Head §4.2): multi-scale perceptual loss + equivariance of keypoints and Jacobians
@@ -284,11 +295,7 @@ class TrainKeypointRenderer(Node):
         settings = KeypointTrainSettings(dataset=_dataset_path(ctx, dataset, "TrainKeypointRenderer"), preset=p.preset,
                                          frame_size=p.frame_size, lambda_perc=p.lambda_perc, lambda_eq_value=p.lambda_eq_value,
                                          lambda_eq_jacobian=p.lambda_eq_jacobian, vgg_weights=_vgg(ctx, p.vgg_weights))
-        try:
-            task = KeypointTask(settings)
-        except ValueError as exc:
-            raise NodeError(f"TrainKeypointRenderer: {exc}") from None
-        return _train(ctx, "TrainKeypointRenderer", task, p)
+        return _fit(ctx, "TrainKeypointRenderer", lambda: KeypointTask(settings), p)
 
 
 class TrainHeadMotionPredictor(Node):
@@ -317,11 +324,7 @@ class TrainHeadMotionPredictor(Node):
         settings = HeadMotionTrainSettings(dataset=_dataset_path(ctx, dataset, "TrainHeadMotionPredictor"), preset=p.preset,
                                            frame_size=p.frame_size, window=p.window, pose_loss=p.pose_loss,
                                            ssim_window=p.ssim_window, lambda_pose=p.lambda_pose, lambda_gan=p.lambda_gan)
-        try:
-            task = HeadMotionTask(settings)
-        except Exception as exc:  # DatasetError (clips too short) or a bad setting
-            raise NodeError(f"TrainHeadMotionPredictor: {exc}") from None
-        return _train(ctx, "TrainHeadMotionPredictor", task, p)
+        return _fit(ctx, "TrainHeadMotionPredictor", lambda: HeadMotionTask(settings), p)
 
 
 class TrainMotionFieldGenerator(Node):
@@ -368,10 +371,86 @@ class TrainMotionFieldGenerator(Node):
             lambda_heatmap=p.lambda_heatmap, heatmap_decay_steps=p.heatmap_decay_steps, lambda_rec=p.lambda_rec,
             lambda_eq_value=p.lambda_eq, lambda_eq_jacobian=p.lambda_eq, render_frames=p.render_frames,
             vgg_weights=_vgg(ctx, p.vgg_weights))
+        return _fit(ctx, "TrainMotionFieldGenerator", lambda: MotionFieldTask(settings, log=ctx.log), p)
+
+
+# --- evaluation ---
+
+
+class EvaluateAudio2Head(Node):
+    """Audio2Head Table 2 on held-out clips: HE (head motion error), KE (keypoint error), PSNR
+    and SSIM for GT-keypoint, GT-head and the full model, plus the switch ablations (w/o
+    Jacobians; the head predictor trained with L1 instead of SSIM) and a still-reference
+    baseline. Writes the table as markdown and, optionally, the figures."""
+
+    category = "audio2head/evaluate"
+    inputs = {
+        "dataset": _DATASET,
+        "keypoints": In("Checkpoint", "overrides keypoints_checkpoint", optional=True),
+        "head_motion": In("Checkpoint", "overrides head_motion_checkpoint", optional=True),
+        "head_motion_l1": In("Checkpoint", "the predictor trained with pose_loss l1 (ablation row)", optional=True),
+        "motion_field": In("Checkpoint", "overrides motion_field_checkpoint", optional=True),
+    }
+    outputs = {"metrics": Out("Metrics", "'row.column' -> value"), "report": Out("String", "the table (markdown)"),
+               "figure": Out("Image", "frames of the first clip: real, GT-keypoint, GT-head, full, w/o Jacobians")}
+
+    class Params(BaseModel):
+        splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["test"], description="held-out splits")
+        keypoints_checkpoint: str = _checkpoint_param("keypoint_autoencoder")
+        head_motion_checkpoint: str = _checkpoint_param("head_motion")
+        head_motion_l1_checkpoint: str = InputFile("", description="'with L1' predictor; empty: the bundled one when present")
+        motion_field_checkpoint: str = _checkpoint_param("motion_field")
+        max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
+        max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
+        path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
+        figures_dir: str = Field("", description="also write frames.png and head_pose.png here (empty: no files)")
+
+    def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None, head_motion: CheckpointBlob | None = None,
+            head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:
+        import re
+
+        from nodes.hdtf.figures import save_png
+
+        from .checkpoints import BUNDLED_L1, REPO_ROOT, load_keypoint_models, load_model
+        from .evaluate import evaluate, frames_figure, pose_figure, report
+
+        p, dev = self.params, ctx.device
+        data = _dataset_path(ctx, dataset, "EvaluateAudio2Head")
+        kp_models, kp_exp = load_keypoint_models(_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), dev)
+        hm, hm_exp = load_model(_source(ctx, p.head_motion_checkpoint, head_motion, "head_motion"), "head_motion", dev)
+        mf, mf_exp = load_model(_source(ctx, p.motion_field_checkpoint, motion_field, "motion_field"), "motion_field", dev)
+        l1_source = head_motion_l1 if head_motion_l1 is not None else (
+            ctx.resolve_path(p.head_motion_l1_checkpoint) if p.head_motion_l1_checkpoint else REPO_ROOT / BUNDLED_L1)
+        hm_l1 = None
+        if isinstance(l1_source, CheckpointBlob) or l1_source.is_file():
+            hm_l1, _ = load_model(l1_source, "head_motion", dev)
+        else:
+            ctx.log(f"no 'with L1' head motion checkpoint ({l1_source}): that ablation row is skipped")
+        models = {**kp_models, "head_motion": hm, "motion_field": mf, "head_motion_l1": hm_l1}
         try:
-            task = MotionFieldTask(settings, log=ctx.log)
-        except NodeError:
-            raise
-        except Exception as exc:
-            raise NodeError(f"TrainMotionFieldGenerator: {exc}") from None
-        return _train(ctx, "TrainMotionFieldGenerator", task, p)
+            table, kept = evaluate(models, data, tuple(p.splits), p.max_clips, p.max_frames, dev,
+                                   progress=lambda i, n: ctx.progress(i, n, "clips"))
+        except ValueError as exc:
+            raise NodeError(f"EvaluateAudio2Head: {exc}") from None
+        about = (f"Held-out split(s) {', '.join(p.splits)} of `{_short(data)}`, up to {p.max_frames} frames per clip, the "
+                 f"first frame as reference. Models: keypoints {kp_exp['step']} steps, head motion {hm_exp['step']} steps, "
+                 f"motion field {mf_exp['step']} steps (stage {mf_exp.get('data', {}).get('settings', {}).get('stage')}).")
+        text = report(table, about)
+        out = ctx.resolve_path(p.path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        ctx.log(text)
+        figure = frames_figure(kept[0])
+        if p.figures_dir:
+            folder = ctx.resolve_path(p.figures_dir)
+            save_png(folder / "frames.png", figure)
+            save_png(folder / "head_pose.png", pose_figure(kept[0]))
+        slug = lambda s: re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")  # noqa: E731
+        metrics = {f"{slug(row)}.{col}": v for row, vals in table.items() for col, v in vals.items()}
+        return {"metrics": metrics, "report": text, "figure": figure}
+
+
+def _short(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).name

@@ -25,6 +25,7 @@ BUNDLED = {
     "head_motion": "assets/checkpoints/audio2head/head_motion_tiny.pt",
     "motion_field": "assets/checkpoints/audio2head/motion_field_tiny.pt",
 }
+BUNDLED_L1 = "assets/checkpoints/audio2head/head_motion_l1_tiny.pt"  # the "with L1" ablation
 
 
 def read_export(source: str | os.PathLike | CheckpointBlob, arch: str) -> dict[str, Any]:
