@@ -152,3 +152,25 @@ def test_pose_ssim_loss():
     assert pose_ssim_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
     assert pose_ssim_loss(x, -x).item() > 1.0  # anti-correlated
     assert pose_ssim_loss(x, x, window=None).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_head_pose_drives_morph_coeffs():
+    from nodes.audio2head.a2h_nodes import HeadPoseToMorphCoeffs
+    from nodes.audio2head.pose import camera_pose_from_morph
+    from nodes.types import MorphCoeffs
+    from graphcore.node import NodeError, RunContext
+
+    ctx = RunContext(node_id="n", node_type="n", key="k")
+    ref = MorphCoeffs(np.zeros(60, np.float32), np.full((1, 33), 0.1, np.float32),
+                      np.array([[0.05, 0.0, 0.0, 130.0, 120.0, np.log(1.2)]], np.float32), np.zeros(1, np.float32), (256, 256))
+    cam = camera_pose_from_morph(np.array([[0.0, 0.1, 0.0, 128.0, 128.0, 0.0], [0.1, 0.2, 0.0, 140.0, 128.0, 0.1]], np.float32), (256, 256))
+    rel = HeadPoseToMorphCoeffs().run(ctx, coeffs=ref, pose=cam)["coeffs"]
+    assert rel.pose.shape == (2, 6) and rel.expression.shape == (2, 33)
+    np.testing.assert_allclose(rel.pose[0], ref.pose[0], atol=1e-4)  # starts at the portrait's pose
+    np.testing.assert_allclose(rel.pose[1, :3] - rel.pose[0, :3], [0.1, 0.1, 0.0], atol=1e-6)
+    assert rel.pose[1, 3] > rel.pose[0, 3] and rel.pose[1, 5] > rel.pose[0, 5]  # moved right, came nearer
+    absolute = HeadPoseToMorphCoeffs({"mode": "absolute"}).run(ctx, coeffs=ref, pose=cam)["coeffs"]
+    np.testing.assert_allclose(absolute.pose[:, 3], [128.0, 140.0], atol=1e-3)
+    with pytest.raises(NodeError, match="3 coefficient frames but 2 head poses"):
+        three = MorphCoeffs(ref.shape, np.zeros((3, 33), np.float32), np.repeat(ref.pose, 3, 0), np.zeros(3, np.float32), (256, 256))
+        HeadPoseToMorphCoeffs().run(ctx, coeffs=three, pose=cam)

@@ -141,3 +141,19 @@ def test_bad_inputs_are_clear(trained, tmp_path):
     with pytest.raises(NodeError, match="stage-1"):
         A.TrainMotionFieldGenerator({"stage": 2, "steps": 1}).run(ctx_for(tmp_path), dataset="unused",
                                                                    keypoints=trained["keypoints"]["checkpoint"])
+
+
+def test_evaluation_node_writes_table2(trained, toy_dataset, tmp_path):
+    out = A.EvaluateAudio2Head({"splits": ["test"], "max_frames": 4, "path": str(tmp_path / "t2.md"),
+                                "figures_dir": str(tmp_path / "fig")}).run(
+        ctx_for(tmp_path), dataset=toy_dataset, keypoints=trained["keypoints"]["checkpoint"],
+        head_motion=trained["head_motion"]["checkpoint"], head_motion_l1=trained["head_motion"]["checkpoint"],
+        motion_field=trained["motion_field"]["checkpoint"])
+    m = out["metrics"]
+    for key in ("gt_keypoint.PSNR", "gt_head.KE", "full_model.HE", "full_model.SSIM", "w_o_jacobians_switch.PSNR",
+                "with_l1_pose_loss.HE", "still_reference.KE"):
+        assert np.isfinite(m[key]), key
+    assert m["full_model.HE"] == pytest.approx(m["with_l1_pose_loss.HE"])  # the same checkpoint twice
+    assert "| GT-keypoint |" in (tmp_path / "t2.md").read_text() and "at 64px" in out["report"]
+    assert (tmp_path / "fig" / "frames.png").is_file() and (tmp_path / "fig" / "head_pose.png").is_file()
+    assert out["figure"].dtype == np.uint8

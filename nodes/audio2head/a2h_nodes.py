@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.hdtf.hdtf_nodes import _TRAIN_OUTPUTS, _dataset_path, _train, _TrainParams
-from nodes.types import FeatureSeq, Keypoints
+from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 
 from .checkpoints import BUNDLED, TRAINERS
 
@@ -244,6 +244,45 @@ def _check_keypoints(kp: Keypoints, what: str) -> None:
         raise NodeError(f"KeypointRenderer: {what} contain NaN or infinite values")
 
 
+
+class HeadPoseToMorphCoeffs(Node):
+    """Drive 3DMM coefficients (e.g. the HDTF pipeline's) with Audio2Head head poses: the pose of
+    each frame is replaced through the camera mapping of nodes/audio2head/pose.py (scaled
+    orthographic tx, ty, log-scale <-> camera-space tx, ty, tz). `relative` keeps the
+    coefficients' first pose and adds each frame's motion from the first HeadPose (so the head
+    starts where the portrait is); `absolute` uses the HeadPose as it is."""
+
+    category = "audio2head"
+    inputs = {
+        "coeffs": In("MorphCoeffs", "coefficients to drive: one frame (repeated) or one per pose"),
+        "pose": In("HeadPose", "camera-space head poses (HeadMotionPredictor)"),
+    }
+    outputs = {"coeffs": Out("MorphCoeffs", "the coefficients with the new head poses")}
+
+    class Params(BaseModel):
+        mode: Literal["relative", "absolute"] = Field("relative", description="add the motion to the first pose, or replace the poses")
+
+    def run(self, ctx: RunContext, coeffs: MorphCoeffs, pose: np.ndarray) -> dict[str, Any]:
+        from .pose import camera_pose_from_morph, morph_pose_from_camera
+
+        t, n = len(pose), coeffs.expression.shape[0]
+        if t == 0 or n == 0:
+            raise NodeError("HeadPoseToMorphCoeffs: no frames in the poses or the coefficients")
+        if n not in (1, t):
+            raise NodeError(f"HeadPoseToMorphCoeffs: {n} coefficient frames but {t} head poses (give one frame or {t})")
+        pick = (lambda a: np.repeat(a[:1], t, 0)) if n == 1 else (lambda a: a)  # noqa: E731
+        size = tuple(coeffs.image_size)
+        cam = np.asarray(pose, np.float64)
+        if self.params.mode == "relative":
+            cam = camera_pose_from_morph(coeffs.pose[:1], size).astype(np.float64) + (cam - cam[:1])
+        try:
+            new_pose = morph_pose_from_camera(cam, size)
+        except ValueError as exc:
+            raise NodeError(f"HeadPoseToMorphCoeffs: {exc}") from None
+        out = MorphCoeffs(np.asarray(coeffs.shape, np.float32), pick(coeffs.expression).astype(np.float32), new_pose,
+                          pick(coeffs.error).astype(np.float32), size)
+        return {"coeffs": out}
+
 # --- trainers (the shared loop of trainers/loop.py, through the HDTF nodes' training glue) ---
 
 _DATASET = In("String", "dataset location (MakeSyntheticDataset / PrepareDataset output)")
@@ -428,11 +467,13 @@ class EvaluateAudio2Head(Node):
             ctx.log(f"no 'with L1' head motion checkpoint ({l1_source}): that ablation row is skipped")
         models = {**kp_models, "head_motion": hm, "motion_field": mf, "head_motion_l1": hm_l1}
         try:
+            size = int(kp_exp.get("data", {}).get("settings", {}).get("frame_size", 256))
             table, kept = evaluate(models, data, tuple(p.splits), p.max_clips, p.max_frames, dev,
-                                   progress=lambda i, n: ctx.progress(i, n, "clips"))
+                                   progress=lambda i, n: ctx.progress(i, n, "clips"), frame_size=size)
         except ValueError as exc:
             raise NodeError(f"EvaluateAudio2Head: {exc}") from None
-        about = (f"Held-out split(s) {', '.join(p.splits)} of `{_short(data)}`, up to {p.max_frames} frames per clip, the "
+        about = (f"Held-out split(s) {', '.join(p.splits)} of `{_short(data)}`, up to {p.max_frames} frames per clip at "
+                 f"{size}px, the "
                  f"first frame as reference. Models: keypoints {kp_exp['step']} steps, head motion {hm_exp['step']} steps, "
                  f"motion field {mf_exp['step']} steps (stage {mf_exp.get('data', {}).get('settings', {}).get('stage')}).")
         text = report(table, about)

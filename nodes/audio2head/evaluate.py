@@ -39,15 +39,15 @@ def _ke(kp: Keypoints, truth: Keypoints) -> float:
 
 def evaluate(models: dict[str, Any], dataset: str, splits: tuple[str, ...] = ("test",), max_clips: int = 0,
              max_frames: int = 100, device: str = "cpu", progress: Callable[[int, int], None] | None = None,
-             keep: int = 1) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """models: detector, renderer, head_motion, motion_field, optional head_motion_l1.
-    Returns (table: row -> column -> value, the first `keep` clips' outputs for figures)."""
+             keep: int = 1, frame_size: int = 256) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """models: detector, renderer, head_motion, motion_field, optional head_motion_l1; frames are
+    compared at `frame_size` (the keypoint networks' training size). Returns (table: row -> column -> value, the first `keep` clips' outputs for figures)."""
     from trainers.data import ClipStore
 
     from .inference import detect_keypoints, motion_field, predict_head_motion, render
     from .pose import camera_pose_from_morph
 
-    stores = [ClipStore(dataset, s, fields=("frames", "pose"), feature="a2h", frame_size=256, min_frames=2) for s in splits]
+    stores = [ClipStore(dataset, s, fields=("frames", "pose"), feature="a2h", frame_size=frame_size, min_frames=2) for s in splits]
     clips = [(st, k) for st in stores for k in range(len(st))]
     clips = clips[:max_clips] if max_clips else clips
     rows: dict[str, dict[str, list[float]]] = {}
