@@ -85,3 +85,119 @@ def test_splits_are_seeded_and_cover_every_split():
     assert s.count("train") == 8 and s.count("val") == 1 and s.count("test") == 1
     assert sorted(set(assign_splits(3, seed=0))) == ["test", "train", "val"]
     assert assign_splits(1, seed=0) == ["train"]
+
+
+# --- the generator's dataset mode ---------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT = ("Bob made a map.", "Hello, Paul!")
+
+
+@pytest.fixture(scope="module")
+def portrait():
+    from nodes.face.fitting import fit_coefficients
+    from nodes.face.landmarks import detect_landmarks
+    from nodes.face.model import load_face_model
+    from nodes.io.media import read_image
+    from nodes.synth.generate import resize_portrait
+
+    image = read_image(ROOT / "assets/samples/portrait.png")
+    lms, found = detect_landmarks(image[None], tracking=False)
+    assert found.all()
+    model = load_face_model()
+    fit = fit_coefficients(model, lms)
+    return model, resize_portrait(image, lms[0], fit.shape, fit.expression[0], fit.pose[0], 256)
+
+
+@pytest.fixture(scope="module")
+def synth(portrait, tmp_path_factory):
+    from nodes.synth.generate import SynthDatasetSettings, generate_dataset
+
+    model, face = portrait
+    out = tmp_path_factory.mktemp("synth")
+    settings = SynthDatasetSettings(n_clips=2, size=256, seed=3, sentences=SHORT, sentences_per_clip=(1, 1),
+                                    voices=("en-us", "en-gb+f2"), features=("mfcc_pitch", "mel"))
+    summary = generate_dataset(str(out / "d.zarr"), face, model, settings, mp4_dir=out / "mp4")
+    return out, face, summary
+
+
+def test_generator_writes_aligned_clips(synth):
+    out, face, summary = synth
+    assert summary["clips"] == 2 and summary["train"] + summary["val"] + summary["test"] == 2
+    ds = open_dataset(str(out / "d.zarr"))
+    assert ds.attrs["complete"] and ds.attrs["source"] == "synthetic" and ds.frame_size == (256, 256)
+    for clip in ds:
+        n = clip.n_frames
+        assert clip.attrs["text"] in SHORT and clip.attrs["voice"] in ("en-us", "en-gb+f2")
+        assert clip.frames.shape == (n, 256, 256, 3) and clip.landmarks.shape == (n, 478, 2)
+        assert len(clip.audio) == n * 640 and np.abs(clip.audio).max() > 0.05
+        tr = clip.phonemes
+        assert abs(float(tr.end[-1]) - n / 25) < 0.03  # the speech fills the clip (half a frame of rounding)
+        c = clip.coeffs
+        assert c.expression.shape == (n, 33) and c.pose.shape == (n, 6) and c.image_size == (256, 256)
+        np.testing.assert_allclose(c.shape, face.shape)
+        assert clip.features("mfcc_pitch").shape == (n, 15) and clip.features("mel").shape == (n, 16, 80)
+        assert np.asarray(clip.group["blink"]).shape == (n,)
+        # the far background is never moved
+        corner = np.abs(clip.frames[:, :24, :24].astype(int) - face.image[None, :24, :24].astype(int)).mean()
+        assert corner < 2.0
+
+
+def test_ground_truth_landmarks_and_mouth_follow_the_rendered_frames(synth):
+    """MediaPipe on the rendered frames finds the stored landmarks, and the mouth opens with jaw_open."""
+    from nodes.face.landmarks import detect_landmarks
+
+    out, _, _ = synth
+    ds = open_dataset(str(out / "d.zarr"))
+    for clip in ds:
+        frames = clip.frames[...]
+        det, found = detect_landmarks(frames)
+        assert found.all()
+        err = np.linalg.norm(det[..., :2] - clip.landmarks[...], axis=-1)
+        assert err.mean() < 1.5 and err.mean(axis=1).max() < 2.5, err.mean()
+        gap = det[:, 14, 1] - det[:, 13, 1]  # inner lower lip minus inner upper lip, pixels
+        jaw = clip.coeffs.expression[:, 0]
+        assert gap.max() - gap.min() > 3.0
+        assert np.corrcoef(gap, jaw)[0, 1] > 0.6
+
+
+def test_mp4_export_decodes_with_sound(synth):
+    from nodes.io.media import read_video
+
+    out, _, _ = synth
+    ds = open_dataset(str(out / "d.zarr"))
+    for clip in ds:
+        video = read_video(out / "mp4" / f"{clip.name}.mp4")
+        assert len(video.frames) == clip.n_frames and video.fps == 25
+        assert abs(len(video.audio.samples) - clip.n_frames * 640) <= 640
+        assert np.abs(video.frames.astype(int) - clip.frames[...].astype(int)).mean() < 4  # H.264 at crf 18
+
+
+def test_clip_plans_are_seeded():
+    from nodes.synth.generate import SynthDatasetSettings, plan_clips
+
+    a = plan_clips(SynthDatasetSettings(n_clips=6, seed=1))
+    assert a == plan_clips(SynthDatasetSettings(n_clips=6, seed=1))
+    assert a != plan_clips(SynthDatasetSettings(n_clips=6, seed=2))
+    assert len({p.seed for p in a}) == 6
+    # a clip's draws do not depend on how many clips there are
+    assert plan_clips(SynthDatasetSettings(n_clips=3, seed=1))[0].text == a[0].text
+
+
+def test_dataset_node_rejects_bad_parameters(portrait, tmp_path):
+    from graphcore.node import NodeError, RunContext
+    from nodes.synth.dataset_nodes import MakeSyntheticDataset
+    from nodes.types import MorphCoeffs
+
+    model, face = portrait
+    ref = MorphCoeffs(face.shape, face.expression[None], face.pose[None], np.zeros(1, np.float32), (256, 256))
+    ctx = RunContext("d", "MakeSyntheticDataset", "k", workflow_dir=tmp_path)
+    args = dict(portrait=face.image, landmarks=face.landmarks[None], reference=ref, model=model)
+    with pytest.raises(NodeError, match="unknown espeak-ng voice"):
+        MakeSyntheticDataset({"voices": ["en-us", "klingon"]}).run(ctx, **args)
+    with pytest.raises(NodeError, match="min_rate"):
+        MakeSyntheticDataset({"min_rate": 200, "max_rate": 150}).run(ctx, **args)
+    with pytest.raises(Exception, match="unknown audio feature variant"):
+        MakeSyntheticDataset({"features": ["mfcc", "mel"]})

@@ -104,3 +104,44 @@ def test_in_process_mode_matches_phonemes():
 def test_list_voices_names_english():
     names = list_voices()
     assert {"en-us", "en-gb"} <= set(names)
+
+
+def test_synthesize_speech_node_and_phoneme_track_port(tmp_path):
+    import zarr
+
+    from graphcore.node import NodeError, RunContext
+    from graphcore.types import TypeValidationError
+    from nodes.synth.synth_nodes import PHONEME_TRACK, SynthesizeSpeech
+    from nodes.types import AUDIO
+
+    logs = []
+    ctx = RunContext("speech", "SynthesizeSpeech", "k", emit=lambda kind, data: logs.append(data))
+    out = SynthesizeSpeech({"text": "Good morning.", "voice": "en-gb+f2"}).run(ctx)
+    AUDIO.validate(out["audio"])
+    track = PHONEME_TRACK.validate(out["phonemes"])
+    assert out["audio"].sample_rate == 16000 and "phonemes" in logs[0]["message"]
+    group = zarr.open_group(str(tmp_path / "t.zarr"), mode="w")
+    PHONEME_TRACK.save(group, track)
+    back = PHONEME_TRACK.load(group)
+    assert back.items() == track.items()
+    with pytest.raises(NodeError, match="unknown espeak-ng voice"):
+        SynthesizeSpeech({"text": "hi", "voice": "zz"}).run(ctx)
+    bad = type(track)(["a", "b"], np.array([0.0, 0.2], np.float32), np.array([0.3, 0.1], np.float32))
+    with pytest.raises(TypeValidationError, match="ordered"):
+        PHONEME_TRACK.validate(bad)
+
+
+def test_sample_assets_match_their_manifest_and_are_reproducible(tmp_path):
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from nodes.synth import make_samples
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "samples"
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"], name
+        assert entry["licence"] and entry["how"]
+    make_samples.make_speech(tmp_path / "speech.wav")  # the same request gives the same bytes
+    assert make_samples.sha256(tmp_path / "speech.wav") == manifest["files"]["speech.wav"]["sha256"]

@@ -139,3 +139,28 @@ def test_bilabial_closure_cancels_the_jaw_of_any_rest_face():
     assert out[0, MOUTH_COMPONENTS.index("lower_down_left")] == 0.0
     assert out[1, CLOSE] == 0.0 and out[1, JAW] == pytest.approx(1.05)
     assert np.all((out >= 0) & (out <= 1.5))
+
+
+def test_animate_node_adds_motion_to_the_portraits_rest_face():
+    from graphcore.node import RunContext
+    from nodes.synth.synth_nodes import AnimateFromPhonemes
+    from nodes.types import AudioClip, MorphCoeffs
+
+    s = synthesize("Peter bought a map.", voice="en-us")
+    rest = np.zeros(33, np.float32)
+    rest[JAW] = 0.3
+    rest[MOUTH_COMPONENTS.index("smile_left")] = 1.0
+    pose = np.array([0.05, -0.02, 0.01, 250.0, 240.0, np.log(2.0)], np.float32)
+    ref = MorphCoeffs(np.ones(60, np.float32), rest[None], pose[None], np.zeros(1, np.float32), (512, 512))
+    ctx = RunContext("a", "AnimateFromPhonemes", "k")
+    node = AnimateFromPhonemes({"seed": 5})
+    out = node.run(ctx, phonemes=s.phonemes, audio=AudioClip(s.samples, s.sample_rate), reference=ref)
+    c, blink = out["coeffs"], out["blink"]
+    n = c.expression.shape[0]
+    assert n == int(np.floor(len(s.samples) / 640 + 0.5)) and c.pose.shape == (n, 6) and blink.shape == (n,)
+    np.testing.assert_array_equal(c.shape, ref.shape)
+    assert c.expression.min() >= 0 and c.expression.max() <= 1.5
+    assert c.expression[:, JAW].max() > 0.7 and c.expression[:, JAW].min() < 0.45  # opens and closes around the rest
+    assert np.abs(c.pose[:, 3:5] - pose[3:5]).max() < 40 and np.degrees(np.abs(c.pose[:, :3] - pose[:3])).max() < 12
+    again = node.run(ctx, phonemes=s.phonemes, audio=AudioClip(s.samples, s.sample_rate), reference=ref)
+    np.testing.assert_array_equal(again["coeffs"].pose, c.pose)

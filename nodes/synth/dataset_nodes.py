@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
+from nodes.face.model_nodes import model_path_param, resolve_model
 from nodes.types import MorphCoeffs
 
 FEATURE_VARIANTS = ("mfcc_pitch", "a2h", "mel", "mfcc_window")
@@ -41,14 +42,16 @@ class MakeSyntheticDataset(Node):
         "portrait": In("Image", "a square portrait"),
         "landmarks": In("Landmarks", "the portrait's detected landmarks (1, 478, 2|3)"),
         "reference": In("MorphCoeffs", "the portrait's fitted 3DMM coefficients"),
+        "model": In("FaceModel", optional=True),
     }
-    outputs = {"dataset": Out("String", "the dataset's location"), "summary": Out("Metrics")}
+    outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         path: str = Field("out/synth_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
         n_clips: int = Field(8, ge=1, le=100_000, description="number of clips")
         size: Literal[256, 512] = Field(256, description="frame size in pixels (square)")
         seed: int = Field(0, ge=0, description="seed of every per-clip draw")
+        sentences: list[str] = Field(default_factory=list, description="sentences to draw from (empty: the 32 built-in ones)")
         sentences_per_clip: int = Field(2, ge=1, le=10, description="up to this many sentences per clip")
         voices: list[str] = Field(default_factory=lambda: ["en-us", "en-us+f3", "en-gb", "en-gb+f2", "en-us+m3",
                                                            "en-gb-x-rp", "en-us+f4", "en-gb-scotland"],
@@ -56,15 +59,14 @@ class MakeSyntheticDataset(Node):
         min_rate: int = Field(130, ge=80, le=450, description="slowest speaking rate (words per minute)")
         max_rate: int = Field(190, ge=80, le=450, description="fastest speaking rate (words per minute)")
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
-        mp4_dir: str = Field("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
-        face_model: str = InputFile("", description="face model .npz (empty: the bundled talkgraph 3DMM)", extensions=(".npz",))
+        mp4_dir: str | None = Field("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
+        model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
 
-    def run(self, ctx: RunContext, portrait: np.ndarray, landmarks: np.ndarray, reference: MorphCoeffs) -> dict[str, Any]:
-        from nodes.face.model import load_face_model
-
-        from .generate import SynthDatasetSettings, generate_dataset, resize_portrait
+    def run(self, ctx: RunContext, portrait: np.ndarray, landmarks: np.ndarray, reference: MorphCoeffs,
+            model: Any = None) -> dict[str, Any]:
+        from .generate import SENTENCES, SynthDatasetSettings, generate_dataset, resize_portrait
         from .speech import SpeechError, list_voices
 
         p = self.params
@@ -83,8 +85,9 @@ class MakeSyntheticDataset(Node):
             face = resize_portrait(portrait, landmarks[0], reference.shape, reference.expression[0], reference.pose[0], p.size)
         except ValueError as e:
             raise NodeError(str(e)) from None
-        model = load_face_model(ctx.resolve_path(p.face_model) if p.face_model else None)
-        settings = SynthDatasetSettings(n_clips=p.n_clips, size=p.size, seed=p.seed, voices=tuple(p.voices),
+        model = resolve_model(ctx, "MakeSyntheticDataset", model, p.model_path)
+        sentences = tuple(t for t in (x.strip() for x in p.sentences) if t) or SENTENCES
+        settings = SynthDatasetSettings(n_clips=p.n_clips, size=p.size, seed=p.seed, voices=tuple(p.voices), sentences=sentences,
                                         sentences_per_clip=(1, p.sentences_per_clip), rate=(p.min_rate, p.max_rate),
                                         features=tuple(p.features))
         url = _dataset_url(ctx, p.path)
@@ -108,7 +111,8 @@ class PrepareDataset(Node):
     """
 
     category = "synth"
-    outputs = {"dataset": Out("String", "the dataset's location"), "summary": Out("Metrics")}
+    inputs = {"model": In("FaceModel", optional=True)}
+    outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         folder: str = InputFile(description="folder of videos (its files' contents key the cache)")
@@ -120,14 +124,11 @@ class PrepareDataset(Node):
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
         split_seed: int = Field(0, ge=0, description="seed of the per-clip train/val/test draw")
         on_error: Literal["stop", "skip"] = Field("stop", description="a bad video stops the run, or is skipped")
-        face_model: str = InputFile("", description="face model .npz (empty: the bundled talkgraph 3DMM)", extensions=(".npz",))
+        model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
-        from nodes.face.fitting import Fitter
-        from nodes.face.model import load_face_model
-
+    def run(self, ctx: RunContext, model: Any = None) -> dict[str, Any]:
         from .dataset import DatasetWriter, assign_splits
         from .prepare import PrepareSettings, prepare_video
 
@@ -138,7 +139,7 @@ class PrepareDataset(Node):
         files = sorted(f for f in folder.glob(p.pattern) if f.is_file())
         if not files:
             raise NodeError(f"PrepareDataset: no file in {folder} matches {p.pattern!r}")
-        fitter = Fitter(load_face_model(ctx.resolve_path(p.face_model) if p.face_model else None))
+        face_model = resolve_model(ctx, "PrepareDataset", model, p.model_path)
         settings = PrepareSettings(size=p.size, fps=p.fps, crop_scale=p.crop_scale, features=tuple(p.features))
         url = _dataset_url(ctx, p.path)
         writer = DatasetWriter(url, fps=p.fps, frame_size=(p.size, p.size), source="prepared", landmark_source="mediapipe",
@@ -150,7 +151,7 @@ class PrepareDataset(Node):
             ctx.progress(i, len(files), f.name)
             name = f"clip_{i - len(skipped):05d}"
             try:
-                frames += prepare_video(f, writer, name, split, fitter, settings, log=ctx.log)
+                frames += prepare_video(f, writer, name, split, face_model, settings, log=ctx.log)
             except Exception as e:  # any failure on one file names that file
                 msg = str(e) if str(f) in str(e) else f"{f}: {e}"
                 if p.on_error == "stop":

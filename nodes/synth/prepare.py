@@ -1,11 +1,11 @@
 """Real-data preparation: talking-head videos -> the dataset format of docs/dataset-format.md.
 
 Per video, with flat memory (frames are streamed in chunks, never held whole):
-1. locate the face: MediaPipe landmarks on a downscaled decode -> the HDTF crop window, one
-   fixed square per video (`nodes.face.crop.crop_window`, as the CropAlign node);
+1. locate the face: MediaPipe landmarks on a downscaled decode (5 frames a second) -> the HDTF
+   crop window, one fixed square per video (`nodes.face.crop.crop_window`, as CropAlign);
 2. decode again at full size, retime to the target frame rate (nearest source frame), crop and
    resize to `size`, detect landmarks on the crops (video tracking) and write frames + landmarks;
-3. fit the 3DMM to the landmarks (`nodes.face.fitting.Fitter`, as the Fit3DMM node);
+3. fit the 3DMM to the landmarks (`nodes.face.fitting.fit_coefficients`, as the Fit3DMM node);
 4. read the sound (16 kHz) and compute the requested audio features (`nodes.audio.features`).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from graphcore.node import NodeError
 from .dataset import DatasetWriter
 
 LOCATE_SIDE = 480  # longer side of the decode used to place the crop window
+LOCATE_FPS = 5.0  # frames per second looked at to place it
 
 
 @dataclasses.dataclass
@@ -57,19 +58,23 @@ def _retimed(chunks: Iterator[np.ndarray], indices: np.ndarray) -> Iterator[np.n
             break
 
 
-def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float]:
-    """Landmarks of a downscaled decode in full-size pixels, the source frame count, (H, W), fps."""
+def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float, bool]:
+    """Landmarks of a downscaled decode in full-size pixels, the source frame count, (H, W), fps
+    and whether the file has sound."""
     from nodes.face.landmarks import detect_landmarks
     from nodes.io import media
 
     info = media.probe_video(path)
     scale = min(1.0, LOCATE_SIDE / max(info.width, info.height))
     size = (max(2, round(info.width * scale)), max(2, round(info.height * scale))) if scale < 1 else None
+    step = max(1, int(round(info.fps / LOCATE_FPS)))  # the window only needs the face's extent
     found_pts, n = [], 0
     for chunk in media.iter_video_frames(path, chunk=64, size=size):
-        lms, found = detect_landmarks(chunk, tracking=True)
-        found_pts.append(lms[found])
+        pick = chunk[(-n) % step::step]  # global frame indices that are multiples of `step`
         n += len(chunk)
+        if len(pick):
+            lms, found = detect_landmarks(pick, tracking=True)
+            found_pts.append(lms[found])
     pts = np.concatenate(found_pts) if found_pts else np.zeros((0, 478, 3), np.float32)
     if len(pts) == 0:
         raise NodeError(f"{path}: no face found in any of its {n} frames")
@@ -78,7 +83,7 @@ def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float]:
         pts = pts.copy()
         pts[..., 0] = (pts[..., 0] + 0.5) * sx - 0.5
         pts[..., 1] = (pts[..., 1] + 0.5) * sy - 0.5
-    return pts, n, (info.height, info.width), info.fps
+    return pts, n, (info.height, info.width), info.fps, info.has_audio
 
 
 def file_sha256(path: Path) -> str:
@@ -89,16 +94,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, fitter, settings: PrepareSettings,
+def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, model, settings: PrepareSettings,
                   log: Callable[[str], None] = lambda m: None) -> int:
     """Write one video as clip `name`; returns its frame count. Errors name the file."""
     from nodes.audio.features import audio_features
     from nodes.face.crop import crop_frames, crop_window
+    from nodes.face.fitting import fit_coefficients
     from nodes.face.landmarks import FaceMeshDetector, interpolate_missing
     from nodes.io import media
 
     s = settings
-    located, n_source, frame_hw, source_fps = locate_face(path)
+    located, n_source, frame_hw, source_fps, has_audio = locate_face(path)
     tf = crop_window(located, frame_hw, size=s.size, scale=s.crop_scale)
     indices = retime_indices(n_source, source_fps, s.fps)
     n = len(indices)
@@ -128,15 +134,12 @@ def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, fitt
         landmarks = interpolate_missing(landmarks, found)
     clip.write_landmarks(0, landmarks[..., :2])
 
-    fit = fitter.fit(landmarks)
+    fit = fit_coefficients(model, landmarks)
     clip.write_coeffs(fit.shape, fit.expression, fit.pose, fit.error, image_size=(s.size, s.size))
 
-    try:
-        audio = media.read_audio(path, writer.sample_rate)
-        samples = audio.samples
-    except media.MediaError as e:
-        if "no audio" not in str(e).lower():
-            raise
+    if has_audio:
+        samples = media.read_audio(path, writer.sample_rate).samples
+    else:
         log(f"{path.name} has no sound: its audio is silence")
         samples = np.zeros(n * writer.samples_per_frame, np.float32)
     clip.write_audio(samples)

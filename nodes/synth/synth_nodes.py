@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
+from graphcore.node import In, Node, NodeError, Out, RunContext
 from graphcore.types import RecordType, TypeValidationError, register_type
+from nodes.face.model_nodes import model_path_param, resolve_model
 from nodes.types import AudioClip, MorphCoeffs
 
 from .speech import PhonemeTrack
@@ -126,18 +127,16 @@ class RenderTalkingFace(Node):
         "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),
         "driving": In("MorphCoeffs", "per-frame expression and pose to render"),
         "blink": In("Array", "eyelid closure per frame (T,) in [0, 1]", optional=True),
+        "model": In("FaceModel", optional=True),
     }
     outputs = {"frames": Out("Frames")}
 
     class Params(BaseModel):
-        face_model: str = InputFile("", description="face model .npz (empty: the bundled talkgraph 3DMM)",
-                                    extensions=(".npz",))
+        model_path: str = model_path_param()
         chunk: int = Field(8, ge=1, le=256, description="frames rendered at once (memory vs. speed)")
 
     def run(self, ctx: RunContext, image: np.ndarray, reference: MorphCoeffs, driving: MorphCoeffs,
-            blink: np.ndarray | None = None) -> dict[str, Any]:
-        from nodes.face.model import load_face_model
-
+            blink: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
         from .render import Driving, render_chunks
 
         p = self.params
@@ -147,7 +146,7 @@ class RenderTalkingFace(Node):
         if tuple(reference.image_size) != tuple(image.shape[:2]):
             raise NodeError(f"RenderTalkingFace: the reference was fitted on {reference.image_size[1]}x{reference.image_size[0]} "
                             f"images but the portrait is {image.shape[1]}x{image.shape[0]}")
-        model = load_face_model(ctx.resolve_path(p.face_model) if p.face_model else None)
+        model = resolve_model(ctx, "RenderTalkingFace", model, p.model_path)
         drive = Driving(reference.shape, driving.expression, driving.pose,
                         np.zeros(n, np.float32) if blink is None else blink)
         out = np.empty((n, *image.shape), np.uint8)
