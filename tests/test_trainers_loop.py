@@ -44,7 +44,7 @@ class LinearGanTask(TrainTask):
 
     def discriminator_step(self, batch, fake):
         d = lsgan_d_loss(self.discriminator(batch["y"], batch["x"]), self.discriminator(fake, batch["x"]))
-        return StepOutput(d, {"d_adv": float(d)})
+        return StepOutput(d, {"d_adv": d.item()})
 
 
 def _cfg(**kw):

@@ -230,6 +230,9 @@ def _dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
     return str(path)
 
 
+DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset (their keys "
+               "track the data), or a literal path / fsspec URL")
+
 _TRAIN_OUTPUTS = {
     "checkpoint": Out("Checkpoint", "the trained generator (weights + config + what it was trained on)"),
     "metrics": Out("Metrics", "steps, wall time and the final losses"),
@@ -242,7 +245,7 @@ class TrainAnimationGenerator(Node):
     synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
 
     category = "hdtf/train"
-    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    inputs = {"dataset": In("String", DATASET_DOC)}
     outputs = _TRAIN_OUTPUTS
 
     class Params(_TrainParams):
@@ -277,7 +280,7 @@ class TrainFlowVideoGenerator(Node):
     F_app between frame pairs comes from their 3DMM coefficients, as at inference."""
 
     category = "hdtf/train"
-    inputs = {"dataset": In("Path", "dataset folder (MakeSyntheticDataset / PrepareDataset output, or a path)")}
+    inputs = {"dataset": In("String", DATASET_DOC)}
     outputs = _TRAIN_OUTPUTS
 
     class Params(_TrainParams):
@@ -383,7 +386,7 @@ class EvaluateHDTF(Node):
 
     category = "hdtf/evaluate"
     inputs = {
-        "dataset": In("Path", "dataset folder with a held-out split"),
+        "dataset": In("String", DATASET_DOC),
         "animation_checkpoint": In("Checkpoint", "overrides the animation_checkpoint parameter", optional=True),
         "video_checkpoint": In("Checkpoint", "overrides the video_checkpoint parameter", optional=True),
     }
@@ -427,3 +430,39 @@ class EvaluateHDTF(Node):
         metrics = {f"{t}.{slug(row)}.{m}": v for t, tab in (("table3", table3), ("table4", table4)) if tab
                    for row, vals in tab.items() for m, v in vals.items()}
         return {"metrics": metrics, "report": text}
+
+
+# --- data ---
+
+
+class PortraitVariant(Node):
+    """A visibly different portrait made from another (mirror, zoom, hue, saturation, gamma), so
+    the training data can be built from a face other than the one the demo animates (the
+    project has a single public-domain portrait)."""
+
+    category = "hdtf/data"
+    inputs = {"image": In("Image")}
+    outputs = {"image": Out("Image")}
+
+    class Params(BaseModel):
+        mirror: bool = Field(True, description="flip left-right")
+        zoom: float = Field(1.0, ge=0.5, le=2.0, description="scale about the centre (>1 crops in, <1 pads with the edge)")
+        hue: float = Field(0.0, ge=-180, le=180, description="hue rotation in degrees")
+        saturation: float = Field(1.0, ge=0, le=3, description="saturation factor")
+        gamma: float = Field(1.0, ge=0.2, le=5, description="brightness gamma (<1 brighter)")
+
+    def run(self, ctx: RunContext, image: np.ndarray) -> dict[str, Any]:
+        import cv2
+
+        p = self.params
+        out = image[:, ::-1] if p.mirror else image
+        h, w = out.shape[:2]
+        if p.zoom != 1.0:
+            m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 0.0, p.zoom)
+            out = cv2.warpAffine(np.ascontiguousarray(out), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        hsv = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + p.hue / 360.0 * 256.0) % 256.0
+        hsv[..., 1] = np.clip(hsv[..., 1] * p.saturation, 0, 255)
+        hsv[..., 2] = 255.0 * (hsv[..., 2] / 255.0) ** p.gamma
+        out = cv2.cvtColor(np.clip(hsv + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+        return {"image": out}
