@@ -1,0 +1,387 @@
+"""Running one node, anywhere: a thread of the local executor or a dask worker process.
+
+`execute_node` gets the node's inputs (from the run's in-memory memo when the producer ran in
+this process, otherwise from the cache), builds its RunContext, calls `run`, checks every
+output against its port type, writes the persisted outputs through the cache's atomic writer
+and returns small metadata. In-process (transient) upstream nodes are computed right here,
+once per process and key: a model loaded for one task is reused by the next one on the same
+worker. Node classes are resolved by type name; on workers from a registry the worker builds
+itself (memoised per process), never from pickles.
+"""
+from __future__ import annotations
+
+import atexit
+import collections
+import dataclasses
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from .fingerprint import file_content_hash
+from .keys import node_code
+from .node import Node, NodeError, RunContext
+from .plan import RunPlan, TaskNode
+from .registry import NodeRegistry, build_registry
+from .types import PortType, TypeValidationError
+from .workflow import BoundGraph, Edge, Literal
+
+# emit(kind, task, data): how a running node's events leave the process.
+Emit = Callable[[str, TaskNode, dict], None]
+
+PROGRESS_INTERVAL_S = 0.1  # at most this often per node; the last step is always sent
+
+
+class NodeFailure(Exception):
+    """A node failed. `user_error` is True for NodeError and bad outputs: the message alone
+    explains it; otherwise `detail` carries a short traceback tail."""
+
+    def __init__(self, node_id: str, node_type: str, message: str, detail: str = "", user_error: bool = True) -> None:
+        super().__init__(node_id, node_type, message, detail, user_error)
+        self.node_id, self.node_type, self.message = node_id, node_type, message
+        self.detail, self.user_error = detail, user_error
+
+    def __str__(self) -> str:
+        return f"node '{self.node_id}' ({self.node_type}): {self.message}"
+
+
+@dataclasses.dataclass
+class NodeResult:
+    """What a task sends back: never values, only where they are and what ran."""
+
+    node_id: str
+    key: str
+    seconds: float
+    ran: list[tuple[str, str, float]]  # (node id, type, seconds) of every node run, in-process ones included
+    files: dict[str, dict[str, str]]  # OutputFile parameter -> {"path", "sha256"}
+
+
+# --- resolving node classes ---------------------------------------------------------------
+
+
+class NodeFactory(Protocol):
+    def node_class(self, task: TaskNode) -> type[Node]: ...
+    def make(self, task: TaskNode) -> Node: ...
+
+
+class BoundFactory:
+    """In the client process: the classes and validated parameters of the bound graph."""
+
+    def __init__(self, graph: BoundGraph) -> None:
+        self._nodes = graph.nodes
+
+    def node_class(self, task: TaskNode) -> type[Node]:
+        return self._nodes[task.id].cls
+
+    def make(self, task: TaskNode) -> Node:
+        bound = self._nodes[task.id]
+        return bound.cls(bound.params)
+
+
+_registries: dict[tuple[str, ...], NodeRegistry] = {}
+_registries_lock = threading.Lock()
+
+
+def process_registry(plugin_paths: tuple[str, ...]) -> NodeRegistry:
+    """Built-ins + entry points + the run's plugin paths, built once per process."""
+    with _registries_lock:
+        registry = _registries.get(plugin_paths)
+        if registry is None:
+            registry = _registries[plugin_paths] = build_registry(plugin_paths, env=False)
+        return registry
+
+
+class RegistryFactory:
+    """On a worker: classes by type name from this process's own registry."""
+
+    def __init__(self, plugin_paths: tuple[str, ...]) -> None:
+        self.registry = process_registry(plugin_paths)
+
+    def node_class(self, task: TaskNode) -> type[Node]:
+        if task.type not in self.registry:
+            errors = "".join(f"\n  {e}" for e in self.registry.errors)
+            raise NodeFailure(task.id, task.type, f"node type {task.type!r} is not installed on this worker "
+                              f"(install its package there or pass its --plugins path){errors}")
+        cls = self.registry.get(task.type)
+        if node_code(cls) != task.code:
+            raise NodeFailure(task.id, task.type, f"the code of node type {task.type!r} on this worker differs from "
+                              "the client's: install the same version everywhere")
+        return cls
+
+    def make(self, task: TaskNode) -> Node:
+        cls = self.node_class(task)
+        return cls(cls.Params.model_validate(task.params))
+
+
+# --- memos --------------------------------------------------------------------------------
+
+
+class RunMemo:
+    """Outputs computed in this run and process, by node id, so that local dependents do not
+    read back from the cache what is already in memory. The scheduler releases an entry once
+    every node that reads it is done."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Mapping[str, Any]] = {}
+
+    def put(self, node_id: str, outputs: Mapping[str, Any]) -> None:
+        self._values[node_id] = outputs
+
+    def get(self, node_id: str) -> Mapping[str, Any] | None:
+        return self._values.get(node_id)
+
+    def release(self, node_id: str) -> None:
+        self._values.pop(node_id, None)
+
+
+class InProcessMemo:
+    """Outputs of in-process (transient) nodes by (key, device): computed once per process
+    even when several threads need them at once; the least recently used are dropped."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self._values: collections.OrderedDict[tuple[str, str], Mapping[str, Any]] = collections.OrderedDict()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: tuple[str, str], compute: Callable[[], Mapping[str, Any]]) -> Mapping[str, Any]:
+        with self._lock:
+            key_lock = self._locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._values:
+                    self._values.move_to_end(key)
+                    return self._values[key]
+            value = compute()
+            with self._lock:
+                self._values[key] = value
+                while len(self._values) > self.capacity:
+                    old, _ = self._values.popitem(last=False)
+                    self._locks.pop(old, None)
+            return value
+
+
+IN_PROCESS = InProcessMemo()
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ExecEnv:
+    plan: RunPlan
+    cache: Any  # graphcore.cache.CacheStore
+    factory: NodeFactory
+    emit: Emit
+    run_memo: RunMemo | None = None  # local executor only
+
+
+def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
+    """Run one persisted node: inputs in, outputs validated and committed to the cache."""
+    task = env.plan.nodes[node_id]
+    ran: list[tuple[str, str, float]] = []
+    cls = env.factory.node_class(task)
+    inputs = gather_inputs(env, task, ran)
+    outputs, seconds = run_node(env, task, inputs)
+    files = output_file_hashes(task)
+    persist(env, task, cls, outputs, seconds, files)
+    if env.run_memo is not None:
+        env.run_memo.put(task.id, outputs)
+    ran.append((task.id, task.type, seconds))
+    env.emit("finished", task, {"seconds": seconds})
+    return NodeResult(task.id, task.key, seconds, ran, files)
+
+
+def gather_inputs(env: ExecEnv, task: TaskNode, ran: list) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for port, source in task.inputs.items():
+        if isinstance(source, Literal):
+            values[port] = source.value
+        elif isinstance(source, Edge):
+            values[port] = input_value(env, task, port, source, ran)
+    return values
+
+
+def input_value(env: ExecEnv, task: TaskNode, port: str, source: Edge, ran: list) -> Any:
+    up = env.plan.nodes[source.node]
+    if env.run_memo is not None:
+        outputs = env.run_memo.get(up.id)
+        if outputs is not None:
+            return outputs[source.port]
+    if env.plan.reads_in_process(source):
+        outputs = IN_PROCESS.get_or_compute((up.key, env.plan.device), lambda: compute_in_process(env, up, ran))
+        return outputs[source.port]
+    port_type = env.factory.node_class(up).outputs[source.port].port_type
+    try:
+        return env.cache.load(up.key, source.port, port_type)
+    except Exception as exc:
+        raise NodeFailure(task.id, task.type, f"cannot load input '{port}' ({source}, cache entry {up.key[:12]}) "
+                          f"from {env.cache.url}: {type(exc).__name__}: {exc}") from None
+
+
+def compute_in_process(env: ExecEnv, task: TaskNode, ran: list) -> Mapping[str, Any]:
+    outputs, seconds = run_node(env, task, gather_inputs(env, task, ran))
+    ran.append((task.id, task.type, seconds))
+    env.emit("finished", task, {"seconds": seconds})
+    return outputs
+
+
+def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Call the node's run() with a fresh context and scratch folder; validate its outputs."""
+    try:
+        node = env.factory.make(task)
+    except NodeFailure:
+        raise
+    except Exception as exc:  # a Params model or __init__ that rejects what the client accepted
+        raise NodeFailure(task.id, task.type, f"cannot create the node: {type(exc).__name__}: {exc}",
+                          traceback_tail(exc), user_error=False) from None
+    cls = type(node)
+    for port, decl in cls.inputs.items():
+        if decl.optional and port not in inputs:
+            inputs[port] = None
+    env.emit("started", task, {})
+    ctx = NodeContext(
+        node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
+        seed=task.seed, emit=_context_emitter(env, task), workflow_dir=Path(env.plan.workflow_dir),
+    )
+    try:
+        start = time.perf_counter()
+        try:
+            result = node.run(ctx, **inputs)
+        except NodeError as exc:
+            raise NodeFailure(task.id, task.type, str(exc)) from None
+        except Exception as exc:
+            raise NodeFailure(task.id, task.type, f"{type(exc).__name__}: {exc}", traceback_tail(exc), user_error=False) from None
+        seconds = time.perf_counter() - start
+    finally:
+        ctx.remove_scratch()
+    return check_outputs(task, cls, result), seconds
+
+
+class NodeContext(RunContext):
+    """The RunContext the engine hands to nodes: its scratch folder is created on first use
+    (most nodes never touch it) and removed when the node returns."""
+
+    _scratch: Path | None = None
+
+    @property  # type: ignore[override]
+    def tmp_dir(self) -> Path:
+        if self._scratch is None:
+            self._scratch = scratch_dir(self.node_id)
+        return self._scratch
+
+    @tmp_dir.setter
+    def tmp_dir(self, value: Path) -> None:
+        pass  # the dataclass __init__ assigns the default; the folder is made lazily instead
+
+    def remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+_scratch_root: Path | None = None
+_scratch_lock = threading.Lock()
+
+
+def scratch_dir(node_id: str) -> Path:
+    """A fresh empty folder for one node run, under one per-process folder removed at exit."""
+    global _scratch_root
+    with _scratch_lock:
+        if _scratch_root is None:
+            _scratch_root = Path(tempfile.mkdtemp(prefix="graphrun-"))
+            atexit.register(shutil.rmtree, _scratch_root, True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)[:40]
+    path = _scratch_root / f"{safe}-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+def check_outputs(task: TaskNode, cls: type[Node], result: Any) -> dict[str, Any]:
+    declared = cls.outputs
+    if not isinstance(result, Mapping):
+        raise NodeFailure(task.id, task.type, f"run() returned {type(result).__name__}, expected a dict with the "
+                          f"outputs {sorted(declared)}")
+    missing = [p for p in declared if p not in result]
+    unknown = [p for p in result if p not in declared]
+    if missing or unknown:
+        parts = ([f"missing output(s) {missing}"] if missing else []) + ([f"undeclared output(s) {unknown}"] if unknown else [])
+        raise NodeFailure(task.id, task.type, f"run() returned {'; '.join(parts)}; declared outputs are {sorted(declared)}")
+    checked = {}
+    for port, decl in declared.items():
+        port_type: PortType = decl.port_type
+        try:
+            checked[port] = port_type.validate(result[port])
+        except TypeValidationError as exc:
+            raise NodeFailure(task.id, task.type, f"output '{port}' is not a valid {port_type.name}: {exc}") from None
+    return checked
+
+
+def output_file_hashes(task: TaskNode) -> dict[str, dict[str, str]]:
+    files = {}
+    for name, path in task.output_files.items():
+        if not Path(path).is_file():
+            raise NodeFailure(task.id, task.type, f"did not write its output file '{name}' = {path}")
+        files[name] = {"path": path, "sha256": file_content_hash(path)}
+    return files
+
+
+def output_files_intact(files: Mapping[str, Mapping[str, str]], expected: Mapping[str, str]) -> bool:
+    """On a cache hit: every output file the node wrote is still there, unchanged."""
+    for name, path in expected.items():
+        record = files.get(name)
+        if record is None or record.get("path") != path or not Path(path).is_file():
+            return False
+        try:
+            if file_content_hash(path) != record.get("sha256"):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def persist(env: ExecEnv, task: TaskNode, cls: type[Node], outputs: Mapping[str, Any], seconds: float,
+            files: dict[str, dict[str, str]]) -> None:
+    if task.output_files and env.cache.has(task.key):
+        # Re-run because an output file went missing or was edited: the committed entry
+        # records the old file's hash, so replace it rather than keep it.
+        env.cache.delete(task.key)
+    try:
+        with env.cache.writer(task.key) as writer:
+            for port in task.persistent_ports:
+                writer.save(port, cls.outputs[port].port_type, outputs[port])
+            writer.commit({
+                "node_id": task.id, "node_type": task.type, "params": task.params, "seconds": seconds,
+                "outputs": {p: cls.outputs[p].port_type.name for p in task.persistent_ports}, "files": files,
+            })
+    except TypeValidationError as exc:
+        raise NodeFailure(task.id, task.type, f"cannot store its outputs: {exc}") from None
+    except Exception as exc:
+        raise NodeFailure(task.id, task.type, f"cannot write its outputs to the cache {env.cache.url}: "
+                          f"{type(exc).__name__}: {exc}", traceback_tail(exc), user_error=False) from None
+
+
+def _context_emitter(env: ExecEnv, task: TaskNode) -> Callable[[str, Mapping[str, Any]], None]:
+    last = [0.0]
+
+    def emit(kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "progress":
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_INTERVAL_S and data.get("i") != data.get("n"):
+                return
+            last[0] = now
+        env.emit(kind, task, dict(data))
+
+    return emit
+
+
+def traceback_tail(exc: BaseException, frames: int = 3) -> str:
+    """The last few frames of the node's own code: enough to find the line, short enough to read."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next  # the engine's own frames say nothing about the node's bug
+    return "".join(traceback.format_exception(type(exc), exc, tb, limit=-frames)).rstrip()

@@ -1,0 +1,110 @@
+"""The run plan: a small, picklable description of every node of a run.
+
+It holds what a process needs to run a node without the client's objects: the node type by
+name (workers resolve classes from their own registry, never from pickles), its key, its
+canonical parameters, where its inputs come from, and which of its outputs are persisted.
+A dask task carries only the slice of the plan it needs (`RunPlan.slice`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from .keys import node_code, resolve_against
+from .node import CachePolicy, file_params
+from .workflow import BoundGraph, BoundNode, Edge, Literal
+
+
+@dataclasses.dataclass
+class TaskNode:
+    id: str
+    type: str
+    key: str
+    code: str  # code fingerprint the key was made with; workers check theirs matches
+    params: dict[str, Any]  # model_dump(mode="json")
+    inputs: dict[str, Edge | Literal]
+    in_process: bool  # transient: computed in the process that needs it, never persisted
+    persistent_ports: tuple[str, ...]  # outputs written to the cache
+    seed: int
+    output_files: dict[str, str]  # OutputFile parameter -> absolute path
+
+    def upstream(self) -> list[str]:
+        return sorted({s.node for s in self.inputs.values() if isinstance(s, Edge)})
+
+
+@dataclasses.dataclass
+class RunPlan:
+    run_id: str
+    workflow_dir: str
+    device: str
+    plugin_paths: tuple[str, ...]
+    nodes: dict[str, TaskNode]
+
+    def reads_in_process(self, source: Edge) -> bool:
+        """Whether an input fed by `source` must be computed where it is consumed."""
+        up = self.nodes[source.node]
+        return up.in_process or source.port not in up.persistent_ports
+
+    def slice(self, node_id: str) -> "RunPlan":
+        """The part of the plan a task for `node_id` needs: the node, the in-process nodes it
+        computes itself, and the persisted nodes whose outputs it loads."""
+        keep: dict[str, TaskNode] = {}
+        walked: set[str] = set()
+        stack = [node_id]
+        while stack:
+            nid = stack.pop()
+            if nid in walked:
+                continue
+            walked.add(nid)
+            task = keep[nid] = self.nodes[nid]
+            for source in task.inputs.values():
+                if isinstance(source, Edge):
+                    keep.setdefault(source.node, self.nodes[source.node])
+                    if self.reads_in_process(source):
+                        stack.append(source.node)  # computed here, so its own inputs are needed too
+        return dataclasses.replace(self, nodes=keep)
+
+
+def is_in_process(cls: type) -> bool:
+    outputs = [p.port_type for p in cls.outputs.values()]
+    return cls.cache == CachePolicy.TRANSIENT or (bool(outputs) and not any(t.persistent for t in outputs))
+
+
+def derive_seed(bound: BoundNode, key: str) -> int:
+    """The node's `seed` parameter when it has one; otherwise derived from its key, which
+    carries the run salt exactly when the node must differ from run to run."""
+    seed = getattr(bound.params, "seed", None)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return seed
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
+
+
+def build_plan(
+    graph: BoundGraph, keys: dict[str, str], *, run_id: str, device: str = "cpu", plugin_paths: tuple[str, ...] = ()
+) -> RunPlan:
+    base_dir: Path = graph.workflow.base_dir.resolve()
+    nodes: dict[str, TaskNode] = {}
+    for node_id in graph.order:
+        bound = graph.nodes[node_id]
+        cls = bound.cls
+        params = bound.params.model_dump(mode="json")
+        in_process = is_in_process(cls)
+        nodes[node_id] = TaskNode(
+            id=node_id,
+            type=cls.type_name,
+            key=keys[node_id],
+            code=node_code(cls),
+            params=params,
+            inputs=dict(bound.inputs),
+            in_process=in_process,
+            persistent_ports=() if in_process else tuple(p for p, port in cls.outputs.items() if port.port_type.persistent),
+            seed=derive_seed(bound, keys[node_id]),
+            output_files={
+                name: str(resolve_against(params[name], base_dir))
+                for name, mode in file_params(cls.Params).items()
+                if mode == "write" and params.get(name) not in (None, "")
+            },
+        )
+    return RunPlan(run_id, str(base_dir), device, tuple(plugin_paths), nodes)

@@ -1,0 +1,368 @@
+"""The scheduler: decide what to run, run it in dependency order, account for every node.
+
+    keys = compute_keys(graph)             content addresses
+    cached = committed keys (+ intact output files)     -> 'cached'
+    the rest run as soon as their upstream is done      -> 'ran' | 'failed' | 'skipped'
+
+Persisted nodes are tasks handed to an executor (threads here, or dask workers); in-process
+(transient) nodes are not tasks of their own: each task computes the ones it reads (see
+execute.py), so their readiness is that of the persisted nodes they read. A failure marks
+every descendant 'skipped' and lets independent branches finish; what completed stays
+committed, so a re-run resumes from the cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable
+
+from .events import Event, EventBus, Listener
+from .execute import NodeFailure, NodeResult, output_files_intact, traceback_tail
+from .executors import Executor, make_executor
+from .keys import compute_keys
+from .plan import RunPlan, build_plan
+from .registry import PLUGINS_ENV
+from .workflow import BoundGraph, Edge
+
+STATUSES = ("cached", "ran", "failed", "skipped")
+REMOTE_LOOKUPS = 16  # concurrent cache lookups on remote stores
+_LIVE_KINDS = frozenset({"started", "progress", "log", "finished"})
+_TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped"})
+
+
+@dataclasses.dataclass
+class NodeErrorInfo:
+    node_id: str
+    node_type: str
+    message: str
+    detail: str = ""  # a short traceback tail for unexpected exceptions; empty for NodeError
+    user_error: bool = True
+
+    def __str__(self) -> str:
+        return f"node '{self.node_id}' ({self.node_type}): {self.message}"
+
+
+@dataclasses.dataclass
+class RunReport:
+    run_id: str
+    status: dict[str, str]  # node id -> cached | ran | failed | skipped
+    keys: dict[str, str]
+    seconds: dict[str, float]  # compute time of the nodes that ran
+    errors: list[NodeErrorInfo]
+    files: dict[str, dict[str, str]]  # node id -> OutputFile parameter -> absolute path
+    elapsed: float
+    graph: BoundGraph = dataclasses.field(repr=False)
+    cache: Any = dataclasses.field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(s in ("cached", "ran") for s in self.status.values())
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for v in self.status.values() if v == s) for s in STATUSES}
+
+    def ran(self) -> set[str]:
+        return {n for n, s in self.status.items() if s == "ran"}
+
+    def load_output(self, node_id: str, port: str) -> Any:
+        """An output value, read from the cache."""
+        bound = self.graph.nodes[node_id]
+        if port not in bound.cls.outputs:
+            raise KeyError(f"node '{node_id}' ({bound.cls.type_name}) has no output {port!r}")
+        port_type = bound.cls.outputs[port].port_type
+        from .plan import is_in_process
+
+        if is_in_process(bound.cls) or not port_type.persistent:
+            raise ValueError(f"output '{node_id}.{port}' is an in-memory value and is never stored in the cache")
+        return self.cache.load(self.keys[node_id], port, port_type)
+
+
+def run_graph(
+    graph: BoundGraph,
+    *,
+    cache: Any,
+    executor: str | Executor = "local",
+    jobs: int = 1,
+    listeners: Iterable[Listener] = (),
+    device: str = "cpu",
+    plugin_paths: Iterable[str] = (),
+) -> RunReport:
+    """Run a validated graph: cached nodes skipped, the rest in dependency order."""
+    run_id = uuid.uuid4().hex[:12]
+    keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
+    plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths))
+    ex = make_executor(executor, jobs) if isinstance(executor, str) else executor
+    return Scheduler(graph, plan, cache, EventBus(listeners)).run(ex)
+
+
+def worker_plugin_paths(plugin_paths: Iterable[str]) -> tuple[str, ...]:
+    """--plugins and $GRAPHRUN_PLUGINS as absolute paths, for workers that build their own registry."""
+    env = [p for p in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if p.strip()]
+    out: list[str] = []
+    for p in [*env, *plugin_paths]:
+        path = os.path.abspath(os.path.expanduser(str(p)))
+        if path not in out:
+            out.append(path)
+    return tuple(out)
+
+
+_bookkeeping: list[threading.Thread] = []
+
+
+def touch_in_background(cache: Any, keys: list[str]) -> None:
+    """Record the cache hits' last use (for gc) off the critical path: a re-run that finds
+    everything cached should not wait for a thousand small writes. The thread is not a
+    daemon, so the interpreter finishes it before exiting."""
+    if not keys:
+        return
+
+    def touch_all() -> None:
+        for key in keys:
+            cache.touch(key)
+
+    thread = threading.Thread(target=touch_all, name="graphrun-touch")
+    thread.start()
+    _bookkeeping.append(thread)
+    _bookkeeping[:] = [t for t in _bookkeeping if t.is_alive()]
+
+
+def wait_for_bookkeeping(timeout: float | None = None) -> None:
+    """Wait for background cache bookkeeping (e.g. before deleting a cache folder)."""
+    for thread in list(_bookkeeping):
+        thread.join(timeout)
+
+
+class Scheduler:
+    def __init__(self, graph: BoundGraph, plan: RunPlan, cache: Any, bus: EventBus) -> None:
+        self.graph, self.plan, self.cache, self.bus = graph, plan, cache, bus
+        self.order = graph.order
+        self.status: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+        self.errors: list[NodeErrorInfo] = []
+        self.children: dict[str, list[str]] = {n: [] for n in self.order}
+        for n in self.order:
+            for up in plan.nodes[n].upstream():
+                self.children[up].append(n)
+        self._terminal: set[str] = set()
+        self._gate = threading.Lock()
+
+    # --- events ---
+
+    def emit(self, kind: str, node_id: str | None = None, **data: Any) -> None:
+        node_type = self.plan.nodes[node_id].type if node_id is not None else None
+        self.deliver(Event(kind, self.plan.run_id, node_id, node_type, data=data))
+
+    def deliver(self, event: Event) -> None:
+        """Every event passes here, from any thread or from dask workers. Live events of a
+        node already finished are dropped (a transient node computed again on a second
+        worker, or a late message from a worker), so each node ends exactly once."""
+        with self._gate:
+            if event.node_id is not None:
+                if event.kind in _LIVE_KINDS and event.node_id in self._terminal:
+                    return
+                if event.kind in _TERMINAL_KINDS:
+                    self._terminal.add(event.node_id)
+        self.bus.emit(event)
+
+    # --- planning ---
+
+    def effective_upstream(self, node_id: str) -> set[str]:
+        """The persisted nodes a task for `node_id` reads, looking through in-process nodes."""
+        out: set[str] = set()
+        stack = [node_id]
+        seen = set()
+        while stack:
+            nid = stack.pop()
+            for source in self.plan.nodes[nid].inputs.values():
+                if not isinstance(source, Edge) or (source.node, source.port) in seen:
+                    continue
+                seen.add((source.node, source.port))
+                if self.plan.reads_in_process(source):
+                    stack.append(source.node)
+                    out.update(u for u in [source.node] if not self.plan.nodes[u].in_process)
+                else:
+                    out.add(source.node)
+        return out
+
+    def in_process_closure(self, node_id: str) -> set[str]:
+        """The in-process nodes a task for `node_id` may have to compute."""
+        out: set[str] = set()
+        stack = [node_id]
+        while stack:
+            for source in self.plan.nodes[stack.pop()].inputs.values():
+                if isinstance(source, Edge) and self.plan.reads_in_process(source) and source.node not in out:
+                    out.add(source.node)
+                    stack.append(source.node)
+        return out
+
+    def is_cached(self, node_id: str) -> bool:
+        task = self.plan.nodes[node_id]
+        if not self.cache.has(task.key):
+            return False
+        if task.output_files:
+            meta = self.cache.meta(task.key)
+            return meta is not None and output_files_intact(meta.files or {}, task.output_files)
+        return True
+
+    def cached_nodes(self, node_ids: list[str]) -> set[str]:
+        """Which nodes are committed. On a remote cache (s3://, ...) each lookup is a round
+        trip, so they are made concurrently; on a local disk a plain loop is fastest."""
+        url = str(getattr(self.cache, "url", ""))
+        if "://" not in url or url.startswith("file://") or len(node_ids) < 2:
+            return {n for n in node_ids if self.is_cached(n)}
+        with ThreadPoolExecutor(REMOTE_LOOKUPS, thread_name_prefix="graphrun-lookup") as pool:
+            return {n for n, hit in zip(node_ids, pool.map(self.is_cached, node_ids)) if hit}
+
+    # --- running ---
+
+    def run(self, executor: Executor) -> RunReport:
+        start = time.perf_counter()
+        executor.start(self.graph, self.plan, self.cache, self.deliver)  # fail early: e.g. no dask scheduler
+        try:
+            to_run, closures = self.announce()
+            self.drive(executor, to_run)
+        finally:
+            executor.close()
+        self.settle_in_process(to_run, closures)
+        elapsed = time.perf_counter() - start
+        plan = self.plan
+        report = RunReport(
+            run_id=plan.run_id, status={n: self.status[n] for n in self.order},
+            keys={n: t.key for n, t in plan.nodes.items()}, seconds=self.seconds, errors=self.errors,
+            files={n: dict(t.output_files) for n, t in plan.nodes.items() if t.output_files},
+            elapsed=elapsed, graph=self.graph, cache=self.cache,
+        )
+        self.emit("run_finished", ok=report.ok, seconds=elapsed, counts=report.counts())
+        return report
+
+    def announce(self) -> tuple[list[str], dict[str, set[str]]]:
+        """Decide what runs; emit run_started and each node's queued/cached event. Returns the
+        persisted nodes to run and, for each, the in-process nodes its task may compute."""
+        plan = self.plan
+        persisted = [n for n in self.order if not plan.nodes[n].in_process]
+        cached = self.cached_nodes(persisted)
+        to_run = [n for n in persisted if n not in cached]
+        closures = {n: self.in_process_closure(n) for n in to_run}
+        needed = set().union(*closures.values()) if to_run else set()
+        self.emit("run_started", nodes=list(self.order), keys={n: t.key for n, t in plan.nodes.items()},
+                  to_run=[n for n in self.order if n in needed or n in closures])
+        hits = []
+        for n in self.order:
+            if n in closures or n in needed:
+                self.emit("queued", n)
+            else:
+                self.status[n] = "cached"
+                self.emit("cached", n)
+                if not plan.nodes[n].in_process:
+                    hits.append(plan.nodes[n].key)
+        touch_in_background(self.cache, hits)
+        return to_run, closures
+
+    def drive(self, executor: Executor, to_run: list[str]) -> None:
+        """Submit each node once its upstream is done; settle every outcome."""
+        pending = set(to_run)
+        deps = {n: self.effective_upstream(n) for n in to_run}
+        waiting = {n: deps[n] & pending for n in to_run}
+        readers: dict[str, int] = {}  # for each node, the tasks still to read its outputs
+        for n in to_run:
+            for u in deps[n]:
+                readers[u] = readers.get(u, 0) + 1
+
+        def done_with(node_id: str) -> None:
+            """Release in-memory outputs nobody still needs."""
+            pending.discard(node_id)
+            if readers.get(node_id, 0) == 0:
+                executor.release(node_id)
+            for u in deps.get(node_id, ()):
+                readers[u] -= 1
+                if readers[u] == 0 and u not in pending:
+                    executor.release(u)
+
+        ready = [n for n in to_run if not waiting[n]]
+        in_flight: set[str] = set()
+        while ready or in_flight:
+            for n in ready:
+                in_flight.add(n)
+                executor.submit(n)
+            ready = []
+            node_id, outcome = executor.next_completed()
+            in_flight.discard(node_id)
+            if isinstance(outcome, NodeResult):
+                self.record_success(outcome)
+                done_with(node_id)
+                for child in self.dependents_in(node_id, pending):
+                    waiting[child].discard(node_id)
+                    if not waiting[child] and child not in in_flight:
+                        ready.append(child)
+            else:
+                for n in self.record_failure(node_id, outcome):
+                    if n in pending and n not in in_flight:
+                        done_with(n)  # skipped: it will never be submitted
+                if node_id in pending:
+                    done_with(node_id)
+
+    def settle_in_process(self, to_run: list[str], closures: dict[str, set[str]]) -> None:
+        """In-process nodes that were needed but did not run here: their value was already in
+        this process's memory ('cached'), or every task that reads them was skipped."""
+        needed = set().union(*closures.values()) if closures else set()
+        for n in sorted(needed - set(self.status), key=self.order.index):
+            if any(self.status.get(r) == "ran" for r in to_run if n in closures[r]):
+                self.status[n] = "cached"
+                self.emit("cached", n)
+            else:
+                self.status[n] = "skipped"
+                self.emit("skipped", n, error="nothing that reads it ran")
+
+    def dependents_in(self, node_id: str, pending: set[str]) -> list[str]:
+        """Pending tasks that read `node_id`, directly or through in-process nodes."""
+        out, stack, seen = [], [node_id], set()
+        while stack:
+            for child in self.children[stack.pop()]:
+                if child in seen:
+                    continue
+                seen.add(child)
+                if self.plan.nodes[child].in_process:
+                    stack.append(child)
+                elif child in pending:
+                    out.append(child)
+        return out
+
+    def record_success(self, result: NodeResult) -> None:
+        for node_id, _, seconds in result.ran:
+            self.status[node_id] = "ran"
+            self.seconds[node_id] = self.seconds.get(node_id, 0.0) + seconds
+            self.emit("finished", node_id, seconds=seconds)  # dropped if the live one arrived
+
+    def record_failure(self, task_id: str, exc: BaseException) -> list[str]:
+        """Mark the failed node and skip its descendants; returns the nodes now settled."""
+        if isinstance(exc, NodeFailure):
+            culprit = exc.node_id
+            info = NodeErrorInfo(exc.node_id, exc.node_type, exc.message, exc.detail, exc.user_error)
+        else:  # the executor itself failed (a worker died, a value could not be sent)
+            culprit = task_id
+            info = NodeErrorInfo(task_id, self.plan.nodes[task_id].type, f"{type(exc).__name__}: {exc}",
+                                 traceback_tail(exc), user_error=False)
+        settled = []
+        if self.status.get(culprit) != "failed":
+            self.status[culprit] = "failed"
+            self.errors.append(info)
+            self.emit("failed", culprit, error=info.message, detail=info.detail)
+            settled.append(culprit)
+        stack = [culprit]
+        while stack:
+            for child in self.children[stack.pop()]:
+                if self.status.get(child) in ("failed", "skipped"):
+                    continue
+                self.status[child] = "skipped"
+                self.emit("skipped", child, error=f"upstream node '{culprit}' failed")
+                settled.append(child)
+                stack.append(child)
+        if task_id != culprit and task_id not in settled and self.status.get(task_id) != "failed":
+            self.status[task_id] = "skipped"
+            self.emit("skipped", task_id, error=f"upstream node '{culprit}' failed")
+            settled.append(task_id)
+        return settled
