@@ -5,12 +5,13 @@ installed, and serve as glue in larger workflows.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from .node import CachePolicy, In, Node, Out, OutputFile, RunContext
+from .node import CachePolicy, In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 
 
 class Value(Node):
@@ -141,3 +142,49 @@ class SaveArray(Node):
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, array)
         return {"path": str(path)}
+
+
+class LoadArray(Node):
+    """Read an array from a .npy file (its content is part of the cache key)."""
+
+    category = "io"
+    outputs = {"array": Out("Array")}
+
+    class Params(BaseModel):
+        path: str = InputFile(description="the .npy file to read", extensions=(".npy",))
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        path = ctx.resolve_path(self.params.path)
+        try:
+            return {"array": np.load(path, allow_pickle=False)}
+        except ValueError as exc:
+            raise NodeError(f"{path} is not a readable .npy array file: {exc}") from None
+
+
+class SaveJSON(Node):
+    """Write metrics (or any mapping of numbers and strings) to a JSON file."""
+
+    category = "io"
+    inputs = {"data": In("Any", "a mapping, e.g. Metrics")}
+    outputs = {"path": Out("Path")}
+
+    class Params(BaseModel):
+        path: str = OutputFile("output.json", description="where to write the .json file", extensions=(".json",))
+
+    def run(self, ctx: RunContext, data: Any) -> dict[str, Any]:
+        path = ctx.resolve_path(self.params.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            text = json.dumps(data, indent=2, sort_keys=True, default=_json_default)
+        except TypeError as exc:
+            raise NodeError(f"cannot write {type(data).__name__} as JSON: {exc}") from None
+        path.write_text(text + "\n", encoding="utf-8")
+        return {"path": str(path)}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

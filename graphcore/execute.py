@@ -326,5 +326,8 @@ def _context_emitter(env: ExecEnv, task: TaskNode) -> Callable[[str, Mapping[str
 
 
 def traceback_tail(exc: BaseException, frames: int = 3) -> str:
-    """The last few frames: enough to find the line, short enough to read."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-frames)).rstrip()
+    """The last few frames of the node's own code: enough to find the line, short enough to read."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next  # the engine's own frames say nothing about the node's bug
+    return "".join(traceback.format_exception(type(exc), exc, tb, limit=-frames)).rstrip()

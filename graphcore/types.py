@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .arrayio import read_array, write_array
 from .canonical import canonical_json
 
 
@@ -70,38 +71,17 @@ class PortType:
 # subgroups. `Any`, `Dict` and records all store through it.
 
 _JSON_LEAVES = (str, int, float, bool, type(None))
-_TARGET_CHUNK_BYTES = 8 * 1024 * 1024
-
-
-def _chunks_for(arr: np.ndarray) -> tuple[int, ...]:
-    """Chunk along the first (time) axis so that a chunk holds about 8 MB."""
-    if arr.ndim == 0:
-        return ()
-    per_row = max(1, arr[:1].nbytes if arr.shape[0] else arr.itemsize)
-    rows = max(1, min(arr.shape[0] or 1, _TARGET_CHUNK_BYTES // per_row))
-    return (rows, *[max(1, s) for s in arr.shape[1:]])
 
 
 def save_array(group: Any, name: str, arr: np.ndarray) -> None:
-    import zarr
-
-    arr = np.ascontiguousarray(arr)
-    if arr.dtype == object:
+    """Chunked along time, compressed losslessly where that pays (see graphcore/arrayio.py)."""
+    if np.asarray(arr).dtype == object:
         raise TypeValidationError(f"array {name!r} has dtype object; only numeric arrays can be cached")
-    z = group.create_array(
-        name,
-        shape=arr.shape,
-        dtype=arr.dtype,
-        chunks=_chunks_for(arr) or None,
-        compressors=[zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle" if arr.itemsize == 1 else "shuffle")],
-        overwrite=True,
-    )
-    if arr.size:
-        z[...] = arr
+    write_array(group, name, arr)
 
 
 def load_array(group: Any, name: str) -> np.ndarray:
-    return np.asarray(group[name][...])
+    return read_array(group[name])
 
 
 def save_value(group: Any, value: Any, name: str = "value") -> None:

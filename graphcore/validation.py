@@ -256,8 +256,11 @@ class _Checker:
             return  # the source's own problem (unknown type) is reported on its line
         if edge.port not in source_cls.outputs:
             listed = ", ".join(source_cls.outputs) or "none"
+            hint = ""
+            if port is not None and _takes_text(port, str(edge)):
+                hint = f"; to pass the text '{edge}' itself, write {{literal: {edge}}}"
             self.add(spec, f"input '{name}': node '{edge.node}' ({source_cls.type_name}) has no output '{edge.port}'"
-                           f"{suggest(edge.port, source_cls.outputs)}; its outputs: {listed}", "unknown-port", line)
+                           f"{suggest(edge.port, source_cls.outputs)}; its outputs: {listed}{hint}", "unknown-port", line)
             return
         if port is None:
             return
@@ -275,13 +278,14 @@ class _Checker:
         try:
             converted = port_type.from_literal(literal.value)
         except (TypeValidationError, ValueError, TypeError) as exc:
-            self.add(spec, f"input '{name}' = {_short(literal.value)}: {exc}{self.reference_hint(literal.value)}",
+            hint = self.reference_hint(literal.value)
+            self.add(spec, f"input '{name}' = {_short(literal.value)}: {exc}" + (f"; {hint}" if hint else ""),
                      "literal", line)
             return
         hint = self.reference_hint(literal.value)
         if hint and not isinstance(converted, str):
             # Shaped like `id.port` but taken as text by a type that is not text: almost surely a typo'd reference.
-            self.add(spec, f"input '{name}' = {_short(literal.value)}: not a connection{hint}", "unknown-node", line)
+            self.add(spec, f"input '{name}' = {_short(literal.value)}: not a connection: {hint}", "unknown-node", line)
             return
         if _is_path_type(port_type) and isinstance(literal.value, str) and literal.value:
             self.check_file(spec, literal.value, f"input '{name}'", line)
@@ -291,8 +295,7 @@ class _Checker:
         m = REFERENCE_RE.match(value) if isinstance(value, str) else None
         if not m:
             return ""
-        close = suggest(m.group(1), self.wf.nodes)
-        return f" ('{m.group(1)}' is not a node of this workflow{close})"
+        return f"'{m.group(1)}' is not a node of this workflow{suggest(m.group(1), self.wf.nodes)}"
 
     def check_cycles(self) -> None:
         graph = dependency_graph(self.wf)
@@ -314,6 +317,13 @@ def _type_name(port: Port) -> str:
 
 def _connects(source: str, target: str) -> bool:
     return TYPES.can_connect(source, target)
+
+
+def _takes_text(port: Port, text: str) -> bool:
+    try:
+        return isinstance(port.port_type.from_literal(text), str)
+    except (KeyError, TypeValidationError, ValueError, TypeError):
+        return False
 
 
 def _is_path_type(port_type: PortType) -> bool:

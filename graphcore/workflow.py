@@ -84,7 +84,7 @@ class Problem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        who = f" node '{self.node_id}'" if self.node_id else ""
+        who = f" node '{self.node_id}':" if self.node_id else ""
         return f"{where}:{who} {self.message}"
 
 

@@ -1,0 +1,1 @@
+"""Example graphrun node plugin (see docs/custom-nodes.md)."""

@@ -1,0 +1,211 @@
+"""Small-file operations the cache needs, on a local disk or any fsspec filesystem.
+
+The cache's commit protocol rests on two primitives:
+
+* `write_atomic(path, data)`: readers see the old content or the new, never a torn file
+  (temp file + rename locally; a single PUT on object stores, which is atomic there);
+* `publish(path, data)`: create `path` only if it does not exist yet and say whether we did.
+  Locally this is exclusive (`os.link` of a complete temp file fails if the name exists).
+  Object stores offer no portable create-if-absent, so there it is check-then-PUT: two
+  racing writers may both "win", and the later PUT replaces the earlier one. The cache is
+  built so that this is harmless (both payloads describe complete data).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import uuid
+from typing import Any, Iterable
+
+TEMP_PREFIX = ".tmp-"
+
+
+class LocalFiles:
+    """Plain POSIX files (fast paths, fsync, exclusive create)."""
+
+    is_local = True
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def read_many(self, paths: Iterable[str]) -> dict[str, bytes]:
+        out = {}
+        for p in paths:
+            data = self.read(p)
+            if data is not None:
+                out[p] = data
+        return out
+
+    def _write_temp(self, path: str, data: bytes, durable: bool) -> str:
+        folder, name = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        return tmp
+
+    def _sync_dir(self, folder: str) -> None:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_atomic(self, path: str, data: bytes, durable: bool = False) -> None:
+        tmp = self._write_temp(path, data, durable)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            self.remove(tmp)
+            raise
+        if durable:
+            self._sync_dir(os.path.dirname(path))
+
+    def publish(self, path: str, data: bytes) -> bool:
+        tmp = self._write_temp(path, data, durable=True)
+        try:
+            os.link(tmp, path)  # atomic and exclusive: fails if `path` exists
+            created = True
+        except FileExistsError:
+            created = False
+        except OSError:  # a filesystem without hard links: fall back to check-then-rename
+            created = not os.path.exists(path)
+            if created:
+                os.replace(tmp, path)
+        finally:
+            self.remove(tmp)
+        if created:
+            self._sync_dir(os.path.dirname(path))
+        return created
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def list_names(self, folder: str) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def remove_tree(self, path: str) -> None:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(path):  # rmtree can race with a writer adding files; one retry
+            shutil.rmtree(path, ignore_errors=True)
+
+    def remove_empty_dir(self, path: str) -> None:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+    def tree_size(self, path: str) -> int:
+        total = 0
+        for folder, _, names in os.walk(path):
+            for n in names:
+                try:
+                    total += os.stat(os.path.join(folder, n)).st_size
+                except FileNotFoundError:
+                    pass
+        return total
+
+    def mtime(self, path: str) -> float | None:
+        try:
+            return os.stat(path).st_mtime
+        except FileNotFoundError:
+            return None
+
+
+class FsspecFiles:
+    """Any fsspec filesystem (memory://, s3://, gcs://, ...)."""
+
+    is_local = False
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+
+    def read_many(self, paths: Iterable[str]) -> dict[str, bytes]:
+        paths = list(paths)
+        if not paths:
+            return {}
+        got = self.fs.cat(paths, on_error="omit")  # concurrent on async filesystems (s3, gcs)
+        by_stripped = {self.fs._strip_protocol(p): p for p in paths}
+        return {by_stripped.get(self.fs._strip_protocol(k), k): v for k, v in got.items()}
+
+    def write_atomic(self, path: str, data: bytes, durable: bool = False) -> None:
+        self.fs.pipe_file(path, data)
+
+    def publish(self, path: str, data: bytes) -> bool:
+        if self.fs.exists(path):
+            return False
+        self.fs.pipe_file(path, data)
+        return True
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def list_names(self, folder: str) -> list[str]:
+        self.fs.invalidate_cache(folder)  # other processes write here too
+        try:
+            entries = self.fs.ls(folder, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+
+    def remove(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    def remove_tree(self, path: str) -> None:
+        try:
+            self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+
+    def remove_empty_dir(self, path: str) -> None:
+        try:
+            if not self.fs.ls(path, detail=False):
+                self.fs.rmdir(path)
+        except (OSError, NotImplementedError):
+            pass  # object stores have no real folders
+
+    def tree_size(self, path: str) -> int:
+        try:
+            return int(self.fs.du(path, total=True))
+        except FileNotFoundError:
+            return 0
+
+    def mtime(self, path: str) -> float | None:
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None
+        for field in ("mtime", "LastModified", "last_modified", "updated", "created"):
+            value = info.get(field)
+            if isinstance(value, _dt.datetime):
+                return value.timestamp()
+            if isinstance(value, (int, float)):
+                return float(value)
+        return None

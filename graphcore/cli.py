@@ -1,0 +1,374 @@
+"""`graphrun`: run, validate and inspect workflows, list nodes, manage the cache, open the editor.
+
+    graphrun WORKFLOW.yaml [--set id.param=value]... [--cache URL] [--executor local|dask|dask://H:P]
+                           [--jobs N] [--plugins PATH]... [--events FILE.jsonl] [--device cpu|cuda]
+    graphrun validate WORKFLOW.yaml
+    graphrun nodes [--json]            graphrun nodes describe TYPE [--json]
+    graphrun cache ls|info KEY|gc --max-size SIZE|clear
+    graphrun ui
+
+Exit codes: 0 success, 1 a node failed, 2 the workflow or the command line is wrong.
+User errors are printed as messages, never as Python tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import inspect
+import json
+import sys
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COMMANDS = ("run", "validate", "nodes", "cache", "ui")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("talkgraph")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class UserError(Exception):
+    """A mistake on the command line or in the environment: printed, exit code 2."""
+
+
+# --- shared pieces ------------------------------------------------------------------------
+
+
+def _registry(args: argparse.Namespace, err: Console) -> Any:
+    from .registry import build_registry
+
+    registry = build_registry(getattr(args, "plugins", None) or ())
+    for problem in registry.errors:
+        err.print(f"[yellow]warning:[/] plugin {escape(problem.plugin)}: {escape(problem.message)} "
+                  "[dim](its nodes are unavailable; the other nodes work)[/]", highlight=False)
+        if getattr(args, "verbose", False) and problem.detail:
+            err.print(f"[dim]{escape(problem.detail)}[/]", highlight=False)
+    return registry
+
+
+def _print_problems(err: Console, problems: list) -> int:
+    from .validation import format_problems
+
+    err.print(escape(format_problems(problems)), highlight=False)
+    err.print(f"[bold red]{len(problems)} problem{'s' if len(problems) != 1 else ''}[/] found; nothing was run.",
+              highlight=False)
+    return EXIT_USAGE
+
+
+def _load_graph(args: argparse.Namespace, registry: Any) -> Any:
+    """The compiled graph, or raises WorkflowError with every problem."""
+    from .validation import check_workflow_file, compile_workflow
+    from .workflow import WorkflowError
+
+    wf, problems = check_workflow_file(args.workflow, registry, args.set or [])
+    if problems:
+        raise WorkflowError(problems)
+    return compile_workflow(wf, registry)
+
+
+def _add_workflow_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workflow", metavar="WORKFLOW.yaml", help="the workflow file")
+    p.add_argument("--set", action="append", metavar="ID.PARAM=VALUE", default=[],
+                   help="override a parameter (repeatable); the value is read as YAML")
+    _add_plugin_option(p)
+
+
+def _add_plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugins", action="append", metavar="PATH", default=[],
+                   help="a node plugin: a .py file, a package folder or a folder of them (repeatable; "
+                        "also $GRAPHRUN_PLUGINS)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show plugin import tracebacks")
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .events import JsonLinesSink
+    from .executors import ExecutorError
+    from .progress import ProgressDisplay, print_summary
+    from .scheduler import run_graph
+    from .workflow import WorkflowError
+
+    registry = _registry(args, err)
+    try:
+        graph = _load_graph(args, registry)
+    except WorkflowError as exc:
+        return _print_problems(err, exc.problems)
+    cache = _open_cache(args.cache)
+    jobs = args.jobs if args.jobs is not None else (0 if args.executor == "dask" else 1)
+    if args.executor == "dask" and jobs == 0:
+        import os
+
+        jobs = min(4, os.cpu_count() or 1)
+    listeners: list = []
+    sink = JsonLinesSink(args.events) if args.events else None
+    if sink is not None:
+        listeners.append(sink)
+    display = ProgressDisplay(out, verbose=args.verbose)
+    listeners.append(display)
+    try:
+        with display:
+            report = run_graph(graph, cache=cache, executor=args.executor, jobs=jobs, listeners=listeners,
+                               device=args.device, plugin_paths=args.plugins)
+    except WorkflowError as exc:  # e.g. an input file that cannot be read while keying
+        return _print_problems(err, exc.problems)
+    except ExecutorError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if sink is not None:
+            sink.close()
+    print_summary(out, report, cache.url)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _open_cache(url: str | None) -> Any:
+    from .cache import CacheStore, default_cache_url
+
+    try:
+        return CacheStore(url or default_cache_url())
+    except (OSError, ValueError, ImportError) as exc:
+        raise UserError(f"cannot open the cache {url or default_cache_url()}: {exc}") from None
+
+
+def cmd_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .workflow import WorkflowError
+
+    registry = _registry(args, err)
+    try:
+        graph = _load_graph(args, registry)
+    except WorkflowError as exc:
+        return _print_problems(err, exc.problems)
+    out.print(f"[green]ok[/]: {escape(args.workflow)} is valid ({len(graph.nodes)} nodes)", highlight=False)
+    return EXIT_OK
+
+
+# --- nodes --------------------------------------------------------------------------------
+
+
+def cmd_nodes(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if getattr(args, "nodes_command", None) == "describe":
+        return cmd_describe(args, out, err)
+    registry = _registry(args, err)
+    if args.json:
+        sys.stdout.write(json.dumps(registry.schema(), indent=2, default=str) + "\n")
+        return EXIT_OK
+    by_category: dict[str, list] = {}
+    for cls in registry.all():
+        by_category.setdefault(cls.category, []).append(cls)
+    width = max((len(c.type_name) for c in registry.all()), default=0)
+    for category in sorted(by_category):
+        out.print(f"[bold]{escape(category)}[/]")
+        for cls in by_category[category]:
+            summary = (cls.description().splitlines() or [""])[0]
+            out.print(f"  {escape(cls.type_name.ljust(width))}  {escape(summary)}  [dim]\\[{escape(cls.origin)}][/]",
+                      highlight=False)
+    if registry.errors:
+        out.print("[bold red]plugins that failed to load[/]")
+        for problem in registry.errors:
+            out.print(f"  {escape(problem.plugin)}: {escape(problem.message)}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .loader import suggest
+
+    registry = _registry(args, err)
+    if args.type not in registry:
+        raise UserError(f"unknown node type '{args.type}'{suggest(args.type, registry.names())}; "
+                        "`graphrun nodes` lists them")
+    schema = registry.get(args.type).schema()
+    if args.json:
+        sys.stdout.write(json.dumps(schema, indent=2, default=str) + "\n")
+        return EXIT_OK
+    out.print(f"[bold]{escape(schema['type'])}[/]  [dim]category {escape(schema['category'])} · version "
+              f"{escape(str(schema['version']))} · cache {schema['cache']} · from {escape(schema['origin'])}[/]",
+              highlight=False)
+    if schema["description"]:
+        out.print(escape(schema["description"]), highlight=False)
+    for title in ("inputs", "outputs"):
+        out.print(f"\n[bold]{title}[/]")
+        if not schema[title]:
+            out.print("  (none)")
+        for name, port in schema[title].items():
+            opt = " [dim](optional)[/]" if port.get("optional") else ""
+            doc = f" — {escape(port['doc'])}" if port.get("doc") else ""
+            out.print(f"  {escape(name)}: {escape(port['type'])}{opt}{doc}", highlight=False)
+    out.print("\n[bold]params[/]")
+    params = describe_params(schema["params"], schema.get("files", {}))
+    if not params:
+        out.print("  (none)")
+    for line in params:
+        out.print("  " + escape(line), highlight=False)
+    standard = {"type", "category", "version", "cache", "origin", "description", "inputs", "outputs", "params", "files"}
+    extra = {k: v for k, v in schema.items() if k not in standard}
+    if extra:
+        out.print("\n[bold]facts[/]")
+        for k, v in extra.items():
+            out.print(f"  {escape(k)}: {escape(json.dumps(v, default=str))}", highlight=False)
+    return EXIT_OK
+
+
+def describe_params(json_schema: dict, files: dict[str, str]) -> list[str]:
+    """One line per parameter: name, type, default, bounds, choices, file role, description."""
+    defs = json_schema.get("$defs", {})
+    required = set(json_schema.get("required", []))
+    lines = []
+    for name, prop in json_schema.get("properties", {}).items():
+        facts = [_schema_type(prop, defs)]
+        if name in required:
+            facts.append("required")
+        elif "default" in prop:
+            facts.append(f"default {json.dumps(prop['default'])}")
+        bounds = [f"{sym} {prop[k]}" for k, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                                                     ("exclusiveMaximum", "<"), ("minLength", "length >="),
+                                                     ("maxLength", "length <=")) if k in prop]
+        facts.extend(bounds)
+        choices = _choices(prop, defs)
+        if choices:
+            facts.append("one of " + ", ".join(json.dumps(c) for c in choices))
+        if name in files:
+            facts.append("file read (content keys the cache)" if files[name] == "read" else "file written")
+        desc = prop.get("description", "")
+        lines.append(f"{name}: {'; '.join(facts)}" + (f" — {desc}" if desc else ""))
+    return lines
+
+
+def _schema_type(prop: dict, defs: dict) -> str:
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].split("/")[-1], {})
+    if "anyOf" in prop:
+        return " | ".join(_schema_type(p, defs) for p in prop["anyOf"])
+    t = prop.get("type")
+    if t == "array" and "items" in prop:
+        return f"list[{_schema_type(prop['items'], defs)}]"
+    if t is None and "enum" in prop:
+        return "choice"
+    return t or "any"
+
+
+def _choices(prop: dict, defs: dict) -> list:
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].split("/")[-1], {})
+    if "enum" in prop:
+        return list(prop["enum"])
+    if "const" in prop:
+        return [prop["const"]]
+    out: list = []
+    for sub in prop.get("anyOf", []):
+        out.extend(_choices(sub, defs))
+    return out
+
+
+# --- ui -----------------------------------------------------------------------------------
+
+
+def cmd_ui(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        app = importlib.import_module("ui.app")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("ui", "ui.app"):
+            raise UserError("the editor is not installed: the `ui` package is missing "
+                            "(install talkgraph with its `ui` extra, e.g. `pip install -e '.[ui]'`)") from None
+        raise UserError(f"the editor cannot start: missing module {exc.name!r} "
+                        "(install talkgraph with its `ui` extra)") from None
+    main = getattr(app, "main", None)
+    if main is None:
+        raise UserError("the installed `ui` package has no ui.app:main")
+    takes_args = bool(inspect.signature(main).parameters)
+    result = main(list(args.ui_args)) if takes_args else main()
+    return int(result or 0)
+
+
+# --- cache --------------------------------------------------------------------------------
+
+
+def _add_cache_parser(sub: Any) -> None:
+    from .cache_cli import add_cache_commands
+
+    add_cache_commands(sub)
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graphrun",
+        description="Run typed-node workflows with a content-addressed cache.\n\n"
+                    "  graphrun WORKFLOW.yaml [options]   run a workflow (same as `graphrun run`)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"graphrun (talkgraph) {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a workflow (the default command)",
+                         description="Run a workflow; only nodes whose cache key changed are recomputed.")
+    _add_workflow_options(run)
+    run.add_argument("--cache", metavar="URL", help="cache location: a folder or fsspec URL "
+                                                  "(default $GRAPHRUN_CACHE or the user cache folder)")
+    run.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT",
+                     help="where nodes run: in this process (default), on a local dask cluster, or on a "
+                          "running dask scheduler (the cache must then be reachable from its workers)")
+    run.add_argument("--jobs", "-j", type=int, metavar="N",
+                     help="independent nodes run at once (local threads, or dask worker processes)")
+    run.add_argument("--events", metavar="FILE.jsonl", help="write every run event as a JSON line")
+    run.add_argument("--device", default="cpu", metavar="cpu|cuda", help="device handed to nodes (default cpu)")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a workflow without running it",
+                         description="Report every problem of a workflow at once (exit 2), or say it is valid.")
+    _add_workflow_options(val)
+    val.set_defaults(func=cmd_validate)
+
+    nodes = sub.add_parser("nodes", help="list the available node types",
+                           description="List node types grouped by category, with where they come from.")
+    nodes.add_argument("--json", action="store_true", help="the full schema of every node and type as JSON")
+    _add_plugin_option(nodes)
+    nodes.set_defaults(func=cmd_nodes)
+    nodes_sub = nodes.add_subparsers(dest="nodes_command", metavar="describe")
+    describe = nodes_sub.add_parser("describe", help="ports, parameters and docs of one node type",
+                                    description="Print a node type's ports, parameters (defaults, bounds, "
+                                                "choices) and documentation.")
+    describe.add_argument("type", metavar="TYPE")
+    describe.add_argument("--json", action="store_true", help="the node's schema as JSON")
+    _add_plugin_option(describe)
+
+    _add_cache_parser(sub)
+
+    ui = sub.add_parser("ui", help="open the node editor (Gradio)", description="Start the node editor.")
+    ui.add_argument("ui_args", nargs=argparse.REMAINDER, help="options passed to the editor")
+    ui.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        argv.insert(0, "run")  # `graphrun WORKFLOW.yaml ...`
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args, out, err) or 0)
+    except UserError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished nodes are in the cache; run again to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

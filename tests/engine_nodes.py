@@ -1,0 +1,159 @@
+"""Node types the engine tests use (loaded as a plugin file by the tests and by dask workers)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore import CachePolicy, In, Node, NodeError, Out, RunContext
+
+
+class Rendezvous(Node):
+    """Waits until `parties` nodes of the same group run at once (proves concurrency), then
+    emits [value]. Works across threads and processes: each party drops a file in `folder`."""
+
+    category = "test"
+    inputs = {"x": In("Array", optional=True)}
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        folder: str
+        parties: int = 2
+        value: float = 0.0
+        timeout: float = 20.0
+
+    def run(self, ctx: RunContext, x: Any = None) -> dict[str, Any]:
+        folder = Path(self.params.folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ctx.node_id).touch()
+        deadline = time.monotonic() + self.params.timeout
+        while len(list(folder.iterdir())) < self.params.parties:
+            if time.monotonic() > deadline:
+                raise NodeError(f"only {len(list(folder.iterdir()))} of {self.params.parties} parties ran concurrently")
+            time.sleep(0.01)
+        return {"y": np.array([self.params.value])}
+
+
+class Fail(Node):
+    """Always fails: with a NodeError (a user-facing message) or an unexpected exception."""
+
+    category = "test"
+    inputs = {"x": In("Array", optional=True)}
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        kind: Literal["node_error", "exception"] = "node_error"
+        message: str = "the input frame 3 has no face"
+
+    def run(self, ctx: RunContext, x: Any = None) -> dict[str, Any]:
+        if self.params.kind == "node_error":
+            raise NodeError(self.params.message)
+        return {"y": helper_that_breaks(self.params.message)}
+
+
+def helper_that_breaks(message: str) -> Any:
+    raise ZeroDivisionError(message)
+
+
+class BadOutput(Node):
+    """Returns something its declaration does not allow."""
+
+    category = "test"
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        kind: Literal["type", "missing", "extra", "not_a_dict"] = "type"
+
+    def run(self, ctx: RunContext) -> Any:
+        kind = self.params.kind
+        if kind == "type":
+            return {"y": "a string, not an array"}
+        if kind == "missing":
+            return {}
+        if kind == "extra":
+            return {"y": np.zeros(2), "z": 1}
+        return np.zeros(2)
+
+
+class Scaler:
+    """An in-memory 'model' (never cached)."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x * self.factor
+
+
+class LoadScaler(Node):
+    """A transient node: its output is an in-memory object, computed where it is needed."""
+
+    category = "test"
+    cache = CachePolicy.TRANSIENT
+    outputs = {"model": Out("Object")}
+
+    class Params(BaseModel):
+        factor: float = 2.0
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        ctx.log(f"loading scaler x{self.params.factor}")
+        return {"model": Scaler(self.params.factor)}
+
+
+class ApplyScaler(Node):
+    category = "test"
+    inputs = {"model": In("Object"), "x": In("Array")}
+    outputs = {"y": Out("Array")}
+
+    def run(self, ctx: RunContext, model: Scaler, x: np.ndarray) -> dict[str, Any]:
+        return {"y": model(x)}
+
+
+class Steps(Node):
+    """Reports progress step by step (for progress events)."""
+
+    category = "test"
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        steps: int = Field(5, ge=1)
+        delay: float = 0.0
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        for i in range(self.params.steps):
+            time.sleep(self.params.delay)
+            ctx.progress(i + 1, self.params.steps, f"step {i + 1}")
+        return {"y": np.arange(self.params.steps, dtype=np.float64)}
+
+
+class BigRandom(Node):
+    """A large incompressible uint8 array (for interrupted cache writes)."""
+
+    category = "test"
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        megabytes: int = 64
+        seed: int = 0
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        rng = np.random.default_rng(self.params.seed)
+        rows = self.params.megabytes * 4
+        return {"y": rng.integers(0, 256, size=(rows, 512, 512), dtype=np.uint8)}
+
+
+class Noise(Node):
+    """Random unless seeded (cache policy `recompute`)."""
+
+    category = "test"
+    cache = CachePolicy.RECOMPUTE
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        seed: int | None = None
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        return {"y": np.random.default_rng(ctx.seed).standard_normal(4)}

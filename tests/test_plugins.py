@@ -1,0 +1,165 @@
+"""Extension nodes: entry points, --plugins (file and folder), GRAPHRUN_PLUGINS, broken and
+clashing plugins, and the worked example plugin installed with pip."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_helpers import ROOT, graphrun, subprocess_env, write_workflow
+from graphcore.registry import build_registry
+
+NODE_SOURCE = """
+import numpy as np
+from graphcore import Node, In, Out
+
+class {name}(Node):
+    '''Multiply by {factor}.'''
+    category = "{category}"
+    inputs = {{"x": In("Array")}}
+    outputs = {{"y": Out("Array")}}
+
+    def run(self, ctx, x):
+        return {{"y": x * {factor}}}
+"""
+
+
+def plugin_file(folder: Path, module: str, name: str, factor: int = 2, category: str = "plugged") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{module}.py"
+    path.write_text(NODE_SOURCE.format(name=name, factor=factor, category=category))
+    return path
+
+
+def fake_distribution(site: Path, dist: str, entry_points: dict[str, str]) -> None:
+    """An installed distribution as importlib.metadata sees it: a *.dist-info with entry points."""
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[graphrun.nodes]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+
+
+def chain(tmp_path: Path, node_type: str) -> Path:
+    return write_workflow(tmp_path, f"""
+    version: 1
+    nodes:
+      x: {{type: Range, params: {{start: 1, stop: 3, num: 3}}}}
+      p: {{type: {node_type}, inputs: {{x: x.array}}}}
+      s: {{type: Stats, inputs: {{x: p.y}}}}
+    """, f"{node_type}.yaml")
+
+
+def test_entry_point_from_an_installed_distribution(tmp_path):
+    site = tmp_path / "site"
+    plugin_file(site, "tripler_nodes", "Triple", factor=3)
+    (site / "broken_nodes.py").write_text("import a_module_that_does_not_exist\n")
+    fake_distribution(site, "tripler", {"triple": "tripler_nodes", "broken": "broken_nodes"})
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(site), subprocess_env()["PYTHONPATH"]]))
+
+    listing = graphrun("nodes", env=env)
+    assert listing.returncode == 0, listing.stderr
+    line = next(line for line in listing.stdout.splitlines() if "Triple" in line)
+    assert "tripler (triple)" in line
+    # the broken entry point is named, and everything else still works
+    assert "entry point broken = broken_nodes" in listing.stderr and "a_module_that_does_not_exist" in listing.stderr
+    assert "Math" in listing.stdout
+
+    wf = chain(tmp_path, "Triple")
+    res = graphrun(wf, "--cache", tmp_path / "cache", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "warning: plugin entry point broken" in res.stderr
+
+
+def test_plugins_option_file_and_folder(tmp_path):
+    single = plugin_file(tmp_path / "single", "double_nodes", "Double")
+    folder = tmp_path / "folder"
+    plugin_file(folder, "a_nodes", "Quadruple", factor=4)
+    package = folder / "pkg_nodes"
+    package.mkdir()
+    # a package names the nodes it exports (its submodules' classes are not picked up by themselves)
+    (package / "__init__.py").write_text("from .impl import Quintuple\nNODES = [Quintuple]\n")
+    (package / "impl.py").write_text(NODE_SOURCE.format(name="Quintuple", factor=5, category="plugged"))
+
+    registry = build_registry([single, folder], entry_points=False, env=False)
+    assert not registry.errors, registry.errors
+    assert {"Double", "Quadruple", "Quintuple"} <= set(registry.names())
+    assert registry.get("Double").origin == f"plugin:{single}"
+
+    res = graphrun(chain(tmp_path, "Quintuple"), "--cache", tmp_path / "cache", "--plugins", single,
+                   "--plugins", folder, "--events", tmp_path / "ev.jsonl")
+    assert res.returncode == 0, res.stdout + res.stderr
+    finished = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "finished" and e["node_type"] == "Quintuple" for e in finished)
+
+
+def test_graphrun_plugins_environment_variable(tmp_path):
+    one = plugin_file(tmp_path / "one", "six_nodes", "Sextuple", factor=6)
+    two = plugin_file(tmp_path / "two", "seven_nodes", "Septuple", factor=7)
+    env = subprocess_env(GRAPHRUN_PLUGINS=os.pathsep.join([str(one), str(two)]))
+    res = graphrun("nodes", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    nodes = json.loads(res.stdout)["nodes"]
+    assert nodes["Sextuple"]["origin"] == f"plugin:{one}" and nodes["Septuple"]["origin"] == f"plugin:{two}"
+
+
+def test_broken_and_clashing_plugins_are_named_and_builtins_keep_working(tmp_path, capsys):
+    from graphcore.cli import main
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('this plugin is broken on purpose')\n")
+    clash = plugin_file(tmp_path, "clash", "Math")  # a built-in's name
+    partial = tmp_path / "partial.py"  # one new node and one clash: the plugin loads all or nothing
+    partial.write_text(NODE_SOURCE.format(name="Fresh", factor=2, category="x")
+                       + NODE_SOURCE.format(name="Stats", factor=2, category="x"))
+
+    registry = build_registry([broken, clash, partial], entry_points=False, env=False)
+    messages = {e.plugin: e.message for e in registry.errors}
+    assert "this plugin is broken on purpose" in messages[str(broken)]
+    assert "'Math' (already from graphcore)" in messages[str(clash)]
+    assert "'Stats'" in messages[str(partial)] and "Fresh" not in registry
+    assert registry.get("Math").origin == "graphcore"
+
+    wf = write_workflow(tmp_path, """
+    version: 1
+    nodes:
+      x: {type: Range, params: {num: 3}}
+      y: {type: Math, params: {op: mul, b: 2.0}, inputs: {a: x.array}}
+    """)
+    code = main([str(wf), "--cache", str(tmp_path / "cache"), "--plugins", str(broken), "--plugins", str(clash)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert f"warning: plugin {broken}" in err and f"warning: plugin {clash}" in err
+    assert "Traceback" not in err
+    code = main(["nodes", "--plugins", str(broken)])
+    out, err = capsys.readouterr()
+    assert "plugins that failed to load" in out and str(broken) in out
+
+
+EXAMPLE_PLUGIN = ROOT / "examples" / "plugins" / "graphrun-example-nodes"
+
+
+def test_example_plugin_installs_and_runs(tmp_path):
+    """The worked example of docs/custom-nodes.md, installed the way a user installs a package."""
+    target = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target),
+         str(EXAMPLE_PLUGIN)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert pip.returncode == 0, pip.stderr
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(target), subprocess_env()["PYTHONPATH"]]))
+
+    described = graphrun("nodes", "describe", "Envelope", env=env)
+    assert described.returncode == 0, described.stderr
+    assert "graphrun-example-nodes (example)" in described.stdout and "envelope: Envelope" in described.stdout
+
+    wf = tmp_path / "example.yaml"
+    wf.write_text((EXAMPLE_PLUGIN / "example.yaml").read_text())
+    res = graphrun(wf, "--cache", tmp_path / "cache", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    report = json.loads((tmp_path / "out" / "loudness.json").read_text())
+    assert 0.3 < report["fraction_above"] < 0.9 and report["samples_above"] == round(report["fraction_above"] * 5000)
+    assert str(tmp_path / "out" / "loudness.json") in res.stdout
