@@ -23,6 +23,9 @@ from typing import Any, Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app must work offline
 
+# At module level: FastAPI resolves the routes' (string) annotations in this module's namespace.
+from fastapi import FastAPI, HTTPException, Request, UploadFile  # noqa: E402
+
 UI_DIR = Path(__file__).parent
 LITEGRAPH_DIR = UI_DIR / "node_modules" / "litegraph.js"
 
@@ -81,7 +84,6 @@ class SessionCookieMiddleware:
 def create_app(config: Any, initial: str | None = None, server: Any = None) -> Any:
     """The FastAPI app with the editor mounted at /."""
     import gradio as gr
-    from fastapi import FastAPI, HTTPException, Request, UploadFile
     from fastapi.staticfiles import StaticFiles
 
     from graphcore.workflow import WorkflowError

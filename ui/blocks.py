@@ -51,6 +51,8 @@ EDITOR_HTML = """
 # The quoted 'nodeselect' declares the custom event to Gradio (see gr.HTML.__getattr__).
 EDITOR_JS = "window.TalkGraph.mount(element, {props, watch, select: (id) => trigger('nodeselect', {node_id: id})});"
 GRAPH_JS = "(graph, ...rest) => [window.TalkGraph.serializeJSON(), ...rest]"
+# A new run starts from blank badges, so that nothing from the last run is mistaken for this one's.
+RUN_JS = "(graph, ...rest) => { window.TalkGraph.setStatus({}); return [window.TalkGraph.serializeJSON(), ...rest]; }"
 
 _seq = itertools.count(1)
 
@@ -274,7 +276,7 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
 
         run_btn.click(run, [graph_box], [editor, message, run_summary, status_table, run_log, run_state,
                                          output_choice, cache_md],
-                      js=GRAPH_JS).then(lambda: gr.Tabs(selected="run"), None, tabs)
+                      js=RUN_JS).then(lambda: gr.Tabs(selected="run"), None, tabs)
 
         # --- outputs ---
 
@@ -294,12 +296,13 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
             elif p.kind == "plot":
                 plot = gr.update(value=pd.DataFrame(curve_table(p.curves)), visible=True)
             elif p.kind == "bars":
-                bars = gr.update(value=pd.DataFrame({"name": list(p.bars), "value": list(p.bars.values())}), visible=True)
+                bars = gr.update(value=pd.DataFrame({"name": list(p.bars), "value": list(p.bars.values())}),
+                                 sort=list(p.bars), visible=True)
                 js = gr.update(value=p.data, visible=True)
             elif p.kind == "audio":
                 audio = gr.update(value=p.file or p.audio, visible=True)
-            else:
-                js = gr.update(value=p.data, visible=True)
+            else:  # gr.JSON reads a bare string as JSON text: wrap it
+                js = gr.update(value={"value": p.data} if isinstance(p.data, str) else p.data, visible=True)
             return [f"`{output}`: {p.summary}", video, gallery, plot, bars, audio, js]
 
         def select_node(active: Run | None, evt: gr.EventData) -> Any:

@@ -138,8 +138,8 @@ def safe_filename(name: str, default: str = "upload") -> str:
     name = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem, dot, ext = name.rpartition(".")
-    if not dot:
-        stem, ext = ext, ""
+    if not dot or not stem.strip("."):  # "name" or ".name": no extension
+        stem, ext = name, ""
     stem = _UNSAFE_CHARS.sub("_", stem).strip("._-")[:80]
     ext = _UNSAFE_CHARS.sub("", ext)[:12].lower()
     stem = stem or default

@@ -28,6 +28,7 @@ from graphcore.workflow import Edge, Literal, NodeSpec, Problem, Workflow
 
 YAML_KEY = "$yaml"
 LAYOUT_STEP = (280, 180)  # column and row spacing of the automatic layout
+LAYERS_PER_BAND = 4
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,13 +170,19 @@ def auto_layout(wf: Workflow) -> dict[str, tuple[int, int]]:
     if nx.is_directed_acyclic_graph(graph):
         for n in nx.topological_sort(graph):
             depth[n] = max((depth[p] + 1 for p in graph.predecessors(n)), default=0)
-    rows: dict[int, int] = {}
-    out = {}
+    layers: dict[int, list[str]] = {}
     for node_id in wf.nodes:
-        col = depth.get(node_id, 0)
-        row = rows.get(col, 0)
-        rows[col] = row + 1
-        out[node_id] = (40 + col * LAYOUT_STEP[0], 40 + row * LAYOUT_STEP[1])
+        layers.setdefault(depth.get(node_id, 0), []).append(node_id)
+    # Long chains wrap into bands of LAYERS_PER_BAND columns, so the graph keeps a screen-like shape.
+    out = {}
+    band_top = 40
+    ordered = sorted(layers)
+    for start in range(0, len(ordered), LAYERS_PER_BAND):
+        band = ordered[start:start + LAYERS_PER_BAND]
+        for col, layer in enumerate(band):
+            for row, node_id in enumerate(layers[layer]):
+                out[node_id] = (40 + col * LAYOUT_STEP[0], band_top + row * LAYOUT_STEP[1])
+        band_top += max(len(layers[layer]) for layer in band) * LAYOUT_STEP[1] + 40
     return out
 
 

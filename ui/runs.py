@@ -133,7 +133,7 @@ class Run:
                 if s.state == "running" and s.n:
                     detail = f"{s.i}/{s.n} {s.message}".strip()
                 elif s.state == "done" and s.seconds is not None:
-                    detail = f"{s.seconds:.2f}s"
+                    detail = f"{s.seconds * 1000:.0f} ms" if s.seconds < 1 else f"{s.seconds:.2f} s"
                 else:
                     detail = s.error
                 rows.append([node_id, self.graph.nodes[node_id].cls.type_name, s.state, detail])

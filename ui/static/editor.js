@@ -134,7 +134,9 @@
 
   function statusLabel(st) {
     if (st.state === "running" && st.n) return "running " + st.i + "/" + st.n;
-    if (st.state === "done" && typeof st.seconds === "number") return "done " + st.seconds.toFixed(2) + "s";
+    if (st.state === "done" && typeof st.seconds === "number") {
+      return "done " + (st.seconds < 1 ? Math.round(st.seconds * 1000) + " ms" : st.seconds.toFixed(1) + " s");
+    }
     return st.state;
   }
 
