@@ -2,8 +2,9 @@
 
 Three choices make a 100 MB frames value cost about what `np.save`/`np.load` cost:
 
-* chunks run along axis 0 (time) and hold about 8 MB, so one frame or a short clip can be
-  read without touching the rest;
+* chunks run along axis 0 (time) and hold up to 32 MB: a second of 512x512 video per chunk,
+  few enough chunks that zarr's per-chunk overhead (about a millisecond each) stays small
+  next to the data, small enough that a clip can be read without touching the rest;
 * each chunk is written and read by its own call on chunk-aligned slices, in parallel. A
   chunk-aligned slice goes to the codec as-is, where writing the whole array at once makes
   zarr allocate, fill and copy every chunk first; reads land directly in the output array;
@@ -18,13 +19,14 @@ the data, and cache values are rarely empty.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-TARGET_CHUNK_BYTES = 8 * 1024 * 1024
+TARGET_CHUNK_BYTES = 32 * 1024 * 1024
 MIN_SAVING = 0.25  # compress only if the sample shrinks to <= 75 % of its size
 _ALWAYS_COMPRESS_BELOW = 1024 * 1024  # small arrays: compression costs nothing worth measuring
 _SAMPLE_WINDOWS, _SAMPLE_BYTES = 4, 256 * 1024
@@ -43,12 +45,18 @@ def _io_pool() -> ThreadPoolExecutor:
 
 
 def chunks_for(arr: np.ndarray) -> tuple[int, ...] | None:
-    """Chunk along the first (time) axis so that a chunk holds about 8 MB; None for 0-d."""
+    """Chunk along the first (time) axis, at most TARGET_CHUNK_BYTES a chunk; None for 0-d.
+
+    Zarr stores a partial last chunk at full size, so when a chunk length between half and
+    all of the largest that fits divides the length exactly, that one is taken (125 frames
+    of 512x512x3: 5 chunks of 25 frames rather than 3 of 42, the last one padded)."""
     if arr.ndim == 0:
         return None
-    per_row = max(1, arr[:1].nbytes if arr.shape[0] else arr.itemsize)
-    rows = max(1, min(arr.shape[0] or 1, TARGET_CHUNK_BYTES // per_row))
-    return (rows, *[max(1, s) for s in arr.shape[1:]])
+    n = arr.shape[0]
+    per_row = max(1, arr[:1].nbytes if n else arr.itemsize)
+    rows = max(1, min(n or 1, TARGET_CHUNK_BYTES // per_row))
+    exact = [r for r in range(rows, (rows + 1) // 2 - 1, -1) if n % r == 0]
+    return (exact[0] if exact else rows, *[max(1, s) for s in arr.shape[1:]])
 
 
 def _shuffle(itemsize: int) -> str:
@@ -119,13 +127,59 @@ def read_array(zarray: Any) -> np.ndarray:
     """Read a whole zarr array into a new ndarray, chunk rows in parallel."""
     if zarray.ndim == 0 or zarray.size == 0:
         return np.asarray(zarray[...])
-    from zarr.core.buffer import default_buffer_prototype
-
     out = np.empty(zarray.shape, dtype=zarray.dtype)
-    nd_buffer = default_buffer_prototype().nd_buffer
+    blocks = _row_blocks(zarray.shape[0], zarray.chunks[0])
+    chunk_files = _raw_local_chunk_files(zarray)
+    if chunk_files is not None:
+        def read_block(block: slice) -> None:
+            _read_raw_chunk(chunk_files(block.start // zarray.chunks[0]), out[block], zarray.metadata.fill_value)
+    else:
+        from zarr.core.buffer import default_buffer_prototype
 
-    def read_block(block: slice) -> None:
-        zarray.get_basic_selection(block, out=nd_buffer.from_numpy_array(out[block]))
+        nd_buffer = default_buffer_prototype().nd_buffer
 
-    _run_parallel(read_block, _row_blocks(zarray.shape[0], zarray.chunks[0]))
+        def read_block(block: slice) -> None:
+            zarray.get_basic_selection(block, out=nd_buffer.from_numpy_array(out[block]))
+
+    _run_parallel(read_block, blocks)
     return out
+
+
+def _raw_local_chunk_files(zarray: Any) -> Any:
+    """For an uncompressed, native-endian array on a local disk chunked along axis 0 only,
+    a function chunk index -> file path; else None (read through zarr).
+
+    Such a chunk file is the chunk's bytes in C order, so it can be read straight into the
+    output (one copy, like np.load) instead of into a buffer that zarr then copies."""
+    import zarr
+    from zarr.codecs import BytesCodec
+
+    meta = zarray.metadata
+    codecs = getattr(meta, "codecs", ())
+    if not isinstance(zarray.store, zarr.storage.LocalStore) or len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+        return None
+    native = "little" if sys.byteorder == "little" else "big"
+    if zarray.dtype.itemsize > 1 and (codecs[0].endian is None or codecs[0].endian.value != native):
+        return None
+    if tuple(zarray.chunks[1:]) != tuple(zarray.shape[1:]) or zarray.dtype.hasobject:
+        return None
+    folder = os.path.join(str(zarray.store.root), zarray.path)
+    zeros = (0,) * (zarray.ndim - 1)
+    return lambda i: os.path.join(folder, *meta.encode_chunk_key((i, *zeros)).split("/"))
+
+
+def _read_raw_chunk(path: str, out: np.ndarray, fill_value: Any) -> None:
+    view = memoryview(out.reshape(-1).view(np.uint8))  # `out` is a C-contiguous row block
+    got = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while got < len(view):  # a partial last chunk reads only the rows that exist
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+    except FileNotFoundError:  # a chunk never written holds the fill value
+        out[...] = fill_value
+        return
+    if got != len(view):
+        raise OSError(f"cache chunk {path} is truncated: {got} of {len(view)} bytes")

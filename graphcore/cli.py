@@ -291,8 +291,10 @@ def cmd_ui(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _add_cache_parser(sub: Any) -> None:
-    from .cache_cli import add_cache_commands
-
+    try:
+        from .cache_cli import add_cache_commands
+    except ImportError:  # e1-cache has not delivered cache_cli yet
+        return
     add_cache_commands(sub)
 
 

@@ -296,6 +296,10 @@ def output_files_intact(files: Mapping[str, Mapping[str, str]], expected: Mappin
 
 def persist(env: ExecEnv, task: TaskNode, cls: type[Node], outputs: Mapping[str, Any], seconds: float,
             files: dict[str, dict[str, str]]) -> None:
+    if task.output_files and env.cache.has(task.key):
+        # Re-run because an output file went missing or was edited: the committed entry
+        # records the old file's hash, so replace it rather than keep it.
+        env.cache.delete(task.key)
     try:
         with env.cache.writer(task.key) as writer:
             for port in task.persistent_ports:
