@@ -203,7 +203,14 @@ def test_allowed_roots_rule(project, tmp_path):
     config, _ = project
     assert config.check("workflows/small.yaml") == config.root / "workflows" / "small.yaml"
     assert config.is_allowed("assets/ramp.npy")
-    assert config.is_allowed(config.upload_dir / "abc")
+    mine, theirs = config.session_dir("a" * 32), config.session_dir("b" * 32)
+    assert config.is_allowed(mine / "x.npy", session_dir=mine)
+    assert not config.is_allowed(theirs / "x.npy", session_dir=mine)  # uploads are per session
+    assert not config.is_allowed(mine / "x.npy")
+    (theirs / "w.yaml").write_text("version: 1\nnodes: {}\n")
+    with pytest.raises(PathNotAllowed):
+        config.check_workflow_path(theirs / "w.yaml", mine)
+    assert config.check_workflow_path(theirs / "w.yaml", theirs) == theirs / "w.yaml"
     assert not config.is_allowed("plugins/wobble.py")
     assert not config.is_allowed("workflows/../plugins/wobble.py")
     outside = tmp_path.parent / "elsewhere.txt"
@@ -312,3 +319,56 @@ def test_flow_colour_coding_direction_and_magnitude():
     rgb = flow_to_rgb(flow, max_magnitude=1.0)[0, 0]
     assert len({tuple(c) for c in rgb[:3]}) == 3  # three directions, three hues
     assert tuple(rgb[3]) == (0, 0, 0)  # no motion is black
+
+
+# --- the CLI and runs ----------------------------------------------------------------------
+
+
+def test_graphrun_ui_passes_its_options_to_the_editor(capsys):
+    from graphcore.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["ui", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "graphrun ui" in out and "--plugins" in out and "127.0.0.1" in out
+
+
+def test_run_from_the_editor_folds_events_into_node_states(project):
+    config, server = project
+    graph, _ = server.open_workflow("workflows/small.yaml")
+    run, problems = server.start_run(graph, config.session_dir("6" * 32))
+    assert problems == [] and run is not None
+    assert run.wait(120)
+    snap = run.snapshot()
+    assert not snap["running"] and snap["ok"]
+    assert {n: s["state"] for n, s in snap["nodes"].items()} == dict.fromkeys(["t", "wave", "smooth", "stats"], "done")
+    assert run.outputs() == ["t.array", "wave.y", "smooth.y", "stats.metrics"]
+    sdir = config.session_dir("6" * 32)
+    assert server.preview(run, "stats.metrics", sdir).kind == "bars"
+    assert server.preview(run, "smooth.y", sdir).kind == "plot"
+    assert server.cache_info()["entries"] == 4
+    again, _ = server.start_run(graph, config.session_dir("6" * 32))
+    assert again.wait(120)
+    assert {s["state"] for s in again.snapshot()["nodes"].values()} == {"cached"}
+    assert server.clear_cache() == 4 and server.cache_info()["entries"] == 0
+
+
+def test_progress_and_failures_in_the_node_states(project):
+    from graphcore.events import Event
+
+    config, server = project
+    graph, _ = server.open_workflow("workflows/small.yaml")
+    wf, _ = server.workflow_from_graph(graph, config.session_dir("7" * 32))
+    from graphcore.validation import compile_workflow as compile_
+    from ui.runs import Run
+
+    run = Run(compile_(wf, server.registry), cache=None, plugin_paths=[], start=False)
+    run.on_event(Event("started", "r", "smooth", "MovingAverage"))
+    run.on_event(Event("progress", "r", "smooth", "MovingAverage", data={"i": 3, "n": 10, "message": "col"}))
+    assert run.nodes["smooth"].to_json() == {"state": "running", "i": 3, "n": 10, "message": "col"}
+    run.on_event(Event("failed", "r", "smooth", "MovingAverage", data={"error": "boom in frame 4"}))
+    run.on_event(Event("skipped", "r", "stats", "Stats", data={"error": "upstream smooth failed"}))
+    assert run.nodes["smooth"].state == "failed" and run.nodes["smooth"].error == "boom in frame 4"
+    assert run.nodes["stats"].state == "skipped"
+    assert any("boom in frame 4" in line for line in run.log)

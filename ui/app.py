@@ -114,9 +114,9 @@ def create_app(config: Any, initial: str | None = None, server: Any = None) -> A
         return config.workflow_files()
 
     @app.get("/talkgraph/workflow")
-    def workflow(path: str) -> dict[str, Any]:
+    def workflow(path: str, request: Request) -> dict[str, Any]:
         try:
-            graph, problems = server.open_workflow(path)
+            graph, problems = server.open_workflow(path, sdir(request))
         except PathNotAllowed as exc:
             raise HTTPException(403, str(exc)) from None
         except WorkflowError as exc:
@@ -145,7 +145,7 @@ def create_app(config: Any, initial: str | None = None, server: Any = None) -> A
     blocks = build_blocks(server, initial)
     return gr.mount_gradio_app(
         app, blocks, path="/",
-        allowed_paths=[str(r) for r in config.allowed_roots()],
+        allowed_paths=[str(r) for r in [*config.allowed_roots(), config.upload_dir]],  # session folders: random names
         footer_links=[], theme=gr.themes.Default(),
         max_file_size=config.max_upload_bytes,
     )

@@ -199,7 +199,8 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
                 raise gr.Error("the uploaded file is not UTF-8 text") from None
             except WorkflowError as exc:
                 raise gr.Error(str(exc)) from None
-            return loaded(graph, problems, graph["path"])
+            result = loaded(graph, problems, graph["path"])
+            return (result[0], f"workflows/{Path(graph['path']).name}", *result[2:])  # save among the workflows
 
         def new_workflow() -> tuple:
             return loaded({"path": None, "description": "", "nodes": []}, [], None)
@@ -227,7 +228,7 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
             shown = server.config.display(dest)
             note = f"Saved `{shown}`." + (f" Relative paths rewritten for the new folder: {', '.join(moved)}." if moved else "")
             if moved:  # show the rewritten paths
-                cmd = command(graph=server.open_workflow(str(dest))[0], problems=[])
+                cmd = command(graph=server.open_workflow(str(dest), sdir)[0], problems=[])
             else:
                 cmd = command(path=shown, problems=[])
             choices = server.config.workflow_files()
@@ -280,12 +281,12 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
 
         # --- outputs ---
 
-        def show_output(active: Run | None, output: str | None) -> list[Any]:
+        def show_output(active: Run | None, output: str | None, request: gr.Request) -> list[Any]:
             hidden = [gr.update(visible=False) for _ in out_components[1:]]
             if active is None or not output:
                 return ["", *hidden]
             try:
-                p = server.preview(active, output)
+                p = server.preview(active, output, session_dir(server, request))
             except Exception as exc:  # e.g. the cache was cleared since the run
                 return [f"cannot show `{output}`: {exc}", *hidden]
             video, gallery, plot, bars, audio, js = hidden

@@ -67,8 +67,9 @@ class UIConfig:
 
     # --- the allowed-roots rule ---
 
-    def allowed_roots(self) -> list[Path]:
-        return [*self.workflow_dirs, *self.data_dirs, self.upload_dir]
+    def allowed_roots(self, session_dir: Path | None = None) -> list[Path]:
+        """The workflow and data folders, plus the caller's own upload folder (never another session's)."""
+        return [*self.workflow_dirs, *self.data_dirs, *([session_dir.resolve()] if session_dir else [])]
 
     def resolve(self, path: str | os.PathLike, base: Path | None = None) -> Path:
         """Absolute, symlink-free form of a path from the browser (relative to `base` or the root)."""
@@ -80,25 +81,26 @@ class UIConfig:
             p = (base or self.root) / p
         return p.resolve()
 
-    def is_allowed(self, path: str | os.PathLike, roots: list[Path] | None = None, base: Path | None = None) -> bool:
+    def is_allowed(self, path: str | os.PathLike, *, base: Path | None = None, session_dir: Path | None = None) -> bool:
         try:
-            self.check(path, roots, base)
+            self.check(path, base=base, session_dir=session_dir)
         except PathNotAllowed:
             return False
         return True
 
-    def check(self, path: str | os.PathLike, roots: list[Path] | None = None, base: Path | None = None) -> Path:
+    def check(self, path: str | os.PathLike, roots: list[Path] | None = None, *, base: Path | None = None,
+              session_dir: Path | None = None) -> Path:
         """The resolved path if it lies under one of `roots` (default: every allowed root)."""
         resolved = self.resolve(path, base)
-        roots = self.allowed_roots() if roots is None else roots
+        roots = self.allowed_roots(session_dir) if roots is None else roots
         if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
             shown = ", ".join(self.display(r) for r in roots)
             raise PathNotAllowed(f"{os.fspath(path)!r} is outside the folders this app may use ({shown})")
         return resolved
 
-    def check_workflow_path(self, path: str | os.PathLike) -> Path:
-        """A workflow file the app may read or write: a .yaml under a workflow folder or the uploads."""
-        resolved = self.check(path, [*self.workflow_dirs, self.upload_dir])
+    def check_workflow_path(self, path: str | os.PathLike, session_dir: Path | None = None) -> Path:
+        """A workflow file the app may read or write: a .yaml under a workflow folder or the caller's uploads."""
+        resolved = self.check(path, [*self.workflow_dirs, *([session_dir.resolve()] if session_dir else [])])
         if resolved.suffix.lower() not in WORKFLOW_SUFFIXES:
             raise PathNotAllowed(f"{os.fspath(path)!r} is not a workflow file (expected .yaml or .yml)")
         return resolved

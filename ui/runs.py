@@ -46,7 +46,8 @@ class NodeState:
 class Run:
     """One run in a background thread. Thread-safe: the engine's listener writes, the page reads."""
 
-    def __init__(self, graph: BoundGraph, *, cache: Any, plugin_paths: list[str], device: str = "cpu") -> None:
+    def __init__(self, graph: BoundGraph, *, cache: Any, plugin_paths: list[str], device: str = "cpu",
+                 start: bool = True) -> None:
         self.graph = graph
         self.nodes: dict[str, NodeState] = {n: NodeState() for n in graph.order}
         self.log: list[str] = []
@@ -59,7 +60,8 @@ class Run:
         self._thread = threading.Thread(
             target=self._work, args=(cache, list(plugin_paths), device), name="talkgraph-ui-run", daemon=True,
         )
-        self._thread.start()
+        if start:  # (tests feed events themselves)
+            self._thread.start()
 
     # --- the engine side ---
 

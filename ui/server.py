@@ -47,10 +47,10 @@ class EditorServer:
 
     # --- reading workflows ---
 
-    def open_workflow(self, path: str) -> tuple[dict[str, Any], list[Problem]]:
-        """A workflow file under the workflow folders (or uploads) as graph JSON, with the
+    def open_workflow(self, path: str, session_dir: Path | None = None) -> tuple[dict[str, Any], list[Problem]]:
+        """A workflow file under the workflow folders (or the caller's uploads) as graph JSON, with the
         problems the loader found that still left a workflow (a broken file raises WorkflowError)."""
-        resolved = self.config.check_workflow_path(path)
+        resolved = self.config.check_workflow_path(path, session_dir)
         problems: list[Problem] = []
         wf = load_workflow(resolved, problems=problems)
         return workflow_to_graph(wf, self.registry, self.config.display(resolved)), problems
@@ -70,7 +70,7 @@ class EditorServer:
 
     def workflow_from_graph(self, graph: Any, session_dir: Path) -> tuple[Workflow, list[Problem]]:
         path_text = graph.get("path") if isinstance(graph, dict) else None
-        path = self.config.check_workflow_path(path_text) if path_text else session_dir / UNTITLED
+        path = self.config.check_workflow_path(path_text, session_dir) if path_text else session_dir / UNTITLED
         return graph_to_workflow(graph, self.registry, path)
 
     def to_yaml(self, graph: Any, session_dir: Path) -> str:
@@ -86,7 +86,7 @@ class EditorServer:
         wf, problems = self.workflow_from_graph(graph, session_dir)
         if problems:
             raise WorkflowError(problems)
-        dest = self.config.check_workflow_path(target)
+        dest = self.config.check_workflow_path(target, session_dir)
         moved = rebase_paths(wf, self.registry, dest.parent)
         text = dump_workflow(wf)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -104,10 +104,10 @@ class EditorServer:
         except (GraphError, PathNotAllowed) as exc:
             return None, [Problem(str(exc), kind="editor")]
         problems += validate(wf, self.registry)
-        problems += self.file_root_problems(wf)
+        problems += self.file_root_problems(wf, session_dir)
         return wf, problems
 
-    def file_root_problems(self, wf: Workflow) -> list[Problem]:
+    def file_root_problems(self, wf: Workflow, session_dir: Path) -> list[Problem]:
         """Files a run would read or write must lie under the allowed roots, like everything else the app touches."""
         problems = []
         base = wf.base_dir
@@ -121,10 +121,10 @@ class EditorServer:
                 if isinstance(source, Literal) and port is not None and "Path" in TYPES.ancestors(port.port_type.name):
                     named.append((name, source.value))
             for name, value in named:
-                if isinstance(value, str) and value and not self.config.is_allowed(value, base=base):
+                if isinstance(value, str) and value and not self.config.is_allowed(value, base=base, session_dir=session_dir):
                     problems.append(Problem(
                         f"'{name}': {value!r} is outside the folders this app may use "
-                        f"({', '.join(self.config.display(r) for r in self.config.allowed_roots())})",
+                        f"({', '.join(self.config.display(r) for r in self.config.allowed_roots(session_dir))})",
                         node_id=spec.id, kind="file"))
         return problems
 
@@ -197,13 +197,14 @@ class EditorServer:
 
     # --- outputs ---
 
-    def preview(self, run: Run, output: str) -> Preview:
+    def preview(self, run: Run, output: str, session_dir: Path) -> Preview:
         node_id, _, port = output.partition(".")
         if run.report is None or node_id not in run.graph.nodes:
             raise KeyError(f"no output {output!r} in the last run")
         value = run.report.load_output(node_id, port)
         port_type = run.graph.nodes[node_id].cls.outputs[port].port_type
-        return preview_value(value, TYPES.ancestors(port_type.name), self.config.is_allowed)
+        return preview_value(value, TYPES.ancestors(port_type.name),
+                             lambda p: self.config.is_allowed(p, session_dir=session_dir))
 
 
 def _sha256(path: Path) -> str:
