@@ -235,6 +235,9 @@ def test_save_and_compare_the_yaml(page, project):
     page.click("#tg-save")
     again = project.root / "workflows" / "roundtrip_again.yaml"
     page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('roundtrip_again')")
+    with page.expect_download() as download:  # Download gives the file just saved
+        page.click("#tg-download")
+    assert Path(download.value.path()).read_text() == again.read_text()
     copy = load_workflow(again)
     assert {k: (v.type, v.params, v.inputs) for k, v in copy.nodes.items()} == \
         {k: (v.type, v.params, v.inputs) for k, v in original.nodes.items()}
@@ -330,3 +333,28 @@ def test_upload_a_workflow_and_a_file_for_a_parameter(page, project, tmp_path):
     page.click("#tg-check")
     page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('No problems')")
     shot(page, "11-uploads")
+
+
+def test_live_progress_and_a_failure(page):
+    page.evaluate("""() => TalkGraph.load({path: null, description: "", nodes: [
+        {id: "t", type: "Range", params: {num: 32}, inputs: {}, pos: [40, 40]},
+        {id: "slow", type: "Slow", params: {steps: 12, delay: 0.4}, inputs: {x: {node: "t", port: "array"}}, pos: [340, 40]},
+        {id: "done_after", type: "Stats", params: {}, inputs: {x: {node: "slow", port: "y"}}, pos: [640, 40]},
+        {id: "boom", type: "Boom", params: {}, inputs: {x: {node: "t", port: "array"}}, pos: [340, 260]},
+        {id: "never", type: "Stats", params: {}, inputs: {x: {node: "boom", port: "y"}}, pos: [640, 260]},
+    ]})""")
+    page.click("#tg-run")
+    # live: the slow node is seen running, with its progress i/n, while the run goes on
+    page.wait_for_function("""() => { const s = TalkGraph.nodeStates().slow;
+        return s.status === 'running' && s.n === 12 && s.i >= 2 && s.i < 12; }""", timeout=60_000)
+    assert "Running" in page.inner_text("#tg-run-summary")
+    shot(page, "12-running")
+    page.wait_for_function("() => TalkGraph.nodeStates().done_after.status === 'done'", timeout=60_000)
+    s = page.evaluate("TalkGraph.nodeStates()")
+    assert (s["t"]["status"], s["slow"]["status"], s["boom"]["status"], s["never"]["status"]) == \
+        ("done", "done", "failed", "skipped")
+    assert "always fails" in s["boom"]["error"]
+    page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.includes('failures')")
+    table = page.locator("#tg-status").inner_text()
+    assert "failed" in table and "skipped" in table
+    shot(page, "13-failed")

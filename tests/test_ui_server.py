@@ -305,6 +305,21 @@ def test_previews_pick_a_fitting_view():
     assert preview_value("not a file.txt", {"Path"}, ok).kind == "json"
 
 
+def test_audio_preview_plays_through_gradio():
+    import dataclasses
+
+    import gradio as gr
+
+    @dataclasses.dataclass
+    class Clip:
+        samples: np.ndarray
+        sample_rate: int
+
+    p = preview_value(Clip(np.sin(np.linspace(0, 100, 1600)).astype(np.float32), 16000), {"Audio"}, lambda _: True)
+    assert p.kind == "audio" and p.audio[0] == 16000
+    assert gr.Audio().postprocess(p.audio) is not None  # the player accepts it
+
+
 def test_video_preview_respects_the_roots(tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0")

@@ -67,11 +67,13 @@ nodes:
 """
 
 PLUGIN_PY = '''\
-"""A test plugin: one node in its own category."""
+"""A test plugin: nodes in their own category (one slow with progress, one that always fails)."""
+import time
+
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore import In, Node, Out
+from graphcore import In, Node, NodeError, Out
 
 
 class Wobble(Node):
@@ -86,6 +88,35 @@ class Wobble(Node):
 
     def run(self, ctx, x):
         return {"y": x + self.params.amount * np.sin(np.arange(len(x)))}
+
+
+class Slow(Node):
+    """Pass an array through, slowly, reporting progress."""
+
+    category = "plugin_demo"
+    inputs = {"x": In("Array")}
+    outputs = {"y": Out("Array")}
+
+    class Params(BaseModel):
+        steps: int = Field(8, ge=1)
+        delay: float = Field(0.3, ge=0)
+
+    def run(self, ctx, x):
+        for i in range(self.params.steps):
+            time.sleep(self.params.delay)
+            ctx.progress(i + 1, self.params.steps, "step")
+        return {"y": x}
+
+
+class Boom(Node):
+    """Always fails."""
+
+    category = "plugin_demo"
+    inputs = {"x": In("Array")}
+    outputs = {"y": Out("Array")}
+
+    def run(self, ctx, x):
+        raise NodeError("boom: this node always fails")
 '''
 
 

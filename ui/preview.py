@@ -183,6 +183,8 @@ def preview_record(value: Any, path_ok: Callable[[str], bool]) -> Preview:
     )
     samples, rate = fields.get("samples"), fields.get("sample_rate")
     if isinstance(samples, np.ndarray) and samples.ndim == 1 and _is_number(rate):
+        if samples.dtype.kind == "f":  # float in [-1, 1] -> 16-bit PCM, what the player plays
+            samples = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16)
         return Preview("audio", summary, audio=(int(rate), samples))
     for v in fields.values():  # the first curve-like field (coefficients, features over time)
         if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and v.ndim in (1, 2) and v.shape[0] > 1:

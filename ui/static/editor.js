@@ -496,7 +496,8 @@
   TG.nodeStates = function () {
     const out = {};
     for (const [id, n] of Object.entries(nodesById())) {
-      out[id] = { status: n.tgStatus ? n.tgStatus.state : null, problems: n.tgProblems.slice() };
+      const st = n.tgStatus || {};
+      out[id] = { status: st.state || null, i: st.i, n: st.n, error: st.error || "", problems: n.tgProblems.slice() };
     }
     return out;
   };
