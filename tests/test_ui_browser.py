@@ -358,3 +358,17 @@ def test_live_progress_and_a_failure(page):
     table = page.locator("#tg-status").inner_text()
     assert "failed" in table and "skipped" in table
     shot(page, "13-failed")
+
+
+def test_a_node_of_an_unknown_type_is_kept_and_flagged(page, project):
+    open_workflow(page, "workflows/unknown.yaml")
+    page.wait_for_function("() => TalkGraph.nodeStates().mystery.problems.length > 0")
+    assert "NotInstalled" in " ".join(page.evaluate("TalkGraph.nodeStates()")["mystery"]["problems"])
+    shot(page, "14-unknown-type")
+    page.fill("#tg-save-as textarea", "workflows/unknown_saved.yaml")
+    page.click("#tg-save")
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('unknown_saved')")
+    saved = load_workflow(project.root / "workflows" / "unknown_saved.yaml")
+    original = load_workflow(project.root / "workflows" / "unknown.yaml")
+    assert {k: (v.type, v.params, v.inputs) for k, v in saved.nodes.items()} == \
+        {k: (v.type, v.params, v.inputs) for k, v in original.nodes.items()}

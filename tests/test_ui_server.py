@@ -282,7 +282,7 @@ def test_plugins_come_only_from_the_server_configuration(project):
 
 def test_workflow_list_and_open(client):
     assert client.get("/talkgraph/workflows").json() == [
-        "workflows/roundtrip.yaml", "workflows/small.yaml", "workflows/sub/copy.yaml"]
+        "workflows/roundtrip.yaml", "workflows/small.yaml", "workflows/sub/copy.yaml", "workflows/unknown.yaml"]
     graph = client.get("/talkgraph/workflow", params={"path": "workflows/small.yaml"}).json()["graph"]
     assert [n["id"] for n in graph["nodes"]] == ["t", "wave", "smooth", "stats"]
     assert all(len(n["pos"]) == 2 for n in graph["nodes"])

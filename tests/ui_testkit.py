@@ -66,6 +66,22 @@ nodes:
     inputs: {x: smooth.y}
 """
 
+UNKNOWN_YAML = """\
+version: 1
+description: a node whose type this server does not have
+nodes:
+  t:
+    type: Range
+    params: {num: 8}
+  mystery:
+    type: NotInstalled
+    params: {strength: 3, mode: fast}
+    inputs: {x: t.array, k: 2.5}
+  after:
+    type: Stats
+    inputs: {x: mystery.out}
+"""
+
 PLUGIN_PY = '''\
 """A test plugin: nodes in their own category (one slow with progress, one that always fails)."""
 import time
@@ -121,12 +137,13 @@ class Boom(Node):
 
 
 def make_project(root: Path) -> UIConfig:
-    """workflows/ (three files), assets/ramp.npy, a plugin file outside every root, an upload folder."""
+    """workflows/ (four files), assets/ramp.npy, a plugin file outside every root, an upload folder."""
     (root / "workflows" / "sub").mkdir(parents=True)
     (root / "assets").mkdir()
     (root / "workflows" / "roundtrip.yaml").write_text(textwrap.dedent(ROUNDTRIP_YAML))
     (root / "workflows" / "small.yaml").write_text(SMALL_YAML)
     (root / "workflows" / "sub" / "copy.yaml").write_text(SMALL_YAML)
+    (root / "workflows" / "unknown.yaml").write_text(UNKNOWN_YAML)
     # The roundtrip workflow's input file: relative to workflows/, so ../assets/ramp.npy.
     np.save(root / "assets" / "ramp.npy", np.linspace(0, 1, 16, dtype=np.float32))
     (root / "plugins").mkdir()

@@ -48,12 +48,13 @@ class EditorServer:
     # --- reading workflows ---
 
     def open_workflow(self, path: str, session_dir: Path | None = None) -> tuple[dict[str, Any], list[Problem]]:
-        """A workflow file under the workflow folders (or the caller's uploads) as graph JSON, with the
-        problems the loader found that still left a workflow (a broken file raises WorkflowError)."""
+        """A workflow file under the workflow folders (or the caller's uploads) as graph JSON, with
+        every problem it has, so they show on the nodes at once (a file that is no workflow at all
+        raises WorkflowError)."""
         resolved = self.config.check_workflow_path(path, session_dir)
         problems: list[Problem] = []
         wf = load_workflow(resolved, problems=problems)
-        return workflow_to_graph(wf, self.registry, self.config.display(resolved)), problems
+        return self._opened(wf, resolved, problems, session_dir)
 
     def parse_upload(self, text: str, filename: str, session_dir: Path) -> tuple[dict[str, Any], list[Problem]]:
         """An uploaded YAML: kept (sanitised name) in the session folder, which becomes its
@@ -64,7 +65,12 @@ class EditorServer:
         target = self._store(session_dir, name, text.encode("utf-8"))
         problems: list[Problem] = []
         wf = parse_workflow(text, target, problems=problems)
-        return workflow_to_graph(wf, self.registry, self.config.display(target)), problems
+        return self._opened(wf, target, problems, session_dir)
+
+    def _opened(self, wf: Workflow, path: Path, problems: list[Problem],
+                session_dir: Path | None) -> tuple[dict[str, Any], list[Problem]]:
+        problems = problems + validate(wf, self.registry) + self.file_root_problems(wf, session_dir)
+        return workflow_to_graph(wf, self.registry, self.config.display(path)), problems
 
     # --- graph JSON -> workflow ---
 
@@ -107,7 +113,7 @@ class EditorServer:
         problems += self.file_root_problems(wf, session_dir)
         return wf, problems
 
-    def file_root_problems(self, wf: Workflow, session_dir: Path) -> list[Problem]:
+    def file_root_problems(self, wf: Workflow, session_dir: Path | None) -> list[Problem]:
         """Files a run would read or write must lie under the allowed roots, like everything else the app touches."""
         problems = []
         base = wf.base_dir
