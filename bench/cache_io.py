@@ -113,18 +113,44 @@ def measure_ls(folder: str, n: int) -> dict:
     return {"entries": n, "ls_s": seconds}
 
 
+def _print_result(r: dict, rounds: int) -> None:
+    print(
+        f"  {r['content']:<6}  numpy {r['numpy_best_s']:.3f}s  cache {r['cache_best_s']:.3f}s "
+        f"(write {r['cache_write_best_s']:.3f} + read {r['cache_read_best_s']:.3f})  "
+        f"ratio {r['ratio_best']:.2f}x best-of-{rounds}, {r['ratio_median']:.2f}x median  "
+        f"stored {100 * r['stored_fraction']:.0f}% of raw",
+        flush=True,
+    )
+
+
 def run(rounds: int = 7, folder: str | None = None, ls_entries: int = 1000) -> dict:
+    """Measure, print the figures, return them.
+
+    `ratio_vs_numpy` (the figure the 2x target is about) is the worse of the video and noise
+    best-of-N ratios; best-of-N keeps other processes' load on this machine out of it, and
+    the medians are printed beside it.
+    """
     work = tempfile.mkdtemp(prefix="cache-bench-", dir=folder)
+    print(f"cache write+read vs np.save+np.load, {SHAPE} uint8 ({np.prod(SHAPE) / 1e6:.0f} MB), "
+          f"{rounds} rounds, in {work}", flush=True)
     try:
         contents = {
-            "video": video_frames(noise_sigma=2.0),
-            "noise": np.random.default_rng(1).integers(0, 256, SHAPE, dtype=np.uint8),
-            "flat": video_frames(noise_sigma=0.0) // 32 * 32,
+            "video": lambda: video_frames(noise_sigma=2.0),
+            "noise": lambda: np.random.default_rng(1).integers(0, 256, SHAPE, dtype=np.uint8),
+            "flat": lambda: video_frames(noise_sigma=0.0) // 32 * 32,
         }
-        results = [measure(name, arr, work, rounds) for name, arr in contents.items()]
-        return {"shape": SHAPE, "rounds": rounds, "dir": work, "results": results, "ls": measure_ls(work, ls_entries)}
+        results = []
+        for name, make in contents.items():
+            results.append(measure(name, make(), work, rounds))
+            _print_result(results[-1], rounds)
+        ls = measure_ls(work, ls_entries)
+        print(f"  ls of {ls['entries']} entries: {1000 * ls['ls_s']:.0f} ms", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    by_name = {r["content"]: r for r in results}
+    ratio = max(by_name["video"]["ratio_best"], by_name["noise"]["ratio_best"])
+    print(f"  cache write+read: {ratio:.2f}x np.save+np.load (worse of video/noise, target <= 2)", flush=True)
+    return {"shape": SHAPE, "rounds": rounds, "results": results, "ls": ls, "ratio_vs_numpy": ratio}
 
 
 def main() -> None:
@@ -133,18 +159,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="folder on the disk to measure (default: the temp dir)")
     parser.add_argument("--ls-entries", type=int, default=1000)
     args = parser.parse_args()
-    out = run(args.rounds, args.dir, args.ls_entries)
-    mb = np.prod(out["shape"]) / 1e6
-    print(f"cache write+read vs np.save+np.load, {out['shape']} uint8 ({mb:.0f} MB), {out['rounds']} rounds, in {out['dir']}")
-    for r in out["results"]:
-        print(
-            f"  {r['content']:<6}  numpy {r['numpy_best_s']:.3f}s  cache {r['cache_best_s']:.3f}s "
-            f"(write {r['cache_write_best_s']:.3f} + read {r['cache_read_best_s']:.3f})  "
-            f"ratio {r['ratio_best']:.2f}x best-of-{out['rounds']}, {r['ratio_median']:.2f}x median  "
-            f"stored {100 * r['stored_fraction']:.0f}% of raw"
-        )
-    ls = out["ls"]
-    print(f"  ls of {ls['entries']} entries: {1000 * ls['ls_s']:.0f} ms")
+    run(args.rounds, args.dir, args.ls_entries)
 
 
 if __name__ == "__main__":

@@ -44,14 +44,14 @@ def _io_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def chunks_for(arr: np.ndarray) -> tuple[int, ...] | None:
-    """Chunk along the first (time) axis, at most TARGET_CHUNK_BYTES a chunk; None for 0-d.
+def chunks_for(arr: np.ndarray) -> tuple[int, ...]:
+    """Chunk along the first (time) axis, at most TARGET_CHUNK_BYTES a chunk; () for 0-d.
 
     Zarr stores a partial last chunk at full size, so when a chunk length between half and
     all of the largest that fits divides the length exactly, that one is taken (125 frames
     of 512x512x3: 5 chunks of 25 frames rather than 3 of 42, the last one padded)."""
     if arr.ndim == 0:
-        return None
+        return ()
     n = arr.shape[0]
     per_row = max(1, arr[:1].nbytes if n else arr.itemsize)
     rows = max(1, min(n or 1, TARGET_CHUNK_BYTES // per_row))
@@ -99,7 +99,7 @@ def write_array(group: Any, name: str, arr: np.ndarray) -> Any:
     """Create `group[name]` holding `arr` (C-contiguous copy if needed); returns the zarr array."""
     import zarr
 
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")  # (np.ascontiguousarray would turn a 0-d array into 1-d)
     chunks = chunks_for(arr)
     compressors = (
         [zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle=_shuffle(arr.itemsize))]

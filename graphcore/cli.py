@@ -17,6 +17,7 @@ import importlib
 import importlib.metadata
 import inspect
 import json
+import re
 import sys
 from typing import Any, Sequence
 
@@ -97,6 +98,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from .scheduler import run_graph
     from .workflow import WorkflowError
 
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", args.device):
+        raise UserError(f"unknown device {args.device!r}: use cpu, cuda, cuda:N or mps")
     registry = _registry(args, err)
     try:
         graph = _load_graph(args, registry)
@@ -291,11 +294,9 @@ def cmd_ui(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _add_cache_parser(sub: Any) -> None:
-    try:
-        from .cache_cli import add_cache_commands
-    except ImportError:  # e1-cache has not delivered cache_cli yet
-        return
-    add_cache_commands(sub)
+    from .cache_cli import add_cache_commands
+
+    add_cache_commands(sub)  # its commands take (args) and make their own consoles
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -366,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        if args.command == "cache":
+            return int(args.func(args) or 0)
         return int(args.func(args, out, err) or 0)
     except UserError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)

@@ -10,12 +10,15 @@ itself (memoised per process), never from pickles.
 """
 from __future__ import annotations
 
+import atexit
 import collections
 import dataclasses
+import shutil
 import tempfile
 import threading
 import time
 import traceback
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -235,11 +238,11 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
         if decl.optional and port not in inputs:
             inputs[port] = None
     env.emit("started", task, {})
-    with tempfile.TemporaryDirectory(prefix=f"graphrun-{task.id}-") as tmp:
-        ctx = RunContext(
-            node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device, tmp_dir=Path(tmp),
-            seed=task.seed, emit=_context_emitter(env, task), workflow_dir=Path(env.plan.workflow_dir),
-        )
+    ctx = NodeContext(
+        node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
+        seed=task.seed, emit=_context_emitter(env, task), workflow_dir=Path(env.plan.workflow_dir),
+    )
+    try:
         start = time.perf_counter()
         try:
             result = node.run(ctx, **inputs)
@@ -248,7 +251,48 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
         except Exception as exc:
             raise NodeFailure(task.id, task.type, f"{type(exc).__name__}: {exc}", traceback_tail(exc), user_error=False) from None
         seconds = time.perf_counter() - start
+    finally:
+        ctx.remove_scratch()
     return check_outputs(task, cls, result), seconds
+
+
+class NodeContext(RunContext):
+    """The RunContext the engine hands to nodes: its scratch folder is created on first use
+    (most nodes never touch it) and removed when the node returns."""
+
+    _scratch: Path | None = None
+
+    @property  # type: ignore[override]
+    def tmp_dir(self) -> Path:
+        if self._scratch is None:
+            self._scratch = scratch_dir(self.node_id)
+        return self._scratch
+
+    @tmp_dir.setter
+    def tmp_dir(self, value: Path) -> None:
+        pass  # the dataclass __init__ assigns the default; the folder is made lazily instead
+
+    def remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+
+_scratch_root: Path | None = None
+_scratch_lock = threading.Lock()
+
+
+def scratch_dir(node_id: str) -> Path:
+    """A fresh empty folder for one node run, under one per-process folder removed at exit."""
+    global _scratch_root
+    with _scratch_lock:
+        if _scratch_root is None:
+            _scratch_root = Path(tempfile.mkdtemp(prefix="graphrun-"))
+            atexit.register(shutil.rmtree, _scratch_root, True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)[:40]
+    path = _scratch_root / f"{safe}-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
 
 
 def check_outputs(task: TaskNode, cls: type[Node], result: Any) -> dict[str, Any]:

@@ -108,6 +108,32 @@ def worker_plugin_paths(plugin_paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_bookkeeping: list[threading.Thread] = []
+
+
+def touch_in_background(cache: Any, keys: list[str]) -> None:
+    """Record the cache hits' last use (for gc) off the critical path: a re-run that finds
+    everything cached should not wait for a thousand small writes. The thread is not a
+    daemon, so the interpreter finishes it before exiting."""
+    if not keys:
+        return
+
+    def touch_all() -> None:
+        for key in keys:
+            cache.touch(key)
+
+    thread = threading.Thread(target=touch_all, name="graphrun-touch")
+    thread.start()
+    _bookkeeping.append(thread)
+    _bookkeeping[:] = [t for t in _bookkeeping if t.is_alive()]
+
+
+def wait_for_bookkeeping(timeout: float | None = None) -> None:
+    """Wait for background cache bookkeeping (e.g. before deleting a cache folder)."""
+    for thread in list(_bookkeeping):
+        thread.join(timeout)
+
+
 class Scheduler:
     def __init__(self, graph: BoundGraph, plan: RunPlan, cache: Any, bus: EventBus) -> None:
         self.graph, self.plan, self.cache, self.bus = graph, plan, cache, bus
@@ -184,31 +210,54 @@ class Scheduler:
 
     def run(self, executor: Executor) -> RunReport:
         start = time.perf_counter()
+        executor.start(self.graph, self.plan, self.cache, self.deliver)  # fail early: e.g. no dask scheduler
+        try:
+            to_run, closures = self.announce()
+            self.drive(executor, to_run)
+        finally:
+            executor.close()
+        self.settle_in_process(to_run, closures)
+        elapsed = time.perf_counter() - start
         plan = self.plan
-        persisted = [n for n in self.order if not plan.nodes[n].in_process]
-        to_run = [n for n in persisted if not self.is_cached(n)]
-        pending = set(to_run)
+        report = RunReport(
+            run_id=plan.run_id, status={n: self.status[n] for n in self.order},
+            keys={n: t.key for n, t in plan.nodes.items()}, seconds=self.seconds, errors=self.errors,
+            files={n: dict(t.output_files) for n, t in plan.nodes.items() if t.output_files},
+            elapsed=elapsed, graph=self.graph, cache=self.cache,
+        )
+        self.emit("run_finished", ok=report.ok, seconds=elapsed, counts=report.counts())
+        return report
+
+    def announce(self) -> tuple[list[str], dict[str, set[str]]]:
+        """Decide what runs; emit run_started and each node's queued/cached event. Returns the
+        persisted nodes to run and, for each, the in-process nodes its task may compute."""
+        plan = self.plan
+        to_run = [n for n in self.order if not plan.nodes[n].in_process and not self.is_cached(n)]
         closures = {n: self.in_process_closure(n) for n in to_run}
-        needed_in_process = set().union(*closures.values()) if to_run else set()
+        needed = set().union(*closures.values()) if to_run else set()
         self.emit("run_started", nodes=list(self.order), keys={n: t.key for n, t in plan.nodes.items()},
-                  to_run=to_run + sorted(needed_in_process, key=self.order.index))
+                  to_run=[n for n in self.order if n in needed or n in closures])
+        hits = []
         for n in self.order:
-            if n in pending or n in needed_in_process:
+            if n in closures or n in needed:
                 self.emit("queued", n)
             else:
                 self.status[n] = "cached"
                 self.emit("cached", n)
                 if not plan.nodes[n].in_process:
-                    self.cache.touch(plan.nodes[n].key)
+                    hits.append(plan.nodes[n].key)
+        touch_in_background(self.cache, hits)
+        return to_run, closures
 
+    def drive(self, executor: Executor, to_run: list[str]) -> None:
+        """Submit each node once its upstream is done; settle every outcome."""
+        pending = set(to_run)
         deps = {n: self.effective_upstream(n) for n in to_run}
         waiting = {n: deps[n] & pending for n in to_run}
-        readers: dict[str, int] = {}
+        readers: dict[str, int] = {}  # for each node, the tasks still to read its outputs
         for n in to_run:
             for u in deps[n]:
                 readers[u] = readers.get(u, 0) + 1
-        ready = [n for n in to_run if not waiting[n]]
-        in_flight: set[str] = set()
 
         def done_with(node_id: str) -> None:
             """Release in-memory outputs nobody still needs."""
@@ -220,49 +269,40 @@ class Scheduler:
                 if readers[u] == 0 and u not in pending:
                     executor.release(u)
 
-        executor.start(self.graph, plan, self.cache, self.deliver)
-        try:
-            while ready or in_flight:
-                for n in ready:
-                    in_flight.add(n)
-                    executor.submit(n)
-                ready = []
-                node_id, outcome = executor.next_completed()
-                in_flight.discard(node_id)
-                if isinstance(outcome, NodeResult):
-                    self.record_success(outcome)
+        ready = [n for n in to_run if not waiting[n]]
+        in_flight: set[str] = set()
+        while ready or in_flight:
+            for n in ready:
+                in_flight.add(n)
+                executor.submit(n)
+            ready = []
+            node_id, outcome = executor.next_completed()
+            in_flight.discard(node_id)
+            if isinstance(outcome, NodeResult):
+                self.record_success(outcome)
+                done_with(node_id)
+                for child in self.dependents_in(node_id, pending):
+                    waiting[child].discard(node_id)
+                    if not waiting[child] and child not in in_flight:
+                        ready.append(child)
+            else:
+                for n in self.record_failure(node_id, outcome):
+                    if n in pending and n not in in_flight:
+                        done_with(n)  # skipped: it will never be submitted
+                if node_id in pending:
                     done_with(node_id)
-                    for child in self.dependents_in(node_id, pending):
-                        waiting[child].discard(node_id)
-                        if not waiting[child] and child not in in_flight:
-                            ready.append(child)
-                else:
-                    for n in self.record_failure(node_id, outcome):
-                        if n in pending and n not in in_flight:
-                            done_with(n)
-                            ready = [r for r in ready if r != n]
-                    if node_id in pending:
-                        done_with(node_id)
-        finally:
-            executor.close()
-        for n in sorted(needed_in_process - set(self.status), key=self.order.index):
-            # Needed but not run here: its value was already in this process's memory, or
-            # every task that reads it was skipped.
+
+    def settle_in_process(self, to_run: list[str], closures: dict[str, set[str]]) -> None:
+        """In-process nodes that were needed but did not run here: their value was already in
+        this process's memory ('cached'), or every task that reads them was skipped."""
+        needed = set().union(*closures.values()) if closures else set()
+        for n in sorted(needed - set(self.status), key=self.order.index):
             if any(self.status.get(r) == "ran" for r in to_run if n in closures[r]):
                 self.status[n] = "cached"
                 self.emit("cached", n)
             else:
                 self.status[n] = "skipped"
                 self.emit("skipped", n, error="nothing that reads it ran")
-        elapsed = time.perf_counter() - start
-        report = RunReport(
-            run_id=plan.run_id, status={n: self.status[n] for n in self.order},
-            keys={n: t.key for n, t in plan.nodes.items()}, seconds=self.seconds, errors=self.errors,
-            files={n: dict(t.output_files) for n, t in plan.nodes.items() if t.output_files},
-            elapsed=elapsed, graph=self.graph, cache=self.cache,
-        )
-        self.emit("run_finished", ok=report.ok, seconds=elapsed, counts=report.counts())
-        return report
 
     def dependents_in(self, node_id: str, pending: set[str]) -> list[str]:
         """Pending tasks that read `node_id`, directly or through in-process nodes."""

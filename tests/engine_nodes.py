@@ -157,3 +157,15 @@ class Noise(Node):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         return {"y": np.random.default_rng(ctx.seed).standard_normal(4)}
+
+
+class Scratch(Node):
+    """Uses its scratch folder and reports where it was."""
+
+    category = "test"
+    outputs = {"folder": Out("String"), "content": Out("String")}
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        assert ctx.tmp_dir.is_dir() and not any(ctx.tmp_dir.iterdir())
+        (ctx.tmp_dir / "note.txt").write_text(f"seed {ctx.seed}")
+        return {"folder": str(ctx.tmp_dir), "content": (ctx.tmp_dir / "note.txt").read_text()}

@@ -1,6 +1,8 @@
 """The scheduler with the local executor: what runs, what is cached, what a failure does."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -244,3 +246,15 @@ def test_progress_and_events_file(tmp_path, cache):
     progress = [(e.data["i"], e.data["n"]) for e in events if e.kind == "progress"]
     assert progress[-1] == (4, 4) and progress[0][1] == 4
     assert events[-1].data["ok"] is True and all(e.run_id == events[0].run_id for e in events)
+
+
+def test_scratch_folder_is_fresh_and_removed(tmp_path, cache):
+    wf = write_workflow(tmp_path, """
+    version: 1
+    nodes:
+      a: {type: Scratch}
+    """)
+    report, _ = run(wf, cache)
+    assert report.ok, report.errors
+    folder = report.load_output("a", "folder")
+    assert report.load_output("a", "content").startswith("seed ") and not Path(folder).exists()
