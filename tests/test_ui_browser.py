@@ -372,3 +372,17 @@ def test_a_node_of_an_unknown_type_is_kept_and_flagged(page, project):
     original = load_workflow(project.root / "workflows" / "unknown.yaml")
     assert {k: (v.type, v.params, v.inputs) for k, v in saved.nodes.items()} == \
         {k: (v.type, v.params, v.inputs) for k, v in original.nodes.items()}
+
+
+def test_a_video_output_plays_in_the_outputs_tab(page):
+    page.evaluate("""() => TalkGraph.load({path: null, description: "", nodes: [
+        {id: "clip", type: "WriteClip", params: {frames: 20}, inputs: {}, pos: [60, 60]}]})""")
+    page.click("#tg-run")
+    page.wait_for_function("() => TalkGraph.nodeStates().clip.status === 'done'", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.startsWith('Finished')")
+    page.click("button[role=tab]:has-text('Outputs')")
+    page.click("#tg-output input")
+    page.get_by_role("option", name="clip.path", exact=True).click()
+    page.wait_for_function("""() => { const v = document.querySelector('#tg-out-video video');
+        return v && v.readyState >= 1 && v.duration > 0.5; }""", timeout=30_000)
+    shot(page, "15-video")

@@ -387,3 +387,40 @@ def test_progress_and_failures_in_the_node_states(project):
     assert run.nodes["smooth"].state == "failed" and run.nodes["smooth"].error == "boom in frame 4"
     assert run.nodes["stats"].state == "skipped"
     assert any("boom in frame 4" in line for line in run.log)
+
+
+def test_every_preview_kind_is_accepted_by_its_gradio_component(tmp_path):
+    import dataclasses
+
+    import gradio as gr
+
+    from ui.blocks import PREVIEW_SLOTS, preview_updates
+
+    @dataclasses.dataclass
+    class Coeffs:  # a record with a curve-like field
+        expression: np.ndarray
+        image_size: tuple
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0")
+    rng = np.random.default_rng(0)
+    values = {
+        "frames": (rng.integers(0, 255, (20, 16, 16, 3), dtype=np.uint8), {"Frames", "Array"}, "gallery"),
+        "mask": (rng.random((3, 16, 16), dtype=np.float32), {"Mask", "Array"}, "gallery"),
+        "flow": (rng.standard_normal((2, 16, 16, 2)).astype(np.float32), {"FlowField", "Array"}, "gallery"),
+        "landmarks": (rng.random((4, 478, 2), dtype=np.float32) * 200, {"Landmarks", "Array"}, "gallery"),
+        "curves": (rng.standard_normal((50, 6)), {"Array"}, "plot"),
+        "heatmap": (rng.standard_normal((40, 80)), {"Array"}, "gallery"),
+        "record": (Coeffs(rng.standard_normal((30, 33)).astype(np.float32), (64, 64)), {"MorphCoeffs"}, "plot"),
+        "metrics": ({"psnr": 31.2, "ssim": 0.91}, {"Metrics"}, "bars"),
+        "video": (str(video), {"Path"}, "video"),
+        "other": ({"nested": [1, "a"]}, {"Dict"}, "json"),
+    }
+    components = {"video": gr.Video(), "gallery": gr.Gallery(), "plot": gr.LinePlot(x="x", y="value", color="series"),
+                  "bars": gr.BarPlot(x="name", y="value"), "audio": gr.Audio(), "json": gr.JSON()}
+    for name, (value, types, slot) in values.items():
+        updates = dict(zip(PREVIEW_SLOTS, preview_updates(preview_value(value, types, lambda p: True))))
+        assert updates[slot]["visible"] is True, name
+        for shown, update in updates.items():
+            if update.get("visible"):
+                assert components[shown].postprocess(update["value"]) is not None, (name, shown)

@@ -89,7 +89,7 @@ import time
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore import In, Node, NodeError, Out
+from graphcore import In, Node, NodeError, Out, OutputFile
 
 
 class Wobble(Node):
@@ -122,6 +122,35 @@ class Slow(Node):
             time.sleep(self.params.delay)
             ctx.progress(i + 1, self.params.steps, "step")
         return {"y": x}
+
+
+class WriteClip(Node):
+    """Write a short H.264 clip (a red ramp) and output its path."""
+
+    category = "plugin_demo"
+    outputs = {"path": Out("Path")}
+
+    class Params(BaseModel):
+        path: str = OutputFile("out/clip.mp4", extensions=(".mp4",))
+        frames: int = Field(25, ge=1)
+
+    def run(self, ctx):
+        import av
+
+        path = ctx.resolve_path(self.params.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("h264", rate=25)
+            stream.width = stream.height = 64
+            stream.pix_fmt = "yuv420p"
+            for i in range(self.params.frames):
+                img = np.zeros((64, 64, 3), np.uint8)
+                img[..., 0] = (i * 10) % 256
+                for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        return {"path": str(path)}
 
 
 class Boom(Node):

@@ -12,6 +12,7 @@ Talking to the editor:
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -24,7 +25,7 @@ from graphcore.workflow import Problem, WorkflowError
 
 from .config import SESSION_COOKIE, PathNotAllowed, valid_session_id
 from .graphjson import GraphError
-from .preview import curve_table
+from .preview import Preview, curve_table
 from .runs import Run
 from .server import EditorServer, problem_json
 
@@ -83,8 +84,6 @@ def session_dir(server: EditorServer, request: gr.Request | None) -> Path:
         cookies = getattr(request, "cookies", None)
         sid = cookies.get(SESSION_COOKIE) if cookies is not None else None
         if not valid_session_id(sid) and request.session_hash:
-            import hashlib
-
             sid = hashlib.sha256(request.session_hash.encode()).hexdigest()[:32]
     if not valid_session_id(sid):
         raise gr.Error("no session: reload the page")
@@ -289,22 +288,7 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
                 p = server.preview(active, output, session_dir(server, request))
             except Exception as exc:  # e.g. the cache was cleared since the run
                 return [f"cannot show `{output}`: {exc}", *hidden]
-            video, gallery, plot, bars, audio, js = hidden
-            if p.kind == "video":
-                video = gr.update(value=p.file, visible=True)
-            elif p.kind == "images":
-                gallery = gr.update(value=[p.file] if p.file else p.images, visible=True)
-            elif p.kind == "plot":
-                plot = gr.update(value=pd.DataFrame(curve_table(p.curves)), visible=True)
-            elif p.kind == "bars":
-                bars = gr.update(value=pd.DataFrame({"name": list(p.bars), "value": list(p.bars.values())}),
-                                 sort=list(p.bars), visible=True)
-                js = gr.update(value=p.data, visible=True)
-            elif p.kind == "audio":
-                audio = gr.update(value=p.file or p.audio, visible=True)
-            else:  # gr.JSON reads a bare string as JSON text: wrap it
-                js = gr.update(value={"value": p.data} if isinstance(p.data, str) else p.data, visible=True)
-            return [f"`{output}`: {p.summary}", video, gallery, plot, bars, audio, js]
+            return [f"`{output}`: {p.summary}", *preview_updates(p)]
 
         def select_node(active: Run | None, evt: gr.EventData) -> Any:
             node_id = getattr(evt, "_data", {}).get("node_id")
@@ -337,6 +321,36 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
         refresh_btn.click(cache_text, None, cache_md)
         clear_btn.click(clear_cache, None, [cache_md, message])
     return demo
+
+
+PREVIEW_SLOTS = ("video", "gallery", "plot", "bars", "audio", "json")
+
+
+def preview_updates(p: Preview) -> list[Any]:
+    """Updates for the output components, in PREVIEW_SLOTS order: the fitting ones shown, the rest hidden."""
+    shown: dict[str, Any] = {}
+    if p.kind == "video":
+        shown["video"] = p.file
+    elif p.kind == "images":
+        shown["gallery"] = [p.file] if p.file else p.images
+    elif p.kind == "plot":
+        shown["plot"] = pd.DataFrame(curve_table(p.curves))
+    elif p.kind == "bars":
+        shown["bars"] = pd.DataFrame({"name": list(p.bars), "value": list(p.bars.values())})
+        shown["json"] = p.data
+    elif p.kind == "audio":
+        shown["audio"] = p.file or p.audio
+    else:  # gr.JSON reads a bare string as JSON text: wrap it
+        shown["json"] = {"value": p.data} if isinstance(p.data, str) else p.data
+    updates = []
+    for slot in PREVIEW_SLOTS:
+        if slot not in shown:
+            updates.append(gr.update(visible=False))
+        elif slot == "bars":
+            updates.append(gr.update(value=shown[slot], sort=list(p.bars), visible=True))  # keep the metrics' order
+        else:
+            updates.append(gr.update(value=shown[slot], visible=True))
+    return updates
 
 
 def run_summary_text(snap: dict[str, Any]) -> str:

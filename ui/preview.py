@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 MAX_GALLERY = 8  # frames shown from a sequence, evenly spaced
-MAX_SERIES = 32  # curves in one plot
+MAX_SERIES = 64  # curves in one plot (e.g. 33 expression coefficients)
 MAX_POINTS = 2000  # samples per curve
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".m4v", ".avi"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp"}
