@@ -192,6 +192,7 @@ def test_incompatible_connection_is_refused(page):
     connect_by_mouse(page, "stats", "metrics", "moving_average", "x")  # Metrics cannot feed an Array
     assert node(page, "moving_average")["inputs"] == {}
     assert "cannot connect" in page.inner_text("#tg-editor .tg-toast")
+    place(page, {"moving_average": (40, 60), "stats": (380, 60)})
     connect_by_mouse(page, "moving_average", "y", "stats", "x")  # the other way round is fine
     assert node(page, "stats")["inputs"] == {"x": {"node": "moving_average", "port": "y"}}
     shot(page, "03-refused")

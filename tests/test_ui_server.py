@@ -424,3 +424,11 @@ def test_every_preview_kind_is_accepted_by_its_gradio_component(tmp_path):
         for shown, update in updates.items():
             if update.get("visible"):
                 assert components[shown].postprocess(update["value"]) is not None, (name, shown)
+
+
+def test_a_missing_editor_library_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import ui.app
+
+    monkeypatch.setattr(ui.app, "LITEGRAPH_DIR", tmp_path / "node_modules" / "litegraph.js")
+    assert ui.app.main(["--root", str(tmp_path), "--upload-dir", str(tmp_path / "up")]) == 2
+    assert "npm ci" in capsys.readouterr().err
