@@ -315,9 +315,11 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
             errors = "\n".join(f"- plugin {e.plugin}: {e.message}" for e in server.registry.errors)
             if errors:
                 note = (note + "\n\n" if note else "") + "**Plugins that failed to load:**\n" + errors
-            return cache_text(), graph_cmd, note, initial or ""
+            files = server.config.workflow_files()  # files may have appeared since the server started
+            return (cache_text(), graph_cmd, note, initial or "",
+                    gr.update(choices=files, value=initial if initial in files else None))
 
-        demo.load(on_load, None, [cache_md, editor, message, save_as])
+        demo.load(on_load, None, [cache_md, editor, message, save_as, wf_choice])
         refresh_btn.click(cache_text, None, cache_md)
         clear_btn.click(clear_cache, None, [cache_md, message])
     return demo

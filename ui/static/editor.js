@@ -28,10 +28,8 @@
   let loading = false; // while loading a file, edges are kept as written (validation reports mismatches)
   let lastSeq = null;
   let toastTimer = null;
-  let readyResolve;
   let order = 0; // creation order: litegraph reorders its node list on selection, files keep theirs
   TG.state = { path: null, description: "" };
-  TG.ready = new Promise(function (resolve) { readyResolve = resolve; });
 
   // --- the engine's compatibility table -------------------------------------------------
 
@@ -570,6 +568,5 @@
     TG.apply(host.props && host.props.value);
     TG.graph = graph;
     TG.canvas = canvas;
-    readyResolve(true);
   };
 })();

@@ -157,6 +157,4 @@
     });
     input.click();
   };
-
-  TG.isYamlBox = isYamlBox;
 })();
