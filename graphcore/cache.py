@@ -392,7 +392,8 @@ class CacheStore:
 
     def sweep_incomplete(self, older_than_s: float = 3600) -> int:
         """Delete attempts no ref points to whose last write is older than `older_than_s`
-        (crashed or discarded writers), stale temp files and orphan last-use files.
+        (crashed or discarded writers), stale temp files, orphan last-use files, and refs
+        whose data is gone (deleted by hand) committed more than `older_than_s` ago.
         Returns the number of attempts deleted. Younger attempts may be runs in progress."""
         now, removed = time.time(), 0
         for key in self._files.list_names(self._path("objects")):
@@ -412,6 +413,11 @@ class CacheStore:
                 removed += 1
             self._files.remove_empty_dir(self._path("objects", key))
         keys = set(self._keys())
+        for key in sorted(keys):  # refs whose data someone deleted by hand
+            ref = self._read_ref(key)
+            if ref and now - ref.get("created", 0) >= older_than_s and self._live_ref(key) is None:
+                self._files.remove(self._ref_path(key))
+                keys.discard(key)
         for folder in ("refs", "used"):
             for name in self._files.list_names(self._path(folder)):
                 path = self._path(folder, name)

@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from .events import Event, EventBus, Listener
@@ -28,6 +29,7 @@ from .registry import PLUGINS_ENV
 from .workflow import BoundGraph, Edge
 
 STATUSES = ("cached", "ran", "failed", "skipped")
+REMOTE_LOOKUPS = 16  # concurrent cache lookups on remote stores
 _LIVE_KINDS = frozenset({"started", "progress", "log", "finished"})
 _TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped"})
 
@@ -206,6 +208,15 @@ class Scheduler:
             return meta is not None and output_files_intact(meta.files or {}, task.output_files)
         return True
 
+    def cached_nodes(self, node_ids: list[str]) -> set[str]:
+        """Which nodes are committed. On a remote cache (s3://, ...) each lookup is a round
+        trip, so they are made concurrently; on a local disk a plain loop is fastest."""
+        url = str(getattr(self.cache, "url", ""))
+        if "://" not in url or url.startswith("file://") or len(node_ids) < 2:
+            return {n for n in node_ids if self.is_cached(n)}
+        with ThreadPoolExecutor(REMOTE_LOOKUPS, thread_name_prefix="graphrun-lookup") as pool:
+            return {n for n, hit in zip(node_ids, pool.map(self.is_cached, node_ids)) if hit}
+
     # --- running ---
 
     def run(self, executor: Executor) -> RunReport:
@@ -232,7 +243,9 @@ class Scheduler:
         """Decide what runs; emit run_started and each node's queued/cached event. Returns the
         persisted nodes to run and, for each, the in-process nodes its task may compute."""
         plan = self.plan
-        to_run = [n for n in self.order if not plan.nodes[n].in_process and not self.is_cached(n)]
+        persisted = [n for n in self.order if not plan.nodes[n].in_process]
+        cached = self.cached_nodes(persisted)
+        to_run = [n for n in persisted if n not in cached]
         closures = {n: self.in_process_closure(n) for n in to_run}
         needed = set().union(*closures.values()) if to_run else set()
         self.emit("run_started", nodes=list(self.order), keys={n: t.key for n, t in plan.nodes.items()},

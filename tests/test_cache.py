@@ -191,6 +191,11 @@ def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
         store.load("k", "y", ARRAY)
     commit_one(store, "k", {"y": (ARRAY, np.arange(6))})  # a recompute replaces the stale ref
     assert_same(np.arange(6), store.load("k", "y", ARRAY))
+    shutil.rmtree(tmp_path / "objects" / "k")
+    assert [m.key for m in store.ls()] == ["k"]  # ls reads refs only
+    assert store.sweep_incomplete() == 0 and [m.key for m in store.ls()] == ["k"]  # committed < 1 h ago
+    store.sweep_incomplete(older_than_s=0)
+    assert store.ls() == [] and not (tmp_path / "refs" / "k.json").exists()
 
 
 def test_entry_deleted_while_being_read_is_a_miss(tmp_path):
