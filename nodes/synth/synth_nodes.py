@@ -1,0 +1,157 @@
+"""Nodes of the synthetic talking-face generator (DESIGN §5).
+
+    SynthesizeSpeech      text -> Audio (16 kHz) + PhonemeTrack          (espeak-ng)
+    AnimateFromPhonemes   phonemes + audio + the portrait's fitted 3DMM -> driving MorphCoeffs + blinks
+    RenderTalkingFace     portrait + reference/driving MorphCoeffs (+ blinks) -> Frames
+
+`workflows/synth_talk.yaml` wires them with LoadImage, DetectLandmarks, Fit3DMM and SaveVideo
+into a portrait + sentence -> .mp4 pipeline.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, Node, NodeError, Out, RunContext
+from graphcore.types import RecordType, TypeValidationError, register_type
+from nodes.face.model_nodes import model_path_param, resolve_model
+from nodes.types import AudioClip, MorphCoeffs
+
+from .speech import PhonemeTrack
+
+
+def _check_track(t: PhonemeTrack) -> None:
+    n = len(t.labels)
+    if t.start.shape != (n,) or t.end.shape != (n,):
+        raise TypeValidationError(f"phoneme track: {n} labels but start {t.start.shape}, end {t.end.shape}")
+    if n and (np.any(t.end < t.start) or np.any(np.diff(t.start) < 0)):
+        raise TypeValidationError("phoneme track times must be ordered with end >= start")
+
+
+PHONEME_TRACK = register_type(RecordType(
+    "PhonemeTrack", PhonemeTrack, check=_check_track, color="#5fb0a0",
+    doc="Phonemes (eSpeak mnemonics) with start/end times in seconds.",
+), "talkgraph")
+
+
+class SynthesizeSpeech(Node):
+    """Speak a text with espeak-ng: 16 kHz audio and each phoneme's start and end time.
+
+    Timings come from libespeak-ng's phoneme events; the same request always gives the same audio.
+    """
+
+    category = "synth"
+    outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack")}
+
+    class Params(BaseModel):
+        text: str = Field("Hello! I am a synthetic talking face.", min_length=1, description="what to say")
+        voice: str = Field("en-us", description="espeak-ng voice, optionally with a variant: en-us, en-gb, en-gb+f3, en-us+m3")
+        rate: int = Field(160, ge=80, le=450, description="speaking rate in words per minute")
+        pitch: int = Field(50, ge=0, le=100, description="base pitch (0-100, 50 = the voice's normal)")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        from .speech import SpeechError, synthesize
+
+        p = self.params
+        try:
+            speech = synthesize(p.text, voice=p.voice, rate=p.rate, pitch=p.pitch)
+        except SpeechError as e:
+            raise NodeError(str(e)) from None
+        ctx.log(f"{len(speech.phonemes)} phonemes, {len(speech.samples) / speech.sample_rate:.2f} s of speech")
+        return {"audio": AudioClip(speech.samples, speech.sample_rate), "phonemes": speech.phonemes}
+
+
+class AnimateFromPhonemes(Node):
+    """Driving 3DMM coefficients for a portrait from phonemes and audio.
+
+    Mouth: a viseme table over the 28 mouth components with Cohen–Massaro co-articulation.
+    Brows: raised on pitch accents (F0 of the audio). Head: seeded Ornstein–Uhlenbeck wander of
+    pitch/yaw/roll/translation/scale plus small loudness nods. Blinks: seeded, ~17 a minute.
+    Everything is added to the portrait's fitted expression and pose (its rest face).
+    """
+
+    category = "synth"
+    inputs = {
+        "phonemes": In("PhonemeTrack"),
+        "audio": In("Audio", "the speech the phonemes belong to (pitch and loudness)"),
+        "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame is used)"),
+    }
+    outputs = {
+        "coeffs": Out("MorphCoeffs", "per-frame expression and pose with the portrait's identity"),
+        "blink": Out("Array", "eyelid closure per frame, float32 (T,) in [0, 1]"),
+    }
+
+    class Params(BaseModel):
+        fps: float = Field(25.0, gt=0, le=120, description="video frame rate")
+        seed: int = Field(0, ge=0, description="seed of the blinks, brow asymmetry and head motion")
+        mouth_amplitude: float = Field(1.0, ge=0, le=1.5, description="scales every viseme target")
+        brow_gain: float = Field(0.5, ge=0, le=1.5, description="brow raise on the strongest pitch accents")
+        blink_rate: float = Field(17.0, ge=0, le=60, description="blinks per minute")
+        head_amplitude: float = Field(1.0, ge=0, le=3, description="scales the head motion (0 = still)")
+
+    def run(self, ctx: RunContext, phonemes: PhonemeTrack, audio: AudioClip, reference: MorphCoeffs) -> dict[str, Any]:
+        from nodes.io.media import frame_count
+
+        from .animate import AnimationSettings, animate
+
+        p = self.params
+        n = frame_count(len(audio.samples), audio.sample_rate, p.fps)
+        if n == 0:
+            raise NodeError("the audio is shorter than half a video frame: nothing to animate")
+        if reference.expression.shape[0] == 0:
+            raise NodeError("the reference coefficients have no frames")
+        settings = AnimationSettings(fps=p.fps, seed=p.seed, mouth_amplitude=p.mouth_amplitude, brow_gain=p.brow_gain,
+                                     blink_rate=p.blink_rate, head_amplitude=p.head_amplitude)
+        anim = animate(phonemes.items(), audio.samples, audio.sample_rate, n,
+                       reference.expression[0], reference.pose[0], settings)
+        if anim.unknown_phonemes:
+            ctx.log(f"phonemes not in the viseme table (mapped by their class): {sorted(anim.unknown_phonemes)}")
+        coeffs = MorphCoeffs(shape=np.asarray(reference.shape, np.float32), expression=anim.expression, pose=anim.pose,
+                             error=np.zeros(n, np.float32), image_size=tuple(reference.image_size))
+        return {"coeffs": coeffs, "blink": anim.blink}
+
+
+class RenderTalkingFace(Node):
+    """Animate a portrait with driving 3DMM coefficients: dense flow from the model + warping.
+
+    The flow is HDTF §4.2's F_app inner-face flow (DenseFlowBuilder's construction) with the
+    eye blinks added, continued smoothly outside the face so hair, neck and collar follow the
+    head without seams; the portrait is warped by it frame by frame (chunks: flat memory).
+    """
+
+    category = "synth"
+    inputs = {
+        "image": In("Image", "the portrait the reference coefficients were fitted to"),
+        "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),
+        "driving": In("MorphCoeffs", "per-frame expression and pose to render"),
+        "blink": In("Array", "eyelid closure per frame (T,) in [0, 1]", optional=True),
+        "model": In("FaceModel", optional=True),
+    }
+    outputs = {"frames": Out("Frames")}
+
+    class Params(BaseModel):
+        model_path: str = model_path_param()
+        chunk: int = Field(8, ge=1, le=256, description="frames rendered at once (memory vs. speed)")
+
+    def run(self, ctx: RunContext, image: np.ndarray, reference: MorphCoeffs, driving: MorphCoeffs,
+            blink: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
+        from .render import Driving, render_chunks
+
+        p = self.params
+        n = len(driving.expression)
+        if blink is not None and blink.shape != (n,):
+            raise NodeError(f"RenderTalkingFace: blink has shape {blink.shape}, expected ({n},) like the driving coefficients")
+        if tuple(reference.image_size) != tuple(image.shape[:2]):
+            raise NodeError(f"RenderTalkingFace: the reference was fitted on {reference.image_size[1]}x{reference.image_size[0]} "
+                            f"images but the portrait is {image.shape[1]}x{image.shape[0]}")
+        model = resolve_model(ctx, "RenderTalkingFace", model, p.model_path)
+        drive = Driving(reference.shape, driving.expression, driving.pose,
+                        np.zeros(n, np.float32) if blink is None else blink)
+        out = np.empty((n, *image.shape), np.uint8)
+        for sl, frames in render_chunks(image, model, reference.shape, reference.expression[0], reference.pose[0],
+                                        drive, chunk=p.chunk, device=ctx.device,
+                                        progress=lambda i, total: ctx.progress(i, total, "rendering")):
+            out[sl] = frames
+        return {"frames": out}
