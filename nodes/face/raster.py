@@ -5,8 +5,8 @@ enumerated at once, the row's span inside the triangle comes from intersecting t
 the triangle's edges, and the pixels of all spans are enumerated at once — so the work is
 proportional to the covered area, with no per-pixel inside test. Pixel (i, j) is the point
 x = j, y = i (nodes/types.py); a pixel is covered when its centre is inside (edges included).
-Depth (a plane per triangle) and triangle id are packed into one int64 key (an order-preserving
-integer image of the float depth in the high half), so a single `scatter_reduce(amin)`
+Depth (a plane per triangle, shifted to be positive so that its float32 bits order like
+integers) and triangle id are packed into one int64 key, so a single `scatter_reduce(amin)`
 resolves visibility, ties included. Back faces (negative signed area, see
 topology.signed_area) are culled. Per-vertex attributes are interpolated through the affine
 map each triangle defines (barycentric interpolation written as a*x + b*y + c per triangle),
@@ -119,7 +119,10 @@ def rasterize(points: torch.Tensor, depth: torch.Tensor, triangles: torch.Tensor
     """points (B, N, 2) pixels, depth (B, N) (smaller = nearer), triangles (F, 3) int64."""
     bsz, nf = points.shape[0], triangles.shape[0]
     dev = points.device
-    points, depth = points.float(), depth.float()
+    points = points.float()
+    # depth shifted to be positive, so that its float bits order like integers (see step 3)
+    depth = depth.float()
+    depth = depth - depth.amin(1, keepdim=True) + 1.0
     a, b, c = points[:, triangles[:, 0]], points[:, triangles[:, 1]], points[:, triangles[:, 2]]  # (B, F, 2)
     ab, ac = b - a, c - a
     area = ab[..., 0] * ac[..., 1] - ab[..., 1] * ac[..., 0]
@@ -184,15 +187,10 @@ def rasterize(points: torch.Tensor, depth: torch.Tensor, triangles: torch.Tensor
     rows_i = torch.stack([first_pix, face, start], 1).index_select(0, row)  # (M, 3)
     offset = torch.arange(row.numel(), device=dev) - rows_i[:, 2]  # pixel's place in its span (exact)
     z = rows_f[:, 1] + rows_f[:, 2] * (rows_f[:, 0] + offset.float())
-    zbuf.scatter_reduce_(0, rows_i[:, 0] + offset, (_sortable(z) << 32) | rows_i[:, 1], reduce="amin")
+    # positive float32 bits compare like the values: key = depth bits (high half) | face id
+    key = (z.clamp(min=1e-30).view(torch.int32).to(torch.int64) << 32) | rows_i[:, 1]
+    zbuf.scatter_reduce_(0, rows_i[:, 0] + offset, key, reduce="amin")
     # 4. decode the winners
     frame, wrow, wcol = torch.nonzero(zbuf.view(bsz, wh, ww) != _EMPTY, as_tuple=True)
     won = zbuf.view(bsz, wh, ww)[frame, wrow, wcol] & 0xFFFFFFFF  # flat (frame * F + face)
     return Fragments(frame, wrow + wy0, wcol + wx0, won - frame * nf, (bsz, height, width), planes)
-
-
-def _sortable(z: torch.Tensor) -> torch.Tensor:
-    """An int64 in [0, 2^31) whose order is the order of the float32 values (the lowest mantissa
-    bit is dropped so that the key shifted left by 32 stays a positive int64)."""
-    bits = z.contiguous().view(torch.int32).to(torch.int64)
-    return torch.where(bits < 0, -1 - bits, bits + 0x80000000) >> 1
