@@ -45,9 +45,13 @@ class LocalFiles:
 
     def _write_temp(self, path: str, data: bytes, durable: bool) -> str:
         folder, name = os.path.split(path)
-        os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
-        with open(tmp, "wb") as f:
+        try:
+            f = open(tmp, "xb")
+        except FileNotFoundError:  # the folder's first file (checked lazily: one syscall saved per write)
+            os.makedirs(folder, exist_ok=True)
+            f = open(tmp, "xb")
+        with f:
             f.write(data)
             if durable:
                 f.flush()
