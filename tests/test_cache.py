@@ -340,17 +340,24 @@ print(json.dumps(report))
 """
 
 
-def test_two_processes_writing_the_same_key(tmp_path):
-    cache_dir, go = str(tmp_path / "cache"), str(tmp_path / "go")
-    keys = [f"race{i}" for i in range(4)]
-    procs = [run_python(RACER, cache_dir, go, *keys) for _ in range(2)]
+def race(script: str, cache_dir: str, keys: list[str], go: str) -> list:
+    """Start two processes running `script` on the same keys, release them at once (by
+    creating `go`), and return what each printed, parsed as JSON."""
+    procs = [run_python(script, cache_dir, go, *keys) for _ in range(2)]
     time.sleep(1.5)  # let both import and get ready
     Path(go).touch()
     reports = []
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-        reports.append({r["key"]: r for r in json.loads(out)})
+        reports.append(json.loads(out))
+    return reports
+
+
+def test_two_processes_writing_the_same_key(tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    keys = [f"race{i}" for i in range(4)]
+    reports = [{r["key"]: r for r in report} for report in race(RACER, cache_dir, keys, str(tmp_path / "go"))]
     store = CacheStore(cache_dir)
     expected = np.arange(3 * 1024 * 1024, dtype=np.float32).reshape(3, 1024, 1024)
     assert sorted(m.key for m in store.ls()) == keys

@@ -16,7 +16,7 @@ import graphcore.cache as cache_mod
 from graphcore import cache_cli
 from graphcore.cache import CacheStore
 from graphcore.types import ANY, ARRAY, SCALAR, ArrayType, stores_inline
-from test_cache import BIG, VALUES, assert_same, commit_one, run_python
+from test_cache import BIG, VALUES, assert_same, commit_one, race, run_python
 
 LIMIT = cache_mod.INLINE_MAX_BYTES
 ZARR_ONLY = {"noise_frames", "flat_frames", "checkpoint"}  # over 64 KiB: stored in Zarr
@@ -273,16 +273,9 @@ print(json.dumps(report))
 
 
 def test_two_processes_committing_the_same_inline_keys(tmp_path):
-    cache_dir, go = str(tmp_path / "cache"), str(tmp_path / "go")
+    cache_dir = str(tmp_path / "cache")
     keys = [f"race{i}" for i in range(100)]
-    procs = [run_python(INLINE_RACER, cache_dir, go, *keys) for _ in range(2)]
-    time.sleep(1.5)  # let both import and get ready
-    Path(go).touch()
-    reports = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        reports.append(json.loads(out))
+    reports = race(INLINE_RACER, cache_dir, keys, str(tmp_path / "go"))
     store = CacheStore(cache_dir)
     assert sorted(m.key for m in store.ls()) == sorted(keys)
     assert sorted(os.listdir(Path(cache_dir) / "refs")) == sorted(f"{k}.json" for k in keys)  # no temp files left
