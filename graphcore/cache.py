@@ -105,6 +105,7 @@ class EntryMeta:
         return dataclasses.asdict(self)
 
 
+_META_FIELDS = frozenset(f.name for f in dataclasses.fields(EntryMeta))
 # Fields the caller of `commit` may set; everything else it passes lands in `extra`.
 _CALLER_FIELDS = ("node_id", "node_type", "params", "seconds", "files", "extra")
 
@@ -250,8 +251,7 @@ class CacheStore:
 
     @staticmethod
     def _meta_from_ref(ref: dict, last_used: float = 0.0) -> EntryMeta:
-        fields = {f.name for f in dataclasses.fields(EntryMeta)}
-        meta = EntryMeta(**{k: v for k, v in ref.items() if k in fields})
+        meta = EntryMeta(**{k: v for k, v in ref.items() if k in _META_FIELDS})
         meta.last_used = max(last_used, meta.created)
         return meta
 
