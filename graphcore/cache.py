@@ -6,7 +6,7 @@ Layout under the root::
                                      and the entry's small outputs, inline
     objects/<key>/<attempt>/         one attempt's Zarr data: a group, one subgroup per port
                                      that is not inline
-    used/<key>                       last use (unix time as text), rewritten by `touch`
+    used/<key>                       last use (unix time as text), overwritten by `touch`
 
 Small outputs live in the ref. Outputs holding at most INLINE_MAX_BYTES (64 KiB) of data
 together (numbers, strings, small arrays, small dicts and records of those) are encoded
@@ -363,7 +363,7 @@ class CacheStore:
     def touch(self, key: str) -> None:
         """Record that an entry was used now (for gc). Best effort: never raises."""
         try:
-            self._files.write_atomic(self._used_path(_check_key(key)), repr(time.time()).encode())
+            self._files.overwrite(self._used_path(_check_key(key)), f"{time.time():.6f}".encode())
         except Exception as exc:  # a read-only cache must still serve hits
             log.debug("could not record last use of %s: %s", key, exc)
 

@@ -266,6 +266,19 @@ def test_touch_records_last_use(tmp_path):
     assert not (tmp_path / "used" / "not-there").exists()
 
 
+def test_touch_rewrites_the_stamp_in_place(tmp_path):
+    """A cached re-run touches every entry it uses: no new file (inode) per touch."""
+    store = CacheStore(str(tmp_path))
+    commit_one(store, "k", {"y": (SCALAR, 1)})
+    store.touch("k")
+    stamp = tmp_path / "used" / "k"
+    inode = stamp.stat().st_ino
+    stamp.write_text("1000000000.12345678901234")  # an older, longer stamp
+    store.touch("k")
+    assert stamp.stat().st_ino == inode and abs(float(stamp.read_text()) - time.time()) < 60
+    assert os.listdir(tmp_path / "used") == ["k"]
+
+
 def test_find_by_prefix(tmp_path):
     store = CacheStore(str(tmp_path))
     for key in ("abc111", "abc222", "def333"):
