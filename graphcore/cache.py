@@ -270,8 +270,6 @@ class CacheStore:
 
     def load(self, key: str, port: str, port_type: PortType) -> Any:
         """Load one output of a committed entry; CacheMiss if the entry or port is absent."""
-        import zarr
-
         ref = self._live_ref(key)
         if ref is None:
             raise CacheMiss(f"no committed cache entry {key} in {self.url}")
@@ -285,6 +283,8 @@ class CacheStore:
                 raise CacheError(f"cache entry {key}: output {port!r} stored in its ref cannot be read: {exc}") from None
         if ref["attempt"] is None:
             raise CacheMiss(f"cache entry {key}: output {port!r} is missing from its data")
+        import zarr  # only here: inline outputs never need it
+
         store = self.zarr_store(key, ref["attempt"], read_only=True)
         try:
             group = zarr.open_group(store, path=port, mode="r")
