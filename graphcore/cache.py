@@ -51,7 +51,6 @@ import posixpath
 import re
 import socket
 import time
-import uuid
 from typing import Any
 
 from .cache_files import TEMP_PREFIX, FsspecFiles, LocalFiles
@@ -177,6 +176,7 @@ class CacheStore:
         self.durable = bool(durable)
         self._files = LocalFiles(self.durable) if self._local else FsspecFiles(self._fs)
         self.root = root.rstrip("/") or "/"
+        self._refs = self._path("refs")
 
     def __reduce__(self) -> tuple:
         return (CacheStore, (self.url, self.storage_options, self.durable))
@@ -190,7 +190,7 @@ class CacheStore:
         return posixpath.join(self.root, *parts)
 
     def _ref_path(self, key: str) -> str:
-        return self._path("refs", key + ".json")
+        return f"{self._refs}/{key}.json"  # (a plain join: this runs for every lookup and commit)
 
     def _used_path(self, key: str) -> str:
         return self._path("used", key)
@@ -480,7 +480,7 @@ class EntryWriter:
 
     def __init__(self, store: CacheStore, key: str) -> None:
         self.store, self.key = store, key
-        self.attempt = f"{int(time.time())}-{uuid.uuid4().hex[:16]}"
+        self.attempt = f"{int(time.time())}-{os.urandom(8).hex()}"
         self.outputs: dict[str, str] = {}
         self._inline: dict[str, Any] = {}
         self._inline_left = INLINE_MAX_BYTES

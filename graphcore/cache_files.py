@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import uuid
 from typing import Any, Iterable
 
 TEMP_PREFIX = ".tmp-"
@@ -45,7 +44,7 @@ class LocalFiles:
 
     def _write_temp(self, path: str, data: bytes, durable: bool) -> str:
         folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(16).hex()}-{name}")
         try:
             f = open(tmp, "xb")
         except FileNotFoundError:  # the folder's first file (checked lazily: one syscall saved per write)
