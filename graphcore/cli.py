@@ -71,7 +71,7 @@ def _load_graph(args: argparse.Namespace, registry: Any) -> Any:
     wf, problems = check_workflow_file(args.workflow, registry, args.set or [])
     if problems:
         raise WorkflowError(problems)
-    return compile_workflow(wf, registry)
+    return compile_workflow(wf, registry, validated=True)  # check_workflow_file validated it
 
 
 def _add_workflow_options(p: argparse.ArgumentParser) -> None:
