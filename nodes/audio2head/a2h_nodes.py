@@ -285,7 +285,7 @@ class HeadPoseToMorphCoeffs(Node):
 
 # --- trainers (the shared loop of trainers/loop.py, through the HDTF nodes' training glue) ---
 
-_DATASET = In("String", "dataset location (MakeSyntheticDataset / PrepareDataset output)")
+_DATASET = In("Path", "dataset location (MakeSyntheticDataset / PrepareDataset output, or a path)")
 
 
 class _A2HTrainParams(_TrainParams):
