@@ -259,6 +259,7 @@ class PathType(PortType):
     doc = "A filesystem path; literal paths are keyed by the file's content hash."
     color = "#50a0a0"
     literal_ok = True
+    parents = ("String",)  # a path is a string: it may feed any String input
 
     def validate(self, value: Any) -> Any:
         if isinstance(value, os.PathLike):
