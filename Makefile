@@ -9,7 +9,8 @@ APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium
 STAMP_PY := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 STAMP_NPM := ui/node_modules/.stamp-$(shell cat ui/package.json ui/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 # The engine's own example runs until the node library ships workflows/hdtf.yaml.
-DEMO_WORKFLOW ?= $(if $(wildcard workflows/hdtf.yaml),workflows/hdtf.yaml,workflows/synth_talk.yaml)
+# The learned HDTF pipeline is the main job once its trained checkpoints are in assets/.
+DEMO_WORKFLOW ?= $(if $(wildcard assets/checkpoints/hdtf_flow_video_tiny.pt),workflows/hdtf.yaml,workflows/synth_talk.yaml)
 
 .PHONY: setup system python npm demo test test-slow bench clean-cache
 

@@ -23,14 +23,15 @@ def main() -> int:
     print("== (b) cache write+read of 125x512x512x3 uint8 frames")
     b = cache_io.run()
     ok = (
-        a["cached_seconds"] < 1.0
-        and a["cold_ratio_vs_dask"] <= 1.0
+        a["cached_rerun_s"] < 1.0
+        and a["ratio_cold_overhead_vs_dask_delayed"] <= 1.0
         and b["ratio_vs_numpy"] <= 2.0
     )
     print("\nsummary:")
-    print(f"  fully cached re-run: {a['cached_seconds']:.3f} s (target < 1 s)")
-    print(f"  cold per-node overhead: {a['cold_ratio_vs_dask']:.2f}x dask.delayed (target <= 1)")
-    print(f"  cache write+read: {b['ratio_vs_numpy']:.2f}x np.save/np.load (target <= 2)")
+    print(f"  fully cached 1,000-node re-run: {a['cached_rerun_s']:.3f} s (target < 1 s)")
+    print(f"  cold per-node overhead: {a['cold_overhead_per_node_ms']} ms = "
+          f"{a['ratio_cold_overhead_vs_dask_delayed']:.2f}x dask.delayed's (target <= 1)")
+    print(f"  cache write+read of 125x512x512x3 uint8: {b['ratio_vs_numpy']:.2f}x np.save/np.load (target <= 2)")
     print("  all targets met" if ok else "  SOME TARGETS MISSED")
     return 0
 

@@ -2,18 +2,35 @@
 
 Layout under the root::
 
-    refs/<key>.json                  the commit: entry metadata + which attempt is live
-    objects/<key>/<attempt>/         one attempt's data: a zarr group, one subgroup per port
-    used/<key>                       last use (unix time as text), rewritten by `touch`
+    refs/<key>.json                  the commit: entry metadata, the live attempt (if any)
+                                     and the entry's small outputs, inline
+    objects/<key>/<attempt>/         one attempt's Zarr data: a group, one subgroup per port
+                                     that is not inline
+    used/<key>                       last use (unix time as text), overwritten by `touch`
 
-Commit protocol. A writer saves every output under a fresh attempt id, then publishes the
-small ref file last (exclusive create locally, one PUT on object stores). Readers start
-from the ref, so an entry without one is never served: a process killed mid-write leaves an
-orphan attempt folder that `sweep_incomplete` (and `gc`) delete later. If two processes
-compute the same key, the second to commit finds the first one's ref and deletes its own
-attempt; on object stores, where two PUTs can race, the later ref wins and both attempts
-are complete, so either is a valid entry. Loading checks that the ref's attempt exists
-before reading, and that the ref still exists after (see Deleting).
+Small outputs live in the ref. Outputs holding at most INLINE_MAX_BYTES (64 KiB) of data
+together (numbers, strings, small arrays, small dicts and records of those) are encoded
+into the ref document itself (graphcore/inline.py: arrays as dtype, shape and base64
+bytes). An entry whose outputs are all inline is one file, `"attempt": null`, and costs one
+small write to commit. Larger values go to Zarr v3 arrays in the entry's attempt folder,
+chunked along time (arrayio.py); one entry may hold both. A ref document (format 2)::
+
+    {"node_id", "node_type", "params", "seconds", "files", "extra",   (from the caller)
+     "format": 2, "key", "attempt": "<id>" | null, "outputs": {port: type name},
+     "size_bytes", "created", "inline": {port: encoded value}}
+
+Format-1 refs (every output in Zarr, no "inline") are still read. `size_bytes` counts the
+attempt's files plus the encoded inline values.
+
+Commit protocol. A writer saves Zarr outputs under a fresh attempt id, then publishes the
+ref last (exclusive create of a complete temp file locally, one PUT on object stores).
+Readers start from the ref, so an entry without one is never served: a process killed
+mid-write leaves an orphan attempt folder or temp file that `sweep_incomplete` (and `gc`)
+delete later. If two processes compute the same key, the second to commit finds the first
+one's ref and deletes its own attempt; on object stores, where two PUTs can race, the later
+ref wins and both are complete, so either is a valid entry. Loading checks that the ref's
+attempt exists before reading, and that the ref still exists after (see Deleting); inline
+outputs are read with the ref, in one piece.
 
 Deleting (gc, clear) removes the ref first, then the data, so a crash there leaves an
 orphan, never a ref to half-deleted data.
@@ -34,15 +51,16 @@ import posixpath
 import re
 import socket
 import time
-import uuid
 from typing import Any
 
 from .cache_files import TEMP_PREFIX, FsspecFiles, LocalFiles
-from .types import PortType
+from .types import PortType, stores_inline
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+INLINE_MAX_BYTES = 64 * 1024  # data of an entry's outputs stored in its ref (see module docstring)
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 _PORT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 
@@ -86,6 +104,7 @@ class EntryMeta:
         return dataclasses.asdict(self)
 
 
+_META_FIELDS = frozenset(f.name for f in dataclasses.fields(EntryMeta))
 # Fields the caller of `commit` may set; everything else it passes lands in `extra`.
 _CALLER_FIELDS = ("node_id", "node_type", "params", "seconds", "files", "extra")
 
@@ -157,6 +176,7 @@ class CacheStore:
         self.durable = bool(durable)
         self._files = LocalFiles(self.durable) if self._local else FsspecFiles(self._fs)
         self.root = root.rstrip("/") or "/"
+        self._refs = self._path("refs")
 
     def __reduce__(self) -> tuple:
         return (CacheStore, (self.url, self.storage_options, self.durable))
@@ -170,7 +190,7 @@ class CacheStore:
         return posixpath.join(self.root, *parts)
 
     def _ref_path(self, key: str) -> str:
-        return self._path("refs", key + ".json")
+        return f"{self._refs}/{key}.json"  # (a plain join: this runs for every lookup and commit)
 
     def _used_path(self, key: str) -> str:
         return self._path("used", key)
@@ -196,10 +216,13 @@ class CacheStore:
             return None
         try:
             ref = json.loads(data)
-            if not isinstance(ref, dict) or ref.get("format") != FORMAT:
+            if not isinstance(ref, dict) or ref.get("format") not in READABLE_FORMATS:
                 raise ValueError("not a talkgraph cache ref")
-            if not isinstance(ref.get("attempt"), str) or not _KEY_RE.match(ref["attempt"]):
-                raise ValueError(f"bad attempt id {ref.get('attempt')!r}")  # never a path outside objects/
+            attempt = ref.get("attempt")
+            if not (attempt is None and ref["format"] >= 2) and not (isinstance(attempt, str) and _KEY_RE.match(attempt)):
+                raise ValueError(f"bad attempt id {attempt!r}")  # never a path outside objects/
+            if not isinstance(ref.setdefault("inline", {}), dict) or not isinstance(ref.get("outputs", {}), dict):
+                raise ValueError("malformed outputs")
             return ref
         except ValueError as exc:
             log.warning("ignoring unreadable cache ref %s: %s", where, exc)
@@ -212,8 +235,8 @@ class CacheStore:
     def _live_ref(self, key: str) -> dict | None:
         """The committed ref of `key`, if its attempt's data is present."""
         ref = self._read_ref(key)
-        if ref is None:
-            return None
+        if ref is None or ref["attempt"] is None:  # all outputs inline: the ref is the data
+            return ref
         if not self._files.exists(posixpath.join(self._attempt_path(key, ref["attempt"]), "zarr.json")):
             log.warning("cache entry %s: its data (attempt %s) is missing; treating it as absent", key, ref["attempt"])
             return None
@@ -228,8 +251,7 @@ class CacheStore:
 
     @staticmethod
     def _meta_from_ref(ref: dict, last_used: float = 0.0) -> EntryMeta:
-        fields = {f.name for f in dataclasses.fields(EntryMeta)}
-        meta = EntryMeta(**{k: v for k, v in ref.items() if k in fields})
+        meta = EntryMeta(**{k: v for k, v in ref.items() if k in _META_FIELDS})
         meta.last_used = max(last_used, meta.created)
         return meta
 
@@ -242,20 +264,27 @@ class CacheStore:
         return None if ref is None else self._meta_from_ref(ref, self._last_used(key))
 
     def attempt_of(self, key: str) -> str | None:
-        """The live attempt id of a committed entry (None if absent)."""
+        """The live attempt id of a committed entry (None if absent or all inline)."""
         ref = self._live_ref(key)
         return None if ref is None else ref["attempt"]
 
     def load(self, key: str, port: str, port_type: PortType) -> Any:
         """Load one output of a committed entry; CacheMiss if the entry or port is absent."""
-        import zarr
-
         ref = self._live_ref(key)
         if ref is None:
             raise CacheMiss(f"no committed cache entry {key} in {self.url}")
         if port not in ref.get("outputs", {}):
             have = ", ".join(sorted(ref.get("outputs", {}))) or "none"
             raise CacheMiss(f"cache entry {key} ({ref.get('node_id')}) has no output {port!r}; it has: {have}")
+        if port in ref["inline"]:
+            try:
+                return port_type.from_inline(ref["inline"][port])
+            except (ValueError, TypeError) as exc:
+                raise CacheError(f"cache entry {key}: output {port!r} stored in its ref cannot be read: {exc}") from None
+        if ref["attempt"] is None:
+            raise CacheMiss(f"cache entry {key}: output {port!r} is missing from its data")
+        import zarr  # only here: inline outputs never need it
+
         store = self.zarr_store(key, ref["attempt"], read_only=True)
         try:
             group = zarr.open_group(store, path=port, mode="r")
@@ -269,13 +298,23 @@ class CacheStore:
         return value
 
     def open_outputs(self, key: str) -> Any:
-        """The zarr root group of a committed entry, read-only (for inspection)."""
+        """The zarr root group of a committed entry, read-only (for inspection); None when
+        every output is inline (see `inline_outputs`)."""
         import zarr
 
         ref = self._live_ref(key)
         if ref is None:
             raise CacheMiss(f"no committed cache entry {key} in {self.url}")
+        if ref["attempt"] is None:
+            return None
         return zarr.open_group(self.zarr_store(key, ref["attempt"], read_only=True), mode="r")
+
+    def inline_outputs(self, key: str) -> dict[str, Any]:
+        """Port -> encoded value (graphcore/inline.py) of the outputs stored in the ref."""
+        ref = self._live_ref(key)
+        if ref is None:
+            raise CacheMiss(f"no committed cache entry {key} in {self.url}")
+        return dict(ref["inline"])
 
     def _keys(self) -> list[str]:
         names = self._files.list_names(self._path("refs"))
@@ -324,7 +363,7 @@ class CacheStore:
     def touch(self, key: str) -> None:
         """Record that an entry was used now (for gc). Best effort: never raises."""
         try:
-            self._files.write_atomic(self._used_path(_check_key(key)), repr(time.time()).encode())
+            self._files.overwrite(self._used_path(_check_key(key)), f"{time.time():.6f}".encode())
         except Exception as exc:  # a read-only cache must still serve hits
             log.debug("could not record last use of %s: %s", key, exc)
 
@@ -338,7 +377,7 @@ class CacheStore:
             return False
         self._files.remove(path)
         self._files.remove(self._used_path(key))
-        if ref is not None:
+        if ref is not None and ref["attempt"] is not None:
             self._files.remove_tree(self._attempt_path(key, ref["attempt"]))
         self._files.remove_empty_dir(self._path("objects", key))
         return True
@@ -433,15 +472,20 @@ class CacheStore:
 class EntryWriter:
     """Writes one attempt of an entry; nothing is visible to readers until `commit`.
 
-    Use as a context manager: leaving the block without committing (or by an exception)
-    aborts and deletes the attempt's data.
+    Small outputs are kept in memory for the ref (up to INLINE_MAX_BYTES for the entry);
+    the others go to the attempt's Zarr group, created on first use. Use as a context
+    manager: leaving the block without committing (or by an exception) aborts and deletes
+    the attempt's data.
     """
 
     def __init__(self, store: CacheStore, key: str) -> None:
         self.store, self.key = store, key
-        self.attempt = f"{int(time.time())}-{uuid.uuid4().hex[:16]}"
+        self.attempt = f"{int(time.time())}-{os.urandom(8).hex()}"
         self.outputs: dict[str, str] = {}
+        self._inline: dict[str, Any] = {}
+        self._inline_left = INLINE_MAX_BYTES
         self._root: Any = None
+        self._on_disk = False  # whether the attempt folder may exist
         self._state = "open"
 
     def __enter__(self) -> "EntryWriter":
@@ -468,6 +512,7 @@ class EntryWriter:
         if self._root is None:
             info = {"key": self.key, "attempt": self.attempt, "started": now, "active": now,
                     "host": socket.gethostname(), "pid": os.getpid()}
+            self._on_disk = True
             self._root = zarr.open_group(self.store.zarr_store(self.key, self.attempt), mode="w",
                                          attributes={"talkgraph": info})
         elif heartbeat:
@@ -479,7 +524,8 @@ class EntryWriter:
             raise CacheError(f"cache writer for {self.key} is already {self._state}")
 
     def save(self, port: str, port_type: PortType, value: Any) -> None:
-        """Store one output value through its port type."""
+        """Store one output value: inline in the ref if small enough, else through its port
+        type's Zarr codec."""
         self._check_open()
         if not isinstance(port, str) or not _PORT_RE.match(port) or port.startswith("__"):
             raise ValueError(f"invalid output port name {port!r} for the cache")
@@ -487,12 +533,17 @@ class EntryWriter:
             raise CacheError(f"output {port!r} of cache entry {self.key} was already saved")
         if not port_type.persistent:
             raise CacheError(f"output {port!r} has type {port_type.name}, which holds in-memory objects and is never cached")
-        group = self._root_group(heartbeat=True).create_group(port)
-        try:
-            port_type.save(group, value)
-        except BaseException:
-            self.store._files.remove_tree(posixpath.join(self.path, port))  # no half-saved port
-            raise
+        encoded = port_type.to_inline(value, self._inline_left) if stores_inline(port_type) else None
+        if encoded is not None:
+            self._inline[port], used = encoded
+            self._inline_left -= used
+        else:
+            group = self._root_group(heartbeat=True).create_group(port)
+            try:
+                port_type.save(group, value)
+            except BaseException:
+                self.store._files.remove_tree(posixpath.join(self.path, port))  # no half-saved port
+                raise
         self.outputs[port] = port_type.name
 
     def commit(self, meta: dict) -> EntryMeta:
@@ -503,30 +554,32 @@ class EntryWriter:
         """
         self._check_open()
         files, store = self.store._files, self.store
-        self._root_group()  # an entry without outputs still has a (tiny) attempt
-        if not files.exists(posixpath.join(self.path, "zarr.json")):
+        if self._on_disk and not files.exists(posixpath.join(self.path, "zarr.json")):
             raise CacheError(f"the data of cache entry {self.key} vanished before commit (was the cache cleared?)")
         record = {k: meta[k] for k in _CALLER_FIELDS if k in meta}
         record["extra"] = {**record.get("extra", {}), **{k: v for k, v in meta.items() if k not in _CALLER_FIELDS}}
         now = time.time()
-        record.update(format=FORMAT, key=self.key, attempt=self.attempt, outputs=dict(self.outputs),
-                      size_bytes=files.tree_size(self.path), created=now)
-        data = json.dumps(record, sort_keys=True, indent=1, default=_json_default).encode()
-        files.sync_tree(self.path)
+        size = files.tree_size(self.path) if self._on_disk else 0
+        if self._inline:
+            size += len(json.dumps(self._inline, separators=(",", ":")))
+        record.update(format=FORMAT, key=self.key, attempt=self.attempt if self._on_disk else None,
+                      outputs=dict(self.outputs), size_bytes=size, created=now, inline=self._inline)
+        data = json.dumps(record, separators=(",", ":"), default=_json_default).encode()
+        if self._on_disk:
+            files.sync_tree(self.path)
 
+        ref_path = store._ref_path(self.key)
+        if files.publish(ref_path, data):
+            self._state = "committed"
+            return store._meta_from_ref(record, now)
         theirs = store._live_ref(self.key)
-        if theirs is None:
-            ref_path = store._ref_path(self.key)
-            if files.publish(ref_path, data):
-                self._state = "committed"
-                return store._meta_from_ref(record, now)
-            theirs = store._live_ref(self.key)
-            if theirs is None:  # the existing ref points at data that is gone: replace it
-                files.write_atomic(ref_path, data, durable=store.durable)
-                self._state = "committed"
-                return store._meta_from_ref(record, now)
+        if theirs is None:  # the existing ref is unreadable or points at data that is gone: replace it
+            files.write_atomic(ref_path, data, durable=store.durable)
+            self._state = "committed"
+            return store._meta_from_ref(record, now)
         log.info("cache entry %s was committed by another writer first; keeping theirs", self.key)
-        files.remove_tree(self.path)
+        if self._on_disk:
+            files.remove_tree(self.path)
         self._state = "committed"
         return store._meta_from_ref(theirs, store._last_used(self.key))
 
@@ -535,5 +588,6 @@ class EntryWriter:
         if self._state == "committed":
             raise CacheError(f"cache entry {self.key} is already committed; delete it with CacheStore.delete")
         self._state = "aborted"
-        self.store._files.remove_tree(self.path)
-        self.store._files.remove_empty_dir(self.store._path("objects", self.key))
+        if self._on_disk:
+            self.store._files.remove_tree(self.path)
+            self.store._files.remove_empty_dir(self.store._path("objects", self.key))

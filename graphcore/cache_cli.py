@@ -15,6 +15,7 @@ import time
 from typing import Any, Sequence
 
 from .cache import CacheError, CacheStore, EntryMeta, default_cache_url, keep_score
+from .inline import describe
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 
@@ -114,9 +115,16 @@ def _describe_port(group: Any, limit: int = 12) -> list[str]:
                 text = json.dumps(value, default=str)
                 name = f"{prefix}/{key[4:]}" if prefix else key[4:]
                 lines.append(f"{name} = {text if len(text) <= 60 else text[:57] + '...'}")
-    if len(lines) > limit:
-        lines = lines[:limit] + [f"... {len(lines) - limit} more"]
-    return lines
+    return _at_most(lines, limit)
+
+
+def describe_inline(doc: Any, limit: int = 12) -> list[str]:
+    """The same lines for an output stored inline in the entry's ref."""
+    return _at_most(describe(doc), limit)
+
+
+def _at_most(lines: list[str], limit: int) -> list[str]:
+    return lines[:limit] + [f"... {len(lines) - limit} more"] if len(lines) > limit else lines
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -124,8 +132,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     store = _store(args)
     meta = store.find(args.key)
-    root = store.open_outputs(meta.key)
-    ports = {port: _describe_port(root[port]) for port in meta.outputs}
+    inline = store.inline_outputs(meta.key)
+    root = store.open_outputs(meta.key) if set(meta.outputs) - set(inline) else None
+    ports = {port: describe_inline(inline[port]) if port in inline else _describe_port(root[port]) for port in meta.outputs}
     if args.json:
         print(json.dumps({**meta.to_dict(), "stored": ports}, indent=1, default=str))
         return 0

@@ -71,7 +71,7 @@ def _load_graph(args: argparse.Namespace, registry: Any) -> Any:
     wf, problems = check_workflow_file(args.workflow, registry, args.set or [])
     if problems:
         raise WorkflowError(problems)
-    return compile_workflow(wf, registry)
+    return compile_workflow(wf, registry, validated=True)  # check_workflow_file validated it
 
 
 def _add_workflow_options(p: argparse.ArgumentParser) -> None:
@@ -359,7 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["ui"]:  # the editor parses its own options (argparse's REMAINDER drops leading --options)
+        args = argparse.Namespace(command="ui", func=cmd_ui, ui_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return EXIT_USAGE

@@ -178,6 +178,10 @@ class ExecEnv:
     factory: NodeFactory
     emit: Emit
     run_memo: RunMemo | None = None  # local executor only
+    workflow_dir: Path = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workflow_dir = Path(self.plan.workflow_dir)  # once, not per node
 
 
 def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
@@ -246,7 +250,8 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
     env.emit("started", task, {})
     ctx = NodeContext(
         node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
-        seed=task.seed, emit=_context_emitter(env, task), workflow_dir=Path(env.plan.workflow_dir),
+        seed=task.seed, emit=_context_emitter(env, task), workflow_dir=env.workflow_dir,
+        tmp_dir=None,  # made on first use (the property below); saves building the default
     )
     try:
         start = time.perf_counter()

@@ -23,9 +23,28 @@ from yaml.nodes import MappingNode, Node as YamlNode, ScalarNode, SequenceNode
 from .workflow import FORMAT_VERSION, Edge, Literal, NodeSpec, Problem, Workflow, WorkflowError
 
 try:  # the C composer is much faster on large files and keeps the same marks
-    _Loader: type = yaml.CSafeLoader
+    _BaseLoader: type = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader, remembering which tag each plain scalar resolves to: the resolver's
+    regular expressions are the composer's main cost on large workflows, and node types,
+    parameter names and values repeat from node to node."""
+
+    _tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        if kind is not ScalarNode or self.yaml_path_resolvers or not isinstance(implicit, tuple):
+            return super().resolve(kind, value, implicit)
+        memo = (value, implicit)
+        tag = self._tags.get(memo)
+        if tag is None:
+            if len(self._tags) > 100_000:
+                self._tags.clear()
+            tag = self._tags[memo] = super().resolve(kind, value, implicit)
+        return tag
 
 NODE_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 REFERENCE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
@@ -33,6 +52,8 @@ LITERAL_ESCAPE = "literal"
 TOP_KEYS = ("version", "description", "nodes")
 NODE_KEYS = ("type", "params", "inputs", "layout")
 _STR_TAG = "tag:yaml.org,2002:str"
+# Keys that SafeConstructor.flatten_mapping rewrites: merges (`<<`) and the value key (`=`).
+_FLATTENED_KEY_TAGS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
 
 
 def suggest(name: str, choices: Any, n: int = 3) -> str:
@@ -57,6 +78,7 @@ class _Parser:
         self.path = path
         self.problems: list[Problem] = []
         self._constructor = SafeConstructor()
+        self._scalars: dict[tuple[str, str], Any] = {}  # (tag, text) -> value: scalars repeat a lot
 
     def problem(self, message: str, node: YamlNode | None = None, node_id: str | None = None, kind: str = "format",
                 line: int | None = None) -> None:
@@ -74,18 +96,20 @@ class _Parser:
         A duplicated key is reported and its last value kept (what YAML itself would do).
         Merge keys (`<<: *defaults`) are expanded; a key written here overrides a merged one.
         """
-        written = {id(k) for k, _ in mapping.value}
-        try:
-            self._constructor.flatten_mapping(mapping)
-        except yaml.MarkedYAMLError as exc:
-            self.problem(f"{where}: {exc.problem}", mapping, node_id, kind="yaml")
+        written = None
+        if any(k.tag in _FLATTENED_KEY_TAGS for k, _ in mapping.value):  # rare: skip the work otherwise
+            written = {id(k) for k, _ in mapping.value}
+            try:
+                self._constructor.flatten_mapping(mapping)
+            except yaml.MarkedYAMLError as exc:
+                self.problem(f"{where}: {exc.problem}", mapping, node_id, kind="yaml")
         seen: dict[str, tuple[int, bool]] = {}  # key -> (line, written here rather than merged)
         pairs: dict[str, tuple[str, ScalarNode, YamlNode]] = {}
         for key_node, value_node in mapping.value:
             if not isinstance(key_node, ScalarNode):
                 self.problem(f"{where}: a key must be a plain name, not a {_kind(key_node)}", key_node, node_id)
                 continue
-            key, here = key_node.value, id(key_node) in written
+            key, here = key_node.value, written is None or id(key_node) in written
             if key in seen and here and seen[key][1]:
                 self.problem(f"{where}: duplicate key '{key}' (first at line {seen[key][0]}, again at line {_line(key_node)}); "
                              "YAML would silently keep only the last one — remove one", key_node, node_id, kind="duplicate-key")
@@ -96,9 +120,16 @@ class _Parser:
 
     def value(self, node: YamlNode, node_id: str | None, what: str) -> tuple[bool, Any]:
         """Construct a plain Python value from a subtree, after checking it for duplicate keys."""
+        if isinstance(node, ScalarNode):  # scalars are immutable: construct each distinct one once
+            memo = (node.tag, node.value)
+            if memo in self._scalars:
+                return True, self._scalars[memo]
         self.check_duplicates(node, node_id, what)
         try:
-            return True, self._constructor.construct_document(node)
+            value = self._constructor.construct_document(node)
+            if isinstance(node, ScalarNode):
+                self._scalars[memo] = value
+            return True, value
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             self.problem(f"{what}: {exc.problem or exc.context}", node_id=node_id, kind="yaml",

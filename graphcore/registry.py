@@ -102,7 +102,8 @@ class NodeRegistry:
 
     def load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            origin = f"{ep.dist.name if ep.dist else '?'} ({ep.name})"
+            dist = ep.dist.name if ep.dist else "?"
+            origin = dist if ep.name == dist else f"{dist} ({ep.name})"
             self._guard(f"entry point {ep.name} = {ep.value}", lambda ep=ep, origin=origin: self._load_entry_point(ep, origin))
 
     def _load_entry_point(self, ep: importlib.metadata.EntryPoint, origin: str) -> None:

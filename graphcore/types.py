@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import inline
 from .arrayio import read_array, write_array
 from .canonical import canonical_json
 
@@ -50,6 +51,15 @@ class PortType:
     def load(self, group: Any) -> Any:
         return load_value(group)
 
+    def to_inline(self, value: Any, max_bytes: int) -> tuple[Any, int] | None:
+        """A small value as a JSON document for the cache's ref file, and the bytes it holds
+        (see graphcore/inline.py); None to store it through `save` instead. A type that
+        overrides `save`/`load` is stored inline only if it overrides these two as well."""
+        return inline.encode(value, max_bytes)
+
+    def from_inline(self, doc: Any) -> Any:
+        return inline.decode(doc)
+
     def from_literal(self, raw: Any) -> Any:
         if not self.literal_ok:
             raise TypeValidationError(f"type {self.name} cannot be given as a literal; connect an output")
@@ -64,6 +74,25 @@ class PortType:
 
     def __repr__(self) -> str:
         return f"<PortType {self.name}>"
+
+
+_inline_ok: dict[type, bool] = {}
+
+
+def stores_inline(port_type: PortType) -> bool:
+    """Whether the cache may store this type's small values inline: only if its inline codec
+    (`to_inline`/`from_inline`) is defined at or below the class that defines its Zarr codec
+    (`save`/`load`), so a subclass that changes only how values are saved keeps its layout."""
+    cls = type(port_type)
+    ok = _inline_ok.get(cls)
+    if ok is None:
+        def owner(name: str) -> type:
+            return next(k for k in cls.__mro__ if name in vars(k))
+
+        ok = _inline_ok[cls] = all(
+            issubclass(owner(codec), owner(zarr_codec)) for codec in ("to_inline", "from_inline") for zarr_codec in ("save", "load")
+        )
+    return ok
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,6 +259,7 @@ class PathType(PortType):
     doc = "A filesystem path; literal paths are keyed by the file's content hash."
     color = "#50a0a0"
     literal_ok = True
+    parents = ("String",)  # a path is a string: it may feed any String input
 
     def validate(self, value: Any) -> Any:
         if isinstance(value, os.PathLike):
@@ -348,6 +378,15 @@ class ArrayType(PortType):
     def load(self, group: Any) -> Any:
         return load_array(group, "value")
 
+    def to_inline(self, value: Any, max_bytes: int) -> tuple[Any, int] | None:
+        return inline.encode_array(value, max_bytes)
+
+    def from_inline(self, doc: Any) -> Any:
+        value = inline.decode(doc)
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"inline value of {self.name} is a {type(value).__name__}, not an array")
+        return value
+
     def from_literal(self, raw: Any) -> Any:
         arr = np.asarray(raw, dtype=self.dtypes[0] if self.dtypes else None)
         if arr.dtype.kind not in "biuf":
@@ -394,10 +433,22 @@ class RecordType(PortType):
         return value
 
     def save(self, group: Any, value: Any) -> None:
-        save_value(group, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+        save_value(group, self._fields_of(value))
 
     def load(self, group: Any) -> Any:
-        fields = load_value(group)
+        return self._from_fields(load_value(group))
+
+    def to_inline(self, value: Any, max_bytes: int) -> tuple[Any, int] | None:
+        return inline.encode(self._fields_of(value), max_bytes)
+
+    def from_inline(self, doc: Any) -> Any:
+        return self._from_fields(inline.decode(doc))
+
+    @staticmethod
+    def _fields_of(value: Any) -> dict[str, Any]:
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+    def _from_fields(self, fields: dict[str, Any]) -> Any:
         for f in dataclasses.fields(self.cls):
             # JSON has no tuples: give tuple-typed fields (e.g. image sizes) their type back.
             is_tuple = f.type is tuple or str(f.type).startswith(("tuple", "Tuple"))
@@ -447,6 +498,13 @@ class CheckpointType(PortType):
 
     def load(self, group: Any) -> Any:
         d = load_value(group)
+        return CheckpointBlob(d["data"], d["meta"])
+
+    def to_inline(self, value: Any, max_bytes: int) -> tuple[Any, int] | None:
+        return inline.encode({"data": value.data, "meta": value.meta}, max_bytes)
+
+    def from_inline(self, doc: Any) -> Any:
+        d = inline.decode(doc)
         return CheckpointBlob(d["data"], d["meta"])
 
     def fingerprint(self, value: Any) -> str:
@@ -559,5 +617,5 @@ __all__ = [
     "AnyType", "ScalarType", "StringType", "PathType", "MetricsType", "DictType", "ArrayType",
     "RecordType", "CheckpointType", "CheckpointBlob", "ObjectType",
     "ANY", "SCALAR", "STRING", "PATH", "METRICS", "DICT", "ARRAY", "CHECKPOINT", "OBJECT",
-    "save_value", "load_value", "save_array", "load_array", "fingerprint_value",
+    "save_value", "load_value", "save_array", "load_array", "fingerprint_value", "stores_inline",
 ]

@@ -356,14 +356,16 @@ def validate(wf: Workflow, registry: Any) -> list[Problem]:
     return _Checker(wf, registry).run()
 
 
-def compile_workflow(wf: Workflow, registry: Any) -> BoundGraph:
+def compile_workflow(wf: Workflow, registry: Any, *, validated: bool = False) -> BoundGraph:
     """Resolve a workflow against the registry into a BoundGraph, or raise WorkflowError.
 
     Parameters become instances of each node's Params model; literal inputs are converted by
     their port type (literal paths made absolute against the workflow's folder); `order` is a
     topological order that follows the file's node order where dependencies allow.
+    `validated=True` skips the checks when the caller has just run `validate` on this very
+    workflow and found no problem (`check_workflow_file` does).
     """
-    problems = validate(wf, registry)
+    problems = [] if validated else validate(wf, registry)
     if problems:
         raise WorkflowError(problems)
     nodes = {}

@@ -36,6 +36,7 @@ class Clip:
 
 
 CLIP = RecordType("TestClip", Clip)
+BIG = np.arange(20_000)  # 160 KB: too large to be stored inline in the ref, so it goes to Zarr
 
 
 def assert_same(a, b):
@@ -160,7 +161,7 @@ def test_bad_keys_and_ports(tmp_path):
 def test_entry_without_its_ref_is_never_served(tmp_path):
     store = CacheStore(str(tmp_path))
     w = store.writer("k")  # a writer that dies before commit: saved data, no ref
-    w.save("y", ARRAY, np.arange(5))
+    w.save("y", ARRAY, BIG)
     assert os.path.isdir(w.path)
     assert not store.has("k") and store.meta("k") is None and store.ls() == []
     with pytest.raises(CacheMiss):
@@ -181,7 +182,7 @@ def test_entry_without_its_ref_is_never_served(tmp_path):
 
 def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
     store = CacheStore(str(tmp_path))
-    commit_one(store, "k", {"y": (ARRAY, np.arange(5))})
+    commit_one(store, "k", {"y": (ARRAY, BIG)})
     attempt = store.attempt_of("k")
     import shutil
 
@@ -189,8 +190,8 @@ def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
     assert not store.has("k") and store.meta("k") is None
     with pytest.raises(CacheMiss):
         store.load("k", "y", ARRAY)
-    commit_one(store, "k", {"y": (ARRAY, np.arange(6))})  # a recompute replaces the stale ref
-    assert_same(np.arange(6), store.load("k", "y", ARRAY))
+    commit_one(store, "k", {"y": (ARRAY, BIG + 1)})  # a recompute replaces the stale ref
+    assert_same(BIG + 1, store.load("k", "y", ARRAY))
     shutil.rmtree(tmp_path / "objects" / "k")
     assert [m.key for m in store.ls()] == ["k"]  # ls reads refs only
     assert store.sweep_incomplete() == 0 and [m.key for m in store.ls()] == ["k"]  # committed < 1 h ago
@@ -200,7 +201,7 @@ def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
 
 def test_entry_deleted_while_being_read_is_a_miss(tmp_path):
     store = CacheStore(str(tmp_path))
-    commit_one(store, "k", {"y": (ARRAY, np.arange(1000))})
+    commit_one(store, "k", {"y": (ARRAY, BIG)})  # in Zarr: inline values are read in one piece
 
     class DeletedMidRead(type(ARRAY)):
         def load(self, group):
@@ -242,7 +243,7 @@ def test_meta_records_everything(tmp_path):
     store = CacheStore(str(tmp_path))
     before = time.time()
     with store.writer("k") as w:
-        w.save("y", ARRAY, np.zeros((10, 10)))
+        w.save("y", ARRAY, np.zeros((100, 100)))
         meta = w.commit({"node_id": "n1", "node_type": "Blur", "params": {"sigma": 1.5}, "seconds": 12.5,
                          "files": {"out": {"path": "/o.mp4", "sha256": "ab" * 32}}, "extra": {"a": 1}, "run_id": "r7"})
     assert meta == store.meta("k") == store.find("k")
@@ -263,6 +264,19 @@ def test_touch_records_last_use(tmp_path):
     store.touch("not-there")  # best effort, never raises; an orphan use file is swept
     store.sweep_incomplete()
     assert not (tmp_path / "used" / "not-there").exists()
+
+
+def test_touch_rewrites_the_stamp_in_place(tmp_path):
+    """A cached re-run touches every entry it uses: no new file (inode) per touch."""
+    store = CacheStore(str(tmp_path))
+    commit_one(store, "k", {"y": (SCALAR, 1)})
+    store.touch("k")
+    stamp = tmp_path / "used" / "k"
+    inode = stamp.stat().st_ino
+    stamp.write_text("1000000000.12345678901234")  # an older, longer stamp
+    store.touch("k")
+    assert stamp.stat().st_ino == inode and abs(float(stamp.read_text()) - time.time()) < 60
+    assert os.listdir(tmp_path / "used") == ["k"]
 
 
 def test_find_by_prefix(tmp_path):
@@ -313,13 +327,12 @@ def test_kill_9_during_a_large_write_leaves_nothing_served(tmp_path):
         store.load("bigkey", "frames", ARRAY)
     assert store.sweep_incomplete() == 0  # a fresh orphan might be a live writer: kept for an hour
 
-    small = np.arange(10)
-    commit_one(store, "bigkey", {"frames": (ARRAY, small)})  # the clean recompute
-    assert_same(small, store.load("bigkey", "frames", ARRAY))
+    commit_one(store, "bigkey", {"frames": (ARRAY, BIG)})  # the clean recompute
+    assert_same(BIG, store.load("bigkey", "frames", ARRAY))
     assert store.sweep_incomplete(older_than_s=0) == 1
     assert not attempt_dir.exists()
     assert os.listdir(Path(cache_dir) / "objects" / "bigkey") == [store.attempt_of("bigkey")]
-    assert_same(small, store.load("bigkey", "frames", ARRAY))
+    assert_same(BIG, store.load("bigkey", "frames", ARRAY))
 
 
 RACER = """
@@ -340,17 +353,24 @@ print(json.dumps(report))
 """
 
 
-def test_two_processes_writing_the_same_key(tmp_path):
-    cache_dir, go = str(tmp_path / "cache"), str(tmp_path / "go")
-    keys = [f"race{i}" for i in range(4)]
-    procs = [run_python(RACER, cache_dir, go, *keys) for _ in range(2)]
+def race(script: str, cache_dir: str, keys: list[str], go: str) -> list:
+    """Start two processes running `script` on the same keys, release them at once (by
+    creating `go`), and return what each printed, parsed as JSON."""
+    procs = [run_python(script, cache_dir, go, *keys) for _ in range(2)]
     time.sleep(1.5)  # let both import and get ready
     Path(go).touch()
     reports = []
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-        reports.append({r["key"]: r for r in json.loads(out)})
+        reports.append(json.loads(out))
+    return reports
+
+
+def test_two_processes_writing_the_same_key(tmp_path):
+    cache_dir = str(tmp_path / "cache")
+    keys = [f"race{i}" for i in range(4)]
+    reports = [{r["key"]: r for r in report} for report in race(RACER, cache_dir, keys, str(tmp_path / "go"))]
     store = CacheStore(cache_dir)
     expected = np.arange(3 * 1024 * 1024, dtype=np.float32).reshape(3, 1024, 1024)
     assert sorted(m.key for m in store.ls()) == keys
@@ -389,8 +409,8 @@ def test_second_committer_keeps_the_first_entry_on_an_object_store():
     store = CacheStore("memory://race-test")
     store.clear()
     a, b = store.writer("k"), store.writer("k")
-    a.save("y", SCALAR, 1)
-    b.save("y", SCALAR, 1)
+    a.save("y", ARRAY, BIG)
+    b.save("y", ARRAY, BIG)
     meta_a = a.commit({"extra": {"who": "a"}})
     meta_b = b.commit({"extra": {"who": "b"}})
     assert meta_a == meta_b and meta_b.extra == {"who": "a"}
@@ -403,17 +423,17 @@ def test_racing_puts_on_an_object_store_leave_a_complete_entry(monkeypatch):
     store = CacheStore("memory://race-test-2")
     store.clear()
     a, b = store.writer("k"), store.writer("k")
-    a.save("y", ARRAY, np.arange(4))
-    b.save("y", ARRAY, np.arange(4))
+    a.save("y", ARRAY, BIG)
+    b.save("y", ARRAY, BIG)
     monkeypatch.setattr(store, "_live_ref", lambda key: None)  # both saw no ref yet
     monkeypatch.setattr(type(store._files), "exists", lambda self, path: "/refs/" not in path and self.fs.exists(path))
     a.commit({})
     b.commit({})
     monkeypatch.undo()
     assert store.attempt_of("k") == b.attempt
-    assert_same(np.arange(4), store.load("k", "y", ARRAY))
+    assert_same(BIG, store.load("k", "y", ARRAY))
     assert store.sweep_incomplete(older_than_s=0) == 1  # a's attempt, now unreferenced
-    assert_same(np.arange(4), store.load("k", "y", ARRAY))
+    assert_same(BIG, store.load("k", "y", ARRAY))
 
 
 # -- gc ------------------------------------------------------------------------------------
@@ -471,7 +491,7 @@ def test_gc_sweeps_old_orphans(tmp_path):
 def test_fsspec_urls(tmp_path, make_url):
     store = CacheStore(make_url(tmp_path))
     store.clear()
-    frames = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (5, 128, 128, 3), dtype=np.uint8)  # in Zarr; the metrics inline
     commit_one(store, "k1", {"frames": (ARRAY, frames), "m": (METRICS, {"a": 1.0})}, seconds=5)
     commit_one(store, "k2", {"y": (SCALAR, 2)}, seconds=0.001)
     assert_same(frames, store.load("k1", "frames", ARRAY))
@@ -501,15 +521,15 @@ def test_durable_mode_fsyncs_and_survives_pickling(tmp_path, monkeypatch):
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     fast = CacheStore(str(tmp_path / "fast"))
-    commit_one(fast, "k", {"y": (ARRAY, np.arange(5))})
+    commit_one(fast, "k", {"y": (ARRAY, BIG)})
     assert not fast.durable and synced == []
     monkeypatch.setenv("GRAPHRUN_CACHE_DURABLE", "1")
     durable = CacheStore(str(tmp_path / "durable"))
-    commit_one(durable, "k", {"y": (ARRAY, np.arange(5))})
+    commit_one(durable, "k", {"y": (ARRAY, BIG)})
     files = [f for f in (tmp_path / "durable" / "objects").rglob("*") if f.is_file()]
     assert durable.durable and len(synced) > len(files)  # every data file, the folders and the ref
     assert pickle.loads(pickle.dumps(durable)).durable
-    assert_same(np.arange(5), durable.load("k", "y", ARRAY))
+    assert_same(BIG, durable.load("k", "y", ARRAY))
 
 
 def test_default_url_from_environment(monkeypatch, tmp_path):

@@ -1,0 +1,497 @@
+"""Audio2Head nodes (Wang et al. 2021, §3): the four networks, their trainers and the evaluation.
+
+    reference image ─┬─ HeadMotionPredictor ── HeadPose ─┐
+    AudioFeatures(a2h) ┴─────────────────────────────────┴─ MotionFieldGenerator ── Keypoints ─┐
+    reference image ──────────────────────────────────────────────────────────── KeypointRenderer ── Frames
+
+KeypointDetector gives the keypoints of real frames (the renderer's source keypoints, the
+motion field generator's training targets). Heavy imports stay inside functions.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.types import CheckpointBlob
+from nodes.hdtf.hdtf_nodes import _TRAIN_OUTPUTS, _dataset_path, _train, _TrainParams
+from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
+
+from .checkpoints import BUNDLED, TRAINERS
+
+A2H_SHAPE = (4, 41)
+
+
+def _counts(*archs: str) -> dict[str, Any]:
+    from .models import OFFICIAL_PARAMETERS, preset_parameter_counts
+
+    return {"parameters": {a: preset_parameter_counts(a) for a in archs},
+            "official_parameters": {a: OFFICIAL_PARAMETERS[a] for a in archs}}
+
+
+def _source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
+    from .checkpoints import checkpoint_source
+
+    return checkpoint_source(ctx.resolve_path, param, connected, arch)
+
+
+def _checkpoint_param(arch: str) -> Any:
+    return InputFile("", description=f"checkpoint; empty: the bundled {BUNDLED[arch]} (made by {TRAINERS[arch]})",
+                     extensions=(".pt",))
+
+
+def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
+    data = features.data
+    if data.ndim != 3 or data.shape[1:] != A2H_SHAPE:
+        raise NodeError(f"{node} needs AudioFeatures of variant a2h, shaped (T, 4, 41); got variant "
+                        f"{features.variant!r} shaped {data.shape}")
+    if len(data) == 0:
+        raise NodeError(f"{node}: the audio is shorter than one video frame")
+    return data
+
+
+def _square(image: np.ndarray, node: str, what: str = "reference image") -> None:
+    if image.ndim != 3 or image.shape[0] != image.shape[1]:
+        raise NodeError(f"{node}: the {what} must be square (crop it first, e.g. CropAlign), got {image.shape[1]}x{image.shape[0]}")
+
+
+def _resized(image: np.ndarray, size: int, node: str) -> np.ndarray:
+    from .inference import resize_image
+
+    _square(image, node)
+    return resize_image(image, size)
+
+
+class HeadMotionPredictor(Node):
+    """Audio2Head §3.2: a reference portrait and its speech -> a natural head pose per video frame.
+
+    ResNet-34 image and audio encoders and a 2-layer LSTM with spatial embedding transition
+    (eq. 1-2), one step per frame (any length). Output poses are camera-space HeadPose rows
+    (pitch, yaw, roll in radians; tx, ty, tz in mm; see nodes/audio2head/pose.py).
+    """
+
+    category = "audio2head"
+    inputs = {
+        "reference": In("Image", "the reference portrait (square)"),
+        "features": In("AudioFeatures", "AudioFeatures variant a2h of the driving speech"),
+        "checkpoint": In("Checkpoint", "a trained predictor (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = {"pose": Out("HeadPose", "one pose per audio frame")}
+
+    class Params(BaseModel):
+        checkpoint: str = _checkpoint_param("head_motion")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("head_motion")
+
+    def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .checkpoints import load_model
+        from .inference import predict_head_motion
+
+        data = _a2h_features(features, "HeadMotionPredictor")
+        _square(reference, "HeadMotionPredictor")
+        model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "head_motion"), "head_motion", ctx.device)
+        pose = predict_head_motion(model, reference, data, ctx.device)
+        ctx.log(f"{len(pose)} head poses from a predictor trained {export.get('step')} steps")
+        return {"pose": pose.astype(np.float32)}
+
+
+class MotionFieldGenerator(Node):
+    """Audio2Head §3.3: reference + audio + head poses -> keypoints and Jacobians per frame.
+
+    The reference (downscaled, repeated), the poses drawn as projected 3-D boxes and the audio
+    encoded to 2-channel maps form one volume per window of T frames; a 3-D hourglass predicts
+    N keypoints with Jacobians. Overlapping windows are cross-faded, so any length works.
+    """
+
+    category = "audio2head"
+    inputs = {
+        "reference": In("Image", "the reference portrait (square)"),
+        "features": In("AudioFeatures", "AudioFeatures variant a2h"),
+        "pose": In("HeadPose", "one head pose per audio frame (HeadMotionPredictor, or ground truth)"),
+        "checkpoint": In("Checkpoint", "a trained generator (overrides the checkpoint parameter)", optional=True),
+    }
+    outputs = {
+        "keypoints": Out("Keypoints", "driving keypoints per frame"),
+        "pose_boxes": Out("Mask", "the pose boxes V_S the generator saw, (T, S, S)"),
+    }
+
+    class Params(BaseModel):
+        checkpoint: str = _checkpoint_param("motion_field")
+        jacobians: bool = Field(True, description="off: identity Jacobians (the paper's 'w/o Jacobians' ablation, Fig. 8)")
+        batch: int = Field(4, ge=1, le=64, description="windows per forward pass")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("motion_field")
+
+    def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, pose: np.ndarray,
+            checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .checkpoints import load_model
+        from .inference import motion_field
+
+        data = _a2h_features(features, "MotionFieldGenerator")
+        _square(reference, "MotionFieldGenerator")
+        if len(pose) != len(data):
+            raise NodeError(f"MotionFieldGenerator: {len(data)} audio frames but {len(pose)} head poses; "
+                            "they must describe the same frames")
+        if not np.isfinite(pose).all() or np.any(pose[:, 5] <= 0):
+            raise NodeError("MotionFieldGenerator: head poses must be finite with positive depth tz (camera-space HeadPose)")
+        model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "motion_field"), "motion_field", ctx.device)
+        kp, boxes = motion_field(model, reference, data, pose, ctx.device, self.params.batch,
+                                 progress=lambda i, n: ctx.progress(i, n, "windows"))
+        if not self.params.jacobians:
+            kp = Keypoints(kp.value, np.broadcast_to(np.eye(2, dtype=np.float32), kp.jacobian.shape).copy())
+        ctx.log(f"{len(kp.value)} frames of {kp.value.shape[1]} keypoints, windows of {model.cfg.window} frames")
+        return {"keypoints": kp, "pose_boxes": boxes}
+
+
+class KeypointDetector(Node):
+    """FOMM's keypoint detector (Audio2Head N_D): keypoints and local Jacobians of an image or frames."""
+
+    category = "audio2head"
+    inputs = {
+        "image": In("Image", "one image", optional=True),
+        "frames": In("Frames", "video frames", optional=True),
+        "checkpoint": In("Checkpoint", "a trained keypoint checkpoint (overrides the parameter)", optional=True),
+    }
+    outputs = {"keypoints": Out("Keypoints")}
+
+    class Params(BaseModel):
+        checkpoint: str = _checkpoint_param("keypoint_autoencoder")
+        size: int = Field(256, ge=32, le=2048, description="images are resized to size x size first (the training size)")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("keypoint_detector")
+
+    def run(self, ctx: RunContext, image: np.ndarray | None = None, frames: np.ndarray | None = None,
+            checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .checkpoints import load_keypoint_models
+        from .inference import detect_keypoints, resize_image
+
+        if (image is None) == (frames is None):
+            raise NodeError("KeypointDetector: connect exactly one of `image` and `frames`")
+        frames = image[None] if frames is None else frames
+        if len(frames) == 0:
+            raise NodeError("KeypointDetector: the frames input holds no frames")
+        _square(frames[0], "KeypointDetector", "input")
+        size = self.params.size
+        models, _ = load_keypoint_models(_source(ctx, self.params.checkpoint, checkpoint, "keypoint_autoencoder"),
+                                         ctx.device, parts=("detector",))
+        frames = np.stack([resize_image(f, size) for f in frames]) if frames.shape[1] != size else frames
+        kp = detect_keypoints(models["detector"], frames, ctx.device, progress=lambda i, n: ctx.progress(i, n, "frames"))
+        return {"keypoints": kp}
+
+
+class KeypointRenderer(Node):
+    """FOMM's occlusion-aware generator (Audio2Head N_I): redraw the reference so that its
+    keypoints move to the driving keypoints. Dense motion from local affine transforms around
+    the keypoints, an occlusion map, feature warping and decoding. Source keypoints are detected
+    on the reference with the same checkpoint unless connected."""
+
+    category = "audio2head"
+    inputs = {
+        "reference": In("Image", "the reference portrait (square)"),
+        "keypoints": In("Keypoints", "driving keypoints per output frame"),
+        "source_keypoints": In("Keypoints", "the reference's keypoints (default: detected)", optional=True),
+        "checkpoint": In("Checkpoint", "a trained keypoint checkpoint (overrides the parameter)", optional=True),
+    }
+    outputs = {"frames": Out("Frames"), "occlusion": Out("Mask", "the occlusion map per frame (feature resolution)")}
+
+    class Params(BaseModel):
+        checkpoint: str = _checkpoint_param("keypoint_autoencoder")
+        size: int = Field(256, ge=32, le=2048, description="output size; the reference is resized to it")
+        jacobians: bool = Field(True, description="off: translations only around the keypoints (the 'w/o Jacobians' ablation)")
+        chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("keypoint_renderer", "keypoint_detector")
+
+    def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
+            checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .checkpoints import load_keypoint_models
+        from .inference import detect_keypoints, render
+
+        p = self.params
+        ref = _resized(reference, p.size, "KeypointRenderer")
+        _check_keypoints(keypoints, "keypoints")
+        models, _ = load_keypoint_models(_source(ctx, p.checkpoint, checkpoint, "keypoint_autoencoder"), ctx.device)
+        renderer = models["renderer"]
+        if p.size % renderer.multiple:
+            raise NodeError(f"KeypointRenderer: size {p.size} must be a multiple of {renderer.multiple} for this checkpoint")
+        if keypoints.value.shape[1] != renderer.cfg.num_kp:
+            raise NodeError(f"KeypointRenderer: {keypoints.value.shape[1]} keypoints given, the checkpoint uses {renderer.cfg.num_kp}")
+        if source_keypoints is None:
+            source_keypoints = detect_keypoints(models["detector"], ref[None], ctx.device)
+        else:
+            _check_keypoints(source_keypoints, "source_keypoints")
+        frames, occlusion = render(renderer, ref, source_keypoints, keypoints, ctx.device, p.chunk, p.jacobians,
+                                   progress=lambda i, n: ctx.progress(i, n, "frames"))
+        return {"frames": frames, "occlusion": occlusion.astype(np.float32)}
+
+
+def _check_keypoints(kp: Keypoints, what: str) -> None:
+    v, j = np.asarray(kp.value), np.asarray(kp.jacobian)
+    if v.ndim != 3 or v.shape[-1] != 2 or j.shape != (*v.shape, 2) or len(v) == 0:
+        raise NodeError(f"KeypointRenderer: {what} must be value (T, K, 2) and jacobian (T, K, 2, 2) with T >= 1; "
+                        f"got {v.shape} and {j.shape}")
+    if not (np.isfinite(v).all() and np.isfinite(j).all()):
+        raise NodeError(f"KeypointRenderer: {what} contain NaN or infinite values")
+
+
+
+class HeadPoseToMorphCoeffs(Node):
+    """Drive 3DMM coefficients (e.g. the HDTF pipeline's) with Audio2Head head poses: the pose of
+    each frame is replaced through the camera mapping of nodes/audio2head/pose.py (scaled
+    orthographic tx, ty, log-scale <-> camera-space tx, ty, tz). `relative` keeps the
+    coefficients' first pose and adds each frame's motion from the first HeadPose (so the head
+    starts where the portrait is); `absolute` uses the HeadPose as it is."""
+
+    category = "audio2head"
+    inputs = {
+        "coeffs": In("MorphCoeffs", "coefficients to drive: one frame (repeated) or one per pose"),
+        "pose": In("HeadPose", "camera-space head poses (HeadMotionPredictor)"),
+    }
+    outputs = {"coeffs": Out("MorphCoeffs", "the coefficients with the new head poses")}
+
+    class Params(BaseModel):
+        mode: Literal["relative", "absolute"] = Field("relative", description="add the motion to the first pose, or replace the poses")
+
+    def run(self, ctx: RunContext, coeffs: MorphCoeffs, pose: np.ndarray) -> dict[str, Any]:
+        from .pose import camera_pose_from_morph, morph_pose_from_camera
+
+        t, n = len(pose), coeffs.expression.shape[0]
+        if t == 0 or n == 0:
+            raise NodeError("HeadPoseToMorphCoeffs: no frames in the poses or the coefficients")
+        if n not in (1, t):
+            raise NodeError(f"HeadPoseToMorphCoeffs: {n} coefficient frames but {t} head poses (give one frame or {t})")
+        pick = (lambda a: np.repeat(a[:1], t, 0)) if n == 1 else (lambda a: a)  # noqa: E731
+        size = tuple(coeffs.image_size)
+        cam = np.asarray(pose, np.float64)
+        if self.params.mode == "relative":
+            cam = camera_pose_from_morph(coeffs.pose[:1], size).astype(np.float64) + (cam - cam[:1])
+        try:
+            new_pose = morph_pose_from_camera(cam, size)
+        except ValueError as exc:
+            raise NodeError(f"HeadPoseToMorphCoeffs: {exc}") from None
+        out = MorphCoeffs(np.asarray(coeffs.shape, np.float32), pick(coeffs.expression).astype(np.float32), new_pose,
+                          pick(coeffs.error).astype(np.float32), size)
+        return {"coeffs": out}
+
+# --- trainers (the shared loop of trainers/loop.py, through the HDTF nodes' training glue) ---
+
+_DATASET = In("Path", "dataset location (MakeSyntheticDataset / PrepareDataset output, or a path)")
+
+
+class _A2HTrainParams(_TrainParams):
+    frame_size: int = Field(256, ge=32, le=1024, description="frames are loaded at this size")
+    threads: int = Field(1, ge=0, le=256, description="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)")
+    vgg_weights: str = InputFile("", description="VGG-19 state dict (torchvision layout) for the perceptual loss; empty: the fallback")
+
+
+def _vgg(ctx: RunContext, path: str) -> str | None:
+    return str(ctx.resolve_path(path)) if path else None
+
+
+def _fit(ctx: RunContext, node: str, make_task, params: _TrainParams) -> dict[str, Any]:
+    """Build the task (bad settings or data become a NodeError naming the node), then train it."""
+    try:
+        task = make_task()
+    except NodeError:
+        raise
+    except Exception as exc:  # DatasetError (e.g. clips shorter than the window) or a bad setting
+        raise NodeError(f"{node}: {exc}") from None
+    return _train(ctx, node, task, params)
+
+
+class TrainKeypointRenderer(Node):
+    """Train the keypoint detector and the renderer together on video reconstruction (FOMM §3,
+    Audio2Head §4.2): multi-scale perceptual loss + equivariance of keypoints and Jacobians
+    under random TPS warps."""
+
+    category = "audio2head/train"
+    inputs = {"dataset": _DATASET}
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_A2HTrainParams):
+        lambda_perc: float = Field(10.0, ge=0, description="perceptual weight per pyramid scale")
+        lambda_eq_value: float = Field(10.0, ge=0, description="keypoint equivariance weight")
+        lambda_eq_jacobian: float = Field(10.0, ge=0, description="Jacobian equivariance weight")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("keypoint_detector", "keypoint_renderer")
+
+    def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
+        from .train_keypoints import KeypointTask, KeypointTrainSettings
+
+        p = self.params
+        settings = KeypointTrainSettings(dataset=_dataset_path(ctx, dataset, "TrainKeypointRenderer"), preset=p.preset,
+                                         frame_size=p.frame_size, lambda_perc=p.lambda_perc, lambda_eq_value=p.lambda_eq_value,
+                                         lambda_eq_jacobian=p.lambda_eq_jacobian, vgg_weights=_vgg(ctx, p.vgg_weights))
+        return _fit(ctx, "TrainKeypointRenderer", lambda: KeypointTask(settings), p)
+
+
+class TrainHeadMotionPredictor(Node):
+    """Train the head motion predictor (Audio2Head §3.2): SSIM of the 6 x T pose image (eq. 3;
+    `pose_loss: l1` is the paper's ablation) + LSGAN with a 1-D temporal PatchGAN (eq. 4)."""
+
+    category = "audio2head/train"
+    inputs = {"dataset": _DATASET}
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_A2HTrainParams):
+        window: int = Field(256, ge=4, le=4096, description="T: frames per training sequence (paper 256; clips must be longer)")
+        pose_loss: Literal["ssim", "l1"] = Field("ssim", description="eq. 3 SSIM, or the 'with L1' ablation")
+        ssim_window: int = Field(32, ge=2, le=4096, description="frames per SSIM statistics window")
+        lambda_pose: float = Field(1.0, ge=0)
+        lambda_gan: float = Field(1.0, ge=0, description="0: no discriminator")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("head_motion")
+
+    def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
+        from .train_head_motion import HeadMotionTask, HeadMotionTrainSettings
+
+        p = self.params
+        settings = HeadMotionTrainSettings(dataset=_dataset_path(ctx, dataset, "TrainHeadMotionPredictor"), preset=p.preset,
+                                           frame_size=p.frame_size, window=p.window, pose_loss=p.pose_loss,
+                                           ssim_window=p.ssim_window, lambda_pose=p.lambda_pose, lambda_gan=p.lambda_gan)
+        return _fit(ctx, "TrainHeadMotionPredictor", lambda: HeadMotionTask(settings), p)
+
+
+class TrainMotionFieldGenerator(Node):
+    """Train the motion field generator (Audio2Head §3.3) with a frozen keypoint checkpoint.
+    Stage 1 (eq. 5): L1 to the detector's heatmaps, keypoints and Jacobians. Stage 2 (eq. 6-7):
+    from the stage-1 checkpoint (`init`), through the frozen renderer: keypoint L1 +
+    multi-scale reconstruction + equivariance."""
+
+    category = "audio2head/train"
+    inputs = {
+        "dataset": _DATASET,
+        "keypoints": In("Checkpoint", "the keypoint detector + renderer (TrainKeypointRenderer)", optional=True),
+        "init": In("Checkpoint", "stage 2: the stage-1 motion field checkpoint", optional=True),
+    }
+    outputs = _TRAIN_OUTPUTS
+
+    class Params(_A2HTrainParams):
+        stage: Literal[1, 2] = Field(1, description="1: detector targets (eq. 5); 2: through the renderer (eq. 7)")
+        keypoints_checkpoint: str = _checkpoint_param("keypoint_autoencoder")
+        lambda_value: float = Field(0.0, ge=0, description="keypoint L1 weight; 0: the paper's (10 in stage 1, 100 in stage 2)")
+        lambda_jacobian: float = Field(10.0, ge=0, description="stage 1: Jacobian L1")
+        lambda_heatmap: float = Field(1.0, ge=0, description="stage 1: heatmap L1, decayed linearly to 0")
+        heatmap_decay_steps: int = Field(200, ge=1, description="stage 1: steps until the heatmap term is gone")
+        lambda_rec: float = Field(10.0, ge=0, description="stage 2: multi-scale reconstruction")
+        lambda_eq: float = Field(10.0, ge=0, description="stage 2: equivariance of keypoints and of Jacobians (each)")
+        render_frames: int = Field(2, ge=1, le=64, description="stage 2: frames rendered per window")
+
+    @classmethod
+    def extra_schema(cls) -> dict[str, Any]:
+        return _counts("motion_field")
+
+    def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None,
+            init: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .train_motion_field import MotionFieldTask, MotionFieldTrainSettings
+
+        p = self.params
+        if p.stage == 2 and init is None:
+            raise NodeError("TrainMotionFieldGenerator: stage 2 starts from the stage-1 checkpoint; connect `init` "
+                            "(the checkpoint output of a stage-1 TrainMotionFieldGenerator)")
+        settings = MotionFieldTrainSettings(
+            dataset=_dataset_path(ctx, dataset, "TrainMotionFieldGenerator"), preset=p.preset, frame_size=p.frame_size,
+            keypoints=_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), init=init, stage=p.stage,
+            lambda_value=p.lambda_value or (10.0 if p.stage == 1 else 100.0), lambda_jacobian=p.lambda_jacobian,
+            lambda_heatmap=p.lambda_heatmap, heatmap_decay_steps=p.heatmap_decay_steps, lambda_rec=p.lambda_rec,
+            lambda_eq_value=p.lambda_eq, lambda_eq_jacobian=p.lambda_eq, render_frames=p.render_frames,
+            vgg_weights=_vgg(ctx, p.vgg_weights))
+        return _fit(ctx, "TrainMotionFieldGenerator", lambda: MotionFieldTask(settings, log=ctx.log), p)
+
+
+# --- evaluation ---
+
+
+class EvaluateAudio2Head(Node):
+    """Audio2Head Table 2 on held-out clips: HE (head motion error), KE (keypoint error), PSNR
+    and SSIM for GT-keypoint, GT-head and the full model, plus the switch ablations (w/o
+    Jacobians; the head predictor trained with L1 instead of SSIM) and a still-reference
+    baseline. Writes the table as markdown and, optionally, the figures."""
+
+    category = "audio2head/evaluate"
+    inputs = {
+        "dataset": _DATASET,
+        "keypoints": In("Checkpoint", "overrides keypoints_checkpoint", optional=True),
+        "head_motion": In("Checkpoint", "overrides head_motion_checkpoint", optional=True),
+        "head_motion_l1": In("Checkpoint", "the predictor trained with pose_loss l1 (ablation row)", optional=True),
+        "motion_field": In("Checkpoint", "overrides motion_field_checkpoint", optional=True),
+    }
+    outputs = {"metrics": Out("Metrics", "'row.column' -> value"), "report": Out("String", "the table (markdown)"),
+               "figure": Out("Image", "frames of the first clip: real, GT-keypoint, GT-head, full, w/o Jacobians")}
+
+    class Params(BaseModel):
+        splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["test"], description="held-out splits")
+        keypoints_checkpoint: str = _checkpoint_param("keypoint_autoencoder")
+        head_motion_checkpoint: str = _checkpoint_param("head_motion")
+        head_motion_l1_checkpoint: str = InputFile("", description="'with L1' predictor; empty: the bundled one when present")
+        motion_field_checkpoint: str = _checkpoint_param("motion_field")
+        max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
+        max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
+        path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
+        figures_dir: str = Field("", description="also write frames.png and head_pose.png here (empty: no files)")
+
+    def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None, head_motion: CheckpointBlob | None = None,
+            head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:
+        import re
+
+        from nodes.hdtf.figures import save_png
+
+        from .checkpoints import BUNDLED_L1, REPO_ROOT, load_keypoint_models, load_model
+        from .evaluate import evaluate, frames_figure, pose_figure, report
+
+        p, dev = self.params, ctx.device
+        data = _dataset_path(ctx, dataset, "EvaluateAudio2Head")
+        kp_models, kp_exp = load_keypoint_models(_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), dev)
+        hm, hm_exp = load_model(_source(ctx, p.head_motion_checkpoint, head_motion, "head_motion"), "head_motion", dev)
+        mf, mf_exp = load_model(_source(ctx, p.motion_field_checkpoint, motion_field, "motion_field"), "motion_field", dev)
+        l1_source = head_motion_l1 if head_motion_l1 is not None else (
+            ctx.resolve_path(p.head_motion_l1_checkpoint) if p.head_motion_l1_checkpoint else REPO_ROOT / BUNDLED_L1)
+        hm_l1 = None
+        if isinstance(l1_source, CheckpointBlob) or l1_source.is_file():
+            hm_l1, _ = load_model(l1_source, "head_motion", dev)
+        else:
+            ctx.log(f"no 'with L1' head motion checkpoint ({l1_source}): that ablation row is skipped")
+        models = {**kp_models, "head_motion": hm, "motion_field": mf, "head_motion_l1": hm_l1}
+        try:
+            size = int(kp_exp.get("data", {}).get("settings", {}).get("frame_size", 256))
+            table, kept = evaluate(models, data, tuple(p.splits), p.max_clips, p.max_frames, dev,
+                                   progress=lambda i, n: ctx.progress(i, n, "clips"), frame_size=size)
+        except ValueError as exc:
+            raise NodeError(f"EvaluateAudio2Head: {exc}") from None
+        about = (f"Held-out split(s) {', '.join(p.splits)} of `{_short(data)}`, up to {p.max_frames} frames per clip at "
+                 f"{size}px, the "
+                 f"first frame as reference. Models: keypoints {kp_exp['step']} steps, head motion {hm_exp['step']} steps, "
+                 f"motion field {mf_exp['step']} steps (stage {mf_exp.get('data', {}).get('settings', {}).get('stage')}).")
+        text = report(table, about)
+        out = ctx.resolve_path(p.path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        ctx.log(text)
+        figure = frames_figure(kept[0])
+        if p.figures_dir:
+            folder = ctx.resolve_path(p.figures_dir)
+            save_png(folder / "frames.png", figure)
+            save_png(folder / "head_pose.png", pose_figure(kept[0]))
+        slug = lambda s: re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")  # noqa: E731
+        metrics = {f"{slug(row)}.{col}": v for row, vals in table.items() for col, v in vals.items()}
+        return {"metrics": metrics, "report": text, "figure": figure}
+
+
+def _short(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).name

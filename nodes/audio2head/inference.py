@@ -1,0 +1,88 @@
+"""Inference with the Audio2Head networks on numpy inputs (the nodes' and the evaluation's core).
+
+Images are uint8 (H, W, 3); keypoints are nodes.types.Keypoints ([-1, 1] coordinates).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from nodes.types import Keypoints
+
+from .motion_field import predict_windows
+from .pose import draw_pose_boxes
+from .train_keypoints import image_tensor
+
+Progress = Callable[[int, int], None]
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if image.shape[:2] == (size, size):
+        return image
+    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+@torch.no_grad()
+def predict_head_motion(model, reference: np.ndarray, features: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """HeadPose (T, 6) for the T audio frames (s_1 .. s_T of eq. 1-2), in camera units."""
+    image = image_tensor(reference[None]).to(device)
+    poses = model(image, torch.from_numpy(features[None]).to(device))
+    return model.denormalize_pose(poses[0, 1:]).float().cpu().numpy()
+
+
+@torch.no_grad()
+def reference_pose(model, reference: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """s_0: the head pose N_H reads from the reference image, (6,)."""
+    image = image_tensor(reference[None]).to(device)
+    poses = model(image, torch.zeros(1, 0, 4, 41, device=device))
+    return model.denormalize_pose(poses[0, 0]).float().cpu().numpy()
+
+
+def motion_field(model, reference: np.ndarray, features: np.ndarray, poses: np.ndarray, device: str = "cpu",
+                 batch: int = 4, progress: Progress | None = None) -> tuple[Keypoints, np.ndarray]:
+    """Keypoints for every frame and the pose-box maps that conditioned them."""
+    boxes = draw_pose_boxes(poses, reference.shape[:2], model.cfg.size)
+    ref = image_tensor(reference[None]).to(device)
+    out = predict_windows(model, ref, features.astype(np.float32), boxes, batch=batch, progress=progress)
+    return Keypoints(value=out["value"], jacobian=out["jacobian"]), boxes
+
+
+@torch.no_grad()
+def detect_keypoints(detector, frames: np.ndarray, device: str = "cpu", chunk: int = 16,
+                     progress: Progress | None = None) -> Keypoints:
+    values, jacobians = [], []
+    for i in range(0, len(frames), chunk):
+        kp = detector(image_tensor(frames[i:i + chunk]).to(device))
+        values.append(kp["value"].float().cpu().numpy())
+        jacobians.append(kp["jacobian"].float().cpu().numpy())
+        if progress:
+            progress(min(i + chunk, len(frames)), len(frames))
+    return Keypoints(value=np.concatenate(values), jacobian=np.concatenate(jacobians))
+
+
+@torch.no_grad()
+def render(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoints, device: str = "cpu", chunk: int = 8,
+           use_jacobians: bool = True, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T, H, W, 3) uint8 rendered from the reference, and the occlusion maps (T, h, w)."""
+    ref = image_tensor(reference[None]).to(device)
+    kp_s = {"value": torch.from_numpy(source.value[:1]).to(device), "jacobian": torch.from_numpy(source.jacobian[:1]).to(device)}
+    n = len(driving.value)
+    frames = np.empty((n, *reference.shape[:2], 3), np.uint8)
+    occlusions = []
+    for i in range(0, n, chunk):
+        j = slice(i, min(i + chunk, n))
+        b = j.stop - j.start
+        kp_d = {"value": torch.from_numpy(driving.value[j]).to(device), "jacobian": torch.from_numpy(driving.jacobian[j]).to(device)}
+        out = renderer(ref.expand(b, -1, -1, -1), {k: v.expand(b, *v.shape[1:]) for k, v in kp_s.items()}, kp_d, use_jacobians)
+        frames[j] = (out["prediction"].clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+        occ = out.get("occlusion_map")
+        occlusions.append(occ[:, 0].float().cpu().numpy() if occ is not None else np.ones((b, 1, 1), np.float32))
+        if progress:
+            progress(j.stop, n)
+    return frames, np.concatenate(occlusions)
+

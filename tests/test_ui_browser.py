@@ -1,0 +1,389 @@
+"""The editor in a real browser: Debian chromium driven by Playwright, against `graphrun ui`
+started on a free localhost port. Screenshots go to test-artifacts/ui/."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from graphcore.keys import compute_keys
+from graphcore.loader import load_workflow
+from graphcore.registry import build_registry
+from graphcore.validation import compile_workflow
+
+from ui_testkit import ROOT, make_project
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts" / "ui"
+EXAMPLE = ROOT / "workflows" / "examples" / "signal.yaml"
+READY = "window.TalkGraph && window.TalkGraph.graph && document.querySelector('#tg-editor .tg-node-item')"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed (make system installs it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui-project")
+    config = make_project(root)
+    if EXAMPLE.exists():  # the engine's example workflow, in the same place as in the repository
+        (root / "workflows" / "examples").mkdir()
+        shutil.copy(EXAMPLE, root / "workflows" / "examples" / "signal.yaml")
+    return config
+
+
+@pytest.fixture(scope="module")
+def server(project):
+    """`graphrun ui` with a plugin given on the command line."""
+    port = free_port()
+    log = open(project.root / "server.log", "w")
+    env = {k: v for k, v in os.environ.items() if k not in ("GRAPHRUN_PLUGINS", "GRAPHRUN_CACHE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from graphcore.cli import main; sys.exit(main())", "ui",
+         "--port", str(port), "--root", str(project.root), "--cache", project.cache_url,
+         "--upload-dir", str(project.upload_dir), "--plugins", project.plugin_paths[0]],
+        cwd=project.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "talkgraph/workflows", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("the editor did not start:\n" + (project.root / "server.log").read_text())
+            time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    """A fresh browser session on the editor; fails the test on any console error."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server)
+    pg.wait_for_function(READY, timeout=60_000)
+    pg.set_default_timeout(30_000)
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def graph(page) -> dict:
+    return page.evaluate("TalkGraph.serialize()")
+
+
+def node(page, node_id: str) -> dict:
+    return next(n for n in graph(page)["nodes"] if n["id"] == node_id)
+
+
+def add_from_palette(page, node_type: str, search: str = "") -> None:
+    page.fill("#tg-editor .tg-search", search)
+    page.click(f"#tg-editor .tg-node-item[data-type={node_type}]")
+
+
+def place(page, positions: dict[str, tuple[int, int]]) -> None:
+    """Move nodes to known places and fit the view (the mouse then finds their slots)."""
+    page.evaluate("""(pos) => {
+        for (const n of TalkGraph.graph._nodes) if (pos[n.tgId]) n.pos = pos[n.tgId];
+        TalkGraph.fit();
+    }""", {k: list(v) for k, v in positions.items()})
+
+
+def drag(page, start: list[float], end: list[float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    for k in range(1, 13):
+        page.mouse.move(start[0] + (end[0] - start[0]) * k / 12, start[1] + (end[1] - start[1]) * k / 12)
+    page.mouse.up()
+    page.wait_for_timeout(150)
+
+
+def connect_by_mouse(page, source: str, out_port: str, target: str, in_port: str) -> None:
+    a = page.evaluate("([n, p]) => TalkGraph.slotPagePosition(n, false, p)", [source, out_port])
+    b = page.evaluate("([n, p]) => TalkGraph.slotPagePosition(n, true, p)", [target, in_port])
+    drag(page, a, b)
+
+
+def open_workflow(page, path: str) -> None:
+    page.click("#tg-workflow input")
+    page.get_by_role("option", name=path, exact=True).click()
+    page.click("#tg-open")
+    page.wait_for_function("(p) => TalkGraph.state.path === p && TalkGraph.graph._nodes.length > 0", arg=path)
+
+
+def states(page) -> dict[str, str | None]:
+    return {k: v["status"] for k, v in page.evaluate("TalkGraph.nodeStates()").items()}
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_page_loads_with_palette_and_no_console_errors(page):
+    cats = page.eval_on_selector_all("#tg-editor .tg-category", "els => els.map(e => e.dataset.category)")
+    assert {"basic", "signal", "io", "plugin_demo"} <= set(cats)
+    assert page.locator("#tg-editor .tg-legend-item").count() >= 3
+    # ports are coloured by type, with the colours of the engine's type schema
+    dot = page.eval_on_selector("#tg-editor .tg-node-item[data-type=Stats] .tg-dots:last-of-type .tg-dot",
+                                "e => getComputedStyle(e).backgroundColor")
+    assert dot == "rgb(192, 128, 224)"  # Metrics: #c080e0
+    page.fill("#tg-editor .tg-search", "moving")
+    assert page.locator("#tg-editor .tg-node-item:visible").all_inner_texts() == ["MovingAverage"]
+    shot(page, "01-loaded")
+
+
+def test_add_two_nodes_from_the_palette_and_connect_them(page):
+    add_from_palette(page, "Range", "range")
+    add_from_palette(page, "MovingAverage", "")
+    place(page, {"range": (40, 60), "moving_average": (380, 60)})
+    connect_by_mouse(page, "range", "array", "moving_average", "x")
+    assert node(page, "moving_average")["inputs"] == {"x": {"node": "range", "port": "array"}}
+    shot(page, "02-connected")
+
+
+def test_incompatible_connection_is_refused(page):
+    add_from_palette(page, "Stats", "stats")
+    add_from_palette(page, "MovingAverage", "")
+    place(page, {"stats": (40, 60), "moving_average": (380, 60)})
+    connect_by_mouse(page, "stats", "metrics", "moving_average", "x")  # Metrics cannot feed an Array
+    assert node(page, "moving_average")["inputs"] == {}
+    assert "cannot connect" in page.inner_text("#tg-editor .tg-toast")
+    place(page, {"moving_average": (40, 60), "stats": (380, 60)})
+    connect_by_mouse(page, "moving_average", "y", "stats", "x")  # the other way round is fine
+    assert node(page, "stats")["inputs"] == {"x": {"node": "moving_average", "port": "y"}}
+    shot(page, "03-refused")
+
+
+def test_change_a_parameter(page):
+    add_from_palette(page, "MovingAverage", "moving")
+    place(page, {"moving_average": (100, 100)})
+    assert node(page, "moving_average")["params"] == {}  # defaults are not written out
+    page.mouse.click(*page.evaluate("TalkGraph.widgetPagePosition('moving_average', 'window')"))
+    page.fill("#tg-editor .graphdialog input", "9")
+    page.keyboard.press("Enter")
+    page.wait_for_function("TalkGraph.serialize().nodes[0].params.window === 9")
+    # the combo of an enum parameter
+    add_from_palette(page, "Function", "function")
+    place(page, {"moving_average": (100, 100), "function": (100, 300)})
+    page.mouse.click(*page.evaluate("TalkGraph.widgetPagePosition('function', 'fn')"))
+    page.locator(".litecontextmenu .litemenu-entry", has_text="tanh").click()
+    assert node(page, "function")["params"] == {"fn": "tanh"}
+    shot(page, "04-parameter")
+
+
+def test_save_and_compare_the_yaml(page, project):
+    open_workflow(page, "workflows/roundtrip.yaml")
+    shot(page, "05-opened")
+    page.fill("#tg-save-as textarea", "workflows/saved/roundtrip_copy.yaml")
+    page.click("#tg-save")
+    saved = project.root / "workflows" / "saved" / "roundtrip_copy.yaml"
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('Saved')")
+    original = load_workflow(project.root / "workflows" / "roundtrip.yaml")
+    copy = load_workflow(saved)
+    registry = build_registry(entry_points=False, env=False)
+    # Saved one folder down, so relative paths were rewritten to name the same files ...
+    assert copy.nodes["data"].params["path"] == "../../assets/ramp.npy"
+    for spec in copy.nodes.values():
+        assert spec.layout is not None and {"x", "y"} <= set(spec.layout)
+    assert copy.nodes["data"].layout["note"] == "keep me"
+    # ... and saved back in its own folder it is the same workflow with the same keys.
+    open_workflow(page, "workflows/roundtrip.yaml")
+    page.fill("#tg-save-as textarea", "workflows/roundtrip_again.yaml")
+    page.click("#tg-save")
+    again = project.root / "workflows" / "roundtrip_again.yaml"
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('roundtrip_again')")
+    with page.expect_download() as download:  # Download gives the file just saved
+        page.click("#tg-download")
+    assert Path(download.value.path()).read_text() == again.read_text()
+    copy = load_workflow(again)
+    assert {k: (v.type, v.params, v.inputs) for k, v in copy.nodes.items()} == \
+        {k: (v.type, v.params, v.inputs) for k, v in original.nodes.items()}
+    keys = lambda wf: compute_keys(compile_workflow(wf, registry), run_salt="fixed")  # noqa: E731
+    assert keys(copy) == keys(original)
+    # the YAML tab shows the text that was written
+    page.click("button[role=tab]:has-text('YAML')")
+    shown = page.locator("#tg-yaml .cm-content").inner_text()
+    assert yaml.safe_load(shown) == yaml.safe_load(again.read_text())
+
+
+def test_validation_problems_show_on_the_offending_node(page):
+    add_from_palette(page, "Range", "range")
+    add_from_palette(page, "MovingAverage", "")
+    place(page, {"range": (40, 60), "moving_average": (380, 60)})
+    page.click("#tg-check")
+    page.wait_for_function("TalkGraph.nodeStates().moving_average.problems.length > 0")
+    problems = page.evaluate("TalkGraph.nodeStates()")
+    assert problems["range"]["problems"] == []
+    assert "x" in " ".join(problems["moving_average"]["problems"])
+    assert "problem" in page.inner_text("#tg-message")
+    shot(page, "06-problems")
+
+
+def test_open_run_done_then_cached(page):
+    path = "workflows/examples/signal.yaml" if EXAMPLE.exists() else "workflows/small.yaml"
+    open_workflow(page, path)
+    ids = [n["id"] for n in graph(page)["nodes"]]
+    page.click("#tg-run")
+    page.wait_for_function("Object.values(TalkGraph.nodeStates()).every(s => s.status === 'done')", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.startsWith('Finished')")
+    assert set(states(page)) == set(ids)
+    table = page.locator("#tg-status").inner_text()
+    assert table.count("done") >= len(ids)
+    shot(page, "07-run-done")
+    # the outputs of a node: click it on the canvas, its output is previewed
+    page.click("button[role=tab]:has-text('Outputs')")
+    target = "smooth" if "smooth" in ids else ids[-1]
+    pos = page.evaluate("""(id) => {
+        const n = TalkGraph.graph._nodes.find(n => n.tgId === id);
+        const s = TalkGraph.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] - 10]);
+        const r = TalkGraph.canvas.canvas.getBoundingClientRect();
+        return [r.left + s[0], r.top + s[1]];
+    }""", target)
+    page.mouse.click(*pos)
+    page.wait_for_function("(id) => document.querySelector('#tg-out-summary').innerText.includes(id + '.')", arg=target)
+    page.locator("#tg-out-plot").wait_for(state="visible")
+    shot(page, "08-output")
+    page.click("#tg-run")
+    page.wait_for_function("Object.values(TalkGraph.nodeStates()).every(s => s.status === 'cached')", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.includes('cached')")
+    shot(page, "09-run-cached")
+    # the cache panel: size, then clear
+    page.click("button[role=tab]:has-text('Cache')")
+    info = page.locator("#tg-cache-info").inner_text()
+    assert f"{len(ids)} entries" in info and "MB" in info
+    page.click("#tg-cache-clear")
+    page.wait_for_function("() => document.querySelector('#tg-cache-info').innerText.startsWith('0 entries')")
+    assert f"({len(ids)} entries)" in page.inner_text("#tg-message")
+
+
+def test_plugin_node_appears_in_the_palette(page):
+    page.fill("#tg-editor .tg-search", "wobble")
+    item = page.locator("#tg-editor .tg-node-item[data-type=Wobble]")
+    assert item.is_visible() and "plugin" in item.inner_text()
+    assert page.locator("#tg-editor .tg-category[data-category=plugin_demo]").count() == 1
+    item.click()
+    assert node(page, "wobble")["type"] == "Wobble"
+    shot(page, "10-plugin")
+
+
+def test_upload_a_workflow_and_a_file_for_a_parameter(page, project, tmp_path):
+    flow = tmp_path / "my small flow.yaml"
+    flow.write_text((project.root / "workflows" / "small.yaml").read_text())
+    with page.expect_file_chooser() as chooser:
+        page.click("#tg-upload-yaml")
+    chooser.value.set_files(str(flow))
+    page.wait_for_function("() => (TalkGraph.state.path || '').endsWith('/my_small_flow.yaml')")
+    path = project.root / page.evaluate("TalkGraph.state.path")  # shown relative to the project
+    assert path.parent.parent == project.upload_dir  # uploads/<session>/my_small_flow.yaml
+    assert [n["id"] for n in graph(page)["nodes"]] == ["t", "wave", "smooth", "stats"]
+    # a file parameter: the node's upload button sends the file to the same session folder
+    add_from_palette(page, "LoadArray", "loadarray")
+    place(page, {"load_array": (40, 420)})
+    data = tmp_path / "../ramp copy.npy"
+    data.write_bytes((project.root / "assets" / "ramp.npy").read_bytes())
+    with page.expect_file_chooser() as chooser:
+        page.mouse.click(*page.evaluate("TalkGraph.widgetPagePosition('load_array', 'upload path…')"))
+    chooser.value.set_files(str(data))
+    page.wait_for_function("() => TalkGraph.serialize().nodes.some(n => n.id === 'load_array' && n.params.path)")
+    stored = Path(node(page, "load_array")["params"]["path"])
+    assert stored == path.parent / "ramp_copy.npy" and stored.read_bytes() == data.read_bytes()
+    page.click("#tg-check")
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('No problems')")
+    shot(page, "11-uploads")
+
+
+def test_live_progress_and_a_failure(page):
+    page.evaluate("""() => TalkGraph.load({path: null, description: "", nodes: [
+        {id: "t", type: "Range", params: {num: 32}, inputs: {}, pos: [40, 40]},
+        {id: "slow", type: "Slow", params: {steps: 12, delay: 0.4}, inputs: {x: {node: "t", port: "array"}}, pos: [340, 40]},
+        {id: "done_after", type: "Stats", params: {}, inputs: {x: {node: "slow", port: "y"}}, pos: [640, 40]},
+        {id: "boom", type: "Boom", params: {}, inputs: {x: {node: "t", port: "array"}}, pos: [340, 260]},
+        {id: "never", type: "Stats", params: {}, inputs: {x: {node: "boom", port: "y"}}, pos: [640, 260]},
+    ]})""")
+    page.click("#tg-run")
+    # live: the slow node is seen running, with its progress i/n, while the run goes on
+    page.wait_for_function("""() => { const s = TalkGraph.nodeStates().slow;
+        return s.status === 'running' && s.n === 12 && s.i >= 2 && s.i < 12; }""", timeout=60_000)
+    assert "Running" in page.inner_text("#tg-run-summary")
+    shot(page, "12-running")
+    page.wait_for_function("() => TalkGraph.nodeStates().done_after.status === 'done'", timeout=60_000)
+    s = page.evaluate("TalkGraph.nodeStates()")
+    assert (s["t"]["status"], s["slow"]["status"], s["boom"]["status"], s["never"]["status"]) == \
+        ("done", "done", "failed", "skipped")
+    assert "always fails" in s["boom"]["error"]
+    page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.includes('failures')")
+    table = page.locator("#tg-status").inner_text()
+    assert "failed" in table and "skipped" in table
+    shot(page, "13-failed")
+
+
+def test_a_node_of_an_unknown_type_is_kept_and_flagged(page, project):
+    open_workflow(page, "workflows/unknown.yaml")
+    page.wait_for_function("() => TalkGraph.nodeStates().mystery.problems.length > 0")
+    assert "NotInstalled" in " ".join(page.evaluate("TalkGraph.nodeStates()")["mystery"]["problems"])
+    shot(page, "14-unknown-type")
+    page.fill("#tg-save-as textarea", "workflows/unknown_saved.yaml")
+    page.click("#tg-save")
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('unknown_saved')")
+    saved = load_workflow(project.root / "workflows" / "unknown_saved.yaml")
+    original = load_workflow(project.root / "workflows" / "unknown.yaml")
+    assert {k: (v.type, v.params, v.inputs) for k, v in saved.nodes.items()} == \
+        {k: (v.type, v.params, v.inputs) for k, v in original.nodes.items()}
+
+
+def test_a_video_output_plays_in_the_outputs_tab(page):
+    page.evaluate("""() => TalkGraph.load({path: null, description: "", nodes: [
+        {id: "clip", type: "WriteClip", params: {frames: 20}, inputs: {}, pos: [60, 60]}]})""")
+    page.click("#tg-run")
+    page.wait_for_function("() => TalkGraph.nodeStates().clip.status === 'done'", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.startsWith('Finished')")
+    page.click("button[role=tab]:has-text('Outputs')")
+    page.click("#tg-output input")
+    page.get_by_role("option", name="clip.path", exact=True).click()
+    page.wait_for_function("""() => { const v = document.querySelector('#tg-out-video video');
+        return v && v.readyState >= 1 && v.duration > 0.5; }""", timeout=30_000)
+    shot(page, "15-video")

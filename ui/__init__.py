@@ -1,0 +1,1 @@
+"""The node editor (`graphrun ui`): a Gradio app around a litegraph canvas. Imports graphcore only."""
