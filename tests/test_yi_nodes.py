@@ -59,6 +59,10 @@ def test_memory_gan_trainer_outputs(trained):
     assert {"l1", "attention", "mem_triplet", "d_gan"} <= set(gan["metrics"])
     assert (tmp / "gan.pt").read_bytes() == gan["checkpoint"].data
     assert any("identity features: the project's own" in d.get("message", "") for k, d in logs if k == "log")
+    from trainers.loop import read_metrics
+
+    rows = read_metrics(tmp / "gan" / "metrics.jsonl")
+    assert rows[-1]["l1"] < rows[0]["l1"] and rows[-1]["mem_items"] > 0
 
 
 def _target(dataset, frames=24):
