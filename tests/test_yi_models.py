@@ -125,7 +125,7 @@ def test_triplet_loss_pulls_same_identity_closer():
     # query nearest to an item of the other identity -> positive loss; its gradient moves it away
     q = torch.tensor([[ang[0].cos(), ang[0].sin()]], requires_grad=True)
     loss = mem.triplet_loss(q, torch.eye(2)[1:2], threshold=0.5, top_k=8, margin=0.3)
-    assert float(loss) > 0
+    assert loss.item() > 0
     loss.backward()
     moved = (q - 0.1 * q.grad).detach()
     assert float(mem.triplet_loss(moved, torch.eye(2)[1:2], threshold=0.5, top_k=8, margin=0.3)) < float(loss)
