@@ -51,6 +51,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python bench/engine.py
 	@if [ -f bench/nodes.py ]; then $(BIN)/python bench/nodes.py; fi
+	@if [ -f bench/hdtf.py ]; then $(BIN)/python bench/hdtf.py; fi
 
 clean-cache:
 	$(BIN)/graphrun cache clear --yes
