@@ -375,13 +375,26 @@ def test_a_node_of_an_unknown_type_is_kept_and_flagged(page, project):
         {k: (v.type, v.params, v.inputs) for k, v in original.nodes.items()}
 
 
+def open_tab(page, name: str, content_selector: str) -> None:
+    """Click a tab until its content shows: on a loaded machine the first click can land
+    before Gradio has wired the tab buttons, and is then lost."""
+    for _ in range(3):
+        page.click(f"button[role=tab]:has-text('{name}')")
+        try:
+            page.locator(content_selector).wait_for(state="visible", timeout=10_000)
+            return
+        except Exception:
+            continue
+    page.locator(content_selector).wait_for(state="visible", timeout=10_000)
+
+
 def test_a_video_output_plays_in_the_outputs_tab(page):
     page.evaluate("""() => TalkGraph.load({path: null, description: "", nodes: [
         {id: "clip", type: "WriteClip", params: {frames: 20}, inputs: {}, pos: [60, 60]}]})""")
     page.click("#tg-run")
     page.wait_for_function("() => TalkGraph.nodeStates().clip.status === 'done'", timeout=60_000)
     page.wait_for_function("() => document.querySelector('#tg-run-summary').innerText.startsWith('Finished')")
-    page.click("button[role=tab]:has-text('Outputs')")
+    open_tab(page, "Outputs", "#tg-output input")
     page.click("#tg-output input")
     page.get_by_role("option", name="clip.path", exact=True).click()
     page.wait_for_function("""() => { const v = document.querySelector('#tg-out-video video');
