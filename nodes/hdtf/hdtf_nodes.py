@@ -254,6 +254,7 @@ class TrainAnimationGenerator(Node):
         lambda_brow: float = Field(5.0, ge=0, description="weight of the eyebrow SSIM loss (eq. 5)")
         lambda_pose: float = Field(5.0, ge=0, description="weight of the head-pose SSIM loss")
         identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
+        identity_noise: float = Field(1.0, ge=0, le=10, description="noise on the standardised identity while training (robustness to unseen faces; lower with many identities)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
 
     @classmethod
@@ -267,7 +268,7 @@ class TrainAnimationGenerator(Node):
         settings = AnimationTrainSettings(
             dataset=_dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
             identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
-            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose)
+            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise)
         try:
             task = AnimationTask(settings)
         except ValueError as exc:
