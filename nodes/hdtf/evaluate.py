@@ -3,7 +3,8 @@
 Table 3 (audio-to-animation): the generator is driven by each clip's audio with the clip's first
 frame as reference, and compared with the clip's coefficients: MSE of the 28 mouth parameters,
 LMD^3D (mean distance of the 3-D lip vertices, mm), eq. 5 SSIM of the 5 eyebrow parameters, and
-the mean canonical correlation (CCA) of the head pose. Rows: the full model and 'w/o style'.
+the mean canonical correlation (CCA) of the head pose. Rows: the full model, 'w/o style', and
+for scale a still baseline (the reference frame's coefficients held for the whole clip).
 
 Table 4 (animation-to-video): F_app from the clip's first frame to every other frame is built
 from the true coefficients (so only the video module is judged), frames are generated from
@@ -44,13 +45,16 @@ def evaluate_animation(generator, dataset: str, split: str = "test", max_clips: 
     if encoder is None:
         raise ValueError("evaluation of VGG-Face identity models needs the VGG-Face weights; use the AnimationGenerator node")
     n = len(store) if not max_clips else min(max_clips, len(store))
-    rows: dict[str, list[dict[str, float]]] = {"full model": [], "w/o style": []}
+    rows: dict[str, list[dict[str, float]]] = {"full model": [], "w/o style": [], "still reference (baseline)": []}
     for k in range(n):
         c, ref = store.get(k), store.frame(k, 0)
         identity = encoder(ref["image"], ref["landmarks"], c["shape"])
         reference = MorphCoeffs(c["shape"], c["expression"][:1], c["pose"][:1], np.zeros(1, np.float32), c["image_size"])
-        for name, style in (("full model", True), ("w/o style", False)):
-            pred = animate(generator, c["features"], identity, reference, style=style)
+        t = len(c["expression"])
+        still = MorphCoeffs(c["shape"], np.repeat(c["expression"][:1], t, 0), np.repeat(c["pose"][:1], t, 0),
+                            np.zeros(t, np.float32), c["image_size"])
+        for name, style in (("full model", True), ("w/o style", False), ("still reference (baseline)", None)):
+            pred = still if style is None else animate(generator, c["features"], identity, reference, style=style)
             rows[name].append({
                 "mouth_mse": mse(pred.expression[:, :28], c["expression"][:, :28]),
                 "lmd3d_mm": lip_landmark_distance(face_model, c["shape"], pred.expression, c["expression"]),

@@ -10,6 +10,8 @@ Heavy imports (torch, cv2, matplotlib) stay inside functions so listing nodes st
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
 import re
 import shutil
 from pathlib import Path
@@ -25,6 +27,25 @@ from nodes.types import FeatureSeq, MorphCoeffs
 from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, blob_from_export, load_generator
 
 OFFICIAL_PARAMS = {"flow_video_generator": 20.4e6}  # MRzzm/HDTF code_animation2video defaults
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sources_fingerprint(*paths: str, source: str = "") -> str:
+    """A node's code_version: its class source plus the helper modules its results depend on
+    (the engine fingerprints only the class itself), so editing e.g. the architecture or a loss
+    invalidates exactly the cached results that used it."""
+    h = hashlib.sha256(source.encode())
+    for rel in paths:
+        for f in sorted((ROOT / rel).glob("*.py")) if (ROOT / rel).is_dir() else [ROOT / rel]:
+            h.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_MODEL = ("nodes/hdtf/blocks.py", "nodes/hdtf/model_registry.py", "nodes/hdtf/checkpoints.py", "nodes/hdtf/coeffs.py",
+          "nodes/hdtf/identity.py", "nodes/hdtf/inference.py")
+_ANIMATION = (*_MODEL, "nodes/hdtf/animation_generator.py")
+_VIDEO = (*_MODEL, "nodes/hdtf/flow_video_generator.py")
+_TRAINING = ("trainers", "trainers/data", "nodes/hdtf/fapp.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,6 +87,7 @@ class AnimationGenerator(Node):
     The output MorphCoeffs keep the reference's identity (shape) and add the generated head-pose
     deltas to the reference's pose, so DenseFlowBuilder turns them into F_app directly.
     """
+
 
     category = "hdtf"
     inputs = {
@@ -124,6 +146,7 @@ class FlowVideoGenerator(Node):
     Frames are processed in chunks (flat memory for long audio). The intermediate results of
     the paper's Fig. 9 come out at feature resolution (1/4 of the frames).
     """
+
 
     category = "hdtf"
     inputs = {
@@ -244,6 +267,7 @@ class TrainAnimationGenerator(Node):
     """Train the HDTF animation generator (§4.1, loss eq. 7) on a talkgraph dataset — the
     synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
 
+
     category = "hdtf/train"
     inputs = {"dataset": In("String", DATASET_DOC)}
     outputs = _TRAIN_OUTPUTS
@@ -254,6 +278,7 @@ class TrainAnimationGenerator(Node):
         lambda_brow: float = Field(5.0, ge=0, description="weight of the eyebrow SSIM loss (eq. 5)")
         lambda_pose: float = Field(5.0, ge=0, description="weight of the head-pose SSIM loss")
         identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
+        identity_noise: float = Field(1.0, ge=0, le=10, description="noise on the standardised identity while training (robustness to unseen faces; lower with many identities)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
 
     @classmethod
@@ -267,7 +292,7 @@ class TrainAnimationGenerator(Node):
         settings = AnimationTrainSettings(
             dataset=_dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
             identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
-            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose)
+            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise)
         try:
             task = AnimationTask(settings)
         except ValueError as exc:
@@ -278,6 +303,7 @@ class TrainAnimationGenerator(Node):
 class TrainFlowVideoGenerator(Node):
     """Train the HDTF flow-guided video generator (§4.2, loss eq. 13) on a talkgraph dataset;
     F_app between frame pairs comes from their 3DMM coefficients, as at inference."""
+
 
     category = "hdtf/train"
     inputs = {"dataset": In("String", DATASET_DOC)}
@@ -316,6 +342,7 @@ class FlowVideoFigure(Node):
     """The paper's Fig. 9 as a PNG: for a few frames, F_app in pseudo-colour, the warped
     reference, M_f, the revised flow F, M_m and the output frame."""
 
+
     category = "hdtf/visualise"
     inputs = {
         "flow": In("FlowField", "F_app"),
@@ -351,6 +378,7 @@ class AnimationCurves(Node):
     translation over time, for up to three coefficient sequences (e.g. three identities
     driven by the same audio)."""
 
+
     category = "hdtf/visualise"
     inputs = {
         "coeffs": In("MorphCoeffs", "first sequence"),
@@ -383,6 +411,7 @@ class EvaluateHDTF(Node):
     Table 4 (PSNR, SSIM, CPBD) on held-out clips, for the full models, the ablations that are
     switches of the same nodes (w/o style, w/o matting, w/o F_app) and the geometric warp-only
     pipeline. Writes the tables as markdown and logs them."""
+
 
     category = "hdtf/evaluate"
     inputs = {
@@ -466,3 +495,17 @@ class PortraitVariant(Node):
         hsv[..., 2] = 255.0 * (hsv[..., 2] / 255.0) ** p.gamma
         out = cv2.cvtColor(np.clip(hsv + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
         return {"image": out}
+
+
+_DEPENDS = {
+    AnimationGenerator: _ANIMATION,
+    FlowVideoGenerator: _VIDEO,
+    TrainAnimationGenerator: (*_ANIMATION, *_TRAINING, "nodes/hdtf/train_animation.py"),
+    TrainFlowVideoGenerator: (*_VIDEO, *_TRAINING, "nodes/hdtf/train_flow_video.py"),
+    FlowVideoFigure: ("nodes/hdtf/figures.py",),
+    AnimationCurves: ("nodes/hdtf/figures.py",),
+    EvaluateHDTF: (*_ANIMATION, "nodes/hdtf/flow_video_generator.py", "nodes/hdtf/evaluate.py", "nodes/hdtf/fapp.py",
+                   "nodes/metrics", "trainers/data"),
+}
+for _cls, _files in _DEPENDS.items():
+    _cls.code_version = sources_fingerprint(*_files, source=inspect.getsource(_cls))

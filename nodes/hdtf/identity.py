@@ -18,6 +18,17 @@ MORPH_DIM = 66
 VGGFACE_DIM = 4096
 
 
+def spread_floor(kind: str) -> np.ndarray:
+    """The smallest per-dimension spread used to standardise identities: how much the embedding
+    varies between people a priori. Training sets with few identities have almost no spread,
+    and standardising by it would put every new face far outside what the model saw.
+    morph: shape coefficients are N(0, 1) under the 3DMM prior; face colour means ~0.1 and
+    colour spreads ~0.05 between people. vggface: unit-norm 4096-d vectors (~1/64 per entry)."""
+    if kind == "vggface":
+        return np.full(VGGFACE_DIM, 1.0 / 64, np.float32)
+    return np.concatenate([np.ones(60), np.full(3, 0.1), np.full(3, 0.05)]).astype(np.float32)
+
+
 def face_mask(landmarks: np.ndarray, height: int, width: int) -> np.ndarray:
     """Boolean mask of the convex hull of the landmarks (N, 2) in pixels."""
     import cv2
