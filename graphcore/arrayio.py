@@ -7,11 +7,13 @@ Three choices make a 100 MB frames value cost about what `np.save`/`np.load` cos
   next to the data, small enough that a clip can be read without touching the rest;
 * each chunk is written and read by its own call on chunk-aligned slices, in parallel. A
   chunk-aligned slice goes to the codec as-is, where writing the whole array at once makes
-  zarr allocate, fill and copy every chunk first; reads land directly in the output array;
+  zarr allocate, fill and copy every chunk first. Uncompressed chunks on a local disk are
+  read with `readinto` straight into the output array (one copy, as np.load does);
 * Blosc/LZ4 compression is used only when a sample of the data shows it pays (saves at
-  least `MIN_SAVING` of the bytes). Camera-like uint8 frames with sensor noise compress by
-  5-15 % and are stored raw; masks, renders, smooth fields and most small arrays compress
-  well and are compressed. Either way the bytes read back are exactly the bytes written.
+  least `MIN_SAVING` of the bytes). Photographic uint8 frames shrink by only 10-25 % under
+  LZ4 (measured on the astronaut photo, with and without sensor noise) and are stored raw;
+  masks, renders, sketches and most small arrays compress well and are compressed. Either
+  way the bytes read back are exactly the bytes written.
 
 `write_empty_chunks` is on: checking every chunk for "all fill value" costs a full scan of
 the data, and cache values are rarely empty.

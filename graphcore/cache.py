@@ -12,11 +12,17 @@ from the ref, so an entry without one is never served: a process killed mid-writ
 orphan attempt folder that `sweep_incomplete` (and `gc`) delete later. If two processes
 compute the same key, the second to commit finds the first one's ref and deletes its own
 attempt; on object stores, where two PUTs can race, the later ref wins and both attempts
-are complete, so either is a valid entry. Loading checks that the ref's attempt exists.
+are complete, so either is a valid entry. Loading checks that the ref's attempt exists
+before reading, and that the ref still exists after (see Deleting).
 
 Deleting (gc, clear) removes the ref first, then the data, so a crash there leaves an
-orphan, never a ref to half-deleted data. Durability: locally the ref is fsynced; chunk
-data is left to the OS, as with np.save (a kill -9 loses nothing; a power cut may).
+orphan, never a ref to half-deleted data.
+
+Durability. A killed process (kill -9, OOM) loses nothing committed: written files live in
+the OS page cache. Surviving a power cut or kernel crash needs fsync, which costs a disk
+flush per entry; it is off by default (as with np.save) and on with `durable=True` or
+GRAPHRUN_CACHE_DURABLE=1: then every file of an attempt is fsynced before its ref is
+published, and the ref after. Object stores are durable once a PUT is acknowledged.
 """
 from __future__ import annotations
 
@@ -135,8 +141,9 @@ def _json_default(value: Any) -> Any:
 class CacheStore:
     """A cache rooted at a local path or fsspec URL. Cheap to create and picklable (by URL)."""
 
-    def __init__(self, url: str | None = None, storage_options: dict | None = None) -> None:
+    def __init__(self, url: str | None = None, storage_options: dict | None = None, durable: bool | None = None) -> None:
         import fsspec
+        import fsspec.implementations.local
 
         url = os.fspath(url) if url is not None else default_cache_url()
         if "://" not in url:
@@ -144,12 +151,15 @@ class CacheStore:
         self.url = url
         self.storage_options = dict(storage_options or {})
         self._fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
-        self._local = type(self._fs).__name__ == "LocalFileSystem"
-        self._files = LocalFiles() if self._local else FsspecFiles(self._fs)
+        self._local = isinstance(self._fs, fsspec.implementations.local.LocalFileSystem)
+        if durable is None:
+            durable = os.environ.get("GRAPHRUN_CACHE_DURABLE", "").lower() in ("1", "true", "yes")
+        self.durable = bool(durable)
+        self._files = LocalFiles(self.durable) if self._local else FsspecFiles(self._fs)
         self.root = root.rstrip("/") or "/"
 
     def __reduce__(self) -> tuple:
-        return (CacheStore, (self.url, self.storage_options))
+        return (CacheStore, (self.url, self.storage_options, self.durable))
 
     def __repr__(self) -> str:
         return f"CacheStore({self.url!r})"
@@ -186,8 +196,10 @@ class CacheStore:
             return None
         try:
             ref = json.loads(data)
-            if not isinstance(ref, dict) or ref.get("format") != FORMAT or "attempt" not in ref:
+            if not isinstance(ref, dict) or ref.get("format") != FORMAT:
                 raise ValueError("not a talkgraph cache ref")
+            if not isinstance(ref.get("attempt"), str) or not _KEY_RE.match(ref["attempt"]):
+                raise ValueError(f"bad attempt id {ref.get('attempt')!r}")  # never a path outside objects/
             return ref
         except ValueError as exc:
             log.warning("ignoring unreadable cache ref %s: %s", where, exc)
@@ -249,7 +261,12 @@ class CacheStore:
             group = zarr.open_group(store, path=port, mode="r")
         except (FileNotFoundError, zarr.errors.NodeNotFoundError) as exc:
             raise CacheMiss(f"cache entry {key}: output {port!r} is missing from its data ({exc})") from None
-        return port_type.load(group)
+        value = port_type.load(group)
+        # Deleting removes the ref before any data: if the ref is still there now, no data
+        # had been removed while we read (gc or clear running in another process).
+        if self._read_ref(key) is None:
+            raise CacheMiss(f"cache entry {key} was deleted while it was being read")
+        return value
 
     def open_outputs(self, key: str) -> Any:
         """The zarr root group of a committed entry, read-only (for inspection)."""
@@ -375,7 +392,8 @@ class CacheStore:
 
     def sweep_incomplete(self, older_than_s: float = 3600) -> int:
         """Delete attempts no ref points to whose last write is older than `older_than_s`
-        (crashed or discarded writers), stale temp files and orphan last-use files.
+        (crashed or discarded writers), stale temp files, orphan last-use files, and refs
+        whose data is gone (deleted by hand) committed more than `older_than_s` ago.
         Returns the number of attempts deleted. Younger attempts may be runs in progress."""
         now, removed = time.time(), 0
         for key in self._files.list_names(self._path("objects")):
@@ -395,6 +413,11 @@ class CacheStore:
                 removed += 1
             self._files.remove_empty_dir(self._path("objects", key))
         keys = set(self._keys())
+        for key in sorted(keys):  # refs whose data someone deleted by hand
+            ref = self._read_ref(key)
+            if ref and now - ref.get("created", 0) >= older_than_s and self._live_ref(key) is None:
+                self._files.remove(self._ref_path(key))
+                keys.discard(key)
         for folder in ("refs", "used"):
             for name in self._files.list_names(self._path(folder)):
                 path = self._path(folder, name)
@@ -435,8 +458,10 @@ class EntryWriter:
     def path(self) -> str:
         return self.store._attempt_path(self.key, self.attempt)
 
-    def _root_group(self) -> Any:
-        """The attempt's root group, created on first use (so `started` means data is coming)."""
+    def _root_group(self, heartbeat: bool = False) -> Any:
+        """The attempt's root group, created on first use (so `started` means data is coming).
+
+        `heartbeat` records activity: sweep_incomplete leaves recently active attempts alone."""
         import zarr
 
         now = time.time()
@@ -445,7 +470,7 @@ class EntryWriter:
                     "host": socket.gethostname(), "pid": os.getpid()}
             self._root = zarr.open_group(self.store.zarr_store(self.key, self.attempt), mode="w",
                                          attributes={"talkgraph": info})
-        else:  # heartbeat: sweep_incomplete leaves attempts with recent activity alone
+        elif heartbeat:
             self._root.attrs["talkgraph"] = {**self._root.attrs["talkgraph"], "active": now}
         return self._root
 
@@ -462,8 +487,12 @@ class EntryWriter:
             raise CacheError(f"output {port!r} of cache entry {self.key} was already saved")
         if not port_type.persistent:
             raise CacheError(f"output {port!r} has type {port_type.name}, which holds in-memory objects and is never cached")
-        group = self._root_group().create_group(port)
-        port_type.save(group, value)
+        group = self._root_group(heartbeat=True).create_group(port)
+        try:
+            port_type.save(group, value)
+        except BaseException:
+            self.store._files.remove_tree(posixpath.join(self.path, port))  # no half-saved port
+            raise
         self.outputs[port] = port_type.name
 
     def commit(self, meta: dict) -> EntryMeta:
@@ -483,6 +512,7 @@ class EntryWriter:
         record.update(format=FORMAT, key=self.key, attempt=self.attempt, outputs=dict(self.outputs),
                       size_bytes=files.tree_size(self.path), created=now)
         data = json.dumps(record, sort_keys=True, indent=1, default=_json_default).encode()
+        files.sync_tree(self.path)
 
         theirs = store._live_ref(self.key)
         if theirs is None:
@@ -492,7 +522,7 @@ class EntryWriter:
                 return store._meta_from_ref(record, now)
             theirs = store._live_ref(self.key)
             if theirs is None:  # the existing ref points at data that is gone: replace it
-                files.write_atomic(ref_path, data, durable=True)
+                files.write_atomic(ref_path, data, durable=store.durable)
                 self._state = "committed"
                 return store._meta_from_ref(record, now)
         log.info("cache entry %s was committed by another writer first; keeping theirs", self.key)

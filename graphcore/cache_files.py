@@ -21,9 +21,12 @@ TEMP_PREFIX = ".tmp-"
 
 
 class LocalFiles:
-    """Plain POSIX files (fast paths, fsync, exclusive create)."""
+    """Plain POSIX files (fast paths, exclusive create, fsync when `durable`)."""
 
     is_local = True
+
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
 
     def read(self, path: str) -> bytes | None:
         try:
@@ -69,7 +72,7 @@ class LocalFiles:
             self._sync_dir(os.path.dirname(path))
 
     def publish(self, path: str, data: bytes) -> bool:
-        tmp = self._write_temp(path, data, durable=True)
+        tmp = self._write_temp(path, data, durable=self.durable)
         try:
             os.link(tmp, path)  # atomic and exclusive: fails if `path` exists
             created = True
@@ -81,9 +84,23 @@ class LocalFiles:
                 os.replace(tmp, path)
         finally:
             self.remove(tmp)
-        if created:
+        if created and self.durable:
             self._sync_dir(os.path.dirname(path))
         return created
+
+    def sync_tree(self, path: str) -> None:
+        """fsync every file and folder under `path` (so a ref never outlives its data)."""
+        if not self.durable:
+            return
+        for folder, _, names in os.walk(path, topdown=False):
+            for n in names:
+                fd = os.open(os.path.join(folder, n), os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            self._sync_dir(folder)
+        self._sync_dir(os.path.dirname(path))
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -160,6 +177,9 @@ class FsspecFiles:
             return False
         self.fs.pipe_file(path, data)
         return True
+
+    def sync_tree(self, path: str) -> None:
+        pass  # an acknowledged PUT is durable on object stores
 
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)

@@ -89,12 +89,9 @@ def save_value(group: Any, value: Any, name: str = "value") -> None:
     if isinstance(value, np.ndarray):
         save_array(group, name, value)
         group.attrs[f"kind:{name}"] = "array"
-    elif isinstance(value, np.generic):
-        group.attrs[f"kind:{name}"] = "json"
-        group.attrs[f"val:{name}"] = value.item()
-    elif isinstance(value, _JSON_LEAVES):
-        group.attrs[f"kind:{name}"] = "json"
-        group.attrs[f"val:{name}"] = _json_safe(value)
+    elif isinstance(value, (np.generic, *_JSON_LEAVES)):  # one attribute write, not two
+        leaf = value.item() if isinstance(value, np.generic) else value
+        group.update_attributes({f"kind:{name}": "json", f"val:{name}": _json_safe(leaf)})
     elif isinstance(value, Mapping):
         sub = group.create_group(name, overwrite=True)
         group.attrs[f"kind:{name}"] = "dict"
@@ -104,8 +101,7 @@ def save_value(group: Any, value: Any, name: str = "value") -> None:
             save_value(sub, value[k], k)
     elif isinstance(value, (list, tuple)):
         if all(isinstance(v, _JSON_LEAVES) for v in value):
-            group.attrs[f"kind:{name}"] = "json"
-            group.attrs[f"val:{name}"] = [_json_safe(v) for v in value]
+            group.update_attributes({f"kind:{name}": "json", f"val:{name}": [_json_safe(v) for v in value]})
         else:
             sub = group.create_group(name, overwrite=True)
             group.attrs[f"kind:{name}"] = "list"

@@ -171,6 +171,12 @@ def test_entry_without_its_ref_is_never_served(tmp_path):
     (tmp_path / "refs").mkdir(exist_ok=True)
     (tmp_path / "refs" / "k.json").write_text('{"format": 1, "attem')
     assert not store.has("k") and store.ls() == []
+    (tmp_path / "refs" / "k.json").write_text('{"format": 1, "attempt": "../../../victim"}')
+    victim = tmp_path.parent / "victim"
+    victim.mkdir(exist_ok=True)
+    assert not store.has("k") and store.ls() == []
+    store.delete("k")
+    assert victim.exists() and not (tmp_path / "refs" / "k.json").exists()
 
 
 def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
@@ -185,6 +191,25 @@ def test_ref_to_missing_data_is_absent_and_replaced(tmp_path):
         store.load("k", "y", ARRAY)
     commit_one(store, "k", {"y": (ARRAY, np.arange(6))})  # a recompute replaces the stale ref
     assert_same(np.arange(6), store.load("k", "y", ARRAY))
+    shutil.rmtree(tmp_path / "objects" / "k")
+    assert [m.key for m in store.ls()] == ["k"]  # ls reads refs only
+    assert store.sweep_incomplete() == 0 and [m.key for m in store.ls()] == ["k"]  # committed < 1 h ago
+    store.sweep_incomplete(older_than_s=0)
+    assert store.ls() == [] and not (tmp_path / "refs" / "k.json").exists()
+
+
+def test_entry_deleted_while_being_read_is_a_miss(tmp_path):
+    store = CacheStore(str(tmp_path))
+    commit_one(store, "k", {"y": (ARRAY, np.arange(1000))})
+
+    class DeletedMidRead(type(ARRAY)):
+        def load(self, group):
+            value = super().load(group)
+            CacheStore(store.url).delete("k")  # another process's gc, between our chunk reads
+            return value
+
+    with pytest.raises(CacheMiss, match="deleted while it was being read"):
+        store.load("k", "y", DeletedMidRead("Array"))
 
 
 def test_writer_aborts_on_exception_and_without_commit(tmp_path):
@@ -338,6 +363,28 @@ def test_two_processes_writing_the_same_key(tmp_path):
         assert_same(expected, store.load(key, "y", ARRAY))
 
 
+def test_threads_sharing_a_store(tmp_path):
+    """What `--jobs N` does: several threads writing (some the same key) and reading at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = CacheStore(str(tmp_path))
+    frames = rng.integers(0, 256, (20, 256, 256, 3), dtype=np.uint8)
+
+    def work(i):
+        key = f"t{i % 4}"
+        commit_one(store, key, {"frames": (ARRAY, frames), "i": (SCALAR, i % 4)})
+        return store.load(key, "frames", ARRAY), store.load(key, "i", SCALAR)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(16)))
+    for i, (back, j) in enumerate(results):
+        assert_same(frames, back)
+        assert j == i % 4
+    assert sorted(m.key for m in store.ls()) == ["t0", "t1", "t2", "t3"]
+    for key in ("t0", "t1", "t2", "t3"):
+        assert os.listdir(tmp_path / "objects" / key) == [store.attempt_of(key)]
+
+
 def test_second_committer_keeps_the_first_entry_on_an_object_store():
     store = CacheStore("memory://race-test")
     store.clear()
@@ -447,6 +494,22 @@ def test_store_survives_pickling_into_another_process(tmp_path):
     assert CacheStore(store.url).has("k")
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         assert pool.submit(_load_in_child, store, "k").result(timeout=120) == [0, 1, 2, 3, 4]
+
+
+def test_durable_mode_fsyncs_and_survives_pickling(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    fast = CacheStore(str(tmp_path / "fast"))
+    commit_one(fast, "k", {"y": (ARRAY, np.arange(5))})
+    assert not fast.durable and synced == []
+    monkeypatch.setenv("GRAPHRUN_CACHE_DURABLE", "1")
+    durable = CacheStore(str(tmp_path / "durable"))
+    commit_one(durable, "k", {"y": (ARRAY, np.arange(5))})
+    files = [f for f in (tmp_path / "durable" / "objects").rglob("*") if f.is_file()]
+    assert durable.durable and len(synced) > len(files)  # every data file, the folders and the ref
+    assert pickle.loads(pickle.dumps(durable)).durable
+    assert_same(np.arange(5), durable.load("k", "y", ARRAY))
 
 
 def test_default_url_from_environment(monkeypatch, tmp_path):
