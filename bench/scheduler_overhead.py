@@ -112,19 +112,21 @@ def _dask_delayed(text: str, folder: Path, registry: Any, scheduler: str) -> tup
     ctx = RunContext(node_id="", node_type="", key="")
     compute = [0.0]
 
-    def call(node: Any, port: str, **inputs: Any) -> Any:
+    def call(node: Any, port: str, names: tuple[str, ...], *args: Any) -> Any:
         t = time.perf_counter()
-        out = node.run(ctx, **inputs)[port]
+        out = node.run(ctx, **dict(zip(names, args)))[port]
         compute[0] += time.perf_counter() - t
         return out
 
+    # Delayed values go in as positional arguments: passed as keyword arguments, dask
+    # re-optimises the whole upstream graph at every call (quadratic in graph size).
     start = time.perf_counter()
     values: dict[str, Any] = {}
     for node_id in graph.order:
         bound = graph.nodes[node_id]
-        kwargs = {p: values[s.node] if isinstance(s, Edge) else s.value for p, s in bound.inputs.items()}
+        args = [values[s.node] if isinstance(s, Edge) else s.value for s in bound.inputs.values()]
         port = next(iter(bound.cls.outputs))  # every node of this graph has one output
-        values[node_id] = dask.delayed(call, pure=False)(bound.cls(bound.params), port, **kwargs)
+        values[node_id] = dask.delayed(call, pure=False)(bound.cls(bound.params), port, tuple(bound.inputs), *args)
     dask.compute(*values.values(), scheduler=scheduler)
     return time.perf_counter() - start, compute[0]
 

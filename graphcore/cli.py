@@ -17,6 +17,7 @@ import importlib
 import importlib.metadata
 import inspect
 import json
+import re
 import sys
 from typing import Any, Sequence
 
@@ -97,6 +98,8 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from .scheduler import run_graph
     from .workflow import WorkflowError
 
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", args.device):
+        raise UserError(f"unknown device {args.device!r}: use cpu, cuda, cuda:N or mps")
     registry = _registry(args, err)
     try:
         graph = _load_graph(args, registry)

@@ -232,7 +232,13 @@ def compute_in_process(env: ExecEnv, task: TaskNode, ran: list) -> Mapping[str, 
 
 def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
     """Call the node's run() with a fresh context and scratch folder; validate its outputs."""
-    node = env.factory.make(task)
+    try:
+        node = env.factory.make(task)
+    except NodeFailure:
+        raise
+    except Exception as exc:  # a Params model or __init__ that rejects what the client accepted
+        raise NodeFailure(task.id, task.type, f"cannot create the node: {type(exc).__name__}: {exc}",
+                          traceback_tail(exc), user_error=False) from None
     cls = type(node)
     for port, decl in cls.inputs.items():
         if decl.optional and port not in inputs:

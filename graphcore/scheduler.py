@@ -17,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from .events import Event, EventBus, Listener
@@ -28,6 +29,7 @@ from .registry import PLUGINS_ENV
 from .workflow import BoundGraph, Edge
 
 STATUSES = ("cached", "ran", "failed", "skipped")
+REMOTE_LOOKUPS = 16  # concurrent cache lookups on remote stores
 _LIVE_KINDS = frozenset({"started", "progress", "log", "finished"})
 _TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped"})
 
@@ -206,21 +208,51 @@ class Scheduler:
             return meta is not None and output_files_intact(meta.files or {}, task.output_files)
         return True
 
+    def cached_nodes(self, node_ids: list[str]) -> set[str]:
+        """Which nodes are committed. On a remote cache (s3://, ...) each lookup is a round
+        trip, so they are made concurrently; on a local disk a plain loop is fastest."""
+        url = str(getattr(self.cache, "url", ""))
+        if "://" not in url or url.startswith("file://") or len(node_ids) < 2:
+            return {n for n in node_ids if self.is_cached(n)}
+        with ThreadPoolExecutor(REMOTE_LOOKUPS, thread_name_prefix="graphrun-lookup") as pool:
+            return {n for n, hit in zip(node_ids, pool.map(self.is_cached, node_ids)) if hit}
+
     # --- running ---
 
     def run(self, executor: Executor) -> RunReport:
         start = time.perf_counter()
+        executor.start(self.graph, self.plan, self.cache, self.deliver)  # fail early: e.g. no dask scheduler
+        try:
+            to_run, closures = self.announce()
+            self.drive(executor, to_run)
+        finally:
+            executor.close()
+        self.settle_in_process(to_run, closures)
+        elapsed = time.perf_counter() - start
+        plan = self.plan
+        report = RunReport(
+            run_id=plan.run_id, status={n: self.status[n] for n in self.order},
+            keys={n: t.key for n, t in plan.nodes.items()}, seconds=self.seconds, errors=self.errors,
+            files={n: dict(t.output_files) for n, t in plan.nodes.items() if t.output_files},
+            elapsed=elapsed, graph=self.graph, cache=self.cache,
+        )
+        self.emit("run_finished", ok=report.ok, seconds=elapsed, counts=report.counts())
+        return report
+
+    def announce(self) -> tuple[list[str], dict[str, set[str]]]:
+        """Decide what runs; emit run_started and each node's queued/cached event. Returns the
+        persisted nodes to run and, for each, the in-process nodes its task may compute."""
         plan = self.plan
         persisted = [n for n in self.order if not plan.nodes[n].in_process]
-        to_run = [n for n in persisted if not self.is_cached(n)]
-        pending = set(to_run)
+        cached = self.cached_nodes(persisted)
+        to_run = [n for n in persisted if n not in cached]
         closures = {n: self.in_process_closure(n) for n in to_run}
-        needed_in_process = set().union(*closures.values()) if to_run else set()
+        needed = set().union(*closures.values()) if to_run else set()
         self.emit("run_started", nodes=list(self.order), keys={n: t.key for n, t in plan.nodes.items()},
-                  to_run=to_run + sorted(needed_in_process, key=self.order.index))
+                  to_run=[n for n in self.order if n in needed or n in closures])
         hits = []
         for n in self.order:
-            if n in pending or n in needed_in_process:
+            if n in closures or n in needed:
                 self.emit("queued", n)
             else:
                 self.status[n] = "cached"
@@ -228,15 +260,17 @@ class Scheduler:
                 if not plan.nodes[n].in_process:
                     hits.append(plan.nodes[n].key)
         touch_in_background(self.cache, hits)
+        return to_run, closures
 
+    def drive(self, executor: Executor, to_run: list[str]) -> None:
+        """Submit each node once its upstream is done; settle every outcome."""
+        pending = set(to_run)
         deps = {n: self.effective_upstream(n) for n in to_run}
         waiting = {n: deps[n] & pending for n in to_run}
-        readers: dict[str, int] = {}
+        readers: dict[str, int] = {}  # for each node, the tasks still to read its outputs
         for n in to_run:
             for u in deps[n]:
                 readers[u] = readers.get(u, 0) + 1
-        ready = [n for n in to_run if not waiting[n]]
-        in_flight: set[str] = set()
 
         def done_with(node_id: str) -> None:
             """Release in-memory outputs nobody still needs."""
@@ -248,49 +282,40 @@ class Scheduler:
                 if readers[u] == 0 and u not in pending:
                     executor.release(u)
 
-        executor.start(self.graph, plan, self.cache, self.deliver)
-        try:
-            while ready or in_flight:
-                for n in ready:
-                    in_flight.add(n)
-                    executor.submit(n)
-                ready = []
-                node_id, outcome = executor.next_completed()
-                in_flight.discard(node_id)
-                if isinstance(outcome, NodeResult):
-                    self.record_success(outcome)
+        ready = [n for n in to_run if not waiting[n]]
+        in_flight: set[str] = set()
+        while ready or in_flight:
+            for n in ready:
+                in_flight.add(n)
+                executor.submit(n)
+            ready = []
+            node_id, outcome = executor.next_completed()
+            in_flight.discard(node_id)
+            if isinstance(outcome, NodeResult):
+                self.record_success(outcome)
+                done_with(node_id)
+                for child in self.dependents_in(node_id, pending):
+                    waiting[child].discard(node_id)
+                    if not waiting[child] and child not in in_flight:
+                        ready.append(child)
+            else:
+                for n in self.record_failure(node_id, outcome):
+                    if n in pending and n not in in_flight:
+                        done_with(n)  # skipped: it will never be submitted
+                if node_id in pending:
                     done_with(node_id)
-                    for child in self.dependents_in(node_id, pending):
-                        waiting[child].discard(node_id)
-                        if not waiting[child] and child not in in_flight:
-                            ready.append(child)
-                else:
-                    for n in self.record_failure(node_id, outcome):
-                        if n in pending and n not in in_flight:
-                            done_with(n)
-                            ready = [r for r in ready if r != n]
-                    if node_id in pending:
-                        done_with(node_id)
-        finally:
-            executor.close()
-        for n in sorted(needed_in_process - set(self.status), key=self.order.index):
-            # Needed but not run here: its value was already in this process's memory, or
-            # every task that reads it was skipped.
+
+    def settle_in_process(self, to_run: list[str], closures: dict[str, set[str]]) -> None:
+        """In-process nodes that were needed but did not run here: their value was already in
+        this process's memory ('cached'), or every task that reads them was skipped."""
+        needed = set().union(*closures.values()) if closures else set()
+        for n in sorted(needed - set(self.status), key=self.order.index):
             if any(self.status.get(r) == "ran" for r in to_run if n in closures[r]):
                 self.status[n] = "cached"
                 self.emit("cached", n)
             else:
                 self.status[n] = "skipped"
                 self.emit("skipped", n, error="nothing that reads it ran")
-        elapsed = time.perf_counter() - start
-        report = RunReport(
-            run_id=plan.run_id, status={n: self.status[n] for n in self.order},
-            keys={n: t.key for n, t in plan.nodes.items()}, seconds=self.seconds, errors=self.errors,
-            files={n: dict(t.output_files) for n, t in plan.nodes.items() if t.output_files},
-            elapsed=elapsed, graph=self.graph, cache=self.cache,
-        )
-        self.emit("run_finished", ok=report.ok, seconds=elapsed, counts=report.counts())
-        return report
 
     def dependents_in(self, node_id: str, pending: set[str]) -> list[str]:
         """Pending tasks that read `node_id`, directly or through in-process nodes."""

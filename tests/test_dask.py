@@ -136,3 +136,13 @@ def test_node_type_unknown_to_workers_is_a_clear_error(tmp_path, cluster):
                        executor=cluster.scheduler_address)
     [err] = report.errors
     assert err.node_id == "here" and "'OnlyHere' is not installed on this worker" in err.message
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
+    import graphcore.executors.dask as dask_executor
+    from graphcore.executors import ExecutorError
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1)
+    wf = write_workflow(tmp_path, "version: 1\nnodes:\n  x: {type: Range}\n")
+    with pytest.raises(ExecutorError, match="cannot connect to the dask scheduler at tcp://127.0.0.1:1"):
+        run_graph(compile_file(wf), cache=CacheStore(str(tmp_path / "c")), executor="dask://127.0.0.1:1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,9 +147,11 @@ EXAMPLE_PLUGIN = ROOT / "examples" / "plugins" / "graphrun-example-nodes"
 def test_example_plugin_installs_and_runs(tmp_path):
     """The worked example of docs/custom-nodes.md, installed the way a user installs a package."""
     target = tmp_path / "site"
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info next to the sources
+    shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "out"))
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target),
-         str(EXAMPLE_PLUGIN)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+         str(source)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert pip.returncode == 0, pip.stderr
     env = subprocess_env(PYTHONPATH=os.pathsep.join([str(target), subprocess_env()["PYTHONPATH"]]))
 

@@ -258,3 +258,16 @@ def test_scratch_folder_is_fresh_and_removed(tmp_path, cache):
     assert report.ok, report.errors
     folder = report.load_output("a", "folder")
     assert report.load_output("a", "content").startswith("seed ") and not Path(folder).exists()
+
+
+def test_remote_cache_url_memory(tmp_path):
+    """An fsspec cache (memory://): lookups made concurrently, same results."""
+    import uuid
+
+    cache = CacheStore(f"memory://graphrun-test-{uuid.uuid4().hex}")
+    wf = write_workflow(tmp_path, DIAMOND)
+    first, _ = run(wf, cache, jobs=2)
+    assert first.ok and set(first.status.values()) == {"ran"}
+    second, _ = run(wf, cache)
+    assert set(second.status.values()) == {"cached"}
+    np.testing.assert_allclose(second.load_output("join", "result"), 3 * np.linspace(0, 1, 11) + 1)
