@@ -60,11 +60,10 @@ def test_in_plane_rotation_matches_the_analytic_flow(model):
     face = level(regions, 3)
     assert face.sum() > 5000
     np.testing.assert_allclose(flow[face], analytic[face], atol=2e-3)
-    # head-related pixels carry the flow of a nearest face pixel (chamfer vs exact nearest may
-    # differ at ties by a pixel or two along the edge: the rotation changes flow by theta px/px)
     # A head-related pixel x carries the flow of a face pixel q; the rotation's flow is an
     # invertible affine map of q, so q can be read back from the flow and must be (about) the
-    # nearest face pixel: the 5x5 chamfer transform's distances are within ~2% of Euclidean.
+    # nearest face pixel: the chamfer transform's distances are within ~2% of Euclidean and it
+    # runs on a 2x coarser grid (q within ~2 px of the exact nearest face pixel).
     from scipy.ndimage import distance_transform_edt
 
     head = level(regions, 2)
@@ -74,7 +73,7 @@ def test_in_plane_rotation_matches_the_analytic_flow(model):
     qi = np.round(q).astype(int)
     assert face[qi[:, 1], qi[:, 0]].mean() > 0.99  # q is a face (edge) pixel
     pix_head = np.stack([xx[head], yy[head]], -1)
-    assert (np.linalg.norm(q - pix_head, axis=1) <= 1.03 * dist[head] + 1.5).all()
+    assert (np.linalg.norm(q - pix_head, axis=1) <= 1.03 * dist[head] + 3.0).all()
     torso = level(regions, 1)
     np.testing.assert_allclose(flow[torso], np.broadcast_to(flow[face].mean(0), flow[torso].shape), atol=1e-4)
     # the torso starts below the chin + neck, the head band stays above it

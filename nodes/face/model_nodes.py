@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+import nodes.types  # noqa: F401  (registers the talking-face port types the face nodes use)
 from graphcore.node import CachePolicy, InputFile, Node, NodeError, Out, RunContext
 from graphcore.types import ObjectType, register_type
 
