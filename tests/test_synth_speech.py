@@ -129,3 +129,19 @@ def test_synthesize_speech_node_and_phoneme_track_port(tmp_path):
     bad = type(track)(["a", "b"], np.array([0.0, 0.2], np.float32), np.array([0.3, 0.1], np.float32))
     with pytest.raises(TypeValidationError, match="ordered"):
         PHONEME_TRACK.validate(bad)
+
+
+def test_sample_assets_match_their_manifest_and_are_reproducible(tmp_path):
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from nodes.synth import make_samples
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "samples"
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"], name
+        assert entry["licence"] and entry["how"]
+    make_samples.make_speech(tmp_path / "speech.wav")  # the same request gives the same bytes
+    assert make_samples.sha256(tmp_path / "speech.wav") == manifest["files"]["speech.wav"]["sha256"]

@@ -44,13 +44,14 @@ class MakeSyntheticDataset(Node):
         "reference": In("MorphCoeffs", "the portrait's fitted 3DMM coefficients"),
         "model": In("FaceModel", optional=True),
     }
-    outputs = {"dataset": Out("String", "the dataset's location"), "summary": Out("Metrics")}
+    outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         path: str = Field("out/synth_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
         n_clips: int = Field(8, ge=1, le=100_000, description="number of clips")
         size: Literal[256, 512] = Field(256, description="frame size in pixels (square)")
         seed: int = Field(0, ge=0, description="seed of every per-clip draw")
+        sentences: list[str] = Field(default_factory=list, description="sentences to draw from (empty: the 32 built-in ones)")
         sentences_per_clip: int = Field(2, ge=1, le=10, description="up to this many sentences per clip")
         voices: list[str] = Field(default_factory=lambda: ["en-us", "en-us+f3", "en-gb", "en-gb+f2", "en-us+m3",
                                                            "en-gb-x-rp", "en-us+f4", "en-gb-scotland"],
@@ -58,14 +59,14 @@ class MakeSyntheticDataset(Node):
         min_rate: int = Field(130, ge=80, le=450, description="slowest speaking rate (words per minute)")
         max_rate: int = Field(190, ge=80, le=450, description="fastest speaking rate (words per minute)")
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
-        mp4_dir: str = Field("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
+        mp4_dir: str | None = Field("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
         model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
 
     def run(self, ctx: RunContext, portrait: np.ndarray, landmarks: np.ndarray, reference: MorphCoeffs,
             model: Any = None) -> dict[str, Any]:
-        from .generate import SynthDatasetSettings, generate_dataset, resize_portrait
+        from .generate import SENTENCES, SynthDatasetSettings, generate_dataset, resize_portrait
         from .speech import SpeechError, list_voices
 
         p = self.params
@@ -85,7 +86,8 @@ class MakeSyntheticDataset(Node):
         except ValueError as e:
             raise NodeError(str(e)) from None
         model = resolve_model(ctx, "MakeSyntheticDataset", model, p.model_path)
-        settings = SynthDatasetSettings(n_clips=p.n_clips, size=p.size, seed=p.seed, voices=tuple(p.voices),
+        sentences = tuple(t for t in (x.strip() for x in p.sentences) if t) or SENTENCES
+        settings = SynthDatasetSettings(n_clips=p.n_clips, size=p.size, seed=p.seed, voices=tuple(p.voices), sentences=sentences,
                                         sentences_per_clip=(1, p.sentences_per_clip), rate=(p.min_rate, p.max_rate),
                                         features=tuple(p.features))
         url = _dataset_url(ctx, p.path)
@@ -110,7 +112,7 @@ class PrepareDataset(Node):
 
     category = "synth"
     inputs = {"model": In("FaceModel", optional=True)}
-    outputs = {"dataset": Out("String", "the dataset's location"), "summary": Out("Metrics")}
+    outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         folder: str = InputFile(description="folder of videos (its files' contents key the cache)")

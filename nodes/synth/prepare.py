@@ -1,8 +1,8 @@
 """Real-data preparation: talking-head videos -> the dataset format of docs/dataset-format.md.
 
 Per video, with flat memory (frames are streamed in chunks, never held whole):
-1. locate the face: MediaPipe landmarks on a downscaled decode -> the HDTF crop window, one
-   fixed square per video (`nodes.face.crop.crop_window`, as the CropAlign node);
+1. locate the face: MediaPipe landmarks on a downscaled decode (5 frames a second) -> the HDTF
+   crop window, one fixed square per video (`nodes.face.crop.crop_window`, as CropAlign);
 2. decode again at full size, retime to the target frame rate (nearest source frame), crop and
    resize to `size`, detect landmarks on the crops (video tracking) and write frames + landmarks;
 3. fit the 3DMM to the landmarks (`nodes.face.fitting.fit_coefficients`, as the Fit3DMM node);
@@ -22,6 +22,7 @@ from graphcore.node import NodeError
 from .dataset import DatasetWriter
 
 LOCATE_SIDE = 480  # longer side of the decode used to place the crop window
+LOCATE_FPS = 5.0  # frames per second looked at to place it
 
 
 @dataclasses.dataclass
@@ -66,11 +67,14 @@ def locate_face(path: Path) -> tuple[np.ndarray, int, tuple[int, int], float, bo
     info = media.probe_video(path)
     scale = min(1.0, LOCATE_SIDE / max(info.width, info.height))
     size = (max(2, round(info.width * scale)), max(2, round(info.height * scale))) if scale < 1 else None
+    step = max(1, int(round(info.fps / LOCATE_FPS)))  # the window only needs the face's extent
     found_pts, n = [], 0
     for chunk in media.iter_video_frames(path, chunk=64, size=size):
-        lms, found = detect_landmarks(chunk, tracking=True)
-        found_pts.append(lms[found])
+        pick = chunk[(-n) % step::step]  # global frame indices that are multiples of `step`
         n += len(chunk)
+        if len(pick):
+            lms, found = detect_landmarks(pick, tracking=True)
+            found_pts.append(lms[found])
     pts = np.concatenate(found_pts) if found_pts else np.zeros((0, 478, 3), np.float32)
     if len(pts) == 0:
         raise NodeError(f"{path}: no face found in any of its {n} frames")

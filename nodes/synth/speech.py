@@ -74,18 +74,6 @@ def _track(events: Sequence[tuple[str, int]], n_samples: int, rate: int) -> Phon
     return PhonemeTrack.from_items(items)
 
 
-def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Polyphase resampling (scipy), float32 out."""
-    if rate_in == rate_out:
-        return samples.astype(np.float32)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate_in, rate_out)
-    return resample_poly(samples.astype(np.float64), rate_out // g, rate_in // g).astype(np.float32)
-
-
 def _synthesize_in_worker(text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, int, list]:
     request = json.dumps({"text": text, "voice": voice, "rate": rate, "pitch": pitch}).encode("utf-8")
     proc = subprocess.run([sys.executable, "-S", "-I", str(_WORKER)], input=request, capture_output=True, timeout=600)
@@ -122,7 +110,9 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
     if pcm.size == 0:
         raise SpeechError(f"espeak-ng produced no audio for {text[:60]!r}")
     track = _track(events, len(pcm), native)
-    audio = np.clip(resample(pcm.astype(np.float32) / 32768.0, native, sample_rate), -1.0, 1.0)
+    from nodes.io.media import resample_audio
+
+    audio = np.clip(resample_audio(pcm.astype(np.float32) / 32768.0, native, sample_rate), -1.0, 1.0)
     if len(track):  # measured at the native rate: end exactly at the resampled length
         track.end[-1] = np.float32(len(audio) / float(sample_rate))
     return Speech(audio, sample_rate, track)

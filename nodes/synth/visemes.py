@@ -37,6 +37,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .speech import is_pause
+
 MOUTH_COMPONENTS = (
     "jaw_open", "jaw_left", "jaw_right", "jaw_forward", "mouth_close", "lip_pucker", "lip_funnel",
     "smile_left", "smile_right", "frown_left", "frown_right", "dimple_left", "dimple_right",
@@ -103,19 +105,18 @@ VISEMES: dict[str, Viseme] = {v.name: v for v in [
     _v("velar", TONGUE, jaw_open=0.18),
     _v("glottal", {"jaw": 0.2}, jaw_open=0.22),
     _v("r", LIPS_ONLY, jaw_open=0.12, lip_pucker=0.25, lip_funnel=0.2),
-    _v("w", STRONG_LIPS, jaw_open=0.05, lip_pucker=0.7, lip_funnel=0.2),
+    _v("w", STRONG_LIPS, jaw_open=0.05, mouth_close=0.5, lip_pucker=0.7, lip_funnel=0.2),
     _v("j", {"jaw": 0.4, "lips": 0.5}, jaw_open=0.08, stretch=0.3, smile=0.15),
     _v("open", BOTH, jaw_open=0.75, lower_down=0.2),
     _v("open_front", BOTH, jaw_open=0.65, stretch=0.15, lower_down=0.15),
     _v("open_mid", BOTH, jaw_open=0.55, lower_down=0.1),
     _v("open_round", BOTH, jaw_open=0.55, lip_funnel=0.25),
     _v("mid_round", BOTH, jaw_open=0.45, lip_funnel=0.45, lip_pucker=0.2),
-    _v("close_mid_round", BOTH, jaw_open=0.3, lip_funnel=0.4, lip_pucker=0.35),
     _v("mid_front", BOTH, jaw_open=0.4, stretch=0.25, smile=0.1),
     _v("close_front", BOTH, jaw_open=0.18, stretch=0.4, smile=0.25),
     _v("near_close_front", BOTH, jaw_open=0.22, stretch=0.3, smile=0.15),
-    _v("close_back", {"jaw": 0.6, "lips": 0.8}, jaw_open=0.15, lip_pucker=0.75, lip_funnel=0.25),
-    _v("near_close_back", BOTH, jaw_open=0.22, lip_pucker=0.45, lip_funnel=0.2),
+    _v("close_back", {"jaw": 0.6, "lips": 0.8}, jaw_open=0.15, mouth_close=0.4, lip_pucker=0.75, lip_funnel=0.15),
+    _v("near_close_back", BOTH, jaw_open=0.22, mouth_close=0.25, lip_pucker=0.45, lip_funnel=0.15),
     _v("schwa", {"jaw": 0.45, "lips": 0.3}, jaw_open=0.3),
     _v("nurse", BOTH, jaw_open=0.3, lip_funnel=0.2, lip_pucker=0.15),
 ]}
@@ -152,10 +153,6 @@ PHONEME_VISEMES: dict[str, str | tuple[str, str]] = {
     "OI": ("mid_round", "near_close_front"),
 }
 _VOWEL_LETTERS = set("aeiouAEIOUV03@")
-
-
-def is_pause(phoneme: str) -> bool:
-    return phoneme == "" or phoneme.startswith("_")
 
 
 def viseme_for(phoneme: str) -> tuple[tuple[str, ...], bool]:
