@@ -253,8 +253,8 @@ def _dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
     return str(path)
 
 
-DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset (their keys "
-               "track the data), or a literal path / fsspec URL")
+DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
+               "folder path (keyed by its content)")
 
 _TRAIN_OUTPUTS = {
     "checkpoint": Out("Checkpoint", "the trained generator (weights + config + what it was trained on)"),
@@ -269,7 +269,7 @@ class TrainAnimationGenerator(Node):
 
 
     category = "hdtf/train"
-    inputs = {"dataset": In("String", DATASET_DOC)}
+    inputs = {"dataset": In("Path", DATASET_DOC)}
     outputs = _TRAIN_OUTPUTS
 
     class Params(_TrainParams):
@@ -306,7 +306,7 @@ class TrainFlowVideoGenerator(Node):
 
 
     category = "hdtf/train"
-    inputs = {"dataset": In("String", DATASET_DOC)}
+    inputs = {"dataset": In("Path", DATASET_DOC)}
     outputs = _TRAIN_OUTPUTS
 
     class Params(_TrainParams):
@@ -415,7 +415,7 @@ class EvaluateHDTF(Node):
 
     category = "hdtf/evaluate"
     inputs = {
-        "dataset": In("String", DATASET_DOC),
+        "dataset": In("Path", DATASET_DOC),
         "animation_checkpoint": In("Checkpoint", "overrides the animation_checkpoint parameter", optional=True),
         "video_checkpoint": In("Checkpoint", "overrides the video_checkpoint parameter", optional=True),
     }
