@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.hdtf.hdtf_nodes import _TRAIN_OUTPUTS, _dataset_path, _train, _TrainParams
+from nodes.training import TRAIN_OUTPUTS, TrainParams, dataset_path, run_training
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 
 from .checkpoints import BUNDLED, TRAINERS
@@ -288,7 +288,7 @@ class HeadPoseToMorphCoeffs(Node):
 _DATASET = In("Path", "dataset location (MakeSyntheticDataset / PrepareDataset output, or a path)")
 
 
-class _A2HTrainParams(_TrainParams):
+class _A2HTrainParams(TrainParams):
     frame_size: int = Field(256, ge=32, le=1024, description="frames are loaded at this size")
     threads: int = Field(1, ge=0, le=256, description="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)")
     vgg_weights: str = InputFile("", description="VGG-19 state dict (torchvision layout) for the perceptual loss; empty: the fallback")
@@ -298,7 +298,7 @@ def _vgg(ctx: RunContext, path: str) -> str | None:
     return str(ctx.resolve_path(path)) if path else None
 
 
-def _fit(ctx: RunContext, node: str, make_task, params: _TrainParams) -> dict[str, Any]:
+def _fit(ctx: RunContext, node: str, make_task, params: TrainParams) -> dict[str, Any]:
     """Build the task (bad settings or data become a NodeError naming the node), then train it."""
     try:
         task = make_task()
@@ -306,7 +306,7 @@ def _fit(ctx: RunContext, node: str, make_task, params: _TrainParams) -> dict[st
         raise
     except Exception as exc:  # DatasetError (e.g. clips shorter than the window) or a bad setting
         raise NodeError(f"{node}: {exc}") from None
-    return _train(ctx, node, task, params)
+    return run_training(ctx, node, task, params)
 
 
 class TrainKeypointRenderer(Node):
@@ -316,7 +316,7 @@ class TrainKeypointRenderer(Node):
 
     category = "audio2head/train"
     inputs = {"dataset": _DATASET}
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_A2HTrainParams):
         lambda_perc: float = Field(10.0, ge=0, description="perceptual weight per pyramid scale")
@@ -331,7 +331,7 @@ class TrainKeypointRenderer(Node):
         from .train_keypoints import KeypointTask, KeypointTrainSettings
 
         p = self.params
-        settings = KeypointTrainSettings(dataset=_dataset_path(ctx, dataset, "TrainKeypointRenderer"), preset=p.preset,
+        settings = KeypointTrainSettings(dataset=dataset_path(ctx, dataset, "TrainKeypointRenderer"), preset=p.preset,
                                          frame_size=p.frame_size, lambda_perc=p.lambda_perc, lambda_eq_value=p.lambda_eq_value,
                                          lambda_eq_jacobian=p.lambda_eq_jacobian, vgg_weights=_vgg(ctx, p.vgg_weights))
         return _fit(ctx, "TrainKeypointRenderer", lambda: KeypointTask(settings), p)
@@ -343,7 +343,7 @@ class TrainHeadMotionPredictor(Node):
 
     category = "audio2head/train"
     inputs = {"dataset": _DATASET}
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_A2HTrainParams):
         window: int = Field(256, ge=4, le=4096, description="T: frames per training sequence (paper 256; clips must be longer)")
@@ -360,7 +360,7 @@ class TrainHeadMotionPredictor(Node):
         from .train_head_motion import HeadMotionTask, HeadMotionTrainSettings
 
         p = self.params
-        settings = HeadMotionTrainSettings(dataset=_dataset_path(ctx, dataset, "TrainHeadMotionPredictor"), preset=p.preset,
+        settings = HeadMotionTrainSettings(dataset=dataset_path(ctx, dataset, "TrainHeadMotionPredictor"), preset=p.preset,
                                            frame_size=p.frame_size, window=p.window, pose_loss=p.pose_loss,
                                            ssim_window=p.ssim_window, lambda_pose=p.lambda_pose, lambda_gan=p.lambda_gan)
         return _fit(ctx, "TrainHeadMotionPredictor", lambda: HeadMotionTask(settings), p)
@@ -378,7 +378,7 @@ class TrainMotionFieldGenerator(Node):
         "keypoints": In("Checkpoint", "the keypoint detector + renderer (TrainKeypointRenderer)", optional=True),
         "init": In("Checkpoint", "stage 2: the stage-1 motion field checkpoint", optional=True),
     }
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_A2HTrainParams):
         stage: Literal[1, 2] = Field(1, description="1: detector targets (eq. 5); 2: through the renderer (eq. 7)")
@@ -404,7 +404,7 @@ class TrainMotionFieldGenerator(Node):
             raise NodeError("TrainMotionFieldGenerator: stage 2 starts from the stage-1 checkpoint; connect `init` "
                             "(the checkpoint output of a stage-1 TrainMotionFieldGenerator)")
         settings = MotionFieldTrainSettings(
-            dataset=_dataset_path(ctx, dataset, "TrainMotionFieldGenerator"), preset=p.preset, frame_size=p.frame_size,
+            dataset=dataset_path(ctx, dataset, "TrainMotionFieldGenerator"), preset=p.preset, frame_size=p.frame_size,
             keypoints=_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), init=init, stage=p.stage,
             lambda_value=p.lambda_value or (10.0 if p.stage == 1 else 100.0), lambda_jacobian=p.lambda_jacobian,
             lambda_heatmap=p.lambda_heatmap, heatmap_decay_steps=p.heatmap_decay_steps, lambda_rec=p.lambda_rec,
@@ -454,7 +454,7 @@ class EvaluateAudio2Head(Node):
         from .evaluate import evaluate, frames_figure, pose_figure, report
 
         p, dev = self.params, ctx.device
-        data = _dataset_path(ctx, dataset, "EvaluateAudio2Head")
+        data = dataset_path(ctx, dataset, "EvaluateAudio2Head")
         kp_models, kp_exp = load_keypoint_models(_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), dev)
         hm, hm_exp = load_model(_source(ctx, p.head_motion_checkpoint, head_motion, "head_motion"), "head_motion", dev)
         mf, mf_exp = load_model(_source(ctx, p.motion_field_checkpoint, motion_field, "motion_field"), "motion_field", dev)

@@ -13,7 +13,6 @@ import functools
 import hashlib
 import inspect
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +23,9 @@ from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunC
 from graphcore.types import CheckpointBlob
 from nodes.types import FeatureSeq, MorphCoeffs
 
-from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, blob_from_export, load_generator
+from nodes.training import DATASET_DOC, TRAIN_OUTPUTS, TrainParams, dataset_path, run_training
+
+from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, load_generator
 
 OFFICIAL_PARAMS = {"flow_video_generator": 20.4e6}  # MRzzm/HDTF code_animation2video defaults
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ _MODEL = ("nodes/hdtf/blocks.py", "nodes/hdtf/model_registry.py", "nodes/hdtf/ch
           "nodes/hdtf/identity.py", "nodes/hdtf/inference.py")
 _ANIMATION = (*_MODEL, "nodes/hdtf/animation_generator.py")
 _VIDEO = (*_MODEL, "nodes/hdtf/flow_video_generator.py")
-_TRAINING = ("trainers", "trainers/data", "nodes/hdtf/fapp.py")
+_TRAINING = ("trainers", "trainers/data", "nodes/training.py", "nodes/hdtf/fapp.py")
 
 
 @functools.lru_cache(maxsize=None)
@@ -196,73 +197,6 @@ class FlowVideoGenerator(Node):
 # --- training nodes ---
 
 
-class _TrainParams(BaseModel):
-    preset: Literal["tiny", "paper"] = Field("tiny", description="size preset")
-    steps: int = Field(2000, ge=1, le=10_000_000, description="generator updates")
-    batch_size: int = Field(8, ge=1, le=1024)
-    lr_g: float = Field(2e-4, gt=0, le=1)
-    lr_d: float = Field(2e-4, gt=0, le=1)
-    gan_start: int = Field(0, ge=0, description="step from which the adversarial terms are used")
-    seed: int = Field(0, description="training seed (initial weights and batches)")
-    max_minutes: float = Field(0, ge=0, description="stop early after this much wall time (0: no limit)")
-    threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: torch's default)")
-    work_dir: str = Field("", description="where training state lives (resume after an interruption); empty: the user cache dir")
-    save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
-
-
-def _train(ctx: RunContext, node: str, task, params: _TrainParams) -> dict[str, Any]:
-    from trainers.loop import TrainConfig, Trainer
-
-    p = params
-    work = ctx.resolve_path(p.work_dir) if p.work_dir else _default_work_dir(ctx)
-    cfg = TrainConfig(steps=p.steps, batch_size=p.batch_size, lr_g=p.lr_g, lr_d=p.lr_d, gan_start=p.gan_start, seed=p.seed,
-                      device=ctx.device, max_minutes=p.max_minutes or None, threads=p.threads or None, progress_bar=False,
-                      log_every=max(1, min(50, p.steps // 50)), checkpoint_every=max(50, p.steps // 10))
-
-    def progress(i: int, n: int, losses: dict[str, float]) -> None:
-        ctx.progress(i, n, " ".join(f"{k}={v:.3g}" for k, v in sorted(losses.items())))
-
-    ctx.log(f"{node}: training state in {work}")
-    result = Trainer(task, cfg, work, on_progress=progress, log=ctx.log).fit()
-    if p.save_to:
-        dest = ctx.resolve_path(p.save_to)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.export_path, dest)
-        ctx.log(f"{node}: wrote {dest}")
-    import cv2
-
-    curve = cv2.cvtColor(cv2.imread(str(work / "loss_curve.png")), cv2.COLOR_BGR2RGB)
-    metrics = {"steps": result.steps, "wall_s": round(result.wall_s, 2), **result.final_losses}
-    return {"checkpoint": blob_from_export(result.export_path), "metrics": metrics, "loss_curve": curve}
-
-
-def _default_work_dir(ctx: RunContext) -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("talkgraph")) / "train" / f"{ctx.node_type}-{ctx.key[:16]}"
-
-
-def _dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
-    path = ctx.resolve_path(dataset) if "://" not in str(dataset) else dataset
-    from nodes.synth.dataset import DatasetError, open_dataset
-
-    try:
-        open_dataset(str(path))
-    except DatasetError as exc:
-        raise NodeError(f"{node}: {exc}") from None
-    return str(path)
-
-
-DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
-               "folder path (keyed by its content)")
-
-_TRAIN_OUTPUTS = {
-    "checkpoint": Out("Checkpoint", "the trained generator (weights + config + what it was trained on)"),
-    "metrics": Out("Metrics", "steps, wall time and the final losses"),
-    "loss_curve": Out("Image", "the loss curves"),
-}
-
-
 class TrainAnimationGenerator(Node):
     """Train the HDTF animation generator (§4.1, loss eq. 7) on a talkgraph dataset — the
     synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
@@ -270,9 +204,9 @@ class TrainAnimationGenerator(Node):
 
     category = "hdtf/train"
     inputs = {"dataset": In("Path", DATASET_DOC)}
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
-    class Params(_TrainParams):
+    class Params(TrainParams):
         window: int = Field(64, ge=8, le=1024, description="frames per training window")
         lambda_mouth: float = Field(10.0, ge=0, description="weight of the mouth L1 (eq. 3)")
         lambda_brow: float = Field(5.0, ge=0, description="weight of the eyebrow SSIM loss (eq. 5)")
@@ -290,14 +224,14 @@ class TrainAnimationGenerator(Node):
 
         p = self.params
         settings = AnimationTrainSettings(
-            dataset=_dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
+            dataset=dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
             identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
             lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise)
         try:
             task = AnimationTask(settings)
         except ValueError as exc:
             raise NodeError(f"TrainAnimationGenerator: {exc}") from None
-        return _train(ctx, "TrainAnimationGenerator", task, p)
+        return run_training(ctx, "TrainAnimationGenerator", task, p)
 
 
 class TrainFlowVideoGenerator(Node):
@@ -307,9 +241,9 @@ class TrainFlowVideoGenerator(Node):
 
     category = "hdtf/train"
     inputs = {"dataset": In("Path", DATASET_DOC)}
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
-    class Params(_TrainParams):
+    class Params(TrainParams):
         frame_size: int = Field(256, ge=32, le=2048, description="frames are loaded at this size")
         crop: int = Field(128, ge=0, le=2048, description="random training crop (0: whole frames)")
         lambda_perc: float = Field(10.0, ge=0, description="weight of the perceptual loss (eq. 11)")
@@ -325,14 +259,14 @@ class TrainFlowVideoGenerator(Node):
 
         p = self.params
         settings = FlowVideoTrainSettings(
-            dataset=_dataset_path(ctx, dataset, "TrainFlowVideoGenerator"), preset=p.preset, frame_size=p.frame_size,
+            dataset=dataset_path(ctx, dataset, "TrainFlowVideoGenerator"), preset=p.preset, frame_size=p.frame_size,
             crop=p.crop, vgg_weights=str(ctx.resolve_path(p.vgg_weights)) if p.vgg_weights else None,
             lambda_perc=p.lambda_perc, lambda_fm=p.lambda_fm)
         try:
             task = FlowVideoTask(settings)
         except ValueError as exc:
             raise NodeError(f"TrainFlowVideoGenerator: {exc}") from None
-        return _train(ctx, "TrainFlowVideoGenerator", task, p)
+        return run_training(ctx, "TrainFlowVideoGenerator", task, p)
 
 
 # --- figures ---
@@ -435,7 +369,7 @@ class EvaluateHDTF(Node):
         from .evaluate import evaluate_animation, evaluate_video, report
 
         p = self.params
-        data = _dataset_path(ctx, dataset, "EvaluateHDTF")
+        data = dataset_path(ctx, dataset, "EvaluateHDTF")
         table3 = table4 = None
         about = [f"Held-out split `{p.split}` of `{Path(data).name}`."]
         if p.tables in ("both", "table3"):

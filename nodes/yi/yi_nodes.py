@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.face.model_nodes import model_path_param, resolve_model
-from nodes.hdtf.hdtf_nodes import _TRAIN_OUTPUTS, _dataset_path, _train, _TrainParams
+from nodes.training import TRAIN_OUTPUTS, TrainParams, dataset_path, run_training
 from nodes.types import FeatureSeq, MorphCoeffs
 
 AUDIO_ARCH, GAN_ARCH = "yi_audio_exp_pose", "yi_memory_gan"
@@ -293,7 +293,7 @@ class HeadPoseSimilarity(Node):
 # --- training ---------------------------------------------------------------------------------
 
 
-class _AudioParams(_TrainParams):
+class _AudioParams(TrainParams):
     steps: int = Field(3000, ge=1, le=10_000_000, description="generator updates")
     batch_size: int = Field(16, ge=1, le=1024)
     lr_g: float = Field(1e-3, gt=0, le=1)
@@ -314,7 +314,7 @@ class TrainAudioToExpressionPose(Node):
 
     category = "yi/train"
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_AudioParams):
         pass
@@ -328,11 +328,11 @@ class TrainAudioToExpressionPose(Node):
 
         p = self.params
         try:
-            clips, data = dataset_clips(_dataset_path(ctx, dataset, "TrainAudioToExpressionPose"), "train", min_frames=2)
+            clips, data = dataset_clips(dataset_path(ctx, dataset, "TrainAudioToExpressionPose"), "train", min_frames=2)
             task = AudioExpPoseTask(clips, _audio_settings(p), data)
         except ValueError as exc:
             raise NodeError(f"TrainAudioToExpressionPose: {exc}") from None
-        return _train(ctx, "TrainAudioToExpressionPose", task, p)
+        return run_training(ctx, "TrainAudioToExpressionPose", task, p)
 
 
 class PersonalizeAudioToExpressionPose(Node):
@@ -346,7 +346,7 @@ class PersonalizeAudioToExpressionPose(Node):
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
         "checkpoint": In("Checkpoint", "the general model (overrides the checkpoint parameter)", optional=True),
     }
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_AudioParams):
         steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
@@ -366,10 +366,10 @@ class PersonalizeAudioToExpressionPose(Node):
             task = AudioExpPoseTask([clip], _audio_settings(p), {"source": "target video", "frames": len(clip.mfcc)}, init=export)
         except ValueError as exc:
             raise NodeError(f"PersonalizeAudioToExpressionPose: {exc}") from None
-        return _train(ctx, "PersonalizeAudioToExpressionPose", task, p)
+        return run_training(ctx, "PersonalizeAudioToExpressionPose", task, p)
 
 
-class _GanParams(_TrainParams):
+class _GanParams(TrainParams):
     steps: int = Field(2000, ge=1, le=10_000_000, description="generator updates")
     batch_size: int = Field(4, ge=1, le=1024)
     identity: Literal["own", "arcface"] = Field("own", description="identity features (arcface needs its weights)")
@@ -408,7 +408,7 @@ class TrainMemoryGAN(Node):
 
     category = "yi/train"
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_GanParams):
         frame_size: int = Field(128, ge=32, le=2048, description="frames are loaded (and rendered) at this size")
@@ -426,18 +426,18 @@ class TrainMemoryGAN(Node):
         import hashlib
         import json
 
-        from nodes.hdtf.hdtf_nodes import _default_work_dir
+        from nodes.training import default_work_dir
 
         from .train_memorygan import load_clips, save_clips
 
         p = self.params
         model = resolve_model(ctx, "TrainMemoryGAN", None, p.model_path)
         feats = _identity_features(ctx, "TrainMemoryGAN", p.identity, p.arcface_weights, model)
-        url = _dataset_path(ctx, dataset, "TrainMemoryGAN")
+        url = dataset_path(ctx, dataset, "TrainMemoryGAN")
         # the rendered training clips are kept in the work dir, keyed by what they depend on
         what = {"dataset": url, "model": model.sha256, **p.model_dump(include={"frame_size", "identity_variants", "identity",
                                                                                "albedo", "exclude", "max_clips"})}
-        work = ctx.resolve_path(p.work_dir) if p.work_dir else _default_work_dir(ctx)
+        work = ctx.resolve_path(p.work_dir) if p.work_dir else default_work_dir(ctx)
         kept = work / f"clips-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.npz"
         try:
             if kept.is_file():
@@ -453,7 +453,7 @@ class TrainMemoryGAN(Node):
             task = MemoryGANTask(clips, _gan_settings(p), data)
         except ValueError as exc:
             raise NodeError(f"TrainMemoryGAN: {exc}") from None
-        return _train(ctx, "TrainMemoryGAN", task, p)
+        return run_training(ctx, "TrainMemoryGAN", task, p)
 
 
 class PersonalizeMemoryGAN(Node):
@@ -470,7 +470,7 @@ class PersonalizeMemoryGAN(Node):
         "coeffs": In("MorphCoeffs", "its fitted coefficients (Fit3DMM)"),
         "checkpoint": In("Checkpoint", "the general model (overrides the checkpoint parameter)", optional=True),
     }
-    outputs = _TRAIN_OUTPUTS
+    outputs = TRAIN_OUTPUTS
 
     class Params(_GanParams):
         steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
@@ -501,7 +501,7 @@ class PersonalizeMemoryGAN(Node):
             task = MemoryGANTask([clip], _gan_settings(p), {"source": "target video", "frames": n}, init=export)
         except ValueError as exc:
             raise NodeError(f"PersonalizeMemoryGAN: {exc}") from None
-        return _train(ctx, "PersonalizeMemoryGAN", task, p)
+        return run_training(ctx, "PersonalizeMemoryGAN", task, p)
 
 
 def _rescale_clip(frames: np.ndarray, landmarks: np.ndarray, coeffs: MorphCoeffs, n: int, size: int):
@@ -556,7 +556,7 @@ class EvaluateYi(Node):
         audio, a_exp = _load(ctx, p.audio_checkpoint, audio_checkpoint, AUDIO_ARCH)
         gan, g_exp = _load(ctx, p.gan_checkpoint, gan_checkpoint, GAN_ARCH)
         try:
-            result = evaluate(_dataset_path(ctx, dataset, "EvaluateYi"), audio, gan, split=p.split, max_clips=p.max_clips,
+            result = evaluate(dataset_path(ctx, dataset, "EvaluateYi"), audio, gan, split=p.split, max_clips=p.max_clips,
                               max_frames=p.max_frames, device=ctx.device, progress=lambda i, n: ctx.progress(i, n, "clips"))
         except ValueError as exc:
             raise NodeError(f"EvaluateYi: {exc}") from None
