@@ -513,6 +513,8 @@
   TG.widgetPagePosition = function (nodeId, name) {
     const n = nodesById()[nodeId];
     const w = n.widgets.find(function (x) { return x.name === name; });
+    // litegraph sets last_y while drawing; a node placed since the last frame has none yet.
+    if (typeof w.last_y !== "number") canvas.draw(true, true);
     const s = canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] + w.last_y + LiteGraph.NODE_WIDGET_HEIGHT / 2]);
     const r = canvas.canvas.getBoundingClientRect();
     return [r.left + s[0] * (r.width / canvas.canvas.width), r.top + s[1] * (r.height / canvas.canvas.height)];
