@@ -3,12 +3,12 @@
 The engine knows nothing about faces or audio: node libraries register their nodes and port
 types through the registry (entry-point group `graphrun.nodes`).
 """
-from .node import CachePolicy, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, Port, RunContext
+from .node import CachePolicy, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, OutputFolder, Port, RunContext
 from .types import (
     ArrayType, CheckpointBlob, PortType, RecordType, ObjectType, TypeValidationError, TYPES, register_type,
 )
 
 __all__ = [
-    "CachePolicy", "In", "InputFile", "Node", "NodeError", "NoParams", "Out", "OutputFile", "Port", "RunContext",
+    "CachePolicy", "In", "InputFile", "Node", "NodeError", "NoParams", "Out", "OutputFile", "OutputFolder", "Port", "RunContext",
     "ArrayType", "CheckpointBlob", "PortType", "RecordType", "ObjectType", "TypeValidationError", "TYPES", "register_type",
 ]

@@ -151,7 +151,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     ):
         summary.add_row(label, value)
     if meta.files:
-        summary.add_row("files", "\n".join(f"{k}: {v.get('path')} (sha256 {str(v.get('sha256'))[:12]})" for k, v in meta.files.items()))
+        summary.add_row("files", "\n".join(
+            f"{k}: {v.get('path')} (folder: {v.get('files')} files, manifest {str(v.get('manifest_sha256'))[:12]})"
+            if v.get("folder") else f"{k}: {v.get('path')} (sha256 {str(v.get('sha256'))[:12]})" for k, v in meta.files.items()))
     if meta.extra:
         summary.add_row("extra", json.dumps(meta.extra, sort_keys=True, default=str))
     out.print(summary)

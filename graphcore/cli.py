@@ -210,7 +210,11 @@ def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print("  (none)")
     for line in params:
         out.print("  " + escape(line), highlight=False)
-    standard = {"type", "category", "version", "cache", "origin", "description", "inputs", "outputs", "params", "files"}
+    if schema.get("code_dependencies"):
+        out.print("\n[bold]code dependencies[/] [dim](their source is part of the cache key)[/]")
+        out.print("  " + escape(", ".join(schema["code_dependencies"])), highlight=False)
+    standard = {"type", "category", "version", "cache", "origin", "description", "inputs", "outputs", "params", "files",
+                "code_dependencies"}
     extra = {k: v for k, v in schema.items() if k not in standard}
     if extra:
         out.print("\n[bold]facts[/]")
@@ -238,7 +242,8 @@ def describe_params(json_schema: dict, files: dict[str, str]) -> list[str]:
         if choices:
             facts.append("one of " + ", ".join(json.dumps(c) for c in choices))
         if name in files:
-            facts.append("file read (content keys the cache)" if files[name] == "read" else "file written")
+            facts.append({"read": "file read (content keys the cache)", "write": "file written",
+                          "write-folder": "folder written"}.get(files[name], files[name]))
         desc = prop.get("description", "")
         lines.append(f"{name}: {'; '.join(facts)}" + (f" — {desc}" if desc else ""))
     return lines

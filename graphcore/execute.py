@@ -22,9 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from .fingerprint import file_content_hash
 from .keys import node_code
 from .node import Node, NodeError, RunContext
+from .outputs import MissingOutput, record_outputs
 from .plan import RunPlan, TaskNode
 from .registry import NodeRegistry, build_registry
 from .types import PortType, TypeValidationError
@@ -57,7 +57,7 @@ class NodeResult:
     key: str
     seconds: float
     ran: list[tuple[str, str, float]]  # (node id, type, seconds) of every node run, in-process ones included
-    files: dict[str, dict[str, str]]  # OutputFile parameter -> {"path", "sha256"}
+    files: dict[str, dict]  # OutputFile/OutputFolder parameter -> its record (graphcore/outputs.py)
 
 
 # --- resolving node classes ---------------------------------------------------------------
@@ -191,7 +191,10 @@ def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
     cls = env.factory.node_class(task)
     inputs = gather_inputs(env, task, ran)
     outputs, seconds = run_node(env, task, inputs)
-    files = output_file_hashes(task)
+    try:
+        files = record_outputs(task.output_files, task.output_folders)
+    except MissingOutput as exc:
+        raise NodeFailure(task.id, task.type, str(exc)) from None
     persist(env, task, cls, outputs, seconds, files)
     if env.run_memo is not None:
         env.run_memo.put(task.id, outputs)
@@ -326,34 +329,11 @@ def check_outputs(task: TaskNode, cls: type[Node], result: Any) -> dict[str, Any
     return checked
 
 
-def output_file_hashes(task: TaskNode) -> dict[str, dict[str, str]]:
-    files = {}
-    for name, path in task.output_files.items():
-        if not Path(path).is_file():
-            raise NodeFailure(task.id, task.type, f"did not write its output file '{name}' = {path}")
-        files[name] = {"path": path, "sha256": file_content_hash(path)}
-    return files
-
-
-def output_files_intact(files: Mapping[str, Mapping[str, str]], expected: Mapping[str, str]) -> bool:
-    """On a cache hit: every output file the node wrote is still there, unchanged."""
-    for name, path in expected.items():
-        record = files.get(name)
-        if record is None or record.get("path") != path or not Path(path).is_file():
-            return False
-        try:
-            if file_content_hash(path) != record.get("sha256"):
-                return False
-        except OSError:
-            return False
-    return True
-
-
 def persist(env: ExecEnv, task: TaskNode, cls: type[Node], outputs: Mapping[str, Any], seconds: float,
-            files: dict[str, dict[str, str]]) -> None:
-    if task.output_files and env.cache.has(task.key):
-        # Re-run because an output file went missing or was edited: the committed entry
-        # records the old file's hash, so replace it rather than keep it.
+            files: dict[str, dict]) -> None:
+    if (task.output_files or task.output_folders) and env.cache.has(task.key):
+        # Re-run because an output file or folder went missing or was edited: the committed
+        # entry records the old one's hash, so replace it rather than keep it.
         env.cache.delete(task.key)
     try:
         with env.cache.writer(task.key) as writer:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import inspect
 import os
+import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any, Mapping
 
 from .canonical import canonical_json
@@ -20,11 +23,11 @@ KEY_SCHEMA = 1  # bump when the layout of the key document changes
 
 
 def code_fingerprint(cls: type) -> str:
-    """Hash of the node's code, insensitive to comments, docstrings and formatting.
+    """Hash of the node's code, insensitive to comments, docstrings and formatting: its class
+    (and base classes) plus the modules named in its `code_dependencies`.
 
-    A node may set `code_version` to pin its fingerprint explicitly (e.g. when its behaviour
-    lives in helper modules the class source does not show, or to keep its cache across a
-    refactor); `version` is part of the key either way.
+    A node may set `code_version` to pin its fingerprint explicitly (e.g. to keep its cache
+    across a refactor); `version` is part of the key either way.
     """
     explicit = getattr(cls, "code_version", None)
     if explicit is not None:
@@ -39,7 +42,92 @@ def code_fingerprint(cls: type) -> str:
             parts.append(f"{klass.__module__}.{klass.__qualname__}:nosource")
             continue
         parts.append(_normalised_source(src))
+    for module in sorted(set(getattr(cls, "code_dependencies", ()) or ())):
+        parts.append(f"depends:{module}:{dependency_fingerprint(module)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class CodeDependencyError(ValueError):
+    """A declared code dependency names no importable module with source files."""
+
+
+def dependency_files(module: str) -> list[tuple[str, Path]]:
+    """(dotted name, source file) of `module`, or of every module of a package, in name order.
+
+    Found without running the modules: only the top-level package is located through the
+    import system (importlib.util.find_spec runs nothing for a top-level name); the rest of the
+    dotted name is followed through the package folders on disk, so naming
+    `trainers.data.clips` does not import torch through `trainers/data/__init__.py`.
+    """
+    loaded = sys.modules.get(module)
+    spec = getattr(loaded, "__spec__", None) if loaded is not None else None
+    parts = module.split(".")
+    if spec is None:
+        if not all(p.isidentifier() for p in parts):
+            raise CodeDependencyError(f"{module!r} is not a dotted module name")
+        try:
+            spec = importlib.util.find_spec(parts[0])
+        except (ImportError, ValueError) as exc:
+            raise CodeDependencyError(f"cannot locate module {parts[0]!r}: {exc}") from None
+        if spec is None:
+            raise CodeDependencyError(f"no module named {parts[0]!r}")
+        locations = [Path(p) for p in (spec.submodule_search_locations or [])]
+        origin = Path(spec.origin) if spec.origin and spec.has_location else None
+        for depth, part in enumerate(parts[1:], start=1):
+            parent = ".".join(parts[:depth])
+            if not locations:
+                raise CodeDependencyError(f"no module named {module!r}: {parent!r} is not a package")
+            found = _find_child(locations, part)
+            if found is None:
+                raise CodeDependencyError(f"no module named {module!r} (looked in {', '.join(map(str, locations))})")
+            locations, origin = found
+    else:
+        locations = [Path(p) for p in (spec.submodule_search_locations or [])]
+        origin = Path(spec.origin) if spec.origin and spec.has_location else None
+    if locations:  # a package: every module in it, sub-packages included
+        files = {}
+        for root in locations:
+            for f in sorted(root.rglob("*.py")):
+                rel = f.relative_to(root).with_suffix("")
+                if "__pycache__" in rel.parts:
+                    continue
+                names = [p for p in rel.parts if p != "__init__"]
+                files.setdefault(".".join([module, *names]), f)
+        if not files:
+            raise CodeDependencyError(f"package {module!r} holds no Python source files")
+        return sorted(files.items())
+    if origin is None or origin.suffix != ".py" or not origin.is_file():
+        raise CodeDependencyError(f"module {module!r} has no Python source file ({origin or 'built in'})")
+    return [(module, origin)]
+
+
+def _find_child(locations: list[Path], name: str) -> tuple[list[Path], Path | None] | None:
+    for loc in locations:
+        if (loc / name / "__init__.py").is_file():
+            return [loc / name], loc / name / "__init__.py"
+        if (loc / f"{name}.py").is_file():
+            return [], loc / f"{name}.py"
+    namespace = [loc / name for loc in locations if (loc / name).is_dir()]
+    return (namespace, None) if namespace else None
+
+
+_dependency_memo: dict[str, str] = {}
+
+
+def dependency_fingerprint(module: str) -> str:
+    """Hash of the normalised source of `module` (all modules of a package); once per process,
+    like the node classes themselves (the code that runs is the code first imported)."""
+    with _memo_lock:
+        hit = _dependency_memo.get(module)
+    if hit is not None:
+        return hit
+    h = hashlib.sha256()
+    for name, path in dependency_files(module):
+        h.update(name.encode() + b"\0" + _normalised_source(path.read_text(encoding="utf-8")).encode() + b"\0")
+    digest = h.hexdigest()
+    with _memo_lock:
+        _dependency_memo[module] = digest
+    return digest
 
 
 def _normalised_source(src: str) -> str:

@@ -3,7 +3,8 @@
 A node's key is `fingerprint.cache_key` over: its type, version and code fingerprint, its
 canonical parameters, the keys (not values) of the upstream outputs it reads, the content
 fingerprints of its literal inputs, and the content hashes of the files it reads (InputFile
-parameters and Path-typed literals, resolved against the workflow's folder). A `recompute`
+parameters, Path-typed literals, and the files its `implicit_files` names, such as a bundled
+checkpoint used when no checkpoint is given; resolved against the workflow's folder). A `recompute`
 node without a seed also gets the run's salt, so that it runs every time. Editor layout never
 enters a key. Nothing here depends on the process or machine: the same workflow and files give
 the same keys everywhere.
@@ -51,16 +52,22 @@ def path_content_hash(path: Path) -> str:
     return file_content_hash(path)
 
 
-def _file_hash(node: BoundNode, what: str, value: Any, base_dir: Path) -> str:
+def _file_hash(node: BoundNode, what: str, value: Any, base_dir: Path, implicit: bool = False) -> str:
     path = resolve_against(value, base_dir)
     try:
         return path_content_hash(path)
     except OSError as exc:
         line = node.spec.param_lines.get(what) or node.spec.input_lines.get(what) or node.spec.line
+        role = f"(the implicit file '{what}' of {node.cls.type_name})" if implicit else f"given as '{what}'"
         raise WorkflowError([Problem(
-            f"cannot read file {str(path)!r} given as '{what}': {exc.strerror or exc}",
+            f"cannot read file {str(path)!r} {role}: {exc.strerror or exc}",
             node_id=node.id, line=line, kind="file",
         )]) from None
+
+
+def implicit_files(cls: type, params: Any, connected: Any) -> dict[str, str]:
+    """The node's declared implicit files (name -> path as given) for these params and ports."""
+    return {name: os.fspath(path) for name, path in cls(params).implicit_files(frozenset(connected)).items()}
 
 
 def node_key(node: BoundNode, upstream_keys: dict[str, str], run_salt: str, base_dir: Path) -> str:
@@ -82,6 +89,8 @@ def node_key(node: BoundNode, upstream_keys: dict[str, str], run_salt: str, base
         value = params.get(name)
         if mode == "read" and value not in (None, ""):
             files[name] = _file_hash(node, name, value, base_dir)
+    for name, path in implicit_files(cls, node.params, node.inputs).items():
+        files["implicit:" + name] = _file_hash(node, name, path, base_dir, implicit=True)
     salt = run_salt if cls.cache == CachePolicy.RECOMPUTE and not cls.is_seeded(node.params) else None
     return cache_key(
         node_type=cls.type_name, version=cls.version, code=node_code(cls), params=params,

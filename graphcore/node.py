@@ -73,8 +73,16 @@ def OutputFile(default: Any = ..., *, description: str = "", extensions: tuple[s
     return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "write", "extensions": list(extensions)}}, **kw)
 
 
+def OutputFolder(default: Any = ..., *, description: str = "", **kw: Any) -> Any:  # noqa: N802
+    """A parameter naming a folder the node writes (e.g. a Zarr dataset): at commit the engine
+    records a manifest of the tree (relative paths, sizes, mtimes); on a cache hit it re-runs the
+    node if the folder is gone or its manifest changed. fsspec URLs (`s3://...`) are not tracked."""
+    return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "write-folder", "extensions": []}}, **kw)
+
+
 def file_params(params_model: type[BaseModel]) -> dict[str, str]:
-    """Parameter name -> "read" | "write" for the parameters declared with InputFile/OutputFile."""
+    """Parameter name -> "read" | "write" | "write-folder" for the parameters declared with
+    InputFile/OutputFile/OutputFolder."""
     out = {}
     for name, field in params_model.model_fields.items():
         extra = field.json_schema_extra
@@ -133,6 +141,10 @@ class Node:
     category: ClassVar[str] = "misc"
     version: ClassVar[int | str] = 1
     code_version: ClassVar[str | None] = None  # pins the code fingerprint when set
+    # Dotted names of the modules (a package: all of its modules) whose code decides this node's
+    # results besides its own class, e.g. ("nodes.face.flow", "trainers"). Their normalised
+    # source is part of the code fingerprint, so editing them invalidates the node's cache.
+    code_dependencies: ClassVar[tuple[str, ...]] = ()
     cache: ClassVar[CachePolicy] = CachePolicy.DEFAULT
     inputs: ClassVar[dict[str, Port]] = {}
     outputs: ClassVar[dict[str, Port]] = {}
@@ -157,6 +169,14 @@ class Node:
 
     # --- introspection used by validation, the CLI and the editor ---
 
+    def implicit_files(self, connected: frozenset[str]) -> Mapping[str, str | os.PathLike]:
+        """Files the node will read that no InputFile parameter names, given its parameters and
+        the input ports fed in the workflow (`connected`): e.g. a bundled checkpoint used when the
+        checkpoint parameter is empty and no checkpoint is connected. Name -> path (relative
+        paths are relative to the workflow's folder). Their content keys the cache, exactly as
+        InputFile parameters do, and validation reports one that is missing."""
+        return {}
+
     @classmethod
     def description(cls) -> str:
         return (cls.__doc__ or "").strip()
@@ -179,6 +199,7 @@ class Node:
             "outputs": {k: p.schema() for k, p in cls.outputs.items()},
             "params": cls.Params.model_json_schema(),
             "files": file_params(cls.Params),
+            "code_dependencies": list(cls.code_dependencies),
             **cls.extra_schema(),
         }
 

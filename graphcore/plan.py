@@ -29,6 +29,7 @@ class TaskNode:
     persistent_ports: tuple[str, ...]  # outputs written to the cache
     seed: int
     output_files: dict[str, str]  # OutputFile parameter -> absolute path
+    output_folders: dict[str, str] = dataclasses.field(default_factory=dict)  # OutputFolder parameter -> absolute path
 
     def upstream(self) -> list[str]:
         return sorted({s.node for s in self.inputs.values() if isinstance(s, Edge)})
@@ -81,6 +82,16 @@ def derive_seed(bound: BoundNode, key: str) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
 
 
+def written_paths(cls: type, params: dict[str, Any], base_dir: Path, mode: str) -> dict[str, str]:
+    """Absolute paths of the node's OutputFile ("write") or OutputFolder ("write-folder")
+    parameters that are set; URLs (s3://...) are not tracked."""
+    return {
+        name: str(resolve_against(params[name], base_dir))
+        for name, m in file_params(cls.Params).items()
+        if m == mode and isinstance(params.get(name), str) and params[name] and "://" not in params[name]
+    }
+
+
 def build_plan(
     graph: BoundGraph, keys: dict[str, str], *, run_id: str, device: str = "cpu", plugin_paths: tuple[str, ...] = ()
 ) -> RunPlan:
@@ -101,10 +112,7 @@ def build_plan(
             in_process=in_process,
             persistent_ports=() if in_process else tuple(p for p, port in cls.outputs.items() if port.port_type.persistent),
             seed=derive_seed(bound, keys[node_id]),
-            output_files={
-                name: str(resolve_against(params[name], base_dir))
-                for name, mode in file_params(cls.Params).items()
-                if mode == "write" and params.get(name) not in (None, "")
-            },
+            output_files=written_paths(cls, params, base_dir, "write"),
+            output_folders=written_paths(cls, params, base_dir, "write-folder"),
         )
     return RunPlan(run_id, str(base_dir), device, tuple(plugin_paths), nodes)

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
+from .fingerprint import CodeDependencyError, dependency_files
 from .node import Node
 
 ENTRY_POINT_GROUP = "graphrun.nodes"
@@ -58,6 +59,7 @@ class NodeRegistry:
             raise ValueError(f"node type {name!r} is already defined by {existing.origin or existing.__module__}")
         if "run" not in {k for c in cls.__mro__ if c is not Node for k in vars(c)}:
             raise TypeError(f"node type {name!r} does not define run()")
+        check_code_dependencies(cls)
         cls.origin = origin
         self._nodes[name] = cls
 
@@ -68,6 +70,8 @@ class NodeRegistry:
         if clashes:
             owners = ", ".join(f"{n!r} (already from {self._nodes[n].origin})" for n in clashes)
             raise ValueError(f"node type name clash: {owners}")
+        for cls in classes:
+            check_code_dependencies(cls)
         for cls in classes:
             self.register(cls, origin)
         return [c.type_name for c in classes]
@@ -159,6 +163,25 @@ class NodeRegistry:
         except Exception as exc:  # a broken plugin must not take down the others
             msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
             self.errors.append(PluginError(plugin, msg, traceback.format_exc()))
+
+
+_resolved_dependencies: set[str] = set()
+
+
+def check_code_dependencies(cls: type[Node]) -> None:
+    """Every module a node names in `code_dependencies` must be found (without importing it)."""
+    deps = cls.code_dependencies
+    if isinstance(deps, str) or not all(isinstance(d, str) for d in deps):
+        raise ValueError(f"node type {cls.type_name!r}: code_dependencies must be a tuple of dotted module names, "
+                         f"got {deps!r}")
+    for module in deps:
+        if module in _resolved_dependencies:
+            continue
+        try:
+            dependency_files(module)
+        except CodeDependencyError as exc:
+            raise ValueError(f"node type {cls.type_name!r} declares code dependency {module!r}: {exc}") from None
+        _resolved_dependencies.add(module)
 
 
 def nodes_in_module(module: ModuleType) -> list[type[Node]]:

@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 from .events import Event, EventBus, Listener
-from .execute import NodeFailure, NodeResult, output_files_intact, traceback_tail
+from .execute import NodeFailure, NodeResult, traceback_tail
 from .executors import Executor, make_executor
 from .keys import compute_keys
+from .outputs import stale_output
 from .plan import RunPlan, build_plan
 from .registry import PLUGINS_ENV
 from .workflow import BoundGraph, Edge
@@ -149,6 +150,7 @@ class Scheduler:
                 self.children[up].append(n)
         self._terminal: set[str] = set()
         self._gate = threading.Lock()
+        self.stale: dict[str, str] = {}  # node id -> why its cache hit was refused
 
     # --- events ---
 
@@ -200,12 +202,18 @@ class Scheduler:
         return out
 
     def is_cached(self, node_id: str) -> bool:
+        """Committed, and every file or folder it wrote is still as it left it (otherwise the
+        reason is kept, and logged when the node is queued to run again)."""
         task = self.plan.nodes[node_id]
         if not self.cache.has(task.key):
             return False
-        if task.output_files:
+        if task.output_files or task.output_folders:
             meta = self.cache.meta(task.key)
-            return meta is not None and output_files_intact(meta.files or {}, task.output_files)
+            reason = "its cache entry cannot be read" if meta is None else \
+                stale_output(meta.files or {}, task.output_files, task.output_folders)
+            if reason is not None:
+                self.stale[node_id] = reason
+                return False
         return True
 
     def cached_nodes(self, node_ids: list[str]) -> set[str]:
@@ -233,7 +241,8 @@ class Scheduler:
         report = RunReport(
             run_id=plan.run_id, status={n: self.status[n] for n in self.order},
             keys={n: t.key for n, t in plan.nodes.items()}, seconds=self.seconds, errors=self.errors,
-            files={n: dict(t.output_files) for n, t in plan.nodes.items() if t.output_files},
+            files={n: {**t.output_files, **t.output_folders} for n, t in plan.nodes.items()
+                   if t.output_files or t.output_folders},
             elapsed=elapsed, graph=self.graph, cache=self.cache,
         )
         self.emit("run_finished", ok=report.ok, seconds=elapsed, counts=report.counts())
@@ -254,6 +263,8 @@ class Scheduler:
         for n in self.order:
             if n in closures or n in needed:
                 self.emit("queued", n)
+                if n in self.stale:
+                    self.emit("log", n, message=f"running again: {self.stale[n]}")
             else:
                 self.status[n] = "cached"
                 self.emit("cached", n)

@@ -15,6 +15,7 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .loader import NODE_ID_RE, REFERENCE_RE, apply_overrides, load_workflow, suggest
+from .keys import implicit_files
 from .node import Node, Port, file_params
 from .types import TYPES, PortType, TypeValidationError
 from .workflow import BoundGraph, BoundNode, Edge, Literal, NodeSpec, Problem, Workflow, WorkflowError
@@ -210,6 +211,20 @@ class _Checker:
             value = valid.get(name, model.model_fields[name].default)
             if isinstance(value, (str, os.PathLike)) and str(value):
                 self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name))
+        if not bad:
+            self.check_implicit_files(spec, cls, valid)
+
+    def check_implicit_files(self, spec: NodeSpec, cls: type[Node], params: dict[str, Any]) -> None:
+        """The files the node reads without a parameter naming them (e.g. a bundled checkpoint)."""
+        try:
+            files = implicit_files(cls, cls.Params(**params), spec.inputs)
+        except Exception as exc:  # noqa: BLE001 (a node's hook must not take validation down)
+            self.add(spec, f"cannot list the files {spec.type} reads: {type(exc).__name__}: {exc}", "file")
+            return
+        for name, path in files.items():
+            resolved = resolve_workflow_path(self.wf, path)
+            if not resolved.exists():
+                self.add(spec, f"{spec.type} reads the file '{name}' = {resolved}, which does not exist", "file")
 
     def check_file(self, spec: NodeSpec, value: Any, what: str, line: int | None) -> None:
         resolved = resolve_workflow_path(self.wf, value)
