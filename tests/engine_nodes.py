@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore import CachePolicy, In, Node, NodeError, Out, RunContext
+from graphcore import CachePolicy, In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
 
 
 class Rendezvous(Node):
@@ -169,3 +169,44 @@ class Scratch(Node):
         assert ctx.tmp_dir.is_dir() and not any(ctx.tmp_dir.iterdir())
         (ctx.tmp_dir / "note.txt").write_text(f"seed {ctx.seed}")
         return {"folder": str(ctx.tmp_dir), "content": (ctx.tmp_dir / "note.txt").read_text()}
+
+
+class WriteFolder(Node):
+    """Writes `files` small files into a folder (a stand-in for a dataset writer)."""
+
+    category = "test"
+    outputs = {"path": Out("Path")}
+
+    class Params(BaseModel):
+        path: str = OutputFolder("out/data", description="the folder written")
+        files: int = Field(3, ge=0)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        root = ctx.resolve_path(self.params.path)
+        (root / "sub").mkdir(parents=True, exist_ok=True)
+        for i in range(self.params.files):
+            (root / "sub" / f"{i}.txt").write_text(f"file {i}")
+        return {"path": str(root)}
+
+
+class ReadTable(Node):
+    """Reads a table file; without one (parameter empty, input unconnected) it falls back to
+    the file named by `fallback`, as a node falls back to a bundled checkpoint."""
+
+    category = "test"
+    inputs = {"table_in": In("String", optional=True)}
+    outputs = {"text": Out("String")}
+
+    class Params(BaseModel):
+        table: str = InputFile("", description="the table; empty: the fallback")
+        fallback: str = Field("bundled.txt", description="the fallback table (not a file parameter)")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict[str, str]:
+        if self.params.table or "table_in" in connected:
+            return {}
+        return {"fallback table": self.params.fallback}
+
+    def run(self, ctx: RunContext, table_in: str | None = None) -> dict[str, Any]:
+        if table_in is not None:
+            return {"text": table_in}
+        return {"text": ctx.resolve_path(self.params.table or self.params.fallback).read_text()}

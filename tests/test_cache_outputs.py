@@ -1,0 +1,129 @@
+"""What a node writes or reads outside its ports: folder outputs (OutputFolder) are checked on
+every cache hit, and implicit input files (a bundled fallback) key the cache."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from engine_helpers import Recorder, compile_file, write_workflow
+from graphcore.cache import CacheStore
+from graphcore.keys import compute_keys
+from graphcore.scheduler import run_graph
+from graphcore.validation import check_workflow_file
+from graphcore.workflow import WorkflowError
+
+FOLDER = """
+version: 1
+nodes:
+  data: {type: WriteFolder, params: {path: out/data, files: 3}}
+"""
+
+
+@pytest.fixture()
+def cache(tmp_path):
+    return CacheStore(str(tmp_path / "cache"))
+
+
+def run(path, cache):
+    rec = Recorder()
+    return run_graph(compile_file(path), cache=cache, listeners=[rec]), rec
+
+
+def logs(rec, node_id):
+    return [e.data["message"] for e in rec.events if e.kind == "log" and e.node_id == node_id]
+
+
+def test_folder_output_is_recorded_and_a_hit_while_untouched(tmp_path, cache):
+    wf = write_workflow(tmp_path, FOLDER)
+    report, _ = run(wf, cache)
+    folder = tmp_path / "out" / "data"
+    assert report.ok and report.files == {"data": {"path": str(folder)}}
+    record = cache.meta(report.keys["data"]).files["path"]
+    assert record["folder"] and record["files"] == 3 and record["bytes"] == 3 * len("file 0")
+    again, rec = run(wf, cache)
+    assert again.status["data"] == "cached" and not logs(rec, "data")
+
+
+@pytest.mark.parametrize("change", ["delete folder", "delete a file", "add a file", "edit a file"])
+def test_changed_or_missing_folder_runs_again_and_says_why(tmp_path, cache, change):
+    wf = write_workflow(tmp_path, FOLDER)
+    run(wf, cache)
+    folder = tmp_path / "out" / "data"
+    if change == "delete folder":
+        import shutil
+
+        shutil.rmtree(folder)
+    elif change == "delete a file":
+        (folder / "sub" / "1.txt").unlink()
+    elif change == "add a file":
+        (folder / "stray.txt").write_text("x")
+    else:
+        f = folder / "sub" / "0.txt"
+        f.write_text("FILE 0")  # same size: the mtime tells
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    report, rec = run(wf, cache)
+    assert report.ran() == {"data"}
+    why = logs(rec, "data")
+    assert len(why) == 1 and str(folder) in why[0]
+    assert ("is gone" in why[0]) if change == "delete folder" else ("was changed" in why[0])
+    # the entry now describes the folder as rewritten: the next run is a hit again
+    assert run(wf, cache)[0].status["data"] == "cached"
+
+
+def test_a_folder_output_not_written_is_named():
+    from graphcore.outputs import MissingOutput, record_outputs
+
+    with pytest.raises(MissingOutput, match="did not write its output folder 'path' = /nowhere/data"):
+        record_outputs({}, {"path": "/nowhere/data"})
+
+
+READ = """
+version: 1
+nodes:
+  read: {type: ReadTable, params: {fallback: bundled.txt}}
+"""
+
+
+def test_implicit_file_content_keys_the_cache(tmp_path, cache):
+    (tmp_path / "bundled.txt").write_text("one")
+    wf = write_workflow(tmp_path, READ)
+    report, _ = run(wf, cache)
+    assert report.load_output("read", "text") == "one"
+    assert run(wf, cache)[0].status["read"] == "cached"
+    (tmp_path / "bundled.txt").write_text("two")  # the fallback changed: a stale hit would say "one"
+    report, _ = run(wf, cache)
+    assert report.ran() == {"read"} and report.load_output("read", "text") == "two"
+
+
+def test_implicit_file_only_when_the_node_uses_it(tmp_path):
+    (tmp_path / "bundled.txt").write_text("one")
+    (tmp_path / "given.txt").write_text("given")
+    given = write_workflow(tmp_path, READ.replace("fallback: bundled.txt", "fallback: bundled.txt, table: given.txt"), "g.yaml")
+    key = compute_keys(compile_file(given), "s")["read"]
+    (tmp_path / "bundled.txt").write_text("two")
+    assert compute_keys(compile_file(given), "s")["read"] == key  # the fallback is not read: not keyed
+
+
+def test_missing_implicit_file_is_a_validation_problem(tmp_path):
+    from engine_helpers import engine_registry
+
+    wf = write_workflow(tmp_path, READ.replace("bundled.txt", "gone.txt"))
+    _, problems = check_workflow_file(wf, engine_registry())
+    assert len(problems) == 1
+    p = problems[0]
+    assert p.node_id == "read" and p.kind == "file" and "fallback table" in p.message and "gone.txt" in p.message
+    connected = write_workflow(tmp_path, READ.replace("bundled.txt", "gone.txt").replace(
+        "params: {fallback: gone.txt}", "params: {fallback: gone.txt}, inputs: {table_in: {literal: hi}}"), "c.yaml")
+    assert check_workflow_file(connected, engine_registry())[1] == []
+
+
+def test_implicit_file_removed_after_validation_is_named_by_the_planner(tmp_path):
+    (tmp_path / "bundled.txt").write_text("one")
+    graph = compile_file(write_workflow(tmp_path, READ))
+    (tmp_path / "bundled.txt").unlink()
+    with pytest.raises(WorkflowError) as info:
+        compute_keys(graph, "s")
+    (p,) = info.value.problems
+    assert p.node_id == "read" and "implicit file 'fallback table' of ReadTable" in p.message
