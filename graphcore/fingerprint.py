@@ -42,6 +42,8 @@ def code_fingerprint(cls: type) -> str:
             parts.append(f"{klass.__module__}.{klass.__qualname__}:nosource")
             continue
         parts.append(_normalised_source(src))
+        parts.extend(ast.dump(_strip_docstrings(stmt), annotate_fields=False, include_attributes=False)
+                     for stmt in module_helpers(klass))
     for module in sorted(set(getattr(cls, "code_dependencies", ()) or ())):
         parts.append(f"depends:{module}:{dependency_fingerprint(module)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -135,11 +137,58 @@ def _normalised_source(src: str) -> str:
         tree = ast.parse(src)
     except SyntaxError:
         return src
+    return ast.dump(_strip_docstrings(tree), annotate_fields=False, include_attributes=False)
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]  # docstrings do not change behaviour
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    return tree
+
+
+def module_helpers(klass: type) -> list[ast.stmt]:
+    """The top-level functions, classes and assignments of the class's own module that its
+    source uses by name, directly or through one another (e.g. a `_load_checkpoint` helper
+    next to the node): they are part of its code as much as its methods are."""
+    module = sys.modules.get(klass.__module__)
+    try:
+        tree = ast.parse(inspect.getsource(module)) if module is not None else None
+    except (OSError, TypeError, SyntaxError):
+        return []
+    if tree is None:
+        return []
+    defined: dict[str, ast.stmt] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined[stmt.name] = stmt
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        defined[n.id] = stmt
+    own = defined.pop(klass.__name__, None)
+    if own is None:
+        return []
+    used: list[ast.stmt] = []
+    seen: set[int] = set()
+    stack = [own]
+    while stack:
+        for n in ast.walk(stack.pop()):
+            stmt = defined.get(n.id) if isinstance(n, ast.Name) else None
+            if stmt is not None and id(stmt) not in seen and not _is_node_class(module, stmt):
+                seen.add(id(stmt))
+                used.append(stmt)
+                stack.append(stmt)
+    return sorted(used, key=lambda stmt: stmt.lineno)
+
+
+def _is_node_class(module: Any, stmt: ast.stmt) -> bool:
+    """Another node class of the module (its own fingerprint covers it when it is a base)."""
+    obj = getattr(module, stmt.name, None) if isinstance(stmt, ast.ClassDef) else None
+    return isinstance(obj, type) and any(k.__module__ == "graphcore.node" and k.__name__ == "Node" for k in obj.__mro__)
 
 
 _file_hash_memo: dict[tuple[str, int, int], str] = {}

@@ -127,3 +127,23 @@ def test_implicit_file_removed_after_validation_is_named_by_the_planner(tmp_path
         compute_keys(graph, "s")
     (p,) = info.value.problems
     assert p.node_id == "read" and "implicit file 'fallback table' of ReadTable" in p.message
+
+
+def test_the_library_declares_its_bundled_fallbacks():
+    from nodes.face.flow_nodes import DenseFlowBuilder
+    from nodes.hdtf.hdtf_nodes import AnimationGenerator, EvaluateHDTF
+    from nodes.yi.yi_nodes import EvaluateYi, MemoryGAN
+
+    none = frozenset()
+    (ckpt,) = AnimationGenerator().implicit_files(none).values()
+    assert ckpt.name == "hdtf_animation_tiny.pt" and ckpt.is_file()
+    assert AnimationGenerator().implicit_files(frozenset({"checkpoint"})) == {}
+    assert AnimationGenerator({"checkpoint": "mine.pt"}).implicit_files(none) == {}
+    (model,) = DenseFlowBuilder().implicit_files(none).values()
+    assert model.name == "talkgraph_3dmm_v1.npz" and model.is_file()
+    assert DenseFlowBuilder().implicit_files(frozenset({"model"})) == {}
+    assert MemoryGAN().implicit_files(none)["bundled checkpoint"].name == "memory_gan_tiny.pt"
+    assert set(EvaluateYi().implicit_files(frozenset({"gan_checkpoint"}))) == {"bundled audio checkpoint", "bundled face model"}
+    assert set(EvaluateHDTF({"tables": "table3"}).implicit_files(none)) == {"bundled animation checkpoint", "bundled face model"}
+    for path in [*EvaluateYi().implicit_files(none).values(), *EvaluateHDTF().implicit_files(none).values()]:
+        assert path.is_file(), path

@@ -276,7 +276,7 @@ def rebase_paths(wf: Workflow, registry: Any, new_dir: Path) -> list[str]:
     changed = []
 
     def moved(value: Any) -> Any:
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
             return Path(os.path.relpath(old_dir / value, new_dir)).as_posix()
         return value
 

@@ -18,6 +18,7 @@ class AudioFeatures(Node):
     """
 
     category = "audio"
+    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types")
     inputs = {
         "audio": In("Audio"),
         "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),

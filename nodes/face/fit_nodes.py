@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import model_path_param, resolve_model
+from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
 
 
 class Fit3DMM(Node):
@@ -24,6 +24,7 @@ class Fit3DMM(Node):
     """
 
     category = "face"
+    code_dependencies = (*FACE_MODEL_CODE, "nodes.face.fitting", "nodes.types")
     version = "1+model1"
     inputs = {
         "landmarks": In("Landmarks", "(T, 478, 2|3) MediaPipe landmarks in pixels"),
@@ -51,6 +52,9 @@ class Fit3DMM(Node):
         chunk: int = Field(256, ge=1, le=100000, description="frames fitted at once")
         image_width: int = Field(0, ge=0, le=16384, description="image width when no frames/image are connected")
         image_height: int = Field(0, ge=0, le=16384, description="image height when no frames/image are connected")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, landmarks: np.ndarray, frames: np.ndarray | None = None,
             image: np.ndarray | None = None, reference: Any = None, model: Any = None) -> dict[str, Any]:

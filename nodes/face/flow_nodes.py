@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import model_path_param, resolve_model
+from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
 
 
 class DenseFlowBuilder(Node):
@@ -25,6 +25,7 @@ class DenseFlowBuilder(Node):
     """
 
     category = "face"
+    code_dependencies = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.types")
     version = "1+model1"
     inputs = {
         "reference": In("MorphCoeffs", "coefficients of the reference (source) image"),
@@ -45,6 +46,9 @@ class DenseFlowBuilder(Node):
         neck: float = Field(0.2, ge=0, le=3, description="the torso starts this far below the chin, x face height")
         torso_width: float = Field(3.0, ge=0, le=20, description="torso band width, x face width")
         chunk: int = Field(8, ge=1, le=1024, description="frames rasterised at once")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, reference: Any, driving: Any, model: Any = None) -> dict[str, Any]:
         from nodes.face.flow import Coefficients, FlowBuilder, FlowSettings

@@ -15,10 +15,21 @@ FACE_MODEL = register_type(ObjectType(
     "talkgraph")
 
 MODEL_PATH_HELP = "3DMM .npz (empty: the bundled assets/face_model/talkgraph_3dmm_v1.npz)"
+BUNDLED_MODEL = "assets/face_model/talkgraph_3dmm_v1.npz"  # nodes/face/model.py DEFAULT_MODEL_PATH
+
+# The code that loads a face model, for nodes that take one (`code_dependencies`).
+FACE_MODEL_CODE = ("nodes.face.model_nodes", "nodes.face.model", "nodes.face.camera")
 
 
 def model_path_param() -> Any:
     return InputFile("", description=MODEL_PATH_HELP, extensions=(".npz",))
+
+
+def face_model_files(model_path: str, connected: frozenset[str], port: str = "model") -> dict:
+    """The bundled face model, when a node with a `model_path` parameter falls back to it."""
+    from nodes.bundled import fallback
+
+    return fallback("bundled face model", model_path, BUNDLED_MODEL, connected, port)
 
 
 def resolve_model(ctx: RunContext, node: str, model: Any = None, model_path: str = ""):
@@ -44,11 +55,15 @@ class FaceModel(Node):
 
     category = "face"
     cache = CachePolicy.TRANSIENT
+    code_dependencies = FACE_MODEL_CODE
     inputs: dict = {}
     outputs = {"model": Out("FaceModel")}
 
     class Params(BaseModel):
         model_path: str = model_path_param()
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected, port=None)
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         model = resolve_model(ctx, "FaceModel", None, self.params.model_path)
@@ -57,4 +72,4 @@ class FaceModel(Node):
         return {"model": model}
 
 
-__all__ = ["FaceModel", "FACE_MODEL", "resolve_model", "model_path_param"]
+__all__ = ["FaceModel", "FACE_MODEL", "FACE_MODEL_CODE", "face_model_files", "resolve_model", "model_path_param"]

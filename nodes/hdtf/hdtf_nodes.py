@@ -10,8 +10,6 @@ Heavy imports (torch, cv2, matplotlib) stay inside functions so listing nodes st
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -23,30 +21,21 @@ from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunC
 from graphcore.types import CheckpointBlob
 from nodes.types import FeatureSeq, MorphCoeffs
 
-from nodes.training import DATASET_DOC, TRAIN_OUTPUTS, TrainParams, dataset_path, run_training
+from nodes.bundled import fallback
+from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files
+from nodes.training import DATASET_DOC, TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
 
 from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, load_generator
 
 OFFICIAL_PARAMS = {"flow_video_generator": 20.4e6}  # MRzzm/HDTF code_animation2video defaults
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def sources_fingerprint(*paths: str, source: str = "") -> str:
-    """A node's code_version: its class source plus the helper modules its results depend on
-    (the engine fingerprints only the class itself), so editing e.g. the architecture or a loss
-    invalidates exactly the cached results that used it."""
-    h = hashlib.sha256(source.encode())
-    for rel in paths:
-        for f in sorted((ROOT / rel).glob("*.py")) if (ROOT / rel).is_dir() else [ROOT / rel]:
-            h.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-_MODEL = ("nodes/hdtf/blocks.py", "nodes/hdtf/model_registry.py", "nodes/hdtf/checkpoints.py", "nodes/hdtf/coeffs.py",
-          "nodes/hdtf/identity.py", "nodes/hdtf/inference.py")
-_ANIMATION = (*_MODEL, "nodes/hdtf/animation_generator.py")
-_VIDEO = (*_MODEL, "nodes/hdtf/flow_video_generator.py")
-_TRAINING = ("trainers", "trainers/data", "nodes/training.py", "nodes/hdtf/fapp.py")
+# The modules each node runs besides its class (`code_dependencies`): editing e.g. the
+# architecture or a loss invalidates exactly the cached results that used it.
+_MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.hdtf.model_registry", "nodes.hdtf.checkpoints", "nodes.hdtf.coeffs",
+          "nodes.hdtf.identity", "nodes.hdtf.inference", "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator",
+          "trainers.exports", "trainers.loop", "trainers.discriminators", "trainers.vgg")
+_FAPP = ("nodes.hdtf.fapp", "nodes.face.flow", "nodes.face.raster", *FACE_MODEL_CODE)
 
 
 @functools.lru_cache(maxsize=None)
@@ -91,6 +80,7 @@ class AnimationGenerator(Node):
 
 
     category = "hdtf"
+    code_dependencies = _MODEL
     inputs = {
         "features": In("AudioFeatures", "mfcc_pitch features of the driving audio (13 MFCC + 2 pitch per frame)"),
         "reference": In("Image", "the reference portrait"),
@@ -110,6 +100,9 @@ class AnimationGenerator(Node):
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
         return _schema_counts("animation_generator")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return fallback("bundled checkpoint", self.params.checkpoint, BUNDLED["animation_generator"], connected, "checkpoint")
 
     def run(self, ctx: RunContext, features: FeatureSeq, reference: np.ndarray, landmarks: np.ndarray,
             coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -150,6 +143,7 @@ class FlowVideoGenerator(Node):
 
 
     category = "hdtf"
+    code_dependencies = _MODEL
     inputs = {
         "reference": In("Image", "the reference portrait"),
         "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size"),
@@ -174,6 +168,9 @@ class FlowVideoGenerator(Node):
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
         return _schema_counts("flow_video_generator")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return fallback("bundled checkpoint", self.params.checkpoint, BUNDLED["flow_video_generator"], connected, "checkpoint")
 
     def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import render_video
@@ -203,6 +200,7 @@ class TrainAnimationGenerator(Node):
 
 
     category = "hdtf/train"
+    code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.hdtf.train_animation")
     inputs = {"dataset": In("Path", DATASET_DOC)}
     outputs = TRAIN_OUTPUTS
 
@@ -240,6 +238,7 @@ class TrainFlowVideoGenerator(Node):
 
 
     category = "hdtf/train"
+    code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.train_flow_video")
     inputs = {"dataset": In("Path", DATASET_DOC)}
     outputs = TRAIN_OUTPUTS
 
@@ -253,6 +252,9 @@ class TrainFlowVideoGenerator(Node):
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
         return _schema_counts("flow_video_generator")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files("", connected, port=None)  # F_app (fapp.py) is built with the bundled face model
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_flow_video import FlowVideoTask, FlowVideoTrainSettings
@@ -278,6 +280,7 @@ class FlowVideoFigure(Node):
 
 
     category = "hdtf/visualise"
+    code_dependencies = ("nodes.hdtf.figures", "nodes.types")
     inputs = {
         "flow": In("FlowField", "F_app"),
         "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
@@ -314,6 +317,7 @@ class AnimationCurves(Node):
 
 
     category = "hdtf/visualise"
+    code_dependencies = ("nodes.hdtf.figures", "nodes.types")
     inputs = {
         "coeffs": In("MorphCoeffs", "first sequence"),
         "coeffs_b": In("MorphCoeffs", "second sequence", optional=True),
@@ -348,6 +352,7 @@ class EvaluateHDTF(Node):
 
 
     category = "hdtf/evaluate"
+    code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.evaluate", "nodes.metrics", "nodes.warp")
     inputs = {
         "dataset": In("Path", DATASET_DOC),
         "animation_checkpoint": In("Checkpoint", "overrides the animation_checkpoint parameter", optional=True),
@@ -363,6 +368,14 @@ class EvaluateHDTF(Node):
         max_clips: int = Field(0, ge=0, description="evaluate at most this many clips (0: all of the split)")
         max_frames: int = Field(50, ge=1, le=100_000, description="Table 4: frames per clip")
         path: str = OutputFile("hdtf_eval.md", description="where to write the markdown tables", extensions=(".md",))
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        p = self.params
+        return {**(fallback("bundled animation checkpoint", p.animation_checkpoint, BUNDLED["animation_generator"], connected,
+                            "animation_checkpoint") if p.tables != "table4" else {}),
+                **(fallback("bundled video checkpoint", p.video_checkpoint, BUNDLED["flow_video_generator"], connected,
+                            "video_checkpoint") if p.tables != "table3" else {}),
+                **face_model_files("", connected, port=None)}  # evaluate.py fits and builds F_app with the bundled model
 
     def run(self, ctx: RunContext, dataset: str, animation_checkpoint: CheckpointBlob | None = None,
             video_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -431,15 +444,3 @@ class PortraitVariant(Node):
         return {"image": out}
 
 
-_DEPENDS = {
-    AnimationGenerator: _ANIMATION,
-    FlowVideoGenerator: _VIDEO,
-    TrainAnimationGenerator: (*_ANIMATION, *_TRAINING, "nodes/hdtf/train_animation.py"),
-    TrainFlowVideoGenerator: (*_VIDEO, *_TRAINING, "nodes/hdtf/train_flow_video.py"),
-    FlowVideoFigure: ("nodes/hdtf/figures.py",),
-    AnimationCurves: ("nodes/hdtf/figures.py",),
-    EvaluateHDTF: (*_ANIMATION, "nodes/hdtf/flow_video_generator.py", "nodes/hdtf/evaluate.py", "nodes/hdtf/fapp.py",
-                   "nodes/metrics", "trainers/data"),
-}
-for _cls, _files in _DEPENDS.items():
-    _cls.code_version = sources_fingerprint(*_files, source=inspect.getsource(_cls))

@@ -2,8 +2,9 @@
 
 Both write the layout of docs/dataset-format.md to `path` (a local folder or an fsspec URL) and
 output its location for the trainers. `path` is where the dataset goes, not a cached value: the
-node's cache entry records that it was written; delete the entry (`graphrun cache rm`) or change
-a parameter to write it again.
+node's cache entry records a manifest of the folder it wrote (an OutputFolder), so a dataset
+deleted or changed on disk is written again on the next run. fsspec URLs are not checked that
+way: delete the entry (`graphrun cache rm`) or change a parameter to write one again.
 """
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import model_path_param, resolve_model
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
+from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
 from nodes.types import MorphCoeffs
 
+# The dataset writer and what it stores (`code_dependencies` of both nodes).
+DATASET_CODE = ("nodes.synth.dataset", "nodes.synth.speech", "nodes.synth.espeak", "nodes.audio.features", "nodes.io.media",
+                "nodes.types")
 FEATURE_VARIANTS = ("mfcc_pitch", "a2h", "mel", "mfcc_window")
 
 
@@ -38,6 +42,8 @@ class MakeSyntheticDataset(Node):
     """
 
     category = "synth"
+    code_dependencies = (*DATASET_CODE, *FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.generate",
+                         "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.render", "nodes.synth.visemes", "nodes.warp")
     inputs = {
         "portrait": In("Image", "a square portrait"),
         "landmarks": In("Landmarks", "the portrait's detected landmarks (1, 478, 2|3)"),
@@ -47,7 +53,7 @@ class MakeSyntheticDataset(Node):
     outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
-        path: str = Field("out/synth_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
+        path: str = OutputFolder("out/synth_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
         n_clips: int = Field(8, ge=1, le=100_000, description="number of clips")
         size: Literal[256, 512] = Field(256, description="frame size in pixels (square)")
         seed: int = Field(0, ge=0, description="seed of every per-clip draw")
@@ -59,10 +65,13 @@ class MakeSyntheticDataset(Node):
         min_rate: int = Field(130, ge=80, le=450, description="slowest speaking rate (words per minute)")
         max_rate: int = Field(190, ge=80, le=450, description="fastest speaking rate (words per minute)")
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
-        mp4_dir: str | None = Field("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
+        mp4_dir: str | None = OutputFolder("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
         model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, portrait: np.ndarray, landmarks: np.ndarray, reference: MorphCoeffs,
             model: Any = None) -> dict[str, Any]:
@@ -111,13 +120,15 @@ class PrepareDataset(Node):
     """
 
     category = "synth"
+    code_dependencies = (*DATASET_CODE, *FACE_MODEL_CODE, "nodes.face.crop", "nodes.face.fitting", "nodes.face.landmarks",
+                         "nodes.synth.prepare")
     inputs = {"model": In("FaceModel", optional=True)}
     outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
         folder: str = InputFile(description="folder of videos (its files' contents key the cache)")
         pattern: str = Field("*.mp4", description="glob of the videos inside the folder (e.g. '**/*.mp4')")
-        path: str = Field("out/prepared_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
+        path: str = OutputFolder("out/prepared_dataset.zarr", description="where to write the dataset (folder or fsspec URL)")
         size: Literal[256, 512] = Field(512, description="crop size in pixels")
         fps: float = Field(25.0, gt=0, le=100, description="frame rate of the dataset")
         crop_scale: float = Field(2.2, ge=1.0, le=5.0, description="crop side / face-box side (CropAlign's scale)")
@@ -127,6 +138,9 @@ class PrepareDataset(Node):
         model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, model: Any = None) -> dict[str, Any]:
         from .dataset import DatasetWriter, assign_splits

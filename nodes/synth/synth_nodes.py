@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from graphcore.types import RecordType, TypeValidationError, register_type
-from nodes.face.model_nodes import model_path_param, resolve_model
+from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
 from nodes.types import AudioClip, MorphCoeffs
 
 from .speech import PhonemeTrack
@@ -36,6 +36,11 @@ PHONEME_TRACK = register_type(RecordType(
 ), "talkgraph")
 
 
+# What these nodes run besides their class (`code_dependencies`).
+SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types")
+RENDER_CODE = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.render", "nodes.warp", "nodes.types")
+
+
 class SynthesizeSpeech(Node):
     """Speak a text with espeak-ng: 16 kHz audio and each phoneme's start and end time.
 
@@ -43,6 +48,7 @@ class SynthesizeSpeech(Node):
     """
 
     category = "synth"
+    code_dependencies = (*SPEECH_CODE,)
     outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack")}
 
     class Params(BaseModel):
@@ -73,6 +79,7 @@ class AnimateFromPhonemes(Node):
     """
 
     category = "synth"
+    code_dependencies = (*SPEECH_CODE, "nodes.audio.features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
     inputs = {
         "phonemes": In("PhonemeTrack"),
         "audio": In("Audio", "the speech the phonemes belong to (pitch and loudness)"),
@@ -122,6 +129,7 @@ class RenderTalkingFace(Node):
     """
 
     category = "synth"
+    code_dependencies = (*RENDER_CODE,)
     inputs = {
         "image": In("Image", "the portrait the reference coefficients were fitted to"),
         "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),
@@ -134,6 +142,9 @@ class RenderTalkingFace(Node):
     class Params(BaseModel):
         model_path: str = model_path_param()
         chunk: int = Field(8, ge=1, le=256, description="frames rendered at once (memory vs. speed)")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, image: np.ndarray, reference: MorphCoeffs, driving: MorphCoeffs,
             blink: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:

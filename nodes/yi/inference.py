@@ -14,6 +14,7 @@ from nodes.hdtf.coeffs import apply_pose_delta
 from nodes.types import MorphCoeffs
 
 from . import audio_to_exp_pose, memory_gan  # noqa: F401  (registers the architectures)
+from .checkpoint_files import BUNDLED
 
 AUDIO_ARCH, GAN_ARCH = audio_to_exp_pose.ARCH, memory_gan.ARCH
 TRAINERS.update({
@@ -22,10 +23,6 @@ TRAINERS.update({
     GAN_ARCH: "the TrainMemoryGAN node (workflows/train_memorygan.yaml) or, for one target, "
               "PersonalizeMemoryGAN (workflows/personalize_memorygan.yaml)",
 })
-BUNDLED = {
-    AUDIO_ARCH: "assets/checkpoints/yi/audio_exp_pose_tiny.pt",
-    GAN_ARCH: "assets/checkpoints/yi/memory_gan_tiny.pt",
-}
 
 
 def bundled(arch: str) -> Path:

@@ -18,29 +18,30 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.face.model_nodes import model_path_param, resolve_model
-from nodes.training import TRAIN_OUTPUTS, TrainParams, dataset_path, run_training
+from nodes.bundled import fallback
+from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
+from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
 from nodes.types import FeatureSeq, MorphCoeffs
 
-AUDIO_ARCH, GAN_ARCH = "yi_audio_exp_pose", "yi_memory_gan"
-AUDIO_CKPT = "assets/checkpoints/yi/audio_exp_pose_tiny.pt"
-GAN_CKPT = "assets/checkpoints/yi/memory_gan_tiny.pt"
+from .checkpoint_files import AUDIO_ARCH, BUNDLED, GAN_ARCH
+
+AUDIO_CKPT, GAN_CKPT = BUNDLED[AUDIO_ARCH], BUNDLED[GAN_ARCH]
 # the official code's sizes: ATC_net (Audio/code/models.py) and unetac_adain_256 + ResNet-18 keys
 OFFICIAL = {AUDIO_ARCH: {"network": 29.4e6}, GAN_ARCH: {"generator": 259e6, "key_encoder": 11.44e6}}
 
 
-def _bundled_version(*paths: str) -> str:
-    """A node version that changes with the bundled checkpoints it falls back to, so that an
-    empty checkpoint parameter still keys the cache by the weights actually used."""
-    import hashlib
-    from pathlib import Path
+# The modules each node runs besides its class (`code_dependencies`).
+_MODELS = ("nodes.types", "nodes.yi.inference", "nodes.yi.checkpoint_files", "nodes.yi.audio_to_exp_pose", "nodes.yi.memory_gan",
+           "nodes.hdtf.model_registry", "nodes.hdtf.checkpoints", "nodes.hdtf.coeffs", "nodes.hdtf.blocks", "nodes.hdtf.animation_generator",
+           "nodes.hdtf.flow_video_generator", "trainers.exports", "trainers.loop", "trainers.discriminators")
+_RENDER = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.face.topology", "nodes.yi.render3dmm", "nodes.ports",
+           "nodes.types")
+_GAN_TRAINING = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.identity", "nodes.yi.train_audio", "nodes.yi.train_memorygan")
 
-    root = Path(__file__).resolve().parents[2]
-    digest = hashlib.sha256()
-    for p in paths:
-        f = root / p
-        digest.update(f.read_bytes() if f.is_file() else b"missing")
-    return "1+" + digest.hexdigest()[:12]
+
+def _bundled(name: str, param: str, arch: str, connected: frozenset[str], port: str) -> dict:
+    """The bundled checkpoint of `arch`, when the node falls back to it."""
+    return fallback(name, param, BUNDLED[arch], connected, port)
 
 
 @functools.lru_cache(maxsize=None)
@@ -95,7 +96,7 @@ class AudioToExpressionPose(Node):
     the target's identity (shape) and image size, ready for Render3DMM."""
 
     category = "yi"
-    version = _bundled_version(AUDIO_CKPT)
+    code_dependencies = _MODELS
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12)"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its video or image): identity and rest pose"),
@@ -110,6 +111,9 @@ class AudioToExpressionPose(Node):
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
         return parameter_counts(AUDIO_ARCH)
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return {**_bundled("bundled checkpoint", self.params.checkpoint, AUDIO_ARCH, connected, "checkpoint")}
 
     def run(self, ctx: RunContext, features: FeatureSeq, target: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_coeffs
@@ -135,6 +139,7 @@ class Render3DMM(Node):
     """
 
     category = "yi"
+    code_dependencies = _RENDER
     inputs = {
         "coeffs": In("MorphCoeffs", "driving expression + pose, with the target's identity"),
         "target_coeffs": In("MorphCoeffs", "the target's fitted coefficients, one row per target frame"),
@@ -159,6 +164,9 @@ class Render3DMM(Node):
         fit_pose: bool = Field(True, description="shift the pose between key frames to fit the matched backgrounds")
         lighting_frames: int = Field(16, ge=1, le=1000, description="target frames the lighting and albedo are fitted on")
         chunk: int = Field(16, ge=1, le=1024, description="frames rendered at once")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, coeffs: MorphCoeffs, target_coeffs: MorphCoeffs, target_frames: np.ndarray | None = None,
             target_image: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
@@ -217,7 +225,7 @@ class MemoryGAN(Node):
     size gets the refinement's change resized onto it."""
 
     category = "yi"
-    version = _bundled_version(GAN_CKPT)
+    code_dependencies = _MODELS
     inputs = {
         "rendered": In("Frames", "Render3DMM frames"),
         "checkpoint": In("Checkpoint", "a trained or personalised model (overrides the checkpoint parameter)", optional=True),
@@ -240,6 +248,9 @@ class MemoryGAN(Node):
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
         return parameter_counts(GAN_ARCH)
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return {**_bundled("bundled checkpoint", self.params.checkpoint, GAN_ARCH, connected, "checkpoint")}
 
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
@@ -269,6 +280,7 @@ class HeadPoseSimilarity(Node):
     by the range, averaged over the three angles (nodes/metrics/head_pose.py). 1: same distribution."""
 
     category = "metrics"
+    code_dependencies = ("nodes.metrics.head_pose", "nodes.types")
     inputs = {
         "real": In("MorphCoeffs", "coefficients of the real video (e.g. Fit3DMM)"),
         "generated": In("MorphCoeffs", "coefficients of the generated video"),
@@ -313,6 +325,7 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
+    code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = TRAIN_OUTPUTS
 
@@ -340,7 +353,7 @@ class PersonalizeAudioToExpressionPose(Node):
     300 frames): its audio's mfcc_window features and the coefficients Fit3DMM found on its frames."""
 
     category = "yi/train"
-    version = _bundled_version(AUDIO_CKPT)
+    code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the target video's sound"),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
@@ -353,6 +366,9 @@ class PersonalizeAudioToExpressionPose(Node):
         lr_g: float = Field(2e-4, gt=0, le=1)
         checkpoint: str = InputFile("", description=f"general model; empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
         max_frames: int = Field(300, ge=2, le=1_000_000, description="use the first this many frames (the paper: 300)")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return {**_bundled("bundled checkpoint", self.params.checkpoint, AUDIO_ARCH, connected, "checkpoint")}
 
     def run(self, ctx: RunContext, features: FeatureSeq, coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import load
@@ -407,6 +423,7 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
+    code_dependencies = _GAN_TRAINING
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = TRAIN_OUTPUTS
 
@@ -419,6 +436,9 @@ class TrainMemoryGAN(Node):
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
         return parameter_counts(GAN_ARCH)
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return face_model_files(self.params.model_path, connected, port=None)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_memorygan import MemoryGANTask, dataset_refine_clips
@@ -463,7 +483,7 @@ class PersonalizeMemoryGAN(Node):
     identity features under the keys of its renders."""
 
     category = "yi/train"
-    version = _bundled_version(GAN_CKPT)
+    code_dependencies = _GAN_TRAINING
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "its landmarks (DetectLandmarks)"),
@@ -480,6 +500,10 @@ class PersonalizeMemoryGAN(Node):
         checkpoint: str = InputFile("", description=f"general model; empty: the bundled {GAN_CKPT}", extensions=(".pt",))
         max_frames: int = Field(300, ge=3, le=1_000_000, description="use the first this many frames (the paper: 300)")
         model_path: str = model_path_param()
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return {**_bundled("bundled checkpoint", self.params.checkpoint, GAN_ARCH, connected, "checkpoint"),
+                **face_model_files(self.params.model_path, connected, port=None)}
 
     def run(self, ctx: RunContext, frames: np.ndarray, landmarks: np.ndarray, coeffs: MorphCoeffs,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -528,7 +552,7 @@ class EvaluateYi(Node):
     switches (no identity feature/memory; no pose prediction), HS (eq. 6). Writes markdown."""
 
     category = "yi/evaluate"
-    version = _bundled_version(AUDIO_CKPT, GAN_CKPT)
+    code_dependencies = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.evaluate", "nodes.yi.identity", "nodes.metrics")
     inputs = {
         "dataset": In("String", "dataset location with a held-out split"),
         "audio_checkpoint": In("Checkpoint", "overrides the audio_checkpoint parameter", optional=True),
@@ -545,6 +569,12 @@ class EvaluateYi(Node):
         max_frames: int = Field(100, ge=3, le=100_000, description="frames per clip")
         path: str = OutputFile("yi_eval.md", description="where to write the markdown tables", extensions=(".md",))
         figure_path: str = OutputFile("yi_eval.png", description="where to write the figure", extensions=(".png",))
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        p = self.params
+        return {**_bundled("bundled audio checkpoint", p.audio_checkpoint, AUDIO_ARCH, connected, "audio_checkpoint"),
+                **_bundled("bundled GAN checkpoint", p.gan_checkpoint, GAN_ARCH, connected, "gan_checkpoint"),
+                **face_model_files("", connected, port=None)}  # evaluate.py renders with the bundled model
 
     def run(self, ctx: RunContext, dataset: str, audio_checkpoint: CheckpointBlob | None = None,
             gan_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
