@@ -86,11 +86,99 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 40
 
 
-def test_resume_refuses_other_model_config(tmp_path):
-    Trainer(LinearGanTask(), _cfg(steps=5), tmp_path).fit()
+class DatasetTask(LinearGanTask):
+    """The toy task 'trained on' a dataset folder: its identity is part of the run's."""
+
+    def __init__(self, url) -> None:
+        super().__init__(gan=False)
+        self.url = str(url)
+
+    def data_description(self):
+        return {"url": self.url, "split": "train"}
+
+
+def fit(task, cfg, out_dir):
+    logs = []
+    result = Trainer(task, cfg, out_dir, log=logs.append).fit()
+    return result, logs
+
+
+def weights(path):
+    state = load_checkpoint(path)
+    return {k: v for k, v in state["generator"].items()}
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_extending_steps_resumes(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=20), tmp_path / "run")
+    result, logs = fit(LinearGanTask(), _cfg(steps=30, log_every=3, checkpoint_every=7), tmp_path / "run")
+    assert result.steps == 30 and any("resumed toy.linear" in m and "at step 20" in m for m in logs)
+    fit(LinearGanTask(), _cfg(steps=30), tmp_path / "straight")
+    assert_same_weights(tmp_path / "run" / "last.pt", tmp_path / "straight" / "last.pt")
+    assert not (tmp_path / "run" / "superseded").exists()
+
+
+def test_changed_settings_start_over_and_keep_the_old_files(tmp_path):
+    run = tmp_path / "run"
+    fit(LinearGanTask(), _cfg(steps=20), run)
+    old_model = (run / "model.pt").read_bytes()
+    result, logs = fit(LinearGanTask(), _cfg(steps=20, lr_g=0.02), run)
+    assert result.steps == 20 and not any(m.startswith("resumed") for m in logs)
+    (line,) = [m for m in logs if m.startswith("not resuming")]
+    assert "lr_g 0.05 -> 0.02" in line and "superseded" in line
+    (kept,) = (run / "superseded").iterdir()
+    assert (kept / "model.pt").read_bytes() == old_model and (kept / "metrics.jsonl").is_file()
+    fit(LinearGanTask(), _cfg(steps=20, lr_g=0.02), tmp_path / "fresh")
+    assert_same_weights(run / "last.pt", tmp_path / "fresh" / "last.pt")  # a clean start, not a mix
+    rows = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows == sorted(set(rows)) and rows[-1] == 20
+
+
+def test_changed_model_config_starts_over(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=5), tmp_path)
     task = LinearGanTask()
     task.model_config = lambda: {"kind": "other"}
-    with pytest.raises(RuntimeError, match="model config"):
+    result, logs = fit(task, _cfg(steps=10), tmp_path)
+    assert result.steps == 10 and any("the model config changed" in m for m in logs)
+
+
+def test_changed_dataset_starts_over(tmp_path):
+    data = tmp_path / "data.zarr"
+    (data / "clips").mkdir(parents=True)
+    (data / "zarr.json").write_text('{"clips": 1}')
+    fit(DatasetTask(data), _cfg(steps=10), tmp_path / "run")
+    result, logs = fit(DatasetTask(data), _cfg(steps=15), tmp_path / "run")
+    assert any(m.startswith("resumed") and "at step 10" in m for m in logs)  # same data: resumes
+    (data / "clips" / "c1").write_text("another clip")  # the dataset was regenerated / extended
+    result, logs = fit(DatasetTask(data), _cfg(steps=15), tmp_path / "run")
+    assert any("not resuming" in m and "the training data changed" in m for m in logs)
+    assert not any(m.startswith("resumed") for m in logs)
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    result, logs = fit(DatasetTask(other), _cfg(steps=15), tmp_path / "run")  # another dataset altogether
+    assert any("the training data changed" in m for m in logs)
+
+
+def test_state_without_a_fingerprint_is_not_resumed(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=5), tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    del state["run_fingerprint"]  # a last.pt from before run fingerprints
+    torch.save(state, tmp_path / "last.pt")
+    result, logs = fit(LinearGanTask(), _cfg(steps=10), tmp_path)
+    assert any("records no run fingerprint" in m for m in logs) and result.steps == 10
+
+
+def test_resume_refuses_another_task(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=5), tmp_path)
+    task = LinearGanTask()
+    task.name = "toy.other"
+    with pytest.raises(RuntimeError, match="not a toy.other training state"):
         Trainer(task, _cfg(steps=10), tmp_path).fit()
 
 

@@ -8,7 +8,10 @@ generator/discriminator steps, a live progress bar with the losses, a metrics lo
 lines plus a loss-curve PNG, checkpoints with optimiser state, and resume.
 
 Files written to `out_dir`:
-    last.pt        full training state (modules, optimisers, step, config) for resuming
+    last.pt        full training state (modules, optimisers, step, config) for resuming, with the
+                   run's fingerprint: a later run resumes it only when model, result-changing
+                   settings and data are the same (trainers/fingerprint.py); otherwise these files
+                   are moved to out_dir/superseded/<time>/ and training starts over
     model.pt       the inference export: generator weights + model config + final losses
     metrics.jsonl  one JSON object per logged step
     loss_curve.png the logged losses against the step
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -29,8 +33,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .fingerprint import NOT_RESULTS, dataset_fingerprint, digest
+
 TRAIN_FORMAT = "talkgraph.train/1"
 MODEL_FORMAT = "talkgraph.model/1"
+LOOP_FILES = ("last.pt", "model.pt", "metrics.jsonl", "loss_curve.png")  # what the loop writes to out_dir
 
 
 class TrainConfig(BaseModel):
@@ -96,6 +103,14 @@ class TrainTask(abc.ABC):
     def data_description(self) -> dict[str, Any]:
         """What the task trains on (stored in checkpoints and manifests)."""
         return {}
+
+    def data_identity(self) -> dict[str, Any]:
+        """What identifies the training data, for the run fingerprint that decides whether a
+        run may resume: the description plus, when it names a dataset (`url`), that dataset's
+        content fingerprint. Tasks that train on in-memory arrays add a hash of them."""
+        desc = self.data_description()
+        url = desc.get("url")
+        return {**desc, "dataset": dataset_fingerprint(url)} if isinstance(url, (str, os.PathLike)) else desc
 
     def export_extra(self) -> dict[str, Any]:
         """Extra tensors/values the inference node needs besides the generator weights."""
@@ -168,6 +183,7 @@ class Trainer:
         self.step = 0
         self.wall_s = 0.0
         self.opt_g = self.opt_d = None
+        self.fingerprint = ""  # set by fit(), once the task is built
 
     # --- state ---
 
@@ -176,6 +192,14 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.task.generator.parameters(), lr=c.lr_g, betas=c.betas)
         if self.task.discriminator is not None:
             self.opt_d = torch.optim.Adam(self.task.discriminator.parameters(), lr=c.lr_d, betas=c.betas)
+
+    def run_fingerprint(self) -> str:
+        """The run's identity: task, model config, the settings that change results (not `steps`,
+        so a finished run can be extended) and the data."""
+        t = self.task
+        return digest({"task": t.name, "model_config": t.model_config(),
+                       "train_config": self.cfg.model_dump(mode="json", exclude=set(NOT_RESULTS)),
+                       "data": t.data_identity()})
 
     def _header(self, fmt: str) -> dict[str, Any]:
         t = self.task
@@ -197,18 +221,21 @@ class Trainer:
             "discriminator": t.discriminator.state_dict() if t.discriminator is not None else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "run_fingerprint": self.fingerprint,
         }
 
     def _resume(self, path: Path) -> None:
+        """Continue the run saved at `path`, when it is this run; otherwise move its files aside
+        and start over."""
         state = load_checkpoint(path)
         t = self.task
         if state.get("format") != TRAIN_FORMAT or state.get("task") != t.name:
             raise RuntimeError(f"{path} is not a {t.name} training state; use another out_dir or resume=false")
-        if state["model_config"] != t.model_config():
-            raise RuntimeError(
-                f"{path} was trained with model config {state['model_config']}, not {t.model_config()}; "
-                "use another out_dir or resume=false"
-            )
+        if state.get("run_fingerprint") != self.fingerprint:
+            why = self._difference(state)
+            moved = self._move_aside()
+            self.log(f"not resuming {t.name} from {path}: {why}; starting over (the previous run's files are in {moved})")
+            return
         t.generator.load_state_dict(state["generator"])
         if t.discriminator is not None and state["discriminator"] is not None:
             t.discriminator.load_state_dict(state["discriminator"])
@@ -217,6 +244,30 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.wall_s = int(state["step"]), float(state["wall_s"])
         self.log(f"resumed {t.name} from {path} at step {self.step}")
+
+    def _difference(self, state: dict[str, Any]) -> str:
+        """What differs between a saved state and this run, in words (for the log)."""
+        t = self.task
+        if state.get("run_fingerprint") is None:
+            return "it records no run fingerprint (written by an older version)"
+        if state.get("model_config") != t.model_config():
+            return f"the model config changed ({state.get('model_config')} -> {t.model_config()})"
+        old = {k: v for k, v in (state.get("train_config") or {}).items() if k not in NOT_RESULTS}
+        new = self.cfg.model_dump(mode="json", exclude=set(NOT_RESULTS))
+        changed = sorted(k for k in new if old.get(k) != new[k])
+        if changed:
+            return "the training settings changed: " + ", ".join(f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed)
+        return "the training data changed"
+
+    def _move_aside(self) -> Path:
+        """Move the loop's files of a superseded run to out_dir/superseded/<time>/ (kept, not deleted)."""
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        dest = self.out_dir / "superseded" / stamp
+        dest.mkdir(parents=True)
+        for name in LOOP_FILES:
+            if (self.out_dir / name).exists():
+                os.replace(self.out_dir / name, dest / name)
+        return dest
 
     def _atomic_save(self, obj: Any, path: Path) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -260,6 +311,7 @@ class Trainer:
         if t.discriminator is not None:
             t.discriminator.to(self.device)
         self._build_optimizers()
+        self.fingerprint = self.run_fingerprint()
         last = self.out_dir / "last.pt"
         if c.resume and last.exists():
             self._resume(last)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nodes.hdtf.coeffs import pose_delta
 from nodes.hdtf.model_registry import model_config
+from trainers.fingerprint import arrays_fingerprint
 from trainers.loop import StepOutput, TrainTask
 
 from .audio_to_exp_pose import ARCH, MFCC_COEFFS, AudioToExpPose, exp_pose_loss
@@ -104,6 +105,14 @@ class AudioExpPoseTask(TrainTask):
     def data_description(self) -> dict[str, Any]:
         return {**self.data, "settings": self.s.model_dump(), "personalised": self.init is not None,
                 "frames": int(self.lengths.sum()), "clips": len(self.clips)}
+
+    def data_identity(self) -> dict[str, Any]:
+        """A personalisation trains on one target's arrays, from a given model: both by content."""
+        if self.init is None:
+            return super().data_identity()
+        return {**super().data_identity(),
+                "clips_sha256": arrays_fingerprint(a for c in self.clips for a in (c.mfcc, c.expression, c.pose)),
+                "init_sha256": arrays_fingerprint(self.init["generator"][k] for k in sorted(self.init["generator"]))}
 
     def on_train_start(self, log: Callable[[str], None]) -> None:
         what = "personalising a general model" if self.init is not None else "general model"

@@ -28,6 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from trainers.gan_losses import bce_d_loss, bce_g_loss
+from trainers.fingerprint import arrays_fingerprint
 from trainers.loop import StepOutput, TrainTask
 
 from .identity import DIMS, THRESHOLDS, IdentityFeatures
@@ -193,6 +194,14 @@ class MemoryGANTask(TrainTask):
         h, w = self.clips[0].real.shape[1:3]
         return {**self.data, "frame_size": [h, w], "threshold": self.threshold, "settings": self.s.model_dump(),
                 "personalised": self.init is not None, "clips": len(self.clips), "frames": int(self.lengths.sum())}
+
+    def data_identity(self) -> dict[str, Any]:
+        """A personalisation trains on one target's arrays, from a given model: both by content."""
+        if self.init is None:
+            return super().data_identity()
+        return {**super().data_identity(),
+                "clips_sha256": arrays_fingerprint(a for c in self.clips for a in (c.rendered, c.real, c.identity)),
+                "init_sha256": arrays_fingerprint(self.init["generator"][k] for k in sorted(self.init["generator"]))}
 
     def on_train_start(self, log: Callable[[str], None]) -> None:
         sims = identity_separation(self.clips)

@@ -447,6 +447,7 @@ class TrainMemoryGAN(Node):
         import json
 
         from nodes.training import default_work_dir
+        from trainers.fingerprint import dataset_fingerprint
 
         from .train_memorygan import load_clips, save_clips
 
@@ -455,7 +456,7 @@ class TrainMemoryGAN(Node):
         feats = _identity_features(ctx, "TrainMemoryGAN", p.identity, p.arcface_weights, model)
         url = dataset_path(ctx, dataset, "TrainMemoryGAN")
         # the rendered training clips are kept in the work dir, keyed by what they depend on
-        what = {"dataset": url, "model": model.sha256, **p.model_dump(include={"frame_size", "identity_variants", "identity",
+        what = {"dataset": url, "content": dataset_fingerprint(url)["content"], "model": model.sha256, **p.model_dump(include={"frame_size", "identity_variants", "identity",
                                                                                "albedo", "exclude", "max_clips"})}
         work = ctx.resolve_path(p.work_dir) if p.work_dir else default_work_dir(ctx)
         kept = work / f"clips-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]}.npz"
