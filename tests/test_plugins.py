@@ -158,6 +158,7 @@ def test_example_plugin_installs_and_runs(tmp_path):
     described = graphrun("nodes", "describe", "Envelope", env=env)
     assert described.returncode == 0, described.stderr
     assert "graphrun-example-nodes (example)" in described.stdout and "envelope: Envelope" in described.stdout
+    assert "code dependencies" in described.stdout and "graphrun_example.dsp" in described.stdout
 
     wf = tmp_path / "example.yaml"
     wf.write_text((EXAMPLE_PLUGIN / "example.yaml").read_text())

@@ -27,6 +27,7 @@ class Envelope(Node):
 
     category = "example"
     version = 1
+    code_dependencies = ("graphrun_example.dsp",)  # the computation lives there: part of the cache key
     inputs = {"signal": In("Array", "a 1-D signal")}
     outputs = {"envelope": Out(ENVELOPE, "RMS over the window, same length as the signal")}
 
@@ -35,18 +36,11 @@ class Envelope(Node):
         mode: Literal["rms", "peak"] = Field("rms", description="root-mean-square or peak absolute value")
 
     def run(self, ctx: RunContext, signal: np.ndarray) -> dict[str, Any]:
+        from .dsp import envelope
+
         if signal.ndim != 1:
             raise NodeError(f"expected a 1-D signal, got shape {signal.shape}")
-        w = self.params.window
-        padded = np.pad(np.abs(signal.astype(np.float64)), (w // 2, w - 1 - w // 2), mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, w)
-        out = np.empty(len(signal))
-        step = max(1, len(signal) // 10)
-        for start in range(0, len(signal), step):  # in blocks, so that progress can be shown
-            block = windows[start:start + step]
-            out[start:start + step] = np.sqrt((block ** 2).mean(axis=1)) if self.params.mode == "rms" else block.max(axis=1)
-            ctx.progress(min(start + step, len(signal)), len(signal))
-        return {"envelope": out.astype(np.float32)}
+        return {"envelope": envelope(signal, self.params.window, self.params.mode, ctx.progress)}
 
 
 class Threshold(Node):
