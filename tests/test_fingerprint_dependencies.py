@@ -118,14 +118,13 @@ def test_every_talkgraph_dependency_resolves():
 def test_talkgraph_declarations_cover_what_the_nodes_import():
     """Each node declares every project module its code reaches (read from the source: its
     methods' imports, module-level imports its class uses, and theirs, transitively), so that
-    editing a helper can never leave a stale cache hit. Audio2Head's nodes are declared by
-    their own package's owner."""
+    editing a helper can never leave a stale cache hit."""
     from code_deps import covered, used_modules
 
     registry = build_registry(env=False)
     missing = {}
     for cls in registry.all():
-        if cls.origin == "graphcore" or cls.__module__.startswith("nodes.audio2head"):
+        if cls.origin == "graphcore":
             continue
         gaps = sorted(m for m in used_modules(cls) if not covered(m, cls.code_dependencies))
         if gaps:

@@ -16,12 +16,27 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.training import TRAIN_OUTPUTS, TrainParams, dataset_path, run_training
+from nodes.bundled import fallback
+from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 
 from .checkpoints import BUNDLED, TRAINERS
 
 A2H_SHAPE = (4, 41)
+
+# The modules each node runs besides its class (`code_dependencies`), so that editing a network,
+# a loss or the inference code invalidates exactly the cached results that used it.
+_MODEL = ("nodes.audio2head.blocks", "nodes.audio2head.models", "nodes.audio2head.checkpoints", "nodes.audio2head.inference",
+          "nodes.audio2head.pose", "nodes.audio2head.keypoint_detector", "nodes.audio2head.generator",
+          "nodes.audio2head.head_motion", "nodes.audio2head.motion_field", "nodes.face.camera", "trainers.exports",
+          "trainers.loop", "trainers.fingerprint", "nodes.types")
+_TRAIN = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.losses", "nodes.audio2head.train_keypoints",
+          "nodes.audio2head.train_head_motion", "nodes.audio2head.train_motion_field")
+
+
+def _bundled(name: str, param: str, arch: str, connected: frozenset[str], port: str = "checkpoint") -> dict:
+    """The bundled checkpoint a node reads when neither its parameter nor its input names one."""
+    return fallback(name, param, BUNDLED[arch], connected, port)
 
 
 def _counts(*archs: str) -> dict[str, Any]:
@@ -73,6 +88,11 @@ class HeadMotionPredictor(Node):
     """
 
     category = "audio2head"
+    code_dependencies = _MODEL
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return _bundled("bundled checkpoint", self.params.checkpoint, "head_motion", connected)
+
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h of the driving speech"),
@@ -108,6 +128,11 @@ class MotionFieldGenerator(Node):
     """
 
     category = "audio2head"
+    code_dependencies = _MODEL
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return _bundled("bundled checkpoint", self.params.checkpoint, "motion_field", connected)
+
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h"),
@@ -153,6 +178,11 @@ class KeypointDetector(Node):
     """FOMM's keypoint detector (Audio2Head N_D): keypoints and local Jacobians of an image or frames."""
 
     category = "audio2head"
+    code_dependencies = _MODEL
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return _bundled("bundled checkpoint", self.params.checkpoint, "keypoint_autoencoder", connected)
+
     inputs = {
         "image": In("Image", "one image", optional=True),
         "frames": In("Frames", "video frames", optional=True),
@@ -194,6 +224,11 @@ class KeypointRenderer(Node):
     on the reference with the same checkpoint unless connected."""
 
     category = "audio2head"
+    code_dependencies = _MODEL
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return _bundled("bundled checkpoint", self.params.checkpoint, "keypoint_autoencoder", connected)
+
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "keypoints": In("Keypoints", "driving keypoints per output frame"),
@@ -253,6 +288,8 @@ class HeadPoseToMorphCoeffs(Node):
     starts where the portrait is); `absolute` uses the HeadPose as it is."""
 
     category = "audio2head"
+    code_dependencies = ("nodes.audio2head.pose", "nodes.face.camera", "nodes.types")
+
     inputs = {
         "coeffs": In("MorphCoeffs", "coefficients to drive: one frame (repeated) or one per pose"),
         "pose": In("HeadPose", "camera-space head poses (HeadMotionPredictor)"),
@@ -315,6 +352,8 @@ class TrainKeypointRenderer(Node):
     under random TPS warps."""
 
     category = "audio2head/train"
+    code_dependencies = _TRAIN
+
     inputs = {"dataset": _DATASET}
     outputs = TRAIN_OUTPUTS
 
@@ -342,6 +381,8 @@ class TrainHeadMotionPredictor(Node):
     `pose_loss: l1` is the paper's ablation) + LSGAN with a 1-D temporal PatchGAN (eq. 4)."""
 
     category = "audio2head/train"
+    code_dependencies = _TRAIN
+
     inputs = {"dataset": _DATASET}
     outputs = TRAIN_OUTPUTS
 
@@ -373,6 +414,12 @@ class TrainMotionFieldGenerator(Node):
     multi-scale reconstruction + equivariance."""
 
     category = "audio2head/train"
+    code_dependencies = _TRAIN
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return _bundled("bundled keypoint checkpoint", self.params.keypoints_checkpoint, "keypoint_autoencoder", connected,
+                        "keypoints")
+
     inputs = {
         "dataset": _DATASET,
         "keypoints": In("Checkpoint", "the keypoint detector + renderer (TrainKeypointRenderer)", optional=True),
@@ -423,6 +470,20 @@ class EvaluateAudio2Head(Node):
     baseline. Writes the table as markdown and, optionally, the figures."""
 
     category = "audio2head/evaluate"
+    code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.evaluate", "nodes.audio2head.losses", "nodes.metrics",
+                         "nodes.hdtf.figures")
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        from .checkpoints import BUNDLED_L1
+
+        p = self.params
+        files = {**_bundled("bundled keypoint checkpoint", p.keypoints_checkpoint, "keypoint_autoencoder", connected, "keypoints"),
+                 **_bundled("bundled head motion checkpoint", p.head_motion_checkpoint, "head_motion", connected, "head_motion"),
+                 **_bundled("bundled motion field checkpoint", p.motion_field_checkpoint, "motion_field", connected,
+                            "motion_field")}
+        l1 = fallback("bundled 'with L1' checkpoint", p.head_motion_l1_checkpoint, BUNDLED_L1, connected, "head_motion_l1")
+        return {**files, **{k: v for k, v in l1.items() if v.is_file()}}  # that ablation is optional
+
     inputs = {
         "dataset": _DATASET,
         "keypoints": In("Checkpoint", "overrides keypoints_checkpoint", optional=True),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -225,3 +227,9 @@ def check_multiple(size: int, multiple: int, what: str) -> None:
 
 def ceil_to(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple)
+
+
+def image_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames))
+    return t.movedim(-1, -3).float() / 255.0

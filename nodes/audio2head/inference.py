@@ -13,7 +13,7 @@ from nodes.types import Keypoints
 
 from .motion_field import predict_windows
 from .pose import draw_pose_boxes
-from .train_keypoints import image_tensor
+from .blocks import image_tensor
 
 Progress = Callable[[int, int], None]
 

@@ -28,7 +28,7 @@ from .head_motion import HeadMotionPredictor
 from .losses import pose_ssim_loss
 from .models import model_config
 from .pose import camera_pose_from_morph
-from .train_keypoints import image_tensor
+from .blocks import image_tensor
 
 DISCRIMINATORS = {"paper": {"channels": 64, "n_layers": 3}, "tiny": {"channels": 16, "n_layers": 3}}
 

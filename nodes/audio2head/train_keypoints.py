@@ -22,6 +22,7 @@ from trainers.data import ClipStore
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import PerceptualLoss
 
+from .blocks import image_tensor
 from .generator import KeypointRenderer
 from .keypoint_detector import KeypointDetector
 from .losses import RandomTPS, equivariance_losses, pyramid_loss
@@ -55,12 +56,6 @@ class KeypointTrainSettings(BaseModel):
     sigma_affine: float = 0.05
     sigma_tps: float = 0.005
     vgg_weights: str | None = None
-
-
-def image_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(frames))
-    return t.movedim(-1, -3).float() / 255.0
 
 
 class KeypointTask(TrainTask):

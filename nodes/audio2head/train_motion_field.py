@@ -37,7 +37,7 @@ from .models import model_config
 from .motion_field import MotionFieldGenerator
 from .pose import camera_pose_from_morph, draw_pose_boxes
 from .train_head_motion import feature_statistics
-from .train_keypoints import image_tensor
+from .blocks import image_tensor
 
 
 class MotionFieldTrainSettings(BaseModel):
