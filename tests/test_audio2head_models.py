@@ -174,3 +174,23 @@ def test_head_pose_drives_morph_coeffs():
     with pytest.raises(NodeError, match="3 coefficient frames but 2 head poses"):
         three = MorphCoeffs(ref.shape, np.zeros((3, 33), np.float32), np.repeat(ref.pose, 3, 0), np.zeros(3, np.float32), (256, 256))
         HeadPoseToMorphCoeffs().run(ctx, coeffs=three, pose=cam)
+
+
+def test_relative_motion_moves_the_source_keypoints_by_the_driving_motion():
+    """FOMM's relative motion: a constant offset and a constant linear distortion of the driving
+    keypoints cancel; their motion since the first frame is applied to the source keypoints."""
+    from nodes.audio2head.inference import relative_keypoints
+    from nodes.types import Keypoints
+
+    rng = np.random.default_rng(0)
+    src = Keypoints(rng.uniform(-0.5, 0.5, (1, 10, 2)).astype(np.float32),
+                    np.tile(np.eye(2, dtype=np.float32), (1, 10, 1, 1)) + 0.1 * rng.standard_normal((1, 10, 2, 2)).astype(np.float32))
+    motion = np.cumsum(0.01 * rng.standard_normal((6, 10, 2)), 0).astype(np.float32)
+    motion -= motion[:1]
+    rot = np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]], np.float32)
+    jac = np.stack([np.linalg.matrix_power(rot, t) for t in range(6)])[:, None] @ (1.3 * np.eye(2, dtype=np.float32))
+    drv = Keypoints(src.value + 0.2 + motion, np.broadcast_to(jac, (6, 10, 2, 2)).astype(np.float32))
+    rel = relative_keypoints(drv, src)
+    np.testing.assert_allclose(rel.value, src.value + motion, atol=1e-6)
+    want = np.stack([np.linalg.matrix_power(rot, t) for t in range(6)])[:, None] @ src.jacobian
+    np.testing.assert_allclose(rel.jacobian, want, atol=1e-5)

@@ -241,6 +241,9 @@ class KeypointRenderer(Node):
         checkpoint: str = _checkpoint_param("keypoint_autoencoder")
         size: int = Field(256, ge=32, le=2048, description="output size; the reference is resized to it")
         jacobians: bool = Field(True, description="off: translations only around the keypoints (the 'w/o Jacobians' ablation)")
+        motion: Literal["absolute", "relative"] = Field(
+            "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
+                                    "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
 
     @classmethod
@@ -250,7 +253,7 @@ class KeypointRenderer(Node):
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .checkpoints import load_keypoint_models
-        from .inference import detect_keypoints, render
+        from .inference import detect_keypoints, relative_keypoints, render
 
         p = self.params
         ref = _resized(reference, p.size, "KeypointRenderer")
@@ -265,6 +268,10 @@ class KeypointRenderer(Node):
             source_keypoints = detect_keypoints(models["detector"], ref[None], ctx.device)
         else:
             _check_keypoints(source_keypoints, "source_keypoints")
+        if p.motion == "relative":
+            if np.abs(np.linalg.det(keypoints.jacobian[0])).min() < 1e-6:
+                raise NodeError("KeypointRenderer: relative motion needs invertible Jacobians in the first driving frame")
+            keypoints = relative_keypoints(keypoints, source_keypoints)
         frames, occlusion = render(renderer, ref, source_keypoints, keypoints, ctx.device, p.chunk, p.jacobians,
                                    progress=lambda i, n: ctx.progress(i, n, "frames"))
         return {"frames": frames, "occlusion": occlusion.astype(np.float32)}

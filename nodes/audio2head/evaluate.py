@@ -10,8 +10,10 @@ Per clip, the first frame is the reference and the clip's audio drives the model
 Rows: GT-keypoint (render with the detector's keypoints of the real frames: the renderer's
 ceiling), GT-head (motion field from the true poses), the full model, and the ablations that
 are switches — w/o Jacobians (the renderer uses translations only) and "with L1" (the head
-motion predictor trained with L1 instead of SSIM, a second checkpoint) — and a still-reference
-baseline (every frame = the reference, every keypoint = the reference's).
+motion predictor trained with L1 instead of SSIM, a second checkpoint) — a still-reference
+baseline (every frame = the reference, every keypoint = the reference's), and the full model
+rendered with FOMM's relative motion (KeypointRenderer `motion: relative`), which is not in the
+paper.
 
 Departure: the paper retrains without E_J for its Jacobian ablation; here the trained models
 are run with the Jacobians switched off (identity), which measures how much they rely on them.
@@ -44,7 +46,7 @@ def evaluate(models: dict[str, Any], dataset: str, splits: tuple[str, ...] = ("t
     compared at `frame_size` (the keypoint networks' training size). Returns (table: row -> column -> value, the first `keep` clips' outputs for figures)."""
     from trainers.data import ClipStore
 
-    from .inference import detect_keypoints, motion_field, predict_head_motion, render
+    from .inference import detect_keypoints, motion_field, predict_head_motion, relative_keypoints, render
     from .pose import camera_pose_from_morph
 
     stores = [ClipStore(dataset, s, fields=("frames", "pose"), feature="a2h", frame_size=frame_size, min_frames=2) for s in splits]
@@ -81,6 +83,9 @@ def evaluate(models: dict[str, Any], dataset: str, splits: tuple[str, ...] = ("t
         he = float((np.abs(pred - poses) / hm.pose_std.cpu().numpy()).mean())
         kp_full, full_frames = pipeline(pred)
         add("full model", HE=he, KE=_ke(kp_full, kp_true), **dict(zip(("PSNR", "SSIM"), _quality(full_frames, truth))))
+        kp_rel = relative_keypoints(kp_full, kp_src)
+        rel_frames, _ = render(ren, reference, kp_src, tail(kp_rel), device)
+        add("full model, relative motion", KE=_ke(kp_rel, kp_true), **dict(zip(("PSNR", "SSIM"), _quality(rel_frames, truth))))
         nojac_frames, _ = render(ren, reference, kp_src, tail(kp_full), device, use_jacobians=False)
         add("w/o Jacobians (switch)", KE=_ke(kp_full, kp_true), **dict(zip(("PSNR", "SSIM"), _quality(nojac_frames, truth))))
         if models.get("head_motion_l1") is not None:

@@ -65,6 +65,16 @@ def detect_keypoints(detector, frames: np.ndarray, device: str = "cpu", chunk: i
     return Keypoints(value=np.concatenate(values), jacobian=np.concatenate(jacobians))
 
 
+def relative_keypoints(driving: Keypoints, source: Keypoints) -> Keypoints:
+    """FOMM's relative motion: the source keypoints move as the driving keypoints have moved since
+    the first driving frame (value: source + driving - driving[0]; Jacobian: J_d J_d0^-1 J_s).
+    An offset between the first driving frame and the reference then cancels, at the price of
+    assuming that frame shows the reference's head state."""
+    value = source.value[:1] + driving.value - driving.value[:1]
+    change = driving.jacobian @ np.linalg.inv(driving.jacobian[:1])
+    return Keypoints(value=value.astype(np.float32), jacobian=(change @ source.jacobian[:1]).astype(np.float32))
+
+
 @torch.no_grad()
 def render(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoints, device: str = "cpu", chunk: int = 8,
            use_jacobians: bool = True, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
