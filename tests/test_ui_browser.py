@@ -2,6 +2,8 @@
 started on a free localhost port. Screenshots go to test-artifacts/ui/."""
 from __future__ import annotations
 
+import math
+
 import os
 import shutil
 import socket
@@ -213,6 +215,18 @@ def test_change_a_parameter(page):
     page.locator(".litecontextmenu .litemenu-entry", has_text="tanh").click()
     assert node(page, "function")["params"] == {"fn": "tanh"}
     shot(page, "04-parameter")
+
+
+def test_widget_position_of_a_node_not_drawn_yet(page):
+    """A node added and moved in the same tick has not been drawn: its widget position must still
+    be a real point on its widget (CI once clicked at y = NaN here)."""
+    x, y, top, bottom = page.evaluate("""() => {
+        const n = TalkGraph.addNode('MovingAverage', [120, 140]);
+        const [x, y] = TalkGraph.widgetPagePosition(n.tgId, 'window');
+        const r = TalkGraph.canvas.canvas.getBoundingClientRect();
+        return [x, y, r.top, r.bottom];
+    }""")
+    assert all(math.isfinite(v) for v in (x, y)) and top <= y <= bottom
 
 
 def test_save_and_compare_the_yaml(page, project):
