@@ -57,6 +57,18 @@ def _checkpoint_param(arch: str) -> Any:
                      extensions=(".pt",))
 
 
+class _InferenceNode(Node):
+    """An Audio2Head network run on inputs: reads its checkpoint from the `checkpoint` input, else
+    the `checkpoint` parameter, else the bundled file of `bundled_arch` (then keyed by content)."""
+
+    abstract = True  # a base, not a node of its own
+    bundled_arch: str = ""
+    code_dependencies = _MODEL
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        return _bundled("bundled checkpoint", self.params.checkpoint, self.bundled_arch, connected)
+
+
 def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
     data = features.data
     if data.ndim != 3 or data.shape[1:] != A2H_SHAPE:
@@ -79,7 +91,7 @@ def _resized(image: np.ndarray, size: int, node: str) -> np.ndarray:
     return resize_image(image, size)
 
 
-class HeadMotionPredictor(Node):
+class HeadMotionPredictor(_InferenceNode):
     """Audio2Head §3.2: a reference portrait and its speech -> a natural head pose per video frame.
 
     ResNet-34 image and audio encoders and a 2-layer LSTM with spatial embedding transition
@@ -88,11 +100,7 @@ class HeadMotionPredictor(Node):
     """
 
     category = "audio2head"
-    code_dependencies = _MODEL
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return _bundled("bundled checkpoint", self.params.checkpoint, "head_motion", connected)
-
+    bundled_arch = "head_motion"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h of the driving speech"),
@@ -119,7 +127,7 @@ class HeadMotionPredictor(Node):
         return {"pose": pose.astype(np.float32)}
 
 
-class MotionFieldGenerator(Node):
+class MotionFieldGenerator(_InferenceNode):
     """Audio2Head §3.3: reference + audio + head poses -> keypoints and Jacobians per frame.
 
     The reference (downscaled, repeated), the poses drawn as projected 3-D boxes and the audio
@@ -128,11 +136,7 @@ class MotionFieldGenerator(Node):
     """
 
     category = "audio2head"
-    code_dependencies = _MODEL
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return _bundled("bundled checkpoint", self.params.checkpoint, "motion_field", connected)
-
+    bundled_arch = "motion_field"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h"),
@@ -174,15 +178,11 @@ class MotionFieldGenerator(Node):
         return {"keypoints": kp, "pose_boxes": boxes}
 
 
-class KeypointDetector(Node):
+class KeypointDetector(_InferenceNode):
     """FOMM's keypoint detector (Audio2Head N_D): keypoints and local Jacobians of an image or frames."""
 
     category = "audio2head"
-    code_dependencies = _MODEL
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return _bundled("bundled checkpoint", self.params.checkpoint, "keypoint_autoencoder", connected)
-
+    bundled_arch = "keypoint_autoencoder"
     inputs = {
         "image": In("Image", "one image", optional=True),
         "frames": In("Frames", "video frames", optional=True),
@@ -217,18 +217,14 @@ class KeypointDetector(Node):
         return {"keypoints": kp}
 
 
-class KeypointRenderer(Node):
+class KeypointRenderer(_InferenceNode):
     """FOMM's occlusion-aware generator (Audio2Head N_I): redraw the reference so that its
     keypoints move to the driving keypoints. Dense motion from local affine transforms around
     the keypoints, an occlusion map, feature warping and decoding. Source keypoints are detected
     on the reference with the same checkpoint unless connected."""
 
     category = "audio2head"
-    code_dependencies = _MODEL
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return _bundled("bundled checkpoint", self.params.checkpoint, "keypoint_autoencoder", connected)
-
+    bundled_arch = "keypoint_autoencoder"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "keypoints": In("Keypoints", "driving keypoints per output frame"),
