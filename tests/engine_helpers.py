@@ -9,6 +9,7 @@ from pathlib import Path
 
 from graphcore.events import Event
 from graphcore.loader import load_workflow
+from graphcore.node import RunContext
 from graphcore.registry import NodeRegistry, build_registry
 from graphcore.validation import compile_workflow
 from graphcore.workflow import BoundGraph
@@ -64,3 +65,10 @@ def graphrun(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
     """Run the CLI in a fresh interpreter, as a user would."""
     return subprocess.run([sys.executable, "-m", "graphcore.cli", *map(str, args)], cwd=cwd, env=env or subprocess_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def ctx_for(tmp_path: Path, node: str = "n", logs: list | None = None) -> RunContext:
+    """A RunContext for calling a node's run() directly; events go to `logs` when given."""
+    logs = logs if logs is not None else []
+    return RunContext(node_id=node, node_type=node, key="k" * 64, tmp_dir=tmp_path, workflow_dir=tmp_path,
+                      emit=lambda kind, data: logs.append((kind, data)))

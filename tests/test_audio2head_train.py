@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from audio2head_helpers import one_thread  # noqa: F401 (autouse fixture)
-from graphcore.node import NodeError, RunContext
+from engine_helpers import ctx_for
+from graphcore.node import NodeError
 from graphcore.types import CheckpointBlob
 from hdtf_data import write_toy_dataset
 from nodes.audio2head import a2h_nodes as A
@@ -17,12 +18,6 @@ from nodes.types import FeatureSeq, Keypoints
 @pytest.fixture(scope="module")
 def toy_dataset(tmp_path_factory):
     return write_toy_dataset(tmp_path_factory.mktemp("data") / "toy.zarr", n_clips=4, n_frames=40, size=64)
-
-
-def ctx_for(tmp_path, node="n", logs=None):
-    logs = logs if logs is not None else []
-    return RunContext(node_id=node, node_type=node, key="k" * 64, tmp_dir=tmp_path, workflow_dir=tmp_path,
-                      emit=lambda kind, data: logs.append((kind, data)))
 
 
 def _overfit(task, steps: int = 6, lr: float = 1e-3) -> tuple[float, float]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphcore.node import NodeError, RunContext
+from engine_helpers import ctx_for
+from graphcore.node import NodeError
 from graphcore.types import CheckpointBlob
 from hdtf_data import write_toy_dataset
 from nodes.hdtf import hdtf_nodes as H
@@ -16,12 +17,6 @@ OFFICIAL = 20.4e6
 @pytest.fixture(scope="module")
 def toy_dataset(tmp_path_factory):
     return write_toy_dataset(tmp_path_factory.mktemp("data") / "toy.zarr", n_clips=4, n_frames=40, size=64)
-
-
-def ctx_for(tmp_path, node="n", logs=None):
-    logs = logs if logs is not None else []
-    return RunContext(node_id=node, node_type=node, key="k" * 64, tmp_dir=tmp_path, workflow_dir=tmp_path,
-                      emit=lambda kind, data: logs.append((kind, data)))
 
 
 def test_describe_reports_parameter_counts_close_to_official():
