@@ -176,3 +176,37 @@ def test_arcface_loader_reads_its_own_layout(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="IResNet"):
         load_arcface(path)
+
+
+def test_own_threshold_keeps_the_pseudo_identities_apart():
+    """TrainMemoryGAN's 4 recoloured pseudo-identities of the sample portrait (at the 128-px
+    training size) must be different identities at the own embedding's default threshold, and
+    the same face moved a few pixels with pixel noise the same one (docs/yi.md: 0.97 merged the
+    closest pair, cosine ~0.989)."""
+    import cv2
+
+    from nodes.face.fitting import fit_coefficients
+    from nodes.face.landmarks import detect_landmarks
+    from nodes.face.model import load_face_model
+    from nodes.io.media import read_image
+    from nodes.yi.identity import THRESHOLDS, IdentityFeatures
+    from nodes.yi.train_memorygan import recolour
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    image = cv2.resize(read_image(root / "assets/samples/portrait.png"), (128, 128), interpolation=cv2.INTER_AREA)
+    lms, found = detect_landmarks(image[None], tracking=False)
+    assert found.all()
+    model = load_face_model()
+    shape = fit_coefficients(model, lms).shape
+    feats = IdentityFeatures("own", model=model)
+    variants = np.concatenate([feats(recolour(image[None], k), lms, shape) for k in range(4)])
+    cos = variants @ variants.T
+    threshold = THRESHOLDS["own"]
+    assert cos[~np.eye(4, dtype=bool)].max() < threshold, np.round(cos, 4)
+    moved = cv2.warpAffine(image, np.float32([[1, 0, 3], [0, 1, -2]]), (128, 128), borderMode=cv2.BORDER_REPLICATE)
+    moved = np.clip(moved + np.random.default_rng(0).integers(-4, 5, moved.shape), 0, 255).astype(np.uint8)
+    moved_lms = lms.copy()
+    moved_lms[..., :2] += np.float32([3, -2])
+    same = feats(moved[None], moved_lms, shape)
+    assert float(same[0] @ variants[0]) > threshold
+    assert THRESHOLDS["arcface"] == 0.98  # the official iden_thres

@@ -90,3 +90,26 @@ def plot_metrics(metrics: Path, panels: dict[str, list[str]], png: Path, title: 
     fig.tight_layout()
     fig.savefig(png, dpi=90)
     plt.close(fig)
+
+
+def video_strips(rows: dict[str, Path], frames: list[int], jpg: Path, size: int = 256,
+                 crop: tuple[slice, slice] | None = None) -> None:
+    """One labelled row of frames per video (docs figures: the demos before/after a retrain).
+
+    python -c "from nodes.yi.bundle import *; video_strips({...}, [...], Path(...))"
+    """
+    import cv2
+    import numpy as np
+
+    from nodes.io.media import read_video
+
+    strips = []
+    for label, path in rows.items():
+        video = read_video(str(path))
+        tiles = [cv2.resize(video.frames[i], (size, size), interpolation=cv2.INTER_AREA) for i in frames]
+        tiles = [t[crop] if crop else t for t in tiles]
+        strip = np.ascontiguousarray(np.concatenate(tiles, 1)[..., ::-1])
+        cv2.putText(strip, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 3, cv2.LINE_AA)
+        cv2.putText(strip, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        strips.append(strip)
+    cv2.imwrite(str(jpg), np.concatenate(strips, 0), [cv2.IMWRITE_JPEG_QUALITY, 90])

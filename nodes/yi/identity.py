@@ -26,9 +26,9 @@ OWN_DIM = 84
 ARCFACE_DIM = 512
 DIMS = {"own": OWN_DIM, "arcface": ARCFACE_DIM}
 # same-identity cosine: the official default for ArcFace (iden_thres). For `own` (docs/yi.md):
-# frames of one synthetic clip give >= 0.9999, its 4 recoloured pseudo-identities 0.81-0.988, so
-# 0.97 (the bundled checkpoint's) merges the two closest of four variants and 0.99 would not
-THRESHOLDS = {"arcface": 0.98, "own": 0.97}
+# frames of one synthetic clip give >= 0.9999, its 4 recoloured pseudo-identities 0.81-0.988
+# apart, so 0.99 keeps all four apart (0.97 merged the two closest)
+THRESHOLDS = {"arcface": 0.98, "own": 0.99}
 _OWN_REGIONS = ("inner_face", "lips", "eyes", "brows", "nose")
 # ArcFace's 112x112 template: image-left eye, image-right eye, nose tip, mouth corners (left, right)
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
