@@ -27,9 +27,18 @@ class TrainParams(BaseModel):
     save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
 
 
-def run_training(ctx: RunContext, node: str, task, params: TrainParams) -> dict[str, Any]:
+def run_training(ctx: RunContext, node: str, task: Any, params: TrainParams) -> dict[str, Any]:
+    """Train `task` (a TrainTask, or a zero-argument function that builds one) with the shared loop.
+    A bad setting or dataset found while building it (ValueError, DatasetError) becomes a
+    NodeError naming the node."""
+    from nodes.synth.dataset import DatasetError
     from trainers.loop import TrainConfig, Trainer
 
+    if callable(task):
+        try:
+            task = task()
+        except (ValueError, DatasetError) as exc:
+            raise NodeError(f"{node}: {exc}") from None
     p = params
     work = ctx.resolve_path(p.work_dir) if p.work_dir else default_work_dir(ctx)
     cfg = TrainConfig(steps=p.steps, batch_size=p.batch_size, lr_g=p.lr_g, lr_d=p.lr_d, gan_start=p.gan_start, seed=p.seed,

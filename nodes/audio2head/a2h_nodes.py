@@ -338,17 +338,6 @@ def _vgg(ctx: RunContext, path: str) -> str | None:
     return str(ctx.resolve_path(path)) if path else None
 
 
-def _fit(ctx: RunContext, node: str, make_task, params: TrainParams) -> dict[str, Any]:
-    """Build the task (bad settings or data become a NodeError naming the node), then train it."""
-    try:
-        task = make_task()
-    except NodeError:
-        raise
-    except Exception as exc:  # DatasetError (e.g. clips shorter than the window) or a bad setting
-        raise NodeError(f"{node}: {exc}") from None
-    return run_training(ctx, node, task, params)
-
-
 class TrainKeypointRenderer(Node):
     """Train the keypoint detector and the renderer together on video reconstruction (FOMM §3,
     Audio2Head §4.2): multi-scale perceptual loss + equivariance of keypoints and Jacobians
@@ -376,7 +365,7 @@ class TrainKeypointRenderer(Node):
         settings = KeypointTrainSettings(dataset=dataset_path(ctx, dataset, "TrainKeypointRenderer"), preset=p.preset,
                                          frame_size=p.frame_size, lambda_perc=p.lambda_perc, lambda_eq_value=p.lambda_eq_value,
                                          lambda_eq_jacobian=p.lambda_eq_jacobian, vgg_weights=_vgg(ctx, p.vgg_weights))
-        return _fit(ctx, "TrainKeypointRenderer", lambda: KeypointTask(settings), p)
+        return run_training(ctx, "TrainKeypointRenderer", lambda: KeypointTask(settings), p)
 
 
 class TrainHeadMotionPredictor(Node):
@@ -407,7 +396,7 @@ class TrainHeadMotionPredictor(Node):
         settings = HeadMotionTrainSettings(dataset=dataset_path(ctx, dataset, "TrainHeadMotionPredictor"), preset=p.preset,
                                            frame_size=p.frame_size, window=p.window, pose_loss=p.pose_loss,
                                            ssim_window=p.ssim_window, lambda_pose=p.lambda_pose, lambda_gan=p.lambda_gan)
-        return _fit(ctx, "TrainHeadMotionPredictor", lambda: HeadMotionTask(settings), p)
+        return run_training(ctx, "TrainHeadMotionPredictor", lambda: HeadMotionTask(settings), p)
 
 
 class TrainMotionFieldGenerator(Node):
@@ -460,7 +449,7 @@ class TrainMotionFieldGenerator(Node):
             lambda_heatmap=p.lambda_heatmap, heatmap_decay_steps=p.heatmap_decay_steps, lambda_rec=p.lambda_rec,
             lambda_eq_value=p.lambda_eq, lambda_eq_jacobian=p.lambda_eq, render_frames=p.render_frames,
             vgg_weights=_vgg(ctx, p.vgg_weights))
-        return _fit(ctx, "TrainMotionFieldGenerator", lambda: MotionFieldTask(settings, log=ctx.log), p)
+        return run_training(ctx, "TrainMotionFieldGenerator", lambda: MotionFieldTask(settings, log=ctx.log), p)
 
 
 # --- evaluation ---

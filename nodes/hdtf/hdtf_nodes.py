@@ -225,11 +225,7 @@ class TrainAnimationGenerator(Node):
             dataset=dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
             identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
             lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise)
-        try:
-            task = AnimationTask(settings)
-        except ValueError as exc:
-            raise NodeError(f"TrainAnimationGenerator: {exc}") from None
-        return run_training(ctx, "TrainAnimationGenerator", task, p)
+        return run_training(ctx, "TrainAnimationGenerator", lambda: AnimationTask(settings), p)
 
 
 class TrainFlowVideoGenerator(Node):
@@ -264,11 +260,7 @@ class TrainFlowVideoGenerator(Node):
             dataset=dataset_path(ctx, dataset, "TrainFlowVideoGenerator"), preset=p.preset, frame_size=p.frame_size,
             crop=p.crop, vgg_weights=str(ctx.resolve_path(p.vgg_weights)) if p.vgg_weights else None,
             lambda_perc=p.lambda_perc, lambda_fm=p.lambda_fm)
-        try:
-            task = FlowVideoTask(settings)
-        except ValueError as exc:
-            raise NodeError(f"TrainFlowVideoGenerator: {exc}") from None
-        return run_training(ctx, "TrainFlowVideoGenerator", task, p)
+        return run_training(ctx, "TrainFlowVideoGenerator", lambda: FlowVideoTask(settings), p)
 
 
 # --- figures ---
