@@ -413,8 +413,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_loss_curves(metrics_path: Path, png_path: Path, title: str = "") -> None:
-    """One panel per loss group (generator terms, discriminator terms) against the step."""
+def plot_loss_curves(metrics_path: Path, png_path: Path, title: str = "",
+                     groups: dict[str, list[str]] | None = None) -> None:
+    """One panel per loss group against the step: generator and discriminator terms, or the
+    panels given as {title: [metric keys]} (e.g. for a docs figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -423,8 +425,9 @@ def plot_loss_curves(metrics_path: Path, png_path: Path, title: str = "") -> Non
     rows = read_metrics(metrics_path) if metrics_path.exists() else []
     if not rows:
         return
-    keys = sorted({k for r in rows for k in r if k not in ("step", "wall_s")})
-    groups = {"generator": [k for k in keys if not k.startswith("d_")], "discriminator": [k for k in keys if k.startswith("d_")]}
+    if groups is None:
+        keys = sorted({k for r in rows for k in r if k not in ("step", "wall_s")})
+        groups = {"generator": [k for k in keys if not k.startswith("d_")], "discriminator": [k for k in keys if k.startswith("d_")]}
     groups = {g: ks for g, ks in groups.items() if ks}
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
     for ax, (group, ks) in zip(axes[0], groups.items()):

@@ -11,29 +11,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import subprocess
 from pathlib import Path
 
-
-def describe(path: Path) -> dict:
-    import torch
-
-    export = torch.load(path, map_location="cpu", weights_only=True)
-    return {
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "bytes": path.stat().st_size,
-        "task": export["task"],
-        "model_config": export["model_config"],
-        "train_config": export["train_config"],
-        "data": export["data"],
-        "steps": export["step"],
-        "wall_s": round(float(export["wall_s"]), 1),
-        "final_losses": {k: round(float(v), 5) for k, v in export["final_losses"].items()},
-        "parameters": int(sum(v.numel() for k, v in export["generator"].items()
-                              if not k.endswith(("running_mean", "running_var", "num_batches_tracked", "_mean", "_std")))),
-    }
+from trainers.exports import export_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,11 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    files = {p.name: describe(p) for p in sorted(args.dir.glob("*.pt"))}
+    files = {p.name: export_summary(p) for p in sorted(args.dir.glob("*.pt"))}
     intermediate = {}
     for item in args.also:
         name, _, path = item.partition("=")
-        d = describe(Path(path))
+        d = export_summary(Path(path))
         d.pop("sha256"), d.pop("bytes")
         intermediate[name] = d
     manifest = {

@@ -10,7 +10,6 @@ from the file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -22,23 +21,9 @@ COMMANDS = {
 
 
 def entry(path: Path) -> dict:
-    import torch
+    from trainers.exports import export_summary
 
-    export = torch.load(path, map_location="cpu", weights_only=True)
-    data = path.read_bytes()
-    return {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-        "task": export["task"],
-        "parameters": int(sum(v.numel() for k, v in export["generator"].items() if not k.endswith(("mean", "std", "running_mean", "running_var", "num_batches_tracked")))),
-        "model_config": export["model_config"],
-        "train_config": export["train_config"],
-        "data": export["data"],
-        "steps": export["step"],
-        "wall_s": round(float(export["wall_s"]), 1),
-        "final_losses": {k: round(float(v), 5) for k, v in export["final_losses"].items()},
-        "command": COMMANDS.get(path.name, ""),
-    }
+    return {**export_summary(path), "command": COMMANDS.get(path.name, "")}
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ their floating-point tensors as float16, which halves the files; loading casts t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,23 +25,9 @@ def to_half(path: Path) -> None:
 
 
 def describe(path: Path, command: str) -> dict:
-    import torch
+    from trainers.exports import export_summary
 
-    export = torch.load(path, map_location="cpu", weights_only=True)
-    entry = {
-        "file": str(path.relative_to(path.parents[3])),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "bytes": path.stat().st_size,
-        "stored_as": export.get("stored_as", "float32"),
-        "model_config": export["model_config"],
-        "train_config": export["train_config"],
-        "data": export["data"],
-        "steps": export["step"],
-        "wall_s": round(float(export["wall_s"]), 1),
-        "final_losses": export["final_losses"],
-        "command": command,
-    }
-    return entry
+    return {"file": str(path.relative_to(path.parents[3])), **export_summary(path), "command": command}
 
 
 def main() -> None:
@@ -61,35 +46,6 @@ def main() -> None:
     manifest = bundled(AUDIO_ARCH).parent / "MANIFEST.json"
     manifest.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {manifest}")
-
-
-if __name__ == "__main__":
-    main()
-
-
-def plot_metrics(metrics: Path, panels: dict[str, list[str]], png: Path, title: str) -> None:
-    """Loss curves of a training run's metrics.jsonl, one panel per group of keys (docs figures).
-
-    python -c "from nodes.yi.bundle import *; plot_metrics(...)"
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3), squeeze=False)
-    for ax, (name, keys) in zip(axes[0], panels.items()):
-        for k in keys:
-            ax.plot([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r], label=k)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
 
 
 def video_strips(rows: dict[str, Path], frames: list[int], jpg: Path, size: int = 256,
@@ -113,3 +69,7 @@ def video_strips(rows: dict[str, Path], frames: list[int], jpg: Path, size: int 
         cv2.putText(strip, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         strips.append(strip)
     cv2.imwrite(str(jpg), np.concatenate(strips, 0), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+if __name__ == "__main__":
+    main()
