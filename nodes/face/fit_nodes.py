@@ -25,7 +25,6 @@ class Fit3DMM(Node):
 
     category = "face"
     code_dependencies = (*FACE_MODEL_CODE, "nodes.face.fitting", "nodes.types")
-    version = "1+model1"
     inputs = {
         "landmarks": In("Landmarks", "(T, 478, 2|3) MediaPipe landmarks in pixels"),
         "frames": In("Frames", "the frames the landmarks belong to (for the image size)", optional=True),

@@ -26,7 +26,6 @@ class DenseFlowBuilder(Node):
 
     category = "face"
     code_dependencies = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.types")
-    version = "1+model1"
     inputs = {
         "reference": In("MorphCoeffs", "coefficients of the reference (source) image"),
         "driving": In("MorphCoeffs", "per-frame driving coefficients (expression + pose)"),
