@@ -12,7 +12,7 @@ STAMP_NPM := ui/node_modules/.stamp-$(shell cat ui/package.json ui/package-lock.
 # The learned HDTF pipeline is the main job once its trained checkpoints are in assets/.
 DEMO_WORKFLOW ?= $(if $(wildcard assets/checkpoints/hdtf_flow_video_tiny.pt),workflows/hdtf.yaml,workflows/synth_talk.yaml)
 
-.PHONY: setup system python npm demo test test-slow bench clean-cache
+.PHONY: setup system python npm demo lint test test-slow bench clean-cache
 
 setup: system python npm
 
@@ -42,7 +42,11 @@ $(STAMP_NPM): $(wildcard ui/package.json ui/package-lock.json)
 demo: setup
 	$(BIN)/graphrun $(DEMO_WORKFLOW)
 
-test: setup
+# Static checks (rule set documented in pyproject.toml's [tool.ruff.lint]).
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 test-slow: setup

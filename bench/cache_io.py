@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphcore.cache import CacheStore  # noqa: E402
-from graphcore.types import ARRAY, SCALAR  # noqa: E402
+from graphcore.cache import CacheStore
+from graphcore.types import ARRAY, SCALAR
 
 SHAPE = (125, 512, 512, 3)
 

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import cache_io, scheduler_overhead  # noqa: E402
+from bench import cache_io, scheduler_overhead
 
 
 def main() -> int:

@@ -62,7 +62,7 @@ class _TimedWriter:
     def __init__(self, inner: Any, spent: list[float]) -> None:
         self.inner, self.spent = inner, spent
 
-    def __enter__(self) -> "_TimedWriter":
+    def __enter__(self) -> _TimedWriter:
         self.inner.__enter__()
         return self
 

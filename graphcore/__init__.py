@@ -5,7 +5,14 @@ types through the registry (entry-point group `graphrun.nodes`).
 """
 from .node import CachePolicy, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, OutputFolder, Port, RunContext
 from .types import (
-    ArrayType, CheckpointBlob, PortType, RecordType, ObjectType, TypeValidationError, TYPES, register_type,
+    TYPES,
+    ArrayType,
+    CheckpointBlob,
+    ObjectType,
+    PortType,
+    RecordType,
+    TypeValidationError,
+    register_type,
 )
 
 __all__ = [

@@ -357,7 +357,7 @@ class CacheStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def writer(self, key: str) -> "EntryWriter":
+    def writer(self, key: str) -> EntryWriter:
         return EntryWriter(self, _check_key(key))
 
     def touch(self, key: str) -> None:
@@ -488,7 +488,7 @@ class EntryWriter:
         self._on_disk = False  # whether the attempt folder may exist
         self._state = "open"
 
-    def __enter__(self) -> "EntryWriter":
+    def __enter__(self) -> EntryWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

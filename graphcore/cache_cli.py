@@ -12,7 +12,8 @@ import json
 import re
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .cache import CacheError, CacheStore, EntryMeta, default_cache_url, keep_score
 from .inline import describe

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 TEMP_PREFIX = ".tmp-"
 

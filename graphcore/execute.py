@@ -19,8 +19,9 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from .keys import node_code
 from .node import Node, NodeError, RunContext

@@ -14,8 +14,9 @@ import os
 import sys
 import textwrap
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .canonical import canonical_json
 

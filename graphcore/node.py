@@ -21,8 +21,9 @@ import dataclasses
 import enum
 import os
 import random
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,11 +50,11 @@ class Port:
         return {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
 
 
-def In(type: PortType | str, doc: str = "", *, optional: bool = False) -> Port:  # noqa: N802 (reads like a declaration)
+def In(type: PortType | str, doc: str = "", *, optional: bool = False) -> Port:
     return Port(type, doc, optional)
 
 
-def Out(type: PortType | str, doc: str = "") -> Port:  # noqa: N802
+def Out(type: PortType | str, doc: str = "") -> Port:
     return Port(type, doc)
 
 
@@ -62,18 +63,18 @@ def Out(type: PortType | str, doc: str = "") -> Port:  # noqa: N802
 FILE_KEY = "x-file"
 
 
-def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:  # noqa: N802
+def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:
     """A parameter naming a file the node reads: must exist; its content is part of the key."""
     return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "read", "extensions": list(extensions)}}, **kw)
 
 
-def OutputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:  # noqa: N802
+def OutputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:
     """A parameter naming a file the node writes: on a cache hit the engine re-runs the node
     if the file is missing or was changed since it was written."""
     return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "write", "extensions": list(extensions)}}, **kw)
 
 
-def OutputFolder(default: Any = ..., *, description: str = "", **kw: Any) -> Any:  # noqa: N802
+def OutputFolder(default: Any = ..., *, description: str = "", **kw: Any) -> Any:
     """A parameter naming a folder the node writes (e.g. a Zarr dataset): at commit the engine
     records a manifest of the tree (relative paths, sizes, mtimes); on a cache hit it re-runs the
     node if the folder is gone or its manifest changed. fsspec URLs (`s3://...`) are not tracked."""

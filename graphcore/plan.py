@@ -48,7 +48,7 @@ class RunPlan:
         up = self.nodes[source.node]
         return up.in_process or source.port not in up.persistent_ports
 
-    def slice(self, node_id: str) -> "RunPlan":
+    def slice(self, node_id: str) -> RunPlan:
         """The part of the plan a task for `node_id` needs: the node, the in-process nodes it
         computes itself, and the persisted nodes whose outputs it loads."""
         keep: dict[str, TaskNode] = {}

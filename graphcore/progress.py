@@ -34,7 +34,7 @@ class ProgressDisplay:
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         self.progress.start()
         return self
 

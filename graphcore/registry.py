@@ -21,9 +21,10 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 from .fingerprint import CodeDependencyError, dependency_files
 from .node import Node

@@ -17,8 +17,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .events import Event, EventBus, Listener
 from .execute import NodeFailure, NodeResult, traceback_tail

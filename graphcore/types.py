@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import os
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def fingerprint_value(value: Any) -> str:
     return h.hexdigest()
 
 
-def _feed(h: "hashlib._Hash", value: Any) -> None:
+def _feed(h: hashlib._Hash, value: Any) -> None:
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value)
         h.update(b"nd" + str(arr.dtype.str).encode() + str(arr.shape).encode())
@@ -471,7 +471,7 @@ class CheckpointBlob:
     meta: dict
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, meta: dict | None = None) -> "CheckpointBlob":
+    def from_file(cls, path: str | os.PathLike, meta: dict | None = None) -> CheckpointBlob:
         with open(path, "rb") as f:
             return cls(f.read(), dict(meta or {}))
 

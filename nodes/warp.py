@@ -14,7 +14,8 @@ written back into a preallocated output), so working memory does not grow with t
 """
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 

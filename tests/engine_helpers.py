@@ -64,7 +64,7 @@ def graphrun(*args: str, cwd: Path | None = None, env: dict[str, str] | None = N
              ) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh interpreter, as a user would."""
     return subprocess.run([sys.executable, "-m", "graphcore.cli", *map(str, args)], cwd=cwd, env=env or subprocess_env(),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def ctx_for(tmp_path: Path, node: str = "n", logs: list | None = None) -> RunContext:

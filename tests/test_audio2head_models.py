@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from audio2head_helpers import one_thread  # noqa: F401 (autouse fixture)
+
 from nodes.audio2head.models import OFFICIAL_PARAMETERS, create_model, preset_parameter_counts
 from nodes.audio2head.motion_field import crossfade_weights, predict_windows, stitch, window_starts
 
@@ -155,10 +155,10 @@ def test_pose_ssim_loss():
 
 
 def test_head_pose_drives_morph_coeffs():
+    from graphcore.node import NodeError, RunContext
     from nodes.audio2head.a2h_nodes import HeadPoseToMorphCoeffs
     from nodes.audio2head.pose import camera_pose_from_morph
     from nodes.types import MorphCoeffs
-    from graphcore.node import NodeError, RunContext
 
     ctx = RunContext(node_id="n", node_type="n", key="k")
     ref = MorphCoeffs(np.zeros(60, np.float32), np.full((1, 33), 0.1, np.float32),

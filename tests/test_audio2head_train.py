@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from audio2head_helpers import one_thread  # noqa: F401 (autouse fixture)
 from engine_helpers import ctx_for
+from hdtf_data import write_toy_dataset
+
 from graphcore.node import NodeError
 from graphcore.types import CheckpointBlob
-from hdtf_data import write_toy_dataset
 from nodes.audio2head import a2h_nodes as A
 from nodes.types import FeatureSeq, Keypoints
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from engine_helpers import ROOT, graphrun
 
 WORKFLOWS = ["audio2head.yaml", "train_audio2head.yaml", "evaluate_audio2head.yaml", "mix_a2h_pose_hdtf.yaml",

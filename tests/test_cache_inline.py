@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cache import BIG, VALUES, assert_same, commit_one, race, run_python
 
 import graphcore.cache as cache_mod
 from graphcore import cache_cli
 from graphcore.cache import CacheStore
 from graphcore.types import ANY, ARRAY, SCALAR, ArrayType, stores_inline
-from test_cache import BIG, VALUES, assert_same, commit_one, race, run_python
 
 LIMIT = cache_mod.INLINE_MAX_BYTES
 ZARR_ONLY = {"noise_frames", "flat_frames", "checkpoint"}  # over 64 KiB: stored in Zarr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from engine_helpers import Recorder, compile_file, write_workflow
+
 from graphcore.cache import CacheStore
 from graphcore.keys import compute_keys
 from graphcore.scheduler import run_graph

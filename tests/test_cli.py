@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from engine_helpers import ROOT, TEST_NODES, graphrun, subprocess_env, write_workflow
+
 from graphcore.cli import main
 from graphcore.events import read_events
 

@@ -9,8 +9,8 @@ import sys
 import time
 
 import numpy as np
-
 from engine_helpers import TEST_NODES, compile_file, graphrun, subprocess_env, write_workflow
+
 from graphcore.cache import CacheStore
 from graphcore.events import read_events
 from graphcore.keys import compute_keys

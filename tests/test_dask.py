@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from engine_helpers import ROOT, TEST_NODES, Recorder, compile_file, engine_registry, write_workflow
+
 from graphcore.cache import CacheStore
 from graphcore.executors.dask import DaskExecutor
 from graphcore.scheduler import run_graph

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from nodes.face.model import (
-    BROW_COMPONENTS, DEFAULT_MODEL_PATH, EXPRESSION_COMPONENTS, MOUTH_COMPONENTS, MorphableModel,
+    BROW_COMPONENTS,
+    DEFAULT_MODEL_PATH,
+    EXPRESSION_COMPONENTS,
+    MOUTH_COMPONENTS,
+    MorphableModel,
     load_face_model,
 )
 

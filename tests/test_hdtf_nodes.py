@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from engine_helpers import ctx_for
+from hdtf_data import write_toy_dataset
+
 from graphcore.node import NodeError
 from graphcore.types import CheckpointBlob
-from hdtf_data import write_toy_dataset
 from nodes.hdtf import hdtf_nodes as H
 from nodes.types import FeatureSeq, MorphCoeffs
 

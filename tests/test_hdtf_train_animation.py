@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
 from hdtf_data import write_toy_dataset
+
 from nodes.hdtf.train_animation import AnimationTask, AnimationTrainSettings
 from trainers.loop import TrainConfig, Trainer, load_checkpoint
 

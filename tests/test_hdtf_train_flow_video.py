@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from hdtf_data import write_toy_dataset
+
 from nodes.hdtf.train_flow_video import FlowVideoTask, FlowVideoTrainSettings
 from trainers.loop import TrainConfig, Trainer, load_checkpoint
 

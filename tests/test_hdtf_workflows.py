@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from engine_helpers import ROOT, graphrun
+
 from graphcore.events import read_events
 from graphcore.loader import load_workflow
 from graphcore.registry import build_registry

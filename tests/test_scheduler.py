@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from engine_helpers import Recorder, compile_file, write_workflow
+
 from graphcore.cache import CacheStore
 from graphcore.events import JsonLinesSink, read_events
 from graphcore.scheduler import run_graph
@@ -216,9 +216,10 @@ def test_output_files_missing_or_changed_are_rewritten(tmp_path, cache):
 
 def test_code_version_change_invalidates(tmp_path, cache):
     from engine_helpers import engine_registry
+
+    import graphcore.builtin_nodes as builtins
     from graphcore.loader import load_workflow
     from graphcore.validation import compile_workflow
-    import graphcore.builtin_nodes as builtins
 
     wf = write_workflow(tmp_path, DIAMOND)
     run(wf, cache)

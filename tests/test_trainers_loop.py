@@ -54,7 +54,7 @@ def _cfg(**kw):
 
 def test_loop_converges_and_writes_files(tmp_path):
     progress = []
-    result = Trainer(LinearGanTask(), _cfg(steps=200), tmp_path, on_progress=lambda i, n, l: progress.append(i)).fit()
+    Trainer(LinearGanTask(), _cfg(steps=200), tmp_path, on_progress=lambda i, n, l: progress.append(i)).fit()
     w, b = result_weights(tmp_path / "model.pt")
     assert abs(w - 2) < 0.15 and abs(b - 1) < 0.15
     rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]

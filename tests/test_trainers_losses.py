@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from trainers.discriminators import MultiScalePatchDiscriminator, TemporalPatchDiscriminator
-from trainers.losses import (PerceptualLoss, feature_matching_loss, image_ssim, l1_loss, lsgan_d_loss, lsgan_g_loss,
-                             multiscale_structure_loss, sequence_ssim, sequence_ssim_loss)
+from trainers.losses import (
+    PerceptualLoss,
+    feature_matching_loss,
+    image_ssim,
+    l1_loss,
+    lsgan_d_loss,
+    lsgan_g_loss,
+    multiscale_structure_loss,
+    sequence_ssim,
+    sequence_ssim_loss,
+)
 from trainers.vgg import VGGFace, VGGFeatures, make_features, relu_indices
 
 

@@ -3,7 +3,6 @@ started on a free localhost port. Screenshots go to test-artifacts/ui/."""
 from __future__ import annotations
 
 import math
-
 import os
 import shutil
 import socket
@@ -15,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ui_testkit import ROOT, make_project
 
 from graphcore.keys import compute_keys
 from graphcore.loader import load_workflow
 from graphcore.registry import build_registry
 from graphcore.validation import compile_workflow
-
-from ui_testkit import ROOT, make_project
 
 pytestmark = pytest.mark.browser
 

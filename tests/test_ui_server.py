@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from ui_testkit import as_javascript, make_project
 
 from graphcore.keys import compute_keys
 from graphcore.loader import dump_workflow, load_workflow, parse_workflow
@@ -18,11 +19,9 @@ from graphcore.types import TYPES
 from graphcore.validation import compile_workflow
 from ui.app import create_app
 from ui.config import PathNotAllowed, safe_filename
-from ui.graphjson import YAML_KEY, graph_to_workflow, param_widgets, rebase_paths, workflow_to_graph
+from ui.graphjson import YAML_KEY, param_widgets, rebase_paths
 from ui.preview import flow_to_rgb, preview_value
 from ui.server import EditorServer
-
-from ui_testkit import as_javascript, make_project
 
 
 @pytest.fixture()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any, Literal as Choice
+from typing import Any
+from typing import Literal as Choice
 
 import numpy as np
 import pytest

@@ -7,7 +7,14 @@ import pytest
 from nodes.synth.motion import HeadMotion, blink_curve, brow_curves, head_motion, loudness_curve, pitch_track
 from nodes.synth.speech import synthesize
 from nodes.synth.visemes import (
-    MOUTH_COMPONENTS, N_MOUTH, PHONEME_VISEMES, VISEMES, frame_times, mouth_curves, n_frames_for, viseme_for,
+    MOUTH_COMPONENTS,
+    N_MOUTH,
+    PHONEME_VISEMES,
+    VISEMES,
+    frame_times,
+    mouth_curves,
+    n_frames_for,
+    viseme_for,
 )
 
 JAW, CLOSE, PUCKER = (MOUTH_COMPONENTS.index(n) for n in ("jaw_open", "mouth_close", "lip_pucker"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from yi_data import write_yi_dataset
 
 from graphcore.node import NodeError, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.types import FeatureSeq
 from nodes.yi import yi_nodes as Y
-from yi_data import write_yi_dataset
 
 
 def ctx_for(tmp_path, node="n", logs=None):

@@ -55,9 +55,9 @@ def test_sh_lighting_fit_recovers_known_coefficients():
 
 @pytest.fixture(scope="module")
 def toy_clip():
-    from nodes.face.model import load_face_model
-
     from yi_data import toy_coeffs, toy_frames
+
+    from nodes.face.model import load_face_model
 
     model = load_face_model()
     coeffs, _ = toy_coeffs(24, 96, np.random.default_rng(1))

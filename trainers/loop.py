@@ -25,8 +25,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -261,7 +262,7 @@ class Trainer:
 
     def _move_aside(self) -> Path:
         """Move the loop's files of a superseded run to out_dir/superseded/<time>/ (kept, not deleted)."""
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         dest = self.out_dir / "superseded" / stamp
         dest.mkdir(parents=True)
         for name in LOOP_FILES:
@@ -454,7 +455,7 @@ class ProgressDisplay:
         self.total, self.name, self.enabled = total, name, enabled
         self._progress = None
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

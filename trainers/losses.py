@@ -7,7 +7,7 @@ with the prediction map last.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -121,7 +121,7 @@ class PerceptualLoss(nn.Module):
             self.vgg = None
             self.kind = "fallback: multi-scale L1 + gradient + SSIM (no VGG-19 weights given)"
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
+    def train(self, mode: bool = True) -> PerceptualLoss:
         super().train(mode)
         if self.vgg is not None:
             self.vgg.eval()  # frozen feature extractor

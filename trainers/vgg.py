@@ -8,7 +8,7 @@ any naming that lists the conv/linear layers in network order, checking every sh
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -117,7 +117,7 @@ class VGGFace(nn.Module):
         self.requires_grad_(False)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "VGGFace":
+    def from_file(cls, path: str | os.PathLike) -> VGGFace:
         model = cls()
         load_vgg_state([model.features, model.fc6, model.fc7], path)
         return model.eval()

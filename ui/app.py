@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home: the app must work offline
 
 # At module level: FastAPI resolves the routes' (string) annotations in this module's namespace.
-from fastapi import FastAPI, HTTPException, Request, UploadFile  # noqa: E402
+from fastapi import FastAPI, HTTPException, Request, UploadFile
 
 UI_DIR = Path(__file__).parent
 LITEGRAPH_DIR = UI_DIR / "node_modules" / "litegraph.js"

@@ -50,7 +50,7 @@ class UIConfig:
         upload_dir: str | os.PathLike | None = None,
         cache_url: str | None = None,
         plugin_paths: list[str] = (),  # type: ignore[assignment]
-    ) -> "UIConfig":
+    ) -> UIConfig:
         """Defaults: workflows/ for workflows, assets/ and out/ for data, under `root` (the cwd)."""
         base = Path(root or Path.cwd()).expanduser().resolve()
         upload = Path(upload_dir).expanduser() if upload_dir else default_upload_dir()

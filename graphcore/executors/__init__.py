@@ -15,7 +15,8 @@ workers of a distributed cluster, values travelling through the shared cache.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..events import Event
 from ..execute import NodeResult

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..events import Event
 from ..execute import ExecEnv, NodeResult, RegistryFactory, execute_node

@@ -6,8 +6,9 @@ dependents never read back from the cache what they could get for free.
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from ..events import Event
 from ..execute import BoundFactory, ExecEnv, NodeResult, RunMemo, execute_node

@@ -310,7 +310,7 @@ class HeadPoseToMorphCoeffs(Node):
             raise NodeError("HeadPoseToMorphCoeffs: no frames in the poses or the coefficients")
         if n not in (1, t):
             raise NodeError(f"HeadPoseToMorphCoeffs: {n} coefficient frames but {t} head poses (give one frame or {t})")
-        pick = (lambda a: np.repeat(a[:1], t, 0)) if n == 1 else (lambda a: a)  # noqa: E731
+        pick = (lambda a: np.repeat(a[:1], t, 0)) if n == 1 else (lambda a: a)
         size = tuple(coeffs.image_size)
         cam = np.asarray(pose, np.float64)
         if self.params.mode == "relative":

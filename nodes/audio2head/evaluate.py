@@ -20,7 +20,8 @@ are run with the Jacobians switched off (identity), which measures how much they
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

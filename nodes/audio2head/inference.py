@@ -4,16 +4,16 @@ Images are uint8 (H, W, 3); keypoints are nodes.types.Keypoints ([-1, 1] coordin
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from nodes.types import Keypoints
 
+from .blocks import image_tensor
 from .motion_field import predict_windows
 from .pose import draw_pose_boxes
-from .blocks import image_tensor
 
 Progress = Callable[[int, int], None]
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--also", action="append", default=[], help="NAME=PATH of an intermediate export to describe (not bundled)")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     files = {p.name: export_summary(p) for p in sorted(args.dir.glob("*.pt"))}
     intermediate = {}
     for item in args.also:

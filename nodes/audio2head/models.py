@@ -52,7 +52,7 @@ def create_model(arch: str, preset: str | dict[str, Any] | BaseModel = "tiny") -
     return _module(arch).build(model_config(arch, preset))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def preset_parameter_counts(arch: str) -> dict[str, int]:
     """Parameters of each preset, counted on the meta device (no memory, no initialisation)."""
     import torch

@@ -20,7 +20,7 @@ interpolation rather than the Gaussian-then-nearest downsampling.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -13,7 +13,8 @@ The paper's window is T = 256 frames; the synthetic clips are shorter, so the wi
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,11 +25,11 @@ from trainers.discriminators import TemporalPatchDiscriminator
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import l1_loss, lsgan_d_loss, lsgan_g_loss
 
+from .blocks import image_tensor
 from .head_motion import HeadMotionPredictor
 from .losses import pose_ssim_loss
 from .models import model_config
 from .pose import camera_pose_from_morph
-from .blocks import image_tensor
 
 DISCRIMINATORS = {"paper": {"channels": 64, "n_layers": 3}, "tiny": {"channels": 16, "n_layers": 3}}
 

@@ -11,7 +11,8 @@ Augmentation: the pair is mirrored left-right at random (FOMM flips too).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

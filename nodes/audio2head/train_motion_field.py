@@ -19,7 +19,8 @@ warped copy of the ground-truth frame (FOMM's constraint with N_M's keypoints in
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,13 +32,13 @@ from trainers.data import ClipStore
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import PerceptualLoss
 
+from .blocks import image_tensor
 from .checkpoints import load_keypoint_models, load_model
 from .losses import RandomTPS, equivariance_losses, pyramid_loss
 from .models import model_config
 from .motion_field import MotionFieldGenerator
 from .pose import camera_pose_from_morph, draw_pose_boxes
 from .train_head_motion import feature_statistics
-from .blocks import image_tensor
 
 
 class MotionFieldTrainSettings(BaseModel):

@@ -18,8 +18,14 @@ import numpy as np
 
 from . import topology as topo
 from .model import (
-    AUX_COMPONENTS, BROW_COMPONENTS, DEFAULT_MODEL_PATH, EXPRESSION_COMPONENTS, MODEL_VERSION,
-    MOUTH_COMPONENTS, N_LANDMARKS, N_SHAPE,
+    AUX_COMPONENTS,
+    BROW_COMPONENTS,
+    DEFAULT_MODEL_PATH,
+    EXPRESSION_COMPONENTS,
+    MODEL_VERSION,
+    MOUTH_COMPONENTS,
+    N_LANDMARKS,
+    N_SHAPE,
 )
 
 SEED = 20240611
@@ -101,7 +107,7 @@ def symmetric_frontal(points: np.ndarray, mirror: np.ndarray) -> np.ndarray:
 class Mesh:
     """Mean-shape geometry plus the named vertex sets the deformations are placed with."""
 
-    def __init__(self, mean: np.ndarray, surface: np.ndarray, mirror: np.ndarray, like: "Mesh | None" = None):
+    def __init__(self, mean: np.ndarray, surface: np.ndarray, mirror: np.ndarray, like: Mesh | None = None):
         self.v = mean
         self.surface = surface  # oriented surface triangles (852), holes open
         self.mirror = mirror
@@ -312,7 +318,7 @@ def expression_basis(m: Mesh) -> tuple[np.ndarray, np.ndarray]:
     comp["lip_funnel"] = (w_lips[:, None] * np.c_[-0.15 * (v[:, 0] - mouth_c[0]), np.zeros(n), np.full(n, -4.0)]
                           + vec(w_upper_tight, (0.0, -3.5, 0.0)) + vec(w_lower_tight, (0.0, 3.5, 0.0)))
 
-    corner_l, corner_r = MOUTH_CORNER_L, MOUTH_CORNER_R
+    corner_r = MOUTH_CORNER_R
     w_corner = m.falloff([corner_r, INNER_CORNER_R], 26.0)  # right side; left ones are mirrored
     cheek_r = m.nearest((v[corner_r, 0] - 6.0, 0.5 * (v[NOSE_TIP, 1] + v[EYE_OUTER_R, 1])), side=-1)
     w_cheek = m.falloff(cheek_r, 24.0)

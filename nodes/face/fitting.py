@@ -29,7 +29,7 @@ jaw_forward observable.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -161,7 +161,7 @@ class Fitter:
         rot, logs, trans = pose
         dims = p.shape[-1]
         dw = self._dim_weights(dims)
-        n, s = len(p), self.n_shape
+        n = len(p)
         scale = np.exp(logs)
         x = self._shapes(alpha, beta)
         y = x @ rot.transpose(0, 2, 1)  # (T, K, 3)

@@ -20,7 +20,8 @@ trained without it would do.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def evaluate_animation(generator, dataset: str, split: str = "test", max_clips: 
 def evaluate_video(generator, dataset: str, split: str = "test", *, frame_size: int = 256, max_clips: int = 0,
                    max_frames: int = 50, flow_builder=None, chunk: int = 8,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, float]]:
-    from nodes.face.flow import REGION_LEVELS, REGION_FACE
+    from nodes.face.flow import REGION_FACE, REGION_LEVELS
     from nodes.metrics.image_quality import frame_metrics
     from nodes.warp import warp_frames
     from trainers.data import ClipStore

@@ -2,7 +2,7 @@
 intermediates, and the Fig. 8 animation-parameter curves."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

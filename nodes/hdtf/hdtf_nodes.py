@@ -19,11 +19,10 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.types import FeatureSeq, MorphCoeffs
-
 from nodes.bundled import fallback
 from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files
 from nodes.training import DATASET_DOC, TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.types import FeatureSeq, MorphCoeffs
 
 from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, load_generator
 
@@ -38,7 +37,7 @@ _MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.hdtf.model_registry", "node
 _FAPP = ("nodes.hdtf.fapp", "nodes.face.flow", "nodes.face.raster", *FACE_MODEL_CODE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def preset_parameter_counts(arch: str) -> dict[str, int]:
     """Parameters of each size preset, counted on the meta device (no memory, no init cost)."""
     import torch

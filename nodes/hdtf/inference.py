@@ -7,8 +7,8 @@ outputs, so working memory stays flat however long the audio is.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -8,7 +8,8 @@ Each architecture file registers its presets (`paper`: the paper's/official widt
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 from torch import nn

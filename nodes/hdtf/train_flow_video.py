@@ -12,7 +12,8 @@ feature matching. The lambda values are not given in the paper; pix2pixHD's 10/1
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch

@@ -13,7 +13,6 @@ from graphcore.node import In, InputFile, Node, Out, OutputFile, RunContext
 from nodes.io import media
 from nodes.types import AudioClip
 
-
 MEDIA_CODE = ("nodes.io.media", "nodes.types")  # what these nodes run besides their class
 
 

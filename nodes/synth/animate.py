@@ -7,7 +7,7 @@ smile between words. Expression coefficients stay in the model's fitted range [0
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -13,7 +13,8 @@ workflow both write it; the trainers read it through `open_dataset`:
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +188,7 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
 class Clip:
     """One clip; array attributes are lazy Zarr arrays (slice them), small ones load on access."""
 
-    def __init__(self, dataset: "Dataset", name: str, group) -> None:
+    def __init__(self, dataset: Dataset, name: str, group) -> None:
         self.dataset, self.name, self.group = dataset, name, group
         self.attrs = dict(group.attrs)
         self.n_frames = int(self.attrs["n_frames"])
@@ -257,7 +258,7 @@ class Clip:
 class Windows(Sequence):
     """Every window of `length` frames (step `stride`) over a list of clips: a map-style dataset."""
 
-    def __init__(self, dataset: "Dataset", clips: Sequence[int], length: int, stride: int, fields: Sequence[str]) -> None:
+    def __init__(self, dataset: Dataset, clips: Sequence[int], length: int, stride: int, fields: Sequence[str]) -> None:
         self.dataset, self.length, self.fields = dataset, int(length), tuple(fields)
         self.index: list[tuple[int, int]] = []
         for ci in clips:

@@ -10,7 +10,6 @@ import numpy as np
 
 from .visemes import frame_times
 
-
 # --- blinks ------------------------------------------------------------------------------------
 
 

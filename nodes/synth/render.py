@@ -12,7 +12,7 @@ moved by the model's motion (see docs/dataset-format.md, "Where the landmarks co
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

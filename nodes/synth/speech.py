@@ -16,8 +16,8 @@ import dataclasses
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class PhonemeTrack:
         return [(p, float(s), float(e)) for p, s, e in zip(self.labels, self.start, self.end)]
 
     @classmethod
-    def from_items(cls, items: Sequence[tuple[str, float, float]]) -> "PhonemeTrack":
+    def from_items(cls, items: Sequence[tuple[str, float, float]]) -> PhonemeTrack:
         return cls([str(p) for p, _, _ in items],
                    np.array([s for _, s, _ in items], np.float32).reshape(-1),
                    np.array([e for _, _, e in items], np.float32).reshape(-1))
@@ -76,7 +76,7 @@ def _track(events: Sequence[tuple[str, int]], n_samples: int, rate: int) -> Phon
 
 def _synthesize_in_worker(text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, int, list]:
     request = json.dumps({"text": text, "voice": voice, "rate": rate, "pitch": pitch}).encode("utf-8")
-    proc = subprocess.run([sys.executable, "-S", "-I", str(_WORKER)], input=request, capture_output=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-S", "-I", str(_WORKER)], input=request, capture_output=True, timeout=600, check=False)
     head, sep, body = proc.stdout.partition(b"\n")
     if proc.returncode != 0 or not sep:
         raise SpeechError(f"the espeak-ng worker failed (exit {proc.returncode}): "

@@ -14,7 +14,8 @@ For every held-out clip, the clip itself plays the target video:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from nodes.hdtf.checkpoints import REPO_ROOT, TRAINERS, load_generator
 from nodes.hdtf.coeffs import apply_pose_delta
 from nodes.types import MorphCoeffs
 
-from . import audio_to_exp_pose, memory_gan  # noqa: F401  (registers the architectures)
+from . import audio_to_exp_pose, memory_gan
 from .checkpoint_files import BUNDLED
 
 AUDIO_ARCH, GAN_ARCH = audio_to_exp_pose.ARCH, memory_gan.ARCH

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterator, Literal
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 import numpy as np
 import torch
@@ -135,13 +136,13 @@ class MeshGeometry:
         self._proj = FlowBuilder(model, device=device)
         self.triangles = self._proj.triangles
 
-    def project(self, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray) -> "Projected":
+    def project(self, shape: np.ndarray, expression: np.ndarray, pose: np.ndarray) -> Projected:
         """Pixels (B, V, 2), depth (B, V) and unit normals (B, V, 3) towards the camera."""
         points, depth = self._proj.project(shape, expression, pose)
         normals = vertex_normals(torch.cat([points, depth[..., None]], -1), self.triangles)
         return Projected(points, depth, normals)
 
-    def rasterize(self, proj: "Projected", height: int, width: int):
+    def rasterize(self, proj: Projected, height: int, width: int):
         from nodes.face.raster import rasterize
 
         return rasterize(proj.points, proj.depth, self.triangles, height, width)
@@ -153,7 +154,7 @@ class Projected:
     depth: torch.Tensor  # (B, V)
     normals: torch.Tensor  # (B, V, 3)
 
-    def __getitem__(self, i: slice) -> "Projected":
+    def __getitem__(self, i: slice) -> Projected:
         return Projected(self.points[i], self.depth[i], self.normals[i])
 
 

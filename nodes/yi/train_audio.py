@@ -9,7 +9,8 @@ standardisation buffers are kept, so the personalised model speaks in the same u
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

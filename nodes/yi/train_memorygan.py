@@ -21,14 +21,15 @@ anything is fitted). Real data prepared from several people does not need them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.fingerprint import arrays_fingerprint
+from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.loop import StepOutput, TrainTask
 
 from .identity import DIMS, THRESHOLDS, IdentityFeatures

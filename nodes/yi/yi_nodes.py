@@ -45,7 +45,7 @@ def _bundled(name: str, param: str, arch: str, connected: frozenset[str], port: 
     return fallback(name, param, BUNDLED[arch], connected, port)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parameter_counts(arch: str) -> dict[str, Any]:
     """Parameters per preset (and per part of the memory GAN), counted on the meta device."""
     import torch
@@ -442,15 +442,13 @@ class TrainMemoryGAN(Node):
         return face_model_files(self.params.model_path, connected, port=None)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
-        from .train_memorygan import MemoryGANTask, dataset_refine_clips
-
         import hashlib
         import json
 
         from nodes.training import default_work_dir
         from trainers.fingerprint import dataset_fingerprint
 
-        from .train_memorygan import load_clips, save_clips
+        from .train_memorygan import MemoryGANTask, dataset_refine_clips, load_clips, save_clips
 
         p = self.params
         model = resolve_model(ctx, "TrainMemoryGAN", None, p.model_path)

@@ -8,7 +8,8 @@ features always stay aligned with the frames (feature row t belongs to frame t).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -2,7 +2,7 @@
 declares this module in its `code_dependencies`, so editing it invalidates cached envelopes."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
