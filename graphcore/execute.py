@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from .cache import CacheMiss
 from .keys import node_code
 from .node import Node, NodeError, RunContext
 from .outputs import MissingOutput, record_outputs
@@ -48,6 +49,18 @@ class NodeFailure(Exception):
 
     def __str__(self) -> str:
         return f"node '{self.node_id}' ({self.node_type}): {self.message}"
+
+
+class InputLost(NodeFailure):
+    """An input's cache entry could not be served after all: it failed verification (and was
+    moved to quarantine, `moved_to`) or vanished while being read. Not the node's fault: the
+    scheduler runs the producer `upstream` again, then this node."""
+
+    def __init__(self, node_id: str, node_type: str, message: str, upstream: str, reason: str,
+                 moved_to: str | None = None) -> None:
+        super().__init__(node_id, node_type, message)
+        self.upstream, self.reason, self.moved_to = upstream, reason, moved_to
+        self.args = (node_id, node_type, message, upstream, reason, moved_to)  # for pickling (dask)
 
 
 @dataclasses.dataclass
@@ -191,12 +204,15 @@ def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
     ran: list[tuple[str, str, float]] = []
     cls = env.factory.node_class(task)
     inputs = gather_inputs(env, task, ran)
-    outputs, seconds = run_node(env, task, inputs)
-    try:
-        files = record_outputs(task.output_files, task.output_folders)
-    except MissingOutput as exc:
-        raise NodeFailure(task.id, task.type, str(exc)) from None
-    persist(env, task, cls, outputs, seconds, files)
+    with env.cache.writer(task.key) as writer:  # aborted (its data deleted) unless committed
+        if task.output_files:  # `.part` files a kill would leave: swept by a later run
+            writer.claim_files(list(task.output_files.values()))
+        outputs, seconds = run_node(env, task, inputs)
+        try:
+            files = record_outputs(task.output_files, task.output_folders)
+        except MissingOutput as exc:
+            raise NodeFailure(task.id, task.type, str(exc)) from None
+        persist(env, task, cls, writer, outputs, seconds, files)
     if env.run_memo is not None:
         env.run_memo.put(task.id, outputs)
     ran.append((task.id, task.type, seconds))
@@ -226,6 +242,9 @@ def input_value(env: ExecEnv, task: TaskNode, port: str, source: Edge, ran: list
     port_type = env.factory.node_class(up).outputs[source.port].port_type
     try:
         return env.cache.load(up.key, source.port, port_type)
+    except CacheMiss as exc:
+        raise InputLost(task.id, task.type, f"input '{port}' ({source}): {exc}", up.id, getattr(exc, "reason", str(exc)),
+                        getattr(exc, "moved_to", None)) from None
     except Exception as exc:
         raise NodeFailure(task.id, task.type, f"cannot load input '{port}' ({source}, cache entry {up.key[:12]}) "
                           f"from {env.cache.url}: {type(exc).__name__}: {exc}") from None
@@ -330,20 +349,19 @@ def check_outputs(task: TaskNode, cls: type[Node], result: Any) -> dict[str, Any
     return checked
 
 
-def persist(env: ExecEnv, task: TaskNode, cls: type[Node], outputs: Mapping[str, Any], seconds: float,
+def persist(env: ExecEnv, task: TaskNode, cls: type[Node], writer: Any, outputs: Mapping[str, Any], seconds: float,
             files: dict[str, dict]) -> None:
     if (task.output_files or task.output_folders) and env.cache.has(task.key):
         # Re-run because an output file or folder went missing or was edited: the committed
         # entry records the old one's hash, so replace it rather than keep it.
         env.cache.delete(task.key)
     try:
-        with env.cache.writer(task.key) as writer:
-            for port in task.persistent_ports:
-                writer.save(port, cls.outputs[port].port_type, outputs[port])
-            writer.commit({
-                "node_id": task.id, "node_type": task.type, "params": task.params, "seconds": seconds,
-                "outputs": {p: cls.outputs[p].port_type.name for p in task.persistent_ports}, "files": files,
-            })
+        for port in task.persistent_ports:
+            writer.save(port, cls.outputs[port].port_type, outputs[port])
+        writer.commit({
+            "node_id": task.id, "node_type": task.type, "params": task.params, "seconds": seconds,
+            "outputs": {p: cls.outputs[p].port_type.name for p in task.persistent_ports}, "files": files,
+        })
     except TypeValidationError as exc:
         raise NodeFailure(task.id, task.type, f"cannot store its outputs: {exc}") from None
     except Exception as exc:
