@@ -31,7 +31,7 @@ $(STAMP_PY): pyproject.toml constraints.txt
 	$(PIP) install -q --upgrade pip
 	# torch first: an unpinned torch would pull gigabytes of CUDA packages.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[nodes,ui,test]'
+	$(PIP) install -q -c constraints.txt -e '.[nodes,ui,s3,test]'
 	rm -f $(VENV)/.stamp-*; touch $@
 
 npm: $(STAMP_NPM)

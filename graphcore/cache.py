@@ -100,6 +100,10 @@ class DamagedEntry(CacheMiss):
         self.key, self.node_id, self.reason, self.moved_to = key, node_id, reason, moved_to
 
 
+class StoreUnreachable(CacheError):
+    """The cache's storage cannot be reached (object store down, wrong endpoint, no access)."""
+
+
 class _OldFormat(ValueError):
     """A ref written by an earlier version, without digests: not served, never quarantined."""
 
@@ -249,7 +253,20 @@ class CacheStore:
         self._files = LocalFiles(self.durable, self._path("tmp")) if self._local else FsspecFiles(self._fs)
 
     def __reduce__(self) -> tuple:
-        return (CacheStore, (self.url, self.storage_options, self.durable))
+        # Credentials never travel in a pickle (a dask task): the receiving process completes
+        # the options from its own config file and environment (graphcore/cache_config.py).
+        from .cache_config import public_options
+
+        return (_store_in_this_process, (self.url, public_options(self.storage_options), self.durable))
+
+    def check_reachable(self) -> None:
+        """Raise StoreUnreachable, with one line saying why, if the storage cannot be listed."""
+        if self._local:
+            return
+        try:
+            self._files.list_names(self._refs)
+        except Exception as exc:  # whatever the filesystem raises: connection, DNS, credentials
+            raise StoreUnreachable(f"cannot reach the cache {self.url}: {_one_line(exc)}") from None
 
     def __repr__(self) -> str:
         return f"CacheStore({self.url!r})"
@@ -533,6 +550,54 @@ class CacheStore:
         self._files.remove_empty_dir(self._path("objects", key))
         return True
 
+    def restore_files(self, key: str, param: str, dest: str) -> None:
+        """Write an output file (or folder) stored in an entry (`EntryWriter.save_files`) to
+        `dest`, checked against its digests; a folder keeps its files' mtimes, so its manifest
+        matches the entry's record. DamagedEntry (after quarantine) if it does not verify."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        found = self.lookup(key)
+        if found.ref is None or found.ref["attempt"] is None:
+            if found.damage:
+                raise DamagedEntry(key, found.node_id, found.damage, found.moved_to)
+            raise CacheMiss(f"cache entry {key} does not hold the output '{param}'")
+        store = self._verified_store(key, found.ref)
+
+        def get(name: str) -> bytes:
+            buf = sync(store.get(f"{FILES_PREFIX}/{param}/{name}", default_buffer_prototype()))
+            if buf is None:
+                raise DamagedData(f"{FILES_PREFIX}/{param}/{name}", "missing")
+            return buf.to_bytes()
+
+        try:
+            restore_tree(json.loads(get("manifest.json")), get, dest)
+        except DamagedData as exc:
+            reason = f"output file '{param}': {exc}"
+            raise DamagedEntry(key, found.ref.get("node_id", ""), reason,
+                               self.quarantine(key, found.ref["_raw"], reason)) from None
+
+    # -- staged input files (graphcore/staging.py) -------------------------------------------
+
+    def _input_path(self, sha256: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"invalid content hash {sha256!r}")
+        return self._path("inputs", sha256)
+
+    def has_input(self, sha256: str) -> bool:
+        return self._files.exists(self._input_path(sha256))
+
+    def put_input(self, path: str, sha256: str) -> None:
+        """Upload a file the client reads, by content, for workers that do not see it."""
+        self._files.put_file(path, self._input_path(sha256))
+
+    def get_input(self, sha256: str, dest: str | os.PathLike) -> None:
+        """Download a staged input file to `dest` (written under a part name, then renamed)."""
+        from .outputs import atomic_output
+
+        with atomic_output(dest) as part:
+            self._files.get_file(self._input_path(sha256), str(part))
+
     def quarantine(self, key: str, data: bytes, reason: str) -> str | None:
         """Move a damaged entry aside: quarantine/<key>.<stamp>/ gets reason.json (node id,
         reason, when, who), the ref as it was and its data folder. From the moment its ref is
@@ -588,7 +653,8 @@ class CacheStore:
         for key in keys:
             self.delete(key)
         self.sweep_incomplete(older_than_s=0)
-        self._files.remove_tree(self._path("quarantine"))
+        for folder in ("quarantine", "inputs"):
+            self._files.remove_tree(self._path(folder))
         return len(keys)
 
     def sweep(self, older_than_s: float = 3600) -> SweepReport:
@@ -606,6 +672,73 @@ class CacheStore:
         from .cache_sweep import sweep_dead_writers
 
         return sweep_dead_writers(self)
+
+
+def _store_in_this_process(url: str, options: dict, durable: bool) -> CacheStore:
+    """Unpickling a CacheStore: its public options and this process's own configuration."""
+    from .cache_config import worker_options
+
+    return CacheStore(url, worker_options(options), durable)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+FILES_PREFIX = "__files__"  # output files stored in an attempt (never a port: ports cannot start with "__")
+FILE_PART_BYTES = 32 * 1024 * 1024
+
+
+def store_tree(path: str | os.PathLike, put: Any) -> None:
+    """put(name, bytes) for every file under `path` (a file or a folder), in parts of at
+    most FILE_PART_BYTES (`<n>/<part>`), then `manifest.json` listing them."""
+    from pathlib import Path
+
+    root = Path(path)
+    files = [(".", root)] if root.is_file() else sorted((f.relative_to(root).as_posix(), f) for f in root.rglob("*") if f.is_file())
+    listed = []
+    for n, (rel, file) in enumerate(files):
+        st = file.stat()
+        parts = 0
+        with open(file, "rb") as f:
+            while True:
+                data = f.read(FILE_PART_BYTES)
+                if data or parts == 0:
+                    put(f"{n}/{parts}", data)
+                    parts += 1
+                if len(data) < FILE_PART_BYTES:
+                    break
+        listed.append({"rel": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "parts": parts})
+    put("manifest.json", json.dumps({"folder": root.is_dir(), "files": listed}).encode())
+
+
+def restore_tree(manifest: dict, get: Any, dest: str | os.PathLike) -> None:
+    """Write what `store_tree` stored to `dest`: a file atomically (a part file renamed into
+    place), a folder built next to it and swapped in."""
+    import shutil
+    from pathlib import Path
+
+    from .outputs import atomic_output, part_path
+
+    target = Path(dest)
+    build = part_path(target) if manifest.get("folder") else None
+    if build is not None:
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir(parents=True)
+    for n, item in enumerate(manifest["files"]):
+        out = target if build is None else build / item["rel"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(out) as part, open(part, "wb") as f:
+            for i in range(item["parts"]):
+                f.write(get(f"{n}/{i}"))
+        os.utime(out, ns=(item["mtime_ns"], item["mtime_ns"]))
+    if build is not None:
+        old = target.with_name(f".{target.name}.{writer_tag()}.old")
+        if target.exists():
+            os.rename(target, old)
+        os.rename(build, target)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class EntryWriter:
@@ -677,6 +810,21 @@ class EntryWriter:
         elif heartbeat:
             self._root.attrs["talkgraph"] = {**self._root.attrs["talkgraph"], "active": now}
         return self._root
+
+    def save_files(self, param: str, path: str | os.PathLike) -> None:
+        """Store an output file or folder the node wrote, in `__files__/<param>/` of the
+        attempt (digested like every file), for a client that does not see this disk."""
+        self._check_open()
+        if not _PORT_RE.match(param):
+            raise ValueError(f"invalid output parameter name {param!r} for the cache")
+        self._root_group(heartbeat=True)
+        store_tree(path, lambda name, data: self._put(f"{FILES_PREFIX}/{param}/{name}", data))
+
+    def _put(self, name: str, data: bytes) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        sync(self._recorder.set(name, default_buffer_prototype().buffer.from_bytes(data)))
 
     def group(self, name: str) -> Any:
         """A new Zarr group for `name` in this attempt, for values written piece by piece

@@ -15,9 +15,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .cache import CacheError, CacheStore, EntryMeta, default_cache_url, keep_score
+from .cache import CacheError, CacheStore, EntryMeta, StoreUnreachable, default_cache_url, keep_score
 from .inline import describe
 
+EXIT_STORE = 3  # as graphrun's: the cache's storage cannot be reached
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 
 
@@ -60,7 +61,12 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _store(args: argparse.Namespace) -> CacheStore:
-    return CacheStore(getattr(args, "cache", None) or default_cache_url())
+    from .cache_config import cache_settings
+
+    url, options = cache_settings(getattr(args, "cache", None), getattr(args, "cache_option", None) or ())
+    store = CacheStore(url, options)
+    store.check_reachable()
+    return store
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -257,11 +263,15 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _guard(fn: Any) -> Any:
-    """Cache problems print one clear line and exit 1, without a traceback."""
+    """Cache problems print one clear line and exit 1 (3 when the storage cannot be reached),
+    without a traceback."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
+        except StoreUnreachable as exc:
+            _console(stderr=True).print(f"[red]error:[/red] {exc}")
+            return EXIT_STORE
         except (CacheError, ValueError, OSError) as exc:
             _console(stderr=True).print(f"[red]error:[/red] {exc}")
             return 1
@@ -275,7 +285,10 @@ def add_cache_commands(subparsers: Any) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an unset --cache here never hides a --cache given to the parent parser.
     common.add_argument("--cache", metavar="URL", default=argparse.SUPPRESS,
-                        help=f"cache location: a folder or fsspec URL (default: $GRAPHRUN_CACHE or {default_cache_url()})")
+                        help=f"cache location: a folder or fsspec URL (default: $GRAPHRUN_CACHE, the config file or "
+                             f"{default_cache_url()})")
+    common.add_argument("--cache-option", action="append", metavar="KEY=VALUE", default=argparse.SUPPRESS,
+                        help="a storage option of the cache's filesystem, e.g. endpoint_url=http://127.0.0.1:9000")
     cache = subparsers.add_parser("cache", help="inspect and trim the result cache",
                                   description="Inspect and trim the result cache.")
     sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)

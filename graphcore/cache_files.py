@@ -173,6 +173,22 @@ class LocalFiles:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.rename(source, dest)
 
+    def put_file(self, local: str, path: str) -> None:
+        """Copy a local file to `path`, atomically (a temp copy renamed into place)."""
+        import shutil
+
+        tmp = self._write_temp(path, b"", durable=False)
+        try:
+            shutil.copyfile(local, tmp)
+            self._into_folder(os.replace, tmp, path)
+        finally:
+            self.remove(tmp)
+
+    def get_file(self, path: str, local: str) -> None:
+        import shutil
+
+        shutil.copyfile(path, local)
+
     def tree_size(self, path: str) -> int:
         total = 0
         for folder, _, names in os.walk(path):
@@ -259,6 +275,12 @@ class FsspecFiles:
     def move_tree(self, source: str, dest: str) -> None:
         self.fs.invalidate_cache(source)
         self.fs.mv(source, dest, recursive=True)  # copy + delete on object stores
+
+    def put_file(self, local: str, path: str) -> None:
+        self.fs.put_file(local, path)  # an object appears only once complete
+
+    def get_file(self, path: str, local: str) -> None:
+        self.fs.get_file(path, local)
 
     def tree_size(self, path: str) -> int:
         try:

@@ -26,6 +26,7 @@ from .liveness import parse_tag, writer_gone
 from .outputs import sweep_part_files
 
 STALE_AFTER_S = 3600  # inactivity after which another host's leftovers are swept
+STAGED_INPUTS_KEPT_S = 86400  # input files staged for dask workers (inputs/<sha256>)
 
 
 @dataclasses.dataclass
@@ -36,6 +37,7 @@ class SweepReport:
     part_files: int = 0
     markers: int = 0  # pending markers of finished or dead writers
     refs: int = 0  # refs removed: outdated format, or their data gone
+    inputs: int = 0  # staged input files not staged again for a day
 
     def add(self, other: SweepReport) -> None:
         for f in dataclasses.fields(self):
@@ -43,11 +45,12 @@ class SweepReport:
 
     @property
     def total(self) -> int:
-        return self.attempts + self.temp_files + self.part_files + self.refs
+        return self.attempts + self.temp_files + self.part_files + self.refs + self.inputs
 
     def describe(self) -> str:
         parts = [f"{n} {what}" for n, what in ((self.attempts, "unfinished attempts"), (self.temp_files, "temp files"),
-                                                (self.part_files, ".part files"), (self.refs, "stale refs")) if n]
+                                                (self.part_files, ".part files"), (self.refs, "stale refs"),
+                                                (self.inputs, "staged input files")) if n]
         return ", ".join(parts)
 
 
@@ -198,6 +201,13 @@ def sweep(store: Any, older_than_s: float = STALE_AFTER_S) -> SweepReport:
     for name in files.list_names(store._path("used")):
         if not name.startswith(TEMP_PREFIX) and name not in keys:
             files.remove(store._path("used", name))
+    for name in files.list_names(store._path("inputs")):  # staged input files: a dask run stages them again
+        path = store._path("inputs", name)
+        mtime = files.mtime(path)
+        if mtime is not None and now - mtime >= STAGED_INPUTS_KEPT_S:
+            report.bytes += files.tree_size(path)
+            files.remove(path)
+            report.inputs += 1
     return report
 
 

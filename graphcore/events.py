@@ -11,6 +11,8 @@ keys) and ends with `run_finished` (data: ok, seconds, counts).
 was moved aside; the node runs again (`queued` follows). It may come after the node's
 `cached`, when the damage was found by a reader: the node then runs after all. `log`
 events with no node id are about the run (e.g. what a sweep of interrupted runs removed).
+`retrying` (data: worker, reason): the node's task is run again (its dask worker was lost);
+another `started` follows.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any
 
 KINDS = frozenset({
     "run_started", "queued", "cached", "started", "progress", "log", "finished", "failed", "skipped", "run_finished",
-    "quarantined",
+    "quarantined", "retrying",
 })
 
 log = logging.getLogger(__name__)

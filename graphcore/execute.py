@@ -29,6 +29,7 @@ from .node import Node, NodeError, RunContext
 from .outputs import MissingOutput, record_outputs
 from .plan import RunPlan, TaskNode
 from .registry import NodeRegistry, build_registry
+from .threads import pin_threads
 from .types import PortType, TypeValidationError
 from .workflow import BoundGraph, Edge, Literal
 
@@ -192,6 +193,10 @@ class ExecEnv:
     factory: NodeFactory
     emit: Emit
     run_memo: RunMemo | None = None  # local executor only
+    # On a worker that may not share the client's disk: the node's output files were redirected
+    # to scratch (graphcore/staging.py); parameter -> the path the user asked for. They are
+    # stored in the entry, and the client writes them there.
+    staged_outputs: dict[str, str] | None = None
     workflow_dir: Path = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -212,12 +217,44 @@ def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
             files = record_outputs(task.output_files, task.output_folders)
         except MissingOutput as exc:
             raise NodeFailure(task.id, task.type, str(exc)) from None
+        if env.staged_outputs:
+            files = store_output_files(task, writer, files, env.staged_outputs)
+            outputs = unstage_paths(task, outputs, env.staged_outputs)
         persist(env, task, cls, writer, outputs, seconds, files)
     if env.run_memo is not None:
         env.run_memo.put(task.id, outputs)
     ran.append((task.id, task.type, seconds))
     env.emit("finished", task, {"seconds": seconds})
     return NodeResult(task.id, task.key, seconds, ran, files)
+
+
+def store_output_files(task: TaskNode, writer: Any, files: dict[str, dict], asked: Mapping[str, str]) -> dict[str, dict]:
+    """Output files written to scratch go into the entry; their records name where the user
+    asked for them (the client writes them there)."""
+    out = {}
+    for param, record in files.items():
+        try:
+            writer.save_files(param, record["path"])
+        except OSError as exc:
+            raise NodeFailure(task.id, task.type, f"cannot store its output '{param}' in the cache: {exc}") from None
+        out[param] = {**record, "path": asked[param], "stored": True}
+    return out
+
+
+def unstage_paths(task: TaskNode, outputs: dict[str, Any], asked: Mapping[str, str]) -> dict[str, Any]:
+    """Outputs that name a redirected output file (or a path inside a redirected folder) name
+    it where the user asked: the same key gives the same value on every executor."""
+    local = {**task.output_files, **task.output_folders}
+    moves = sorted(((local[p], asked[p]) for p in asked), key=lambda m: -len(m[0]))
+
+    def unstage(value: Any) -> Any:
+        if isinstance(value, str):
+            for here, there in moves:
+                if value == here or value.startswith(here + "/"):
+                    return there + value[len(here):]
+        return value
+
+    return {port: unstage(value) for port, value in outputs.items()}
 
 
 def gather_inputs(env: ExecEnv, task: TaskNode, ran: list) -> dict[str, Any]:
@@ -271,6 +308,7 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
         if decl.optional and port not in inputs:
             inputs[port] = None
     env.emit("started", task, {})
+    pin_threads()  # the same thread pools on every executor: the same bytes under one key
     ctx = NodeContext(
         node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
         seed=task.seed, emit=_context_emitter(env, task), workflow_dir=env.workflow_dir,

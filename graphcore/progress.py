@@ -64,6 +64,12 @@ class ProgressDisplay:
         elif ev.kind == "log":
             message = escape(str(ev.data.get("message", "")))
             self._print(f"  {who}: {message}" if ev.node_id else f"[dim]{message}[/]")
+        elif ev.kind == "retrying":
+            task = self._tasks.pop(ev.node_id, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self._print(f"[yellow]↻[/] {who}: {escape(str(ev.data.get('reason', '')))} "
+                        f"({escape(str(ev.data.get('worker', '')))}); running it again")
         elif ev.kind == "quarantined":
             self._print(f"[yellow]![/] {who}: its cache entry is damaged ({escape(str(ev.data.get('reason', '')))}); "
                         f"moved to {escape(str(ev.data.get('moved_to', '')))}, recomputing")

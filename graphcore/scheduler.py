@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .cache import CacheError, DamagedEntry
 from .events import Event, EventBus, Listener
 from .execute import InputLost, NodeFailure, NodeResult, traceback_tail
 from .executors import Executor, make_executor
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 STATUSES = ("cached", "ran", "failed", "skipped")
 MAX_TRIES = 3  # times a task is sent back because an input's cache entry was lost
 REMOTE_LOOKUPS = 16  # concurrent cache lookups on remote stores
-_LIVE_KINDS = frozenset({"started", "progress", "log", "finished"})
+_LIVE_KINDS = frozenset({"started", "progress", "log", "finished", "retrying"})
 _TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped"})
 
 
@@ -157,6 +158,7 @@ class Scheduler:
         self._gate = threading.Lock()
         self.stale: dict[str, str] = {}  # node id -> why its cache hit was refused
         self.damaged: dict[str, tuple[str, str | None]] = {}  # node id -> (why, quarantine folder)
+        self.restored: dict[str, str] = {}  # node id -> why its output files were written from the cache
         self.tries: dict[str, int] = {}  # node id -> times its task was sent back for a lost input
 
     # --- events ---
@@ -218,11 +220,28 @@ class Scheduler:
                 self.damaged[node_id] = (found.damage, found.moved_to)
             return False
         if task.output_files or task.output_folders:
-            reason = stale_output(found.ref.get("files") or {}, task.output_files, task.output_folders)
+            records = found.ref.get("files") or {}
+            reason = stale_output(records, task.output_files, task.output_folders)
+            if reason is not None and records and all(r.get("stored") for r in records.values()):
+                reason = self.restore_outputs(node_id, records, reason)
             if reason is not None:
                 self.stale[node_id] = reason
                 return False
         return True
+
+    def restore_outputs(self, node_id: str, records: dict[str, dict], why: str) -> str | None:
+        """Write the output files an entry holds (a dask worker made them) where they belong;
+        None when done, else why the node must run again."""
+        task = self.plan.nodes[node_id]
+        try:
+            for param, record in records.items():
+                self.cache.restore_files(task.key, param, record["path"])
+        except (CacheError, OSError) as exc:
+            if isinstance(exc, DamagedEntry):
+                self.damaged[node_id] = (exc.reason, exc.moved_to)
+            return f"{why}, and it cannot be restored from the cache ({exc})"
+        self.restored[node_id] = why
+        return None
 
     def cached_nodes(self, node_ids: list[str]) -> set[str]:
         """Which nodes are committed. On a remote cache (s3://, ...) each lookup is a round
@@ -296,6 +315,8 @@ class Scheduler:
             else:
                 self.status[n] = "cached"
                 self.emit("cached", n)
+                if n in self.restored:
+                    self.emit("log", n, message=f"{self.restored[n]}: written again from its cache entry")
                 if not plan.nodes[n].in_process:
                     hits.append(plan.nodes[n].key)
         touch_in_background(self.cache, hits)
@@ -354,7 +375,12 @@ class Scheduler:
                     ready.append(node_id)
                 continue
             if isinstance(outcome, NodeResult):
-                self.record_success(outcome)
+                try:
+                    self.record_success(outcome)
+                except (CacheError, OSError) as exc:  # its output files could not be written here
+                    outcome = NodeFailure(node_id, self.plan.nodes[node_id].type,
+                                          f"cannot write its output files from the cache: {exc}")
+            if isinstance(outcome, NodeResult):
                 done_with(node_id)
                 for child in self.dependents_in(node_id, pending):
                     waiting[child].discard(node_id)
@@ -405,6 +431,10 @@ class Scheduler:
         self.emit("queued", node_id)
 
     def record_success(self, result: NodeResult) -> None:
+        task = self.plan.nodes[result.node_id]
+        for param, record in result.files.items():  # written on a worker: put where the user asked
+            if record.get("stored"):
+                self.cache.restore_files(task.key, param, record["path"])
         for node_id, _, seconds in result.ran:
             self.status[node_id] = "ran"
             self.seconds[node_id] = self.seconds.get(node_id, 0.0) + seconds
