@@ -57,7 +57,7 @@ def _console(stderr: bool = False) -> Any:
 
     stream = sys.stderr if stderr else sys.stdout
     # Piped output is not wrapped to 80 columns: keys and paths stay on one line.
-    return Console(file=stream, width=None if stream.isatty() else 200, highlight=False)
+    return Console(file=stream, width=None if stream.isatty() else 200, highlight=False, soft_wrap=stderr)
 
 
 def _store(args: argparse.Namespace) -> CacheStore:

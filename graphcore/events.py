@@ -87,7 +87,7 @@ class JsonLinesSink:
         if self._file is None:
             return
         self._file.write(json.dumps(event.to_dict(), default=str) + "\n")
-        if event.kind in ("run_finished", "failed", "finished"):
+        if event.kind in ("run_finished", "failed", "finished", "started", "retrying", "quarantined"):
             self._file.flush()
 
     def close(self) -> None:

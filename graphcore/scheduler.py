@@ -313,10 +313,10 @@ class Scheduler:
                 if n in self.stale:
                     self.emit("log", n, message=f"running again: {self.stale[n]}")
             else:
+                if n in self.restored:  # (before `cached`, after which live events are dropped)
+                    self.emit("log", n, message=f"{self.restored[n]}: written again from its cache entry")
                 self.status[n] = "cached"
                 self.emit("cached", n)
-                if n in self.restored:
-                    self.emit("log", n, message=f"{self.restored[n]}: written again from its cache entry")
                 if not plan.nodes[n].in_process:
                     hits.append(plan.nodes[n].key)
         touch_in_background(self.cache, hits)

@@ -236,3 +236,24 @@ class SlowFile(Node):
                     print("writing", flush=True)
                 time.sleep(self.params.delay)
         return {"path": str(path)}
+
+
+class ThreadProbe(Node):
+    """Float32 reductions whose last bits depend on the thread count, and the thread settings
+    the node saw (for the executor-independence tests)."""
+
+    category = "test"
+    outputs = {"sums": Out("Array"), "settings": Out("Any")}
+
+    class Params(BaseModel):
+        seed: int = 0
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        import torch
+
+        from graphcore.threads import thread_settings
+
+        g = torch.Generator().manual_seed(self.params.seed)
+        x, w = torch.randn(2_000_000, generator=g), torch.randn(384, 384, generator=g)
+        sums = torch.stack([x.sum(), (w @ w).sum(), torch.nn.functional.conv2d(w[None, None], w[None, None, :7, :7]).sum()])
+        return {"sums": sums.numpy(), "settings": {k: str(v) for k, v in thread_settings().items()}}
