@@ -54,6 +54,7 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/cache_verify.py
 	@if [ -f bench/nodes.py ]; then $(BIN)/python bench/nodes.py; fi
 	@if [ -f bench/hdtf.py ]; then $(BIN)/python bench/hdtf.py; fi
 

@@ -263,7 +263,7 @@ class Scheduler:
             count, size = sweep_part_files(files)
             report.part_files += count
             report.bytes += size
-        except OSError as exc:  # a read-only cache still serves
+        except Exception as exc:  # housekeeping never fails a run: a read-only cache still serves
             log.debug("could not sweep the cache %s: %s", self.cache.url, exc)
             return
         if report.total:
