@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .types import PortType, resolve_type
 
@@ -37,21 +37,42 @@ class CachePolicy(str, enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class FileSource:
+    """Where an input comes from when no edge or literal feeds it: the file its parameter names,
+    else (the parameter left empty) `fallback`, a file shipped with the node library such as a
+    bundled checkpoint. Declared on the port (`In(..., file=FileSource(...))`), it gives the node
+    class the parameter, the fallback as an implicit file (its content keys the cache) and
+    `Node.input_source`."""
+
+    param: str = ""  # the InputFile parameter; default: the port's name
+    fallback: str | os.PathLike | None = None  # absolute, or relative to the workflow's folder
+    description: str = ""  # the parameter's description
+    extensions: tuple[str, ...] = ()
+    label: str = ""  # names the fallback in cache keys and messages; default "bundled <param>"
+
+
+@dataclasses.dataclass(frozen=True)
 class Port:
     type: PortType | str
     doc: str = ""
     optional: bool = False  # inputs only: may be left unconnected (the node gets None)
+    file: FileSource | None = None  # inputs only: the file parameter (and fallback) used when unconnected
 
     @property
     def port_type(self) -> PortType:
         return resolve_type(self.type)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
+        out = {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
+        if self.file is not None:
+            out["param"] = self.file.param
+        return out
 
 
-def In(type: PortType | str, doc: str = "", *, optional: bool = False) -> Port:
-    return Port(type, doc, optional)
+def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None) -> Port:
+    """An input port. With `file`, the port is optional: unconnected, the node reads the file
+    its parameter names, or the fallback (see FileSource)."""
+    return Port(type, doc, optional or file is not None, file)
 
 
 def Out(type: PortType | str, doc: str = "") -> Port:
@@ -63,9 +84,16 @@ def Out(type: PortType | str, doc: str = "") -> Port:
 FILE_KEY = "x-file"
 
 
-def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:
-    """A parameter naming a file the node reads: must exist; its content is part of the key."""
-    return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "read", "extensions": list(extensions)}}, **kw)
+def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (),
+              fallback: str | os.PathLike | None = None, label: str = "", port: str | None = None, **kw: Any) -> Any:
+    """A parameter naming a file the node reads: must exist; its content is part of the key.
+
+    `fallback`: the file the node reads when the parameter is left empty (and, with `port`, when
+    that input is not connected either); it is declared as an implicit file under `label`."""
+    spec: dict[str, Any] = {"mode": "read", "extensions": list(extensions)}
+    if fallback is not None:
+        spec["fallback"] = {"path": os.fspath(fallback), "label": label or "bundled file", "port": port}
+    return Field(default, description=description, json_schema_extra={FILE_KEY: spec}, **kw)
 
 
 def OutputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:
@@ -84,12 +112,50 @@ def OutputFolder(default: Any = ..., *, description: str = "", **kw: Any) -> Any
 def file_params(params_model: type[BaseModel]) -> dict[str, str]:
     """Parameter name -> "read" | "write" | "write-folder" for the parameters declared with
     InputFile/OutputFile/OutputFolder."""
+    return {name: spec["mode"] for name, spec in _file_specs(params_model).items()}
+
+
+def file_fallbacks(params_model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Parameter name -> {"path", "label", "port"} for the InputFile parameters with a fallback."""
+    return {name: spec["fallback"] for name, spec in _file_specs(params_model).items() if spec.get("fallback")}
+
+
+def _file_specs(params_model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, field in params_model.model_fields.items():
         extra = field.json_schema_extra
         if isinstance(extra, dict) and FILE_KEY in extra:
-            out[name] = extra[FILE_KEY]["mode"]
+            out[name] = extra[FILE_KEY]
     return out
+
+
+def _add_file_params(cls: type[Node]) -> None:
+    """Complete the inputs declared with a FileSource: name their parameter after the port when
+    unnamed, and add the parameters the Params model lacks (first, in port order)."""
+    sources = {name: port for name, port in cls.inputs.items() if port.file is not None}
+    if not sources:
+        return
+    named = {name: port if port.file.param else dataclasses.replace(port, file=dataclasses.replace(port.file, param=name))
+             for name, port in sources.items()}
+    if any(named[n] is not sources[n] for n in sources):
+        cls.inputs = {name: named.get(name, port) for name, port in cls.inputs.items()}
+    fields = {}
+    for name, port in named.items():
+        f = port.file
+        if f.param in cls.Params.model_fields:
+            fallback = file_fallbacks(cls.Params).get(f.param)
+            if f.fallback is not None and (fallback is None or fallback["port"] != name):
+                raise TypeError(f"node type {cls.type_name}: parameter {f.param!r} is declared both in Params and by the "
+                                f"FileSource of input {name!r}; declare it once (on the port)")
+            continue  # inherited from a node this one extends
+        label = f.label or "bundled " + f.param.replace("_", " ")
+        fields[f.param] = (str, InputFile("", description=f.description, extensions=f.extensions, fallback=f.fallback,
+                                          label=label, port=name))
+    if fields:
+        added = create_model(f"{cls.__name__}FileParams", **fields)
+        # (Params, added): pydantic lists the fields of the last base first
+        cls.Params = create_model(cls.Params.__name__, __base__=(cls.Params, added), __module__=cls.__module__)
+        cls.Params.__qualname__ = f"{cls.__qualname__}.Params"
 
 
 class NoParams(BaseModel):
@@ -164,6 +230,7 @@ class Node:
             cls.type_name = cls.__name__
         if isinstance(cls.cache, str):
             cls.cache = CachePolicy(cls.cache)
+        _add_file_params(cls)
 
     def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
         raise TypeError(f"node type {self.type_name} does not define run()")
@@ -175,8 +242,26 @@ class Node:
         the input ports fed in the workflow (`connected`): e.g. a bundled checkpoint used when the
         checkpoint parameter is empty and no checkpoint is connected. Name -> path (relative
         paths are relative to the workflow's folder). Their content keys the cache, exactly as
-        InputFile parameters do, and validation reports one that is missing."""
-        return {}
+        InputFile parameters do, and validation reports one that is missing.
+
+        By default: the fallbacks of InputFile parameters left empty whose port (if any) is not
+        connected. Override (extending super()'s) for files read without any parameter."""
+        return {fb["label"]: Path(fb["path"]) for name, fb in file_fallbacks(type(self.params)).items()
+                if not getattr(self.params, name) and fb["port"] not in connected}
+
+    def input_source(self, ctx: RunContext, port: str, value: Any = None) -> Any:
+        """What an input declared with a FileSource stands for: the value connected to `port`,
+        else the file its parameter names (resolved against the workflow's folder), else the
+        fallback file (None when there is none)."""
+        if value is not None:
+            return value
+        source = self.inputs[port].file
+        if source is None:
+            raise TypeError(f"input {port!r} of {self.type_name} is not declared with a FileSource")
+        named = getattr(self.params, source.param)
+        if named:
+            return ctx.resolve_path(named)
+        return ctx.resolve_path(source.fallback) if source.fallback is not None else None
 
     @classmethod
     def description(cls) -> str:
