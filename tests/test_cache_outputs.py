@@ -197,6 +197,7 @@ def test_the_library_declares_its_bundled_fallbacks():
     assert DenseFlowBuilder().implicit_files(frozenset({"model"})) == {}
     assert MemoryGAN().implicit_files(none)["bundled checkpoint"].name == "memory_gan_tiny.pt"
     assert set(EvaluateYi().implicit_files(frozenset({"gan_checkpoint"}))) == {"bundled audio checkpoint", "bundled face model"}
+    assert set(EvaluateYi({"audio_checkpoint": "a.pt"}).implicit_files(none)) == {"bundled gan checkpoint", "bundled face model"}
     assert set(EvaluateHDTF({"tables": "table3"}).implicit_files(none)) == {"bundled animation checkpoint", "bundled face model"}
     for path in [*EvaluateYi().implicit_files(none).values(), *EvaluateHDTF().implicit_files(none).values()]:
         assert path.is_file(), path

@@ -51,6 +51,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from nodes.bundled import asset_path
+
 from .camera import project
 
 MOUTH_COMPONENTS: tuple[str, ...] = (
@@ -79,8 +81,7 @@ REGIONS: tuple[str, ...] = (
 )
 
 MODEL_VERSION = 1
-ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "face_model"
-DEFAULT_MODEL_PATH = ASSET_DIR / f"talkgraph_3dmm_v{MODEL_VERSION}.npz"
+DEFAULT_MODEL_PATH = asset_path(f"face_model/talkgraph_3dmm_v{MODEL_VERSION}.npz")
 
 
 @runtime_checkable

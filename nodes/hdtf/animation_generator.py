@@ -28,8 +28,6 @@ from torch import nn
 
 from trainers.discriminators import TemporalPatchDiscriminator
 
-from .model_registry import register_architecture
-
 MOUTH_DIM, BROW_DIM, POSE_DIM = 28, 5, 6
 PARTS = {"mouth": MOUTH_DIM, "brow": BROW_DIM, "pose": POSE_DIM}
 
@@ -134,7 +132,7 @@ class Standardizer(nn.Module):
         return x * self.std + self.mean
 
 
-class AnimationGenerator(nn.Module):
+class AnimationGeneratorNet(nn.Module):
     """forward(audio (B,T,15), identity (B,identity_dim), style=True) -> {'mouth' (B,T,28),
     'brow' (B,T,5), 'pose' (B,T,6)} in raw units. With style=False the AdaIN parameters come
     from the training set's mean identity (the "w/o style" switch)."""
@@ -189,10 +187,3 @@ class AnimationDiscriminators(nn.Module):
     def forward(self, params: dict[str, torch.Tensor], audio_n: torch.Tensor) -> dict[str, list[list[torch.Tensor]]]:
         return {name: net(params[name], audio_n) for name, net in self.nets.items()}
 
-
-PRESETS = {
-    "paper": AnimationConfig(),
-    "tiny": AnimationConfig(channels=64, encoder_blocks=2, decoder_channels=32, temporal_levels=3, style_hidden=64,
-                            disc_channels=32, disc_layers=3),
-}
-register_architecture("animation_generator", AnimationConfig, AnimationGenerator, PRESETS)

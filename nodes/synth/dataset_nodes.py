@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
+from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
 from nodes.types import MorphCoeffs
 
 # The dataset writer and what it stores (`code_dependencies` of both nodes).
@@ -48,7 +48,7 @@ class MakeSyntheticDataset(Node):
         "portrait": In("Image", "a square portrait"),
         "landmarks": In("Landmarks", "the portrait's detected landmarks (1, 478, 2|3)"),
         "reference": In("MorphCoeffs", "the portrait's fitted 3DMM coefficients"),
-        "model": In("FaceModel", optional=True),
+        "model": FaceModelInput(),
     }
     outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
@@ -66,12 +66,8 @@ class MakeSyntheticDataset(Node):
         max_rate: int = Field(190, ge=80, le=450, description="fastest speaking rate (words per minute)")
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
         mp4_dir: str | None = OutputFolder("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
-        model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, portrait: np.ndarray, landmarks: np.ndarray, reference: MorphCoeffs,
             model: Any = None) -> dict[str, Any]:
@@ -122,7 +118,7 @@ class PrepareDataset(Node):
     category = "synth"
     code_dependencies = (*DATASET_CODE, *FACE_MODEL_CODE, "nodes.face.crop", "nodes.face.fitting", "nodes.face.landmarks",
                          "nodes.synth.prepare")
-    inputs = {"model": In("FaceModel", optional=True)}
+    inputs = {"model": FaceModelInput()}
     outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
     class Params(BaseModel):
@@ -135,12 +131,8 @@ class PrepareDataset(Node):
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
         split_seed: int = Field(0, ge=0, description="seed of the per-clip train/val/test draw")
         on_error: Literal["stop", "skip"] = Field("stop", description="a bad video stops the run, or is skipped")
-        model_path: str = model_path_param()
 
         _variants = field_validator("features")(_check_variants)
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, model: Any = None) -> dict[str, Any]:
         from .dataset import DatasetWriter, assign_splits

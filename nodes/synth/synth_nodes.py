@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from graphcore.types import RecordType, TypeValidationError, register_type
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
+from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
 from nodes.types import AudioClip, MorphCoeffs
 
 from .speech import PhonemeTrack
@@ -135,16 +135,12 @@ class RenderTalkingFace(Node):
         "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),
         "driving": In("MorphCoeffs", "per-frame expression and pose to render"),
         "blink": In("Array", "eyelid closure per frame (T,) in [0, 1]", optional=True),
-        "model": In("FaceModel", optional=True),
+        "model": FaceModelInput(),
     }
     outputs = {"frames": Out("Frames")}
 
     class Params(BaseModel):
-        model_path: str = model_path_param()
         chunk: int = Field(8, ge=1, le=256, description="frames rendered at once (memory vs. speed)")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, image: np.ndarray, reference: MorphCoeffs, driving: MorphCoeffs,
             blink: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:

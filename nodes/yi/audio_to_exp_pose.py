@@ -33,9 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from nodes.hdtf.animation_generator import Standardizer
-from nodes.hdtf.model_registry import register_architecture
 
-ARCH = "yi_audio_exp_pose"
 N_EXPRESSION, N_POSE = 33, 6
 MFCC_FRAMES, MFCC_COEFFS = 28, 12
 
@@ -79,7 +77,7 @@ class AudioEncoder(nn.Module):
         return self.fc(self.conv(mfcc.unsqueeze(1)).flatten(1))
 
 
-class AudioToExpPose(nn.Module):
+class AudioToExpressionPoseNet(nn.Module):
     """forward(mfcc (B, T, 28, 12)) -> (expression (B, T, 33), pose delta (B, T, 6)) in raw units
     (pose delta: radians, image fractions, log-scale; see the module docstring)."""
 
@@ -117,10 +115,3 @@ def exp_pose_loss(pred_exp: torch.Tensor, pred_pose: torch.Tensor, exp: torch.Te
     l_smooth = (pred_pose[:, 1:] - pred_pose[:, :-1]).pow(2).mean(-1).sum(1).mean()
     total = l_exp + lambda_pose * l_pose + lambda_smooth * l_smooth
     return total, {"exp_mse": l_exp.item(), "pose_mse": l_pose.item(), "pose_smooth": l_smooth.item()}
-
-
-PRESETS = {
-    "paper": AudioExpPoseConfig(),
-    "tiny": AudioExpPoseConfig(channels=(8, 16, 32, 32, 32), fc_hidden=128, embed=64, lstm_hidden=64),
-}
-register_architecture(ARCH, AudioExpPoseConfig, AudioToExpPose, PRESETS)
