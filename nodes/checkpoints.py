@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from graphcore.node import FileSource, Node, NodeError, Port, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.bundled import asset_path
 from nodes.model_registry import ModelSpec, create_model, model_spec
 
 if TYPE_CHECKING:
@@ -40,17 +39,19 @@ class CheckpointPort(Port):
     model: str = ""
 
 
-def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "", bundled: str | None = None) -> CheckpointPort:
+def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "",
+                    bundled: str | os.PathLike | None = None) -> CheckpointPort:
     """A node's checkpoint input: port + parameter + bundled fallback (see the module doc).
 
-    `bundled`: another bundled file (relative to assets/) than the model's own, e.g. an
-    ablation's checkpoint. A model without a bundled checkpoint makes the input required in
+    `bundled`: another bundled file than the model's own (relative to assets/, or a path), e.g.
+    an ablation's checkpoint. A model without a bundled checkpoint makes the input required in
     effect: connect one or name a file."""
     spec = model_spec(model)
-    relative = bundled or spec.bundled
+    if bundled is not None:
+        spec = dataclasses.replace(spec, bundled=bundled)
     made_by = f" (made by {spec.trainer})" if spec.trainer else ""
-    fallback = asset_path(relative) if relative else None
-    empty = f"empty: the bundled assets/{relative}{made_by}" if relative else f"required unless connected{made_by}"
+    fallback = spec.bundled_path
+    empty = f"empty: the bundled {spec.bundled_name}{made_by}" if fallback else f"required unless connected{made_by}"
     return CheckpointPort("Checkpoint", doc or f"a trained {spec.title} (overrides the checkpoint parameter)", True,
                           FileSource(param=param, fallback=fallback, description=f"{spec.title} checkpoint; {empty}",
                                      extensions=(".pt",)), model=spec.name)

@@ -27,11 +27,15 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import os
 import pkgutil
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+from nodes.bundled import asset_path
 
 if TYPE_CHECKING:
     from torch import nn
@@ -59,7 +63,8 @@ class ModelSpec:
     official_source: str = ""  # what was counted
     tolerance: float = 0.01  # |paper - official| / official allowed; say why when larger
     parts: tuple[str, ...] = ()  # sub-modules (attribute names) counted on their own
-    bundled: str | None = None  # the project-trained checkpoint, relative to assets/
+    # the project-trained checkpoint: relative to talkgraph's assets/ (a str), or a path (a plugin's own file)
+    bundled: str | os.PathLike | None = None
     trainer: str = ""  # what makes its checkpoints (named when one is missing or wrong)
     # official released weights -> a talkgraph export (`graphrun weights import`, issue 12)
     convert_official: Callable[..., Any] | None = None
@@ -84,6 +89,18 @@ class ModelSpec:
     def config_class(self) -> type[BaseModel]:
         return self.architecture()[0]
 
+    @property
+    def bundled_path(self) -> Path | None:
+        """The bundled checkpoint's absolute path (None: the model ships none)."""
+        if self.bundled is None:
+            return None
+        return asset_path(self.bundled) if isinstance(self.bundled, str) else Path(os.fspath(self.bundled))
+
+    @property
+    def bundled_name(self) -> str:
+        """How descriptions name the bundled checkpoint."""
+        return f"assets/{self.bundled}" if isinstance(self.bundled, str) else str(self.bundled_path)
+
     def describe(self) -> dict[str, Any]:
         """JSON-able facts (for node schemas and `graphrun nodes describe`), without torch."""
         out: dict[str, Any] = {"family": self.family, "parameters": dict(self.parameters)}
@@ -91,8 +108,8 @@ class ModelSpec:
             out["paper"] = self.paper
         if self.official_parameters:
             out["official_parameters"] = dict(self.official_parameters)
-        if self.bundled:
-            out["bundled"] = f"assets/{self.bundled}"
+        if self.bundled is not None:
+            out["bundled"] = self.bundled_name
         if self.trainer:
             out["trainer"] = self.trainer
         return out

@@ -27,7 +27,7 @@ from nodes.model_registry import (
 )
 
 PRESETS = [(name, preset) for name in list_models() for preset in model_spec(name).presets]
-BUNDLED = sorted(model_spec(n).bundled for n in list_models() if model_spec(n).bundled)
+BUNDLED = [n for n in list_models() if model_spec(n).bundled is not None]
 
 
 def test_every_family_is_registered():
@@ -86,14 +86,13 @@ def test_specs_describe_themselves_without_torch():
     assert "TrainFlowVideoGenerator" in facts["trainer"]
 
 
-@pytest.mark.parametrize("relative", BUNDLED)
-def test_bundled_checkpoints_match_their_manifest_and_load(relative):
-    path = asset_path(relative)
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_checkpoints_match_their_manifest_and_load(name):
+    path = model_spec(name).bundled_path
     manifest = json.loads((path.parent / "MANIFEST.json").read_text())
     entry = manifest["checkpoints"][path.name]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
     assert path.stat().st_size < 20 * 1024 * 1024 and entry["steps"] > 0 and entry["final_losses"]
-    (name,) = [n for n in list_models() if model_spec(n).bundled == relative]
     model, export = load_model(path, name)
     assert not model.training and export["step"] == entry["steps"]
     assert count_parameters(model) == entry["parameters"] == model_spec(name).parameters["tiny"]

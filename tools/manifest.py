@@ -2,6 +2,7 @@
 
     python -m tools.manifest assets/checkpoints/yi --command audio_exp_pose_tiny.pt="graphrun workflows/train_yi_audio.yaml"
     python -m tools.manifest assets/checkpoints/yi --half memory_gan_tiny.pt   # store its float tensors as float16 first
+    python -m tools.manifest PLUGIN/checkpoints --import my_plugin.models      # a plugin's models register at import
 
 One entry per `*.pt` under "checkpoints", read from the file itself so that the manifest cannot
 drift from it (sha256, bytes, task, model and training configs, the data, steps, wall time,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -92,7 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--command", action="append", default=[], metavar="FILE=COMMAND", help="the command that made FILE")
     ap.add_argument("--note", action="append", default=[], metavar="KEY=TEXT", help="set a top-level note (about, machine, ...)")
     ap.add_argument("--half", action="append", default=[], metavar="FILE", help="first store FILE's float weights as float16")
+    ap.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE",
+                    help="import MODULE first (a plugin's module that registers its models)")
     args = ap.parse_args(argv)
+    for module in args.modules:
+        importlib.import_module(module)
     for name in args.half:
         to_half(args.folder / name)
     manifest = build_manifest(args.folder, _pairs(args.command, "--command"), _pairs(args.note, "--note"))
