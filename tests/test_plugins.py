@@ -144,7 +144,8 @@ EXAMPLE_PLUGIN = ROOT / "examples" / "plugins" / "graphrun-example-nodes"
 
 
 def test_example_plugin_installs_and_runs(tmp_path):
-    """The worked example of docs/custom-nodes.md, installed the way a user installs a package."""
+    """The worked examples of docs/custom-nodes.md, installed the way a user installs a package:
+    signal nodes, and a learned node with its registry entry, trainer and bundled checkpoint."""
     target = tmp_path / "site"
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info next to the sources
     shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "out"))
@@ -166,3 +167,25 @@ def test_example_plugin_installs_and_runs(tmp_path):
     report = json.loads((tmp_path / "out" / "loudness.json").read_text())
     assert 0.3 < report["fraction_above"] < 0.9 and report["samples_above"] == round(report["fraction_above"] * 5000)
     assert str(tmp_path / "out" / "loudness.json") in res.stdout
+
+    # the learned node: one registry entry + one node file, with the checkpoint the package ships
+    described = graphrun("nodes", "describe", "Denoise", env=env)
+    assert described.returncode == 0, described.stderr
+    assert "checkpoint: Checkpoint (optional)" in described.stdout and '"tiny": 745' in described.stdout
+    assert str(target / "graphrun_example" / "checkpoints" / "denoiser_tiny.pt") in described.stdout  # package data
+    for name in ("denoise.yaml", "train_denoiser.yaml"):
+        (tmp_path / name).write_text((EXAMPLE_PLUGIN / name).read_text())
+    res = graphrun(tmp_path / "denoise.yaml", "--cache", tmp_path / "cache", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    before, after = (json.loads((tmp_path / "out" / f"noise_{w}.json").read_text())["std"] for w in ("before", "after"))
+    assert 0.29 < before < 0.31 and after < before / 3
+    # its trainer makes a checkpoint that feeds the node (a few steps here; the bundled one: 600)
+    res = graphrun(tmp_path / "train_denoiser.yaml", "--cache", tmp_path / "cache", "--set", "train.steps=30",
+                   "--set", f"train.save_to={tmp_path / 'mine.pt'}", "--set", f"train.work_dir={tmp_path / 'work'}", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "denoiser trained for 30 steps" in res.stdout
+    counts = subprocess.run(
+        [sys.executable, "-c", "import graphrun_example.learned as m; from nodes.model_registry import count_preset as c; "
+                               "print([c(m.DENOISER, p)['total'] == n for p, n in m.DENOISER.parameters.items()])"],
+        capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert counts.stdout.strip() == "[True, True]", counts.stdout + counts.stderr  # the spec's pinned counts hold
