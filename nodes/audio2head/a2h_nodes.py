@@ -413,7 +413,7 @@ class EvaluateAudio2Head(Node):
 
     category = "audio2head/evaluate"
     code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.evaluate", "nodes.audio2head.losses", "nodes.metrics",
-                         "nodes.hdtf.figures")
+                         "nodes.figures")
     inputs = {
         "dataset": _DATASET,
         "keypoints": CheckpointInput(KEYPOINT_AUTOENCODER, "overrides keypoints_checkpoint", param="keypoints_checkpoint"),
@@ -436,7 +436,7 @@ class EvaluateAudio2Head(Node):
             head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:
         import re
 
-        from nodes.hdtf.figures import save_png
+        from nodes.figures import save_png
 
         from .evaluate import evaluate, frames_figure, pose_figure, report
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nodes.standardizer import Standardizer
 from trainers.discriminators import TemporalPatchDiscriminator
 
 MOUTH_DIM, BROW_DIM, POSE_DIM = 28, 5, 6
@@ -111,25 +112,6 @@ class LongTimeDecoder(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="linear", align_corners=False)
             x = F.leaky_relu(conv(torch.cat([x, skips.pop()], dim=1)), 0.2)
         return x[..., :t]
-
-
-class Standardizer(nn.Module):
-    """Per-dimension mean/std as buffers, set from the training data and saved with the weights."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
-
-    def norm(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def denorm(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
 
 
 class AnimationGeneratorNet(nn.Module):

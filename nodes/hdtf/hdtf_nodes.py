@@ -27,7 +27,7 @@ from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
 
 # The modules each node runs besides its class (`code_dependencies`): editing e.g. the
 # architecture or a loss invalidates exactly the cached results that used it.
-_MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.model_registry", "nodes.checkpoints", "nodes.hdtf.models", "nodes.hdtf.coeffs",
+_MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.model_registry", "nodes.checkpoints", "nodes.hdtf.models", "nodes.hdtf.coeffs", "nodes.standardizer", "nodes.face.pose_deltas",
           "nodes.hdtf.identity", "nodes.hdtf.inference", "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator",
           "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators", "trainers.vgg")
 _FAPP = ("nodes.hdtf.fapp", "nodes.face.flow", "nodes.face.raster", *FACE_MODEL_CODE)
@@ -229,7 +229,7 @@ class FlowVideoFigure(Node):
 
 
     category = "hdtf/visualise"
-    code_dependencies = ("nodes.hdtf.figures", "nodes.types")
+    code_dependencies = ("nodes.figures", "nodes.types")
     inputs = {
         "flow": In("FlowField", "F_app"),
         "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
@@ -246,7 +246,7 @@ class FlowVideoFigure(Node):
         tile: int = Field(160, ge=32, le=1024, description="cell size in pixels")
 
     def run(self, ctx: RunContext, flow, warped_reference, foreground_mask, revised_flow, matting_mask, frames) -> dict[str, Any]:
-        from .figures import intermediates_grid, save_png
+        from nodes.figures import intermediates_grid, save_png
 
         t = min(len(x) for x in (flow, warped_reference, foreground_mask, revised_flow, matting_mask, frames))
         if t == 0:
@@ -266,7 +266,7 @@ class AnimationCurves(Node):
 
 
     category = "hdtf/visualise"
-    code_dependencies = ("nodes.hdtf.figures", "nodes.types")
+    code_dependencies = ("nodes.hdtf.figures", "nodes.figures", "nodes.types")
     inputs = {
         "coeffs": In("MorphCoeffs", "first sequence"),
         "coeffs_b": In("MorphCoeffs", "second sequence", optional=True),
@@ -281,7 +281,9 @@ class AnimationCurves(Node):
 
     def run(self, ctx: RunContext, coeffs: MorphCoeffs, coeffs_b: MorphCoeffs | None = None,
             coeffs_c: MorphCoeffs | None = None) -> dict[str, Any]:
-        from .figures import animation_curves, save_png
+        from nodes.figures import save_png
+
+        from .figures import animation_curves
 
         labels = list(self.params.labels) + ["b", "c"]
         series = [(labels[i], c) for i, c in enumerate((coeffs, coeffs_b, coeffs_c)) if c is not None]

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.face.pose_deltas import pose_delta
 from nodes.model_registry import model_config
 from trainers.data import ClipStore, sample_windows
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import l1_loss, lsgan_d_loss, lsgan_g_loss, sequence_ssim
 
 from .animation_generator import PARTS, AnimationDiscriminators, AnimationGeneratorNet
-from .coeffs import pose_delta, split_expression
+from .coeffs import split_expression
 from .identity import IdentityEncoder, spread_floor
 from .models import ANIMATION_GENERATOR
 

@@ -17,7 +17,7 @@ Departures, and why:
 - Expression is the project's 33 coefficients (28 mouth + 5 brow, nodes/face/model.py) instead
   of the 64 FaceWarehouse ones; pose is the project's 6-D MorphCoeffs pose (pitch, yaw, roll,
   tx, ty, log-scale) as deltas from the clip's (at inference: the target video's) mean pose,
-  with tx, ty in fractions of the image size (nodes/hdtf/coeffs.py), so one model serves every
+  with tx, ty in fractions of the image size (nodes/face/pose_deltas.py), so one model serves every
   resolution and the personalised model learns the target's motion around its own rest pose.
 - Inputs and outputs are standardised inside the model with training-set statistics (buffers
   saved in the checkpoint) and eq. 2 is evaluated in those units: expression coefficients,
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nodes.hdtf.animation_generator import Standardizer
+from nodes.standardizer import Standardizer
 
 N_EXPRESSION, N_POSE = 33, 6
 MFCC_FRAMES, MFCC_COEFFS = 28, 12

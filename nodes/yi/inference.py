@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodes.hdtf.coeffs import apply_pose_delta
+from nodes.face.pose_deltas import apply_pose_delta
 from nodes.types import MorphCoeffs
 
 from . import memory_gan

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from nodes.hdtf.coeffs import pose_delta
+from nodes.face.pose_deltas import pose_delta
 from nodes.model_registry import ModelSpec, model_config
 from trainers.fingerprint import arrays_fingerprint
 from trainers.loop import StepOutput, TrainTask

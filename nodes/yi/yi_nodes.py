@@ -26,7 +26,7 @@ from .models import AUDIO_EXP_POSE, MEMORY_GAN
 
 # The modules each node runs besides its class (`code_dependencies`).
 _MODELS = ("nodes.types", "nodes.yi.inference", "nodes.yi.models", "nodes.yi.audio_to_exp_pose", "nodes.yi.memory_gan",
-           "nodes.model_registry", "nodes.checkpoints", "nodes.hdtf.coeffs", "nodes.hdtf.animation_generator",
+           "nodes.model_registry", "nodes.checkpoints", "nodes.face.pose_deltas", "nodes.standardizer",
            "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators")
 _RENDER = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.face.topology", "nodes.yi.render3dmm", "nodes.ports",
            "nodes.types")
