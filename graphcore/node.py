@@ -68,6 +68,11 @@ class Port:
             out["param"] = self.file.param
         return out
 
+    def facts(self) -> dict[str, Any]:
+        """Facts this port adds to its node's schema (a subclass may say, e.g., which model a
+        checkpoint port carries); merged over every port, one level deep."""
+        return {}
+
 
 def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None) -> Port:
     """An input port. With `file`, the port is optional: unconnected, the node reads the file
@@ -286,6 +291,7 @@ class Node:
             "params": cls.Params.model_json_schema(),
             "files": file_params(cls.Params),
             "code_dependencies": list(cls.code_dependencies),
+            **_port_facts(cls),
             **cls.extra_schema(),
         }
 
@@ -293,3 +299,14 @@ class Node:
     def extra_schema(cls) -> dict[str, Any]:
         """Hook for nodes to add facts to their schema (e.g. a model's parameter count)."""
         return {}
+
+
+def _port_facts(cls: type[Node]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for port in (*cls.inputs.values(), *cls.outputs.values()):
+        for key, value in port.facts().items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = {**out[key], **value}
+            else:
+                out[key] = value
+    return out

@@ -11,6 +11,9 @@ family's exports, and a node's checkpoint input declared in one line.
         def run(self, ctx, reference, flow, checkpoint=None):
             generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
 
+A trainer's output is `CheckpointOutput(model)` (nodes/training.train_outputs). Both ports add the
+model's facts (parameter counts, bundled file, trainer) to the node's schema.
+
 `CheckpointInput` gives the node an optional Checkpoint port, an InputFile parameter (named
 after the port; `param=` names another) used when the port is not connected, and the model's
 bundled checkpoint when that is empty too. The bundled file is declared as an implicit file
@@ -34,9 +37,13 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointPort(Port):
-    """A Checkpoint input that knows which registered model its checkpoints hold."""
+    """A Checkpoint port that knows which registered model its checkpoints hold; the node's
+    schema (`graphrun nodes describe`) shows that model's facts (model_facts)."""
 
     model: str = ""
+
+    def facts(self) -> dict[str, Any]:
+        return model_facts(self.model)
 
 
 def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "",
@@ -55,6 +62,13 @@ def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "",
     return CheckpointPort("Checkpoint", doc or f"a trained {spec.title} (overrides the checkpoint parameter)", True,
                           FileSource(param=param, fallback=fallback, description=f"{spec.title} checkpoint; {empty}",
                                      extensions=(".pt",)), model=spec.name)
+
+
+def CheckpointOutput(model: str | ModelSpec, doc: str = "") -> CheckpointPort:
+    """A trainer's checkpoint output, holding a `model` export."""
+    spec = model_spec(model)
+    return CheckpointPort("Checkpoint", doc or f"the trained {spec.title} (weights + config + what it was trained on)",
+                          model=spec.name)
 
 
 def load_checkpoint(node: Node, ctx: RunContext, port: str, value: CheckpointBlob | None = None,
@@ -94,7 +108,7 @@ def load_model(source: str | os.PathLike | CheckpointBlob, model: str | ModelSpe
 
 
 def model_facts(*models: str | ModelSpec) -> dict[str, Any]:
-    """Schema facts of the models a node runs or trains (`Node.extra_schema`): per model its
-    parameter counts per preset, the official release's, its paper section, bundled checkpoint
-    and trainer. Read from the specs: no torch."""
+    """Schema facts of the models a node runs or trains (what its checkpoint ports add, or an
+    `extra_schema` for a model used otherwise): per model its parameter counts per preset, the
+    official release's, its paper section, bundled checkpoint and trainer. From the specs: no torch."""
     return {"models": {model_spec(m).name: model_spec(m).describe() for m in models}}

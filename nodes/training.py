@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graphcore.node import NodeError, Out, OutputFile, RunContext
+from graphcore.node import NodeError, Out, OutputFile, Port, RunContext
+from nodes.checkpoints import CheckpointOutput
+from nodes.model_registry import ModelSpec
 from trainers.exports import blob_from_export
 
 
@@ -87,8 +89,10 @@ TRAINING_CODE = ("trainers", "nodes.training", "nodes.synth.dataset", "nodes.syn
 DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
                "folder path (keyed by its content)")
 
-TRAIN_OUTPUTS = {
-    "checkpoint": Out("Checkpoint", "the trained generator (weights + config + what it was trained on)"),
-    "metrics": Out("Metrics", "steps, wall time and the final losses"),
-    "loss_curve": Out("Image", "the loss curves"),
-}
+def train_outputs(model: str | ModelSpec) -> dict[str, Port]:
+    """The three outputs of every trainer node; the checkpoint holds a `model` export."""
+    return {
+        "checkpoint": CheckpointOutput(model),
+        "metrics": Out("Metrics", "steps, wall time and the final losses"),
+        "loss_curve": Out("Image", "the loss curves"),
+    }

@@ -140,3 +140,13 @@ def test_a_missing_or_wrong_checkpoint_names_its_trainer(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(NodeError, match="cannot be read as a talkgraph checkpoint"):
         load_model(tmp_path / "junk.pt", "head_motion")
+
+
+def test_checkpoint_ports_put_their_models_in_the_node_schema():
+    from nodes.audio2head.a2h_nodes import EvaluateAudio2Head
+    from nodes.hdtf.hdtf_nodes import TrainFlowVideoGenerator
+
+    assert set(_Demo.schema()["models"]) == {"head_motion"}
+    assert set(EvaluateAudio2Head.schema()["models"]) == {"keypoint_autoencoder", "head_motion", "motion_field"}  # merged
+    facts = TrainFlowVideoGenerator.schema()["models"]["flow_video_generator"]  # a trainer's checkpoint output
+    assert facts["parameters"]["tiny"] == 787_749 and facts["official_parameters"] == {"total": 20.4e6}

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.checkpoints import CheckpointInput, load_checkpoint, model_facts
-from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.training import TRAINING_CODE, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 
 from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
@@ -74,10 +74,6 @@ class HeadMotionPredictor(Node):
     }
     outputs = {"pose": Out("HeadPose", "one pose per audio frame")}
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(HEAD_MOTION)
-
     def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_head_motion
 
@@ -114,10 +110,6 @@ class MotionFieldGenerator(Node):
         jacobians: bool = Field(True, description="off: identity Jacobians (the paper's 'w/o Jacobians' ablation, Fig. 8)")
         batch: int = Field(4, ge=1, le=64, description="windows per forward pass")
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(MOTION_FIELD)
-
     def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, pose: np.ndarray,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import motion_field
@@ -152,10 +144,6 @@ class KeypointDetector(Node):
 
     class Params(BaseModel):
         size: int = Field(256, ge=32, le=2048, description="images are resized to size x size first (the training size)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(KEYPOINT_AUTOENCODER)
 
     def run(self, ctx: RunContext, image: np.ndarray | None = None, frames: np.ndarray | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -197,10 +185,6 @@ class KeypointRenderer(Node):
             "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(KEYPOINT_AUTOENCODER)
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -302,16 +286,12 @@ class TrainKeypointRenderer(Node):
     code_dependencies = _TRAIN
 
     inputs = {"dataset": _DATASET}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(KEYPOINT_AUTOENCODER)
 
     class Params(_A2HTrainParams):
         lambda_perc: float = Field(10.0, ge=0, description="perceptual weight per pyramid scale")
         lambda_eq_value: float = Field(10.0, ge=0, description="keypoint equivariance weight")
         lambda_eq_jacobian: float = Field(10.0, ge=0, description="Jacobian equivariance weight")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(KEYPOINT_AUTOENCODER)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_keypoints import KeypointTask, KeypointTrainSettings
@@ -331,7 +311,7 @@ class TrainHeadMotionPredictor(Node):
     code_dependencies = _TRAIN
 
     inputs = {"dataset": _DATASET}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(HEAD_MOTION)
 
     class Params(_A2HTrainParams):
         window: int = Field(256, ge=4, le=4096, description="T: frames per training sequence (paper 256; clips must be longer)")
@@ -339,10 +319,6 @@ class TrainHeadMotionPredictor(Node):
         ssim_window: int = Field(32, ge=2, le=4096, description="frames per SSIM statistics window")
         lambda_pose: float = Field(1.0, ge=0)
         lambda_gan: float = Field(1.0, ge=0, description="0: no discriminator")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(HEAD_MOTION)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_head_motion import HeadMotionTask, HeadMotionTrainSettings
@@ -368,7 +344,7 @@ class TrainMotionFieldGenerator(Node):
                                      param="keypoints_checkpoint"),
         "init": In("Checkpoint", "stage 2: the stage-1 motion field checkpoint", optional=True),
     }
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(MOTION_FIELD)
 
     class Params(_A2HTrainParams):
         stage: Literal[1, 2] = Field(1, description="1: detector targets (eq. 5); 2: through the renderer (eq. 7)")
@@ -379,10 +355,6 @@ class TrainMotionFieldGenerator(Node):
         lambda_rec: float = Field(10.0, ge=0, description="stage 2: multi-scale reconstruction")
         lambda_eq: float = Field(10.0, ge=0, description="stage 2: equivariance of keypoints and of Jacobians (each)")
         render_frames: int = Field(2, ge=1, le=64, description="stage 2: frames rendered per window")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(MOTION_FIELD)
 
     def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None,
             init: CheckpointBlob | None = None) -> dict[str, Any]:

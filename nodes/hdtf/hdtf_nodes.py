@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.checkpoints import CheckpointInput, load_checkpoint, model_facts
+from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FACE_MODEL_CODE, bundled_face_model
-from nodes.training import DATASET_DOC, TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.training import DATASET_DOC, TRAINING_CODE, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
 from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
@@ -49,7 +49,6 @@ class AnimationGenerator(Node):
     deltas to the reference's pose, so DenseFlowBuilder turns them into F_app directly.
     """
 
-
     category = "hdtf"
     code_dependencies = _MODEL
     inputs = {
@@ -64,10 +63,6 @@ class AnimationGenerator(Node):
     class Params(BaseModel):
         style: bool = Field(True, description="AdaIN style from the reference; off: the training set's mean identity (the 'w/o style' ablation)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict, for checkpoints trained with VGG-Face identities")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(ANIMATION_GENERATOR)
 
     def run(self, ctx: RunContext, features: FeatureSeq, reference: np.ndarray, landmarks: np.ndarray,
             coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -105,7 +100,6 @@ class FlowVideoGenerator(Node):
     the paper's Fig. 9 come out at feature resolution (1/4 of the frames).
     """
 
-
     category = "hdtf"
     code_dependencies = _MODEL
     inputs = {
@@ -125,10 +119,6 @@ class FlowVideoGenerator(Node):
         matting: bool = Field(True, description="eq. 9 matting; off: eq. 14, the 'w/o matting' ablation")
         size: int = Field(0, ge=0, le=2048, description="processing and output size; 0: the frame size the model was trained at")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass (memory vs speed)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(FLOW_VIDEO_GENERATOR)
 
     def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import render_video
@@ -155,11 +145,10 @@ class TrainAnimationGenerator(Node):
     """Train the HDTF animation generator (§4.1, loss eq. 7) on a talkgraph dataset — the
     synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
 
-
     category = "hdtf/train"
     code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.hdtf.train_animation")
     inputs = {"dataset": In("Path", DATASET_DOC)}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(ANIMATION_GENERATOR)
 
     class Params(TrainParams):
         window: int = Field(64, ge=8, le=1024, description="frames per training window")
@@ -169,10 +158,6 @@ class TrainAnimationGenerator(Node):
         identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
         identity_noise: float = Field(1.0, ge=0, le=10, description="noise on the standardised identity while training (robustness to unseen faces; lower with many identities)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(ANIMATION_GENERATOR)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_animation import AnimationTask, AnimationTrainSettings
@@ -189,11 +174,10 @@ class TrainFlowVideoGenerator(Node):
     """Train the HDTF flow-guided video generator (§4.2, loss eq. 13) on a talkgraph dataset;
     F_app between frame pairs comes from their 3DMM coefficients, as at inference."""
 
-
     category = "hdtf/train"
     code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.train_flow_video")
     inputs = {"dataset": In("Path", DATASET_DOC)}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(FLOW_VIDEO_GENERATOR)
 
     class Params(TrainParams):
         frame_size: int = Field(256, ge=32, le=2048, description="frames are loaded at this size")
@@ -201,10 +185,6 @@ class TrainFlowVideoGenerator(Node):
         lambda_perc: float = Field(10.0, ge=0, description="weight of the perceptual loss (eq. 11)")
         lambda_fm: float = Field(10.0, ge=0, description="weight of feature matching (eq. 12)")
         vgg_weights: str = InputFile("", description="VGG-19 state dict (torchvision layout) for the perceptual loss; empty: the fallback")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(FLOW_VIDEO_GENERATOR)
 
     def implicit_files(self, connected: frozenset[str]) -> dict:
         return bundled_face_model()  # F_app (fapp.py) is built with the bundled face model
@@ -226,7 +206,6 @@ class TrainFlowVideoGenerator(Node):
 class FlowVideoFigure(Node):
     """The paper's Fig. 9 as a PNG: for a few frames, F_app in pseudo-colour, the warped
     reference, M_f, the revised flow F, M_m and the output frame."""
-
 
     category = "hdtf/visualise"
     code_dependencies = ("nodes.figures", "nodes.types")
@@ -264,7 +243,6 @@ class AnimationCurves(Node):
     translation over time, for up to three coefficient sequences (e.g. three identities
     driven by the same audio)."""
 
-
     category = "hdtf/visualise"
     code_dependencies = ("nodes.hdtf.figures", "nodes.figures", "nodes.types")
     inputs = {
@@ -300,7 +278,6 @@ class EvaluateHDTF(Node):
     Table 4 (PSNR, SSIM, CPBD) on held-out clips, for the full models, the ablations that are
     switches of the same nodes (w/o style, w/o matting, w/o F_app) and the geometric warp-only
     pipeline. Writes the tables as markdown and logs them."""
-
 
     category = "hdtf/evaluate"
     code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.evaluate", "nodes.metrics", "nodes.warp")

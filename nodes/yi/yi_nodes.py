@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.checkpoints import CheckpointInput, load_checkpoint, model_facts
+from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, bundled_face_model, model_path_param, resolve_model
-from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.training import TRAINING_CODE, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
@@ -58,10 +58,6 @@ class AudioToExpressionPose(Node):
 
     class Params(BaseModel):
         predict_pose: bool = Field(True, description="off: keep the target's mean pose (the §4.2 'without pose' ablation)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(AUDIO_EXP_POSE)
 
     def run(self, ctx: RunContext, features: FeatureSeq, target: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_coeffs
@@ -188,10 +184,6 @@ class MemoryGAN(Node):
         size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(MEMORY_GAN)
-
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
 
@@ -267,14 +259,10 @@ class TrainAudioToExpressionPose(Node):
     category = "yi/train"
     code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
         pass
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(AUDIO_EXP_POSE)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_audio import AudioExpPoseTask, dataset_clips
@@ -299,7 +287,7 @@ class PersonalizeAudioToExpressionPose(Node):
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
         "checkpoint": CheckpointInput(AUDIO_EXP_POSE, "the general model (overrides the checkpoint parameter)"),
     }
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
         steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
@@ -360,17 +348,13 @@ class TrainMemoryGAN(Node):
     category = "yi/train"
     code_dependencies = _GAN_TRAINING
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
         frame_size: int = Field(128, ge=32, le=2048, description="frames are loaded (and rendered) at this size")
         identity_variants: int = Field(4, ge=1, le=64, description="recoloured copies of each clip as extra pseudo-identities")
         max_clips: int = Field(0, ge=0, description="use at most this many training clips (0: all)")
         model_path: str = model_path_param()
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(MEMORY_GAN)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         import hashlib
@@ -421,7 +405,7 @@ class PersonalizeMemoryGAN(Node):
         "coeffs": In("MorphCoeffs", "its fitted coefficients (Fit3DMM)"),
         "checkpoint": CheckpointInput(MEMORY_GAN, "the general model (overrides the checkpoint parameter)"),
     }
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
         steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")

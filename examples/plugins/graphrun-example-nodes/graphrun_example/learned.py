@@ -13,9 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from graphcore import In, Node, NodeError, Out, RunContext
-from nodes.checkpoints import CheckpointInput, load_checkpoint, model_facts
+from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.model_registry import ModelSpec, model_config, register_model
-from nodes.training import TRAIN_OUTPUTS, TrainParams, run_training
+from nodes.training import TrainParams, run_training, train_outputs
 
 
 def _architecture():  # imported when a model is first built: listing nodes needs no torch
@@ -40,13 +40,9 @@ class Denoise(Node):
     category = "example"
     inputs = {
         "signal": In("Array", "a noisy 1-D signal"),
-        "checkpoint": CheckpointInput(DENOISER),  # port + `checkpoint` parameter + the bundled file
+        "checkpoint": CheckpointInput(DENOISER),  # port + `checkpoint` parameter + the bundled file + its facts
     }
     outputs = {"denoised": Out("Array", "the signal without its noise")}
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(DENOISER)  # parameter counts, bundled file, trainer: `graphrun nodes describe Denoise`
 
     def run(self, ctx: RunContext, signal: np.ndarray, checkpoint: Any = None) -> dict[str, Any]:
         from .denoiser import denoise
@@ -62,16 +58,12 @@ class TrainDenoiser(Node):
     """Train the denoiser on synthetic noisy sines (talkgraph's training loop: seeded, resumable)."""
 
     category = "example"
-    outputs = TRAIN_OUTPUTS  # checkpoint, metrics, loss_curve
+    outputs = train_outputs(DENOISER)  # checkpoint (a DENOISER export), metrics, loss_curve
 
     class Params(TrainParams):  # preset, steps, batch_size, lr_g, seed, work_dir, save_to, ...
         steps: int = Field(600, ge=1, le=1_000_000, description="updates")
         lr_g: float = Field(2e-3, gt=0, le=1)
         window: int = Field(512, ge=16, le=65536, description="samples per training window")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return model_facts(DENOISER)
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         from .denoiser import DenoiseTask
