@@ -29,6 +29,7 @@ import importlib.util
 import inspect
 import os
 import pkgutil
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +118,7 @@ class ModelSpec:
 
 _MODELS: dict[str, ModelSpec] = {}
 _builtin_loaded = False
+_load_lock = threading.RLock()
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -133,16 +135,19 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def _load_builtin() -> None:
-    """Import every `nodes/<family>/models.py` (light modules: specs only)."""
+    """Import every `nodes/<family>/models.py` (light modules: specs only), once per process."""
     global _builtin_loaded
     if _builtin_loaded:
         return
-    _builtin_loaded = True
-    # (found by name, not `import nodes`: a node's code depends on its own family's specs only)
-    library = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(library.__path__):
-        if info.ispkg and importlib.util.find_spec(f"{__package__}.{info.name}.models") is not None:
-            importlib.import_module(f"{__package__}.{info.name}.models")
+    with _load_lock:  # nodes run on threads (--jobs): none may see half the families
+        if _builtin_loaded:
+            return
+        # (found by name, not `import nodes`: a node's code depends on its own family's specs only)
+        library = importlib.import_module(__package__)
+        for info in pkgutil.iter_modules(library.__path__):
+            if info.ispkg and importlib.util.find_spec(f"{__package__}.{info.name}.models") is not None:
+                importlib.import_module(f"{__package__}.{info.name}.models")
+        _builtin_loaded = True
 
 
 def model_spec(name: str | ModelSpec) -> ModelSpec:
