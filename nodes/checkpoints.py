@@ -47,15 +47,15 @@ class CheckpointPort(Port):
 
 
 def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "",
-                    bundled: str | os.PathLike | None = None) -> CheckpointPort:
+                    bundled: str | os.PathLike | None = None, trainer: str | None = None) -> CheckpointPort:
     """A node's checkpoint input: port + parameter + bundled fallback (see the module doc).
 
     `bundled`: another bundled file than the model's own (relative to assets/, or a path), e.g.
-    an ablation's checkpoint. A model without a bundled checkpoint makes the input required in
+    an ablation's checkpoint, and `trainer`: what makes that one. A model without a bundled checkpoint makes the input required in
     effect: connect one or name a file."""
     spec = model_spec(model)
-    if bundled is not None:
-        spec = dataclasses.replace(spec, bundled=bundled)
+    if bundled is not None or trainer is not None:
+        spec = dataclasses.replace(spec, bundled=spec.bundled if bundled is None else bundled, trainer=trainer or spec.trainer)
     made_by = f" (made by {spec.trainer})" if spec.trainer else ""
     fallback = spec.bundled_path
     empty = f"empty: the bundled {spec.bundled_name}{made_by}" if fallback else f"required unless connected{made_by}"

@@ -391,7 +391,8 @@ class EvaluateAudio2Head(Node):
         "keypoints": CheckpointInput(KEYPOINT_AUTOENCODER, "overrides keypoints_checkpoint", param="keypoints_checkpoint"),
         "head_motion": CheckpointInput(HEAD_MOTION, "overrides head_motion_checkpoint", param="head_motion_checkpoint"),
         "head_motion_l1": CheckpointInput(HEAD_MOTION, "the predictor trained with pose_loss l1 (the 'with L1' row)",
-                                          param="head_motion_l1_checkpoint", bundled=HEAD_MOTION_L1_BUNDLED),
+                                          param="head_motion_l1_checkpoint", bundled=HEAD_MOTION_L1_BUNDLED,
+                                          trainer="the TrainHeadMotionPredictor node with pose_loss: l1 (workflows/train_audio2head.yaml)"),
         "motion_field": CheckpointInput(MOTION_FIELD, "overrides motion_field_checkpoint", param="motion_field_checkpoint"),
     }
     outputs = {"metrics": Out("Metrics", "'row.column' -> value"), "report": Out("String", "the table (markdown)"),
