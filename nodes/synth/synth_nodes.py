@@ -79,7 +79,7 @@ class AnimateFromPhonemes(Node):
     """
 
     category = "synth"
-    code_dependencies = (*SPEECH_CODE, "nodes.audio.features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
+    code_dependencies = (*SPEECH_CODE, "trainers.data.audio_features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
     inputs = {
         "phonemes": In("PhonemeTrack"),
         "audio": In("Audio", "the speech the phonemes belong to (pitch and loudness)"),
@@ -99,7 +99,7 @@ class AnimateFromPhonemes(Node):
         head_amplitude: float = Field(1.0, ge=0, le=3, description="scales the head motion (0 = still)")
 
     def run(self, ctx: RunContext, phonemes: PhonemeTrack, audio: AudioClip, reference: MorphCoeffs) -> dict[str, Any]:
-        from nodes.io.media import frame_count
+        from trainers.data.audio_features import frame_count
 
         from .animate import AnimationSettings, animate
 
