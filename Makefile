@@ -42,9 +42,11 @@ $(STAMP_NPM): $(wildcard ui/package.json ui/package-lock.json)
 demo: setup
 	$(BIN)/graphrun $(DEMO_WORKFLOW)
 
-# Static checks (rule set documented in pyproject.toml's [tool.ruff.lint]).
+# Static checks: ruff (rule set documented in pyproject.toml's [tool.ruff.lint]) and the layers
+# of DESIGN §2 as import-linter contracts ([tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 test: setup lint
 	$(BIN)/python -m pytest -q
