@@ -8,8 +8,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
 from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
-from nodes.synth.dataset_nodes import DATASET_CODE, dataset_url
 from trainers.data.audio_features import check_variants
+
+# What PrepareDataset runs besides its class (`code_dependencies`).
+PREPARE_CODE = ("trainers.data.dataset", "trainers.data.audio_features", "nodes.io.media", "nodes.types", "nodes.face.crop",
+                "nodes.face.fitting", "nodes.face.landmarks", "nodes.prepare.videos")
 
 
 class PrepareDataset(Node):
@@ -23,8 +26,7 @@ class PrepareDataset(Node):
     """
 
     category = "dataset"
-    code_dependencies = (*DATASET_CODE, *FACE_MODEL_CODE, "nodes.face.crop", "nodes.face.fitting", "nodes.face.landmarks",
-                         "nodes.prepare.videos")
+    code_dependencies = (*PREPARE_CODE, *FACE_MODEL_CODE)
     inputs = {"model": In("FaceModel", optional=True)}
     outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 
@@ -59,7 +61,7 @@ class PrepareDataset(Node):
             raise NodeError(f"PrepareDataset: no file in {folder} matches {p.pattern!r}")
         face_model = resolve_model(ctx, "PrepareDataset", model, p.model_path)
         settings = PrepareSettings(size=p.size, fps=p.fps, crop_scale=p.crop_scale, features=tuple(p.features))
-        url = dataset_url(ctx, p.path)
+        url = p.path if "://" in p.path else str(ctx.resolve_path(p.path))
         writer = DatasetWriter(url, fps=p.fps, frame_size=(p.size, p.size), source="prepared", landmark_source="mediapipe",
                                attrs={"folder": str(folder), "pattern": p.pattern, "crop_scale": p.crop_scale})
         splits = assign_splits(len(files), p.split_seed)

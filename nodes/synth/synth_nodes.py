@@ -37,7 +37,7 @@ PHONEME_TRACK = register_type(RecordType(
 
 
 # What these nodes run besides their class (`code_dependencies`).
-SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types")
+SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types", "trainers.data.audio_features")
 RENDER_CODE = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.render", "nodes.warp", "nodes.types")
 
 
