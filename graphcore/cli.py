@@ -182,13 +182,16 @@ def cmd_nodes(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .imports import code_imports
     from .loader import suggest
 
     registry = _registry(args, err)
     if args.type not in registry:
         raise UserError(f"unknown node type '{args.type}'{suggest(args.type, registry.names())}; "
                         "`graphrun nodes` lists them")
-    schema = registry.get(args.type).schema()
+    cls = registry.get(args.type)
+    schema = cls.schema()
+    schema["code_imports"] = code_imports(cls)
     if args.json:
         sys.stdout.write(json.dumps(schema, indent=2, default=str) + "\n")
         return EXIT_OK
@@ -211,11 +214,14 @@ def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print("  (none)")
     for line in params:
         out.print("  " + escape(line), highlight=False)
-    if schema.get("code_dependencies"):
+    if schema["code_imports"] or schema.get("code_dependencies"):
         out.print("\n[bold]code dependencies[/] [dim](their source is part of the cache key)[/]")
-        out.print("  " + escape(", ".join(schema["code_dependencies"])), highlight=False)
+        if schema["code_imports"]:
+            out.print("  imported: " + escape(", ".join(schema["code_imports"])), highlight=False)
+        if schema.get("code_dependencies"):
+            out.print("  declared: " + escape(", ".join(schema["code_dependencies"])), highlight=False)
     standard = {"type", "category", "version", "cache", "origin", "description", "inputs", "outputs", "params", "files",
-                "code_dependencies"}
+                "code_dependencies", "code_imports"}
     extra = {k: v for k, v in schema.items() if k not in standard}
     if extra:
         out.print("\n[bold]facts[/]")

@@ -142,9 +142,9 @@ class Node:
     category: ClassVar[str] = "misc"
     version: ClassVar[int | str] = 1
     code_version: ClassVar[str | None] = None  # pins the code fingerprint when set
-    # Dotted names of the modules (a package: all of its modules) whose code decides this node's
-    # results besides its own class, e.g. ("nodes.face.flow", "trainers"). Their normalised
-    # source is part of the code fingerprint, so editing them invalidates the node's cache.
+    # The engine finds the modules of its own project that a node imports (graphcore/imports.py);
+    # this is an override for code it cannot see that way (e.g. a module chosen by a computed
+    # name): dotted module names (a package: all of its modules) whose source also keys the cache.
     code_dependencies: ClassVar[tuple[str, ...]] = ()
     cache: ClassVar[CachePolicy] = CachePolicy.DEFAULT
     inputs: ClassVar[dict[str, Port]] = {}
@@ -152,6 +152,9 @@ class Node:
     Params: ClassVar[type[BaseModel]] = NoParams
     # Set by the registry: where the class came from ("graphcore", "talkgraph", "plugin:<path>").
     origin: ClassVar[str] = ""
+    # Set by the registry: where the node's own code lives (graphcore.imports.CodeScope), i.e.
+    # which imported modules count as its code in the fingerprint; None: its module's folder.
+    code_scope: ClassVar[Any] = None
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
         if params is None:

@@ -26,8 +26,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .fingerprint import CodeDependencyError, dependency_files
+from .imports import CodeScope, distribution_scope, folder_scope
 from .node import Node
+from .source import CodeDependencyError, dependency_files
 
 ENTRY_POINT_GROUP = "graphrun.nodes"
 PLUGINS_ENV = "GRAPHRUN_PLUGINS"
@@ -51,7 +52,7 @@ class NodeRegistry:
 
     # --- registration ---
 
-    def register(self, cls: type[Node], origin: str) -> None:
+    def register(self, cls: type[Node], origin: str, scope: CodeScope | None = None) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
             raise TypeError(f"{cls!r} is not a Node subclass")
         name = cls.type_name
@@ -62,9 +63,11 @@ class NodeRegistry:
             raise TypeError(f"node type {name!r} does not define run()")
         check_code_dependencies(cls)
         cls.origin = origin
+        if scope is not None:
+            cls.code_scope = scope
         self._nodes[name] = cls
 
-    def register_module(self, module: ModuleType, origin: str) -> list[str]:
+    def register_module(self, module: ModuleType, origin: str, scope: CodeScope | None = None) -> list[str]:
         """Register a module's nodes all-or-nothing, so a clash leaves no half-plugin behind."""
         classes = nodes_in_module(module)
         clashes = [c.type_name for c in classes if c.type_name in self._nodes and self._nodes[c.type_name] is not c]
@@ -74,7 +77,7 @@ class NodeRegistry:
         for cls in classes:
             check_code_dependencies(cls)
         for cls in classes:
-            self.register(cls, origin)
+            self.register(cls, origin, scope)
         return [c.type_name for c in classes]
 
     # --- lookup ---
@@ -113,22 +116,23 @@ class NodeRegistry:
 
     def _load_entry_point(self, ep: importlib.metadata.EntryPoint, origin: str) -> None:
         obj = ep.load()
+        scope = distribution_scope(ep.dist)  # the node's own code: the packages its distribution ships
         if isinstance(obj, ModuleType):
-            self.register_module(obj, origin)
+            self.register_module(obj, origin, scope)
         elif callable(obj) and not isinstance(obj, type):
             # A function returning node classes (or a module).
             result = obj()
             if isinstance(result, ModuleType):
-                self.register_module(result, origin)
+                self.register_module(result, origin, scope)
             else:
-                self._register_all(list(result or []), origin)
+                self._register_all(list(result or []), origin, scope)
         else:
-            self._register_all([obj], origin)
+            self._register_all([obj], origin, scope)
 
-    def _register_all(self, classes: list[type[Node]], origin: str) -> None:
+    def _register_all(self, classes: list[type[Node]], origin: str, scope: CodeScope | None) -> None:
         holder = ModuleType(f"_graphrun_ep_{origin}")
         holder.NODES = classes  # type: ignore[attr-defined]
-        self.register_module(holder, origin)
+        self.register_module(holder, origin, scope)
 
     def load_paths(self, paths: Iterable[str | os.PathLike]) -> None:
         for raw in paths:
@@ -141,11 +145,12 @@ class NodeRegistry:
     def _load_path(self, path: Path) -> None:
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
+        # The plugin's own code: its file or package and the modules beside it.
         if path.is_file():
-            self.register_module(import_file(path), f"plugin:{path}")
+            self.register_module(import_file(path), f"plugin:{path}", folder_scope(path.parent))
             return
         if (path / "__init__.py").exists():
-            self.register_module(import_package(path), f"plugin:{path}")
+            self.register_module(import_package(path), f"plugin:{path}", folder_scope(path.parent))
             return
         # A folder of plugins: each .py file and each package inside is its own plugin.
         for child in sorted(path.iterdir()):
@@ -204,9 +209,15 @@ def _module_name_for(path: Path) -> str:
 
 
 def import_file(path: Path) -> ModuleType:
+    """Import a plugin file under a name of its own; the modules beside it are importable by
+    their plain names (its folder goes at the end of sys.path, so it never shadows an
+    installed module), so a plugin may be split over several files."""
     name = _module_name_for(path)
     if name in sys.modules:
         return sys.modules[name]
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

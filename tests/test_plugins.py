@@ -157,7 +157,8 @@ def test_example_plugin_installs_and_runs(tmp_path):
     described = graphrun("nodes", "describe", "Envelope", env=env)
     assert described.returncode == 0, described.stderr
     assert "graphrun-example-nodes (example)" in described.stdout and "envelope: Envelope" in described.stdout
-    assert "code dependencies" in described.stdout and "graphrun_example.dsp" in described.stdout
+    # the node declares nothing: the engine found the module its run() imports
+    assert "code dependencies" in described.stdout and "imported: graphrun_example, graphrun_example.dsp" in described.stdout
 
     wf = tmp_path / "example.yaml"
     wf.write_text((EXAMPLE_PLUGIN / "example.yaml").read_text())
@@ -166,3 +167,41 @@ def test_example_plugin_installs_and_runs(tmp_path):
     report = json.loads((tmp_path / "out" / "loudness.json").read_text())
     assert 0.3 < report["fraction_above"] < 0.9 and report["samples_above"] == round(report["fraction_above"] * 5000)
     assert str(tmp_path / "out" / "loudness.json") in res.stdout
+
+
+def test_a_plugin_split_over_two_files(tmp_path):
+    """`--plugins dir/` where nodes.py imports its sibling vig_math.py works without PYTHONPATH,
+    and the sibling is part of the node's code: editing it recomputes the node."""
+    folder = tmp_path / "vig"
+    folder.mkdir()
+    (folder / "nodes.py").write_text(
+        "import vig_math\n\nfrom graphcore import In, Node, Out\n\n\n"
+        "class Vignette(Node):\n"
+        "    inputs = {'x': In('Array')}\n    outputs = {'y': Out('Array')}\n\n"
+        "    def run(self, ctx, x):\n        return {'y': vig_math.weigh(x)}\n")
+    (folder / "vig_math.py").write_text("def weigh(x):\n    return x * 2.0\n")
+    wf = write_workflow(tmp_path, """
+    version: 1
+    nodes:
+      x: {type: Range, params: {start: 1, stop: 3, num: 3}}
+      v: {type: Vignette, inputs: {x: x.array}}
+      s: {type: SaveArray, params: {path: out/v.npy}, inputs: {array: v.y}}
+    """, "vig.yaml")
+    env = subprocess_env()
+    assert "vig" not in env["PYTHONPATH"]
+
+    def run() -> list[dict]:
+        res = graphrun(wf, "--cache", tmp_path / "cache", "--plugins", folder, "--events", tmp_path / "ev.jsonl", env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "warning" not in res.stderr, res.stderr
+        return [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+
+    import numpy as np
+
+    events = run()
+    assert any(e["kind"] == "finished" and e["node_type"] == "Vignette" for e in events)
+    assert np.load(tmp_path / "out" / "v.npy").tolist() == [2.0, 4.0, 6.0]
+    assert any(e["kind"] == "cached" and e["node_type"] == "Vignette" for e in run())
+    (folder / "vig_math.py").write_text("def weigh(x):\n    return x * 3.0\n")
+    assert any(e["kind"] == "finished" and e["node_type"] == "Vignette" for e in run())
+    assert np.load(tmp_path / "out" / "v.npy").tolist() == [3.0, 6.0, 9.0]
