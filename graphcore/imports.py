@@ -57,7 +57,7 @@ def distribution_scope(dist: importlib.metadata.Distribution | None) -> CodeScop
     else:
         for f in dist.files or ():
             parts = f.parts
-            if len(parts) > 1 and parts[0].isidentifier() and not parts[0].endswith((".dist-info", ".egg-info")):
+            if len(parts) > 1 and parts[0].isidentifier() and not parts[0].startswith("__"):
                 names.add(parts[0])
             elif len(parts) == 1 and f.suffix == ".py":
                 names.add(f.stem)
@@ -78,7 +78,7 @@ def default_scope(cls: type) -> CodeScope:
         return CodeScope(packages=frozenset({top}))
     path = Path(file).resolve()
     depth = cls.__module__.count(".") + (1 if path.name == "__init__.py" else 0)
-    folder = path.parents[depth]
+    folder = path.parents[min(depth, len(path.parents) - 1)]
     if folder.name in ("site-packages", "dist-packages"):
         return CodeScope(packages=frozenset({top}))
     return folder_scope(folder)
