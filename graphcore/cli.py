@@ -190,7 +190,11 @@ def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise UserError(f"unknown node type '{args.type}'{suggest(args.type, registry.names())}; "
                         "`graphrun nodes` lists them")
     cls = registry.get(args.type)
-    schema = cls.schema()
+    try:
+        schema = cls.schema()
+    except Exception as exc:  # extra_schema() is the node's own code
+        raise UserError(f"node type {args.type!r} (from {cls.origin}) cannot describe itself: "
+                        f"{type(exc).__name__}: {exc}") from None
     schema["code_imports"] = code_imports(cls)
     if args.json:
         sys.stdout.write(json.dumps(schema, indent=2, default=str) + "\n")

@@ -28,7 +28,7 @@ from typing import Any
 
 from .imports import CodeScope, distribution_scope, folder_scope
 from .node import Node
-from .source import CodeDependencyError, dependency_files
+from .node_check import check_node
 
 ENTRY_POINT_GROUP = "graphrun.nodes"
 PLUGINS_ENV = "GRAPHRUN_PLUGINS"
@@ -59,9 +59,7 @@ class NodeRegistry:
         existing = self._nodes.get(name)
         if existing is not None and existing is not cls:
             raise ValueError(f"node type {name!r} is already defined by {existing.origin or existing.__module__}")
-        if "run" not in {k for c in cls.__mro__ if c is not Node for k in vars(c)}:
-            raise TypeError(f"node type {name!r} does not define run()")
-        check_code_dependencies(cls)
+        check_node(cls)
         cls.origin = origin
         if scope is not None:
             cls.code_scope = scope
@@ -75,7 +73,9 @@ class NodeRegistry:
             owners = ", ".join(f"{n!r} (already from {self._nodes[n].origin})" for n in clashes)
             raise ValueError(f"node type name clash: {owners}")
         for cls in classes:
-            check_code_dependencies(cls)
+            if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
+                raise TypeError(f"{cls!r} is not a Node subclass")
+            check_node(cls)  # every class first: a plugin with one bad node registers none
         for cls in classes:
             self.register(cls, origin, scope)
         return [c.type_name for c in classes]
@@ -98,13 +98,20 @@ class NodeRegistry:
         return [self._nodes[n] for n in self.names()]
 
     def schema(self) -> dict[str, Any]:
+        """Every node's and type's schema (the editor's palette, `graphrun nodes --json`). A node
+        whose schema fails now (its `extra_schema` is its own code: registration checked it
+        once) is left out and reported among the plugin errors; the others are all there."""
         from .types import TYPES
 
-        return {
-            "nodes": {n: self._nodes[n].schema() for n in self.names()},
-            "types": TYPES.schema(),
-            "plugin_errors": [dataclasses.asdict(e) for e in self.errors],
-        }
+        nodes: dict[str, Any] = {}
+        errors = [dataclasses.asdict(e) for e in self.errors]
+        for name, cls in sorted(self._nodes.items()):
+            try:
+                nodes[name] = cls.schema()
+            except Exception as exc:
+                errors.append(dataclasses.asdict(PluginError(cls.origin, f"node type {name!r}: its schema failed "
+                                                                         f"({type(exc).__name__}: {exc})")))
+        return {"nodes": nodes, "types": TYPES.schema(), "plugin_errors": errors}
 
     # --- discovery ---
 
@@ -169,25 +176,6 @@ class NodeRegistry:
         except Exception as exc:  # a broken plugin must not take down the others
             msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
             self.errors.append(PluginError(plugin, msg, traceback.format_exc()))
-
-
-_resolved_dependencies: set[str] = set()
-
-
-def check_code_dependencies(cls: type[Node]) -> None:
-    """Every module a node names in `code_dependencies` must be found (without importing it)."""
-    deps = cls.code_dependencies
-    if isinstance(deps, str) or not all(isinstance(d, str) for d in deps):
-        raise ValueError(f"node type {cls.type_name!r}: code_dependencies must be a tuple of dotted module names, "
-                         f"got {deps!r}")
-    for module in deps:
-        if module in _resolved_dependencies:
-            continue
-        try:
-            dependency_files(module)
-        except CodeDependencyError as exc:
-            raise ValueError(f"node type {cls.type_name!r} declares code dependency {module!r}: {exc}") from None
-        _resolved_dependencies.add(module)
 
 
 def nodes_in_module(module: ModuleType) -> list[type[Node]]:
