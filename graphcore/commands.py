@@ -4,7 +4,7 @@ An entry point `NAME = package.module:function` makes `graphrun NAME ARGS...` ca
 `function(ARGS)` with the remaining arguments as a list of strings; the function parses its own
 options (its usage should say `graphrun NAME`) and returns an exit code. The first line of its
 docstring is its summary in `graphrun --help`. talkgraph adds the editor this way
-(`ui = ui.app:main` in pyproject.toml), so the engine never imports a command's package by name.
+(its `ui` entry point in pyproject.toml), so the engine never imports a command's package by name.
 """
 from __future__ import annotations
 
