@@ -68,7 +68,7 @@ def _load_graph(args: argparse.Namespace, registry: Any) -> Any:
     from .workflow import WorkflowError
 
     wf, problems = check_workflow_file(args.workflow, registry, args.set or [])
-    if problems:
+    if problems or wf is None:
         raise WorkflowError(problems)
     return compile_workflow(wf, registry, validated=True)  # check_workflow_file validated it
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 COMMANDS_GROUP = "graphrun.commands"
 
-Command = Callable[[list[str]], int | None]
+Command = Callable[..., int | None]  # (argv: list[str]) -> exit code; a function taking no argument is allowed
 
 
 class CommandError(Exception):

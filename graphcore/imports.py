@@ -245,7 +245,7 @@ def class_imports(cls: type, scope: CodeScope) -> list[str]:
         used = ast.Module(body=[own, *module_helpers(klass)], type_ignores=[])
         direct.update(m for m in (_resolve(i, scope) for i in read_imports(used, package)) if m)
         tree = module_tree(klass.__module__)
-        top_level = [n for n in (tree.body if tree else []) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        top_level: list[ast.stmt] = [n for n in (tree.body if tree else []) if isinstance(n, (ast.Import, ast.ImportFrom))]
         names = {n.id for n in ast.walk(used) if isinstance(n, ast.Name)}
         for stmt in read_imports(ast.Module(body=top_level, type_ignores=[]), package):
             if stmt.bound in names:

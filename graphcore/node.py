@@ -87,8 +87,9 @@ def file_params(params_model: type[BaseModel]) -> dict[str, str]:
     out = {}
     for name, field in params_model.model_fields.items():
         extra = field.json_schema_extra
-        if isinstance(extra, dict) and FILE_KEY in extra:
-            out[name] = extra[FILE_KEY]["mode"]
+        spec = extra.get(FILE_KEY) if isinstance(extra, dict) else None
+        if isinstance(spec, dict):
+            out[name] = str(spec["mode"])
     return out
 
 
@@ -156,6 +157,12 @@ class Node:
     # which imported modules count as its code in the fingerprint; None: its module's folder.
     code_scope: ClassVar[Any] = None
 
+    # `run(self, ctx, **inputs) -> {output port: value}`: each node declares it with one keyword
+    # argument per input port, so its signature is the node's own (a Callable, not a method, to
+    # the type checker). The registry refuses a class without it.
+    run: Callable[..., dict[str, Any]]
+    params: Any  # an instance of the node's own Params model
+
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
         if params is None:
             params = {}
@@ -167,9 +174,6 @@ class Node:
             cls.type_name = cls.__name__
         if isinstance(cls.cache, str):
             cls.cache = CachePolicy(cls.cache)
-
-    def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
-        raise TypeError(f"node type {self.type_name} does not define run()")
 
     # --- introspection used by validation, the CLI and the editor ---
 

@@ -117,7 +117,7 @@ def dependency_files(module: str) -> list[tuple[str, Path]]:
         locations = [Path(p) for p in (spec.submodule_search_locations or [])]
         origin = Path(spec.origin) if spec.origin and spec.has_location else None
     if locations:  # a package: every module in it, sub-packages included
-        files = {}
+        files: dict[str, Path] = {}
         for root in locations:
             for f in sorted(root.rglob("*.py")):
                 rel = f.relative_to(root).with_suffix("")
@@ -254,11 +254,11 @@ def module_helpers(klass: type) -> list[ast.stmt]:
     stack = [own]
     while stack:
         for n in ast.walk(stack.pop()):
-            stmt = defined.get(n.id) if isinstance(n, ast.Name) else None
-            if stmt is not None and id(stmt) not in seen and not _is_node_class(module, stmt):
-                seen.add(id(stmt))
-                used.append(stmt)
-                stack.append(stmt)
+            found = defined.get(n.id) if isinstance(n, ast.Name) else None
+            if found is not None and id(found) not in seen and not _is_node_class(module, found):
+                seen.add(id(found))
+                used.append(found)
+                stack.append(found)
     return sorted(used, key=lambda stmt: stmt.lineno)
 
 

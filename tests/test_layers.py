@@ -1,4 +1,4 @@
-"""The layers of DESIGN §2, as import-linter contracts (pyproject.toml [tool.importlinter]):
+"""The layers the project keeps (README "Layout"), as import-linter contracts (pyproject.toml [tool.importlinter]):
 graphcore imports none of nodes/trainers/ui, trainers import no nodes, ui imports graphcore only.
 `make lint` runs them too; here they run with the suite, and a copy of the code with one lazy
 import across a layer shows the contracts catch what they promise to."""

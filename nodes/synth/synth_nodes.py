@@ -1,4 +1,4 @@
-"""Nodes of the synthetic talking-face generator (DESIGN §5).
+"""Nodes of the synthetic talking-face generator (docs/nodes/synth.md).
 
     SynthesizeSpeech      text -> Audio (16 kHz) + PhonemeTrack          (espeak-ng)
     AnimateFromPhonemes   phonemes + audio + the portrait's fitted 3DMM -> driving MorphCoeffs + blinks
