@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import os
 import sys
 import traceback
@@ -99,15 +100,17 @@ class NodeRegistry:
 
     def schema(self) -> dict[str, Any]:
         """Every node's and type's schema (the editor's palette, `graphrun nodes --json`). A node
-        whose schema fails now (its `extra_schema` is its own code: registration checked it
-        once) is left out and reported among the plugin errors; the others are all there."""
+        whose schema fails or is not JSON (its `extra_schema` is its own code, not run at
+        registration) is left out and reported among the plugin errors; the others are all there."""
         from .types import TYPES
 
         nodes: dict[str, Any] = {}
         errors = [dataclasses.asdict(e) for e in self.errors]
         for name, cls in sorted(self._nodes.items()):
             try:
-                nodes[name] = cls.schema()
+                schema = cls.schema()
+                json.dumps(schema)  # the editor sends it as JSON
+                nodes[name] = schema
             except Exception as exc:
                 errors.append(dataclasses.asdict(PluginError(cls.origin, f"node type {name!r}: its schema failed "
                                                                          f"({type(exc).__name__}: {exc})")))

@@ -266,8 +266,6 @@ def test_a_port_type_typo_is_refused_at_registration_and_the_rest_works(tmp_path
         ("outputs = {'y': 'Scalar'}", "node type 'Oops' output 'y': expected Out(...), got 'Scalar'"),
         ("outputs = {'y': Out(ArrayType('Unregistered'))}", "port type 'Unregistered' is not registered"),
         ("outputs = {'y': Out('Scalar')}\n    Params = dict", "Params must be a pydantic BaseModel class"),
-        ("outputs = {'y': Out('Scalar')}\n    @classmethod\n    def extra_schema(cls):\n        return {'f': object()}",
-         "node type 'Oops': its schema cannot be exported as JSON"),
     ]:
         plugin = tmp_path / "oops" / f"oops_{abs(hash(source))}.py"
         plugin.parent.mkdir(exist_ok=True)
@@ -275,6 +273,23 @@ def test_a_port_type_typo_is_refused_at_registration_and_the_rest_works(tmp_path
                           "\n\n    def run(self, ctx, **kw):\n        return {'y': 1.0}\n")
         (err,) = build_registry([plugin], entry_points=False, env=False).errors
         assert message in err.message, (source, err.message)
+
+    # extra_schema() is the node's own code, run only when a schema is asked for: one that fails
+    # or is not JSON leaves that node out of the palette, and describe says why
+    facts = tmp_path / "facts_nodes.py"
+    facts.write_text("from graphcore import Node, Out\n\n"
+                     "class Broken(Node):\n    outputs = {'y': Out('Scalar')}\n\n    def run(self, ctx):\n        return {'y': 1.0}\n\n"
+                     "    @classmethod\n    def extra_schema(cls):\n        raise RuntimeError('no weights to count')\n\n"
+                     "class Odd(Broken):\n    @classmethod\n    def extra_schema(cls):\n        return {'f': object()}\n")
+    registry = build_registry([facts, good], entry_points=False, env=False)
+    assert not registry.errors and {"Broken", "Odd"} <= set(registry.names())
+    schema = registry.schema()
+    assert "Octuple" in schema["nodes"] and not {"Broken", "Odd"} & set(schema["nodes"])
+    assert [e["message"] for e in schema["plugin_errors"]] == [
+        "node type 'Broken': its schema failed (RuntimeError: no weights to count)",
+        "node type 'Odd': its schema failed (TypeError: Object of type object is not JSON serializable)"]
+    assert main(["nodes", "describe", "Broken", "--plugins", str(facts)]) == 2
+    assert "node type 'Broken' (from plugin:" in capsys.readouterr().err
 
     # the editor's palette endpoint still lists the other nodes
     project = make_project(tmp_path / "project")
