@@ -255,7 +255,6 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
     ctx = NodeContext(
         node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
         seed=task.seed, emit=_context_emitter(env, task), workflow_dir=env.workflow_dir,
-        tmp_dir=None,  # type: ignore[arg-type]  # made on first use (the property below), not by the default factory
     )
     try:
         start = time.perf_counter()
