@@ -129,8 +129,9 @@ def _file_specs(params_model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, field in params_model.model_fields.items():
         extra = field.json_schema_extra
-        if isinstance(extra, dict) and FILE_KEY in extra:
-            out[name] = extra[FILE_KEY]
+        spec = extra.get(FILE_KEY) if isinstance(extra, dict) else None
+        if isinstance(spec, dict):
+            out[name] = spec
     return out
 
 
@@ -213,9 +214,9 @@ class Node:
     category: ClassVar[str] = "misc"
     version: ClassVar[int | str] = 1
     code_version: ClassVar[str | None] = None  # pins the code fingerprint when set
-    # Dotted names of the modules (a package: all of its modules) whose code decides this node's
-    # results besides its own class, e.g. ("nodes.face.flow", "trainers"). Their normalised
-    # source is part of the code fingerprint, so editing them invalidates the node's cache.
+    # The engine finds the modules of its own project that a node imports (graphcore/imports.py);
+    # this is an override for code it cannot see that way (e.g. a module chosen by a computed
+    # name): dotted module names (a package: all of its modules) whose source also keys the cache.
     code_dependencies: ClassVar[tuple[str, ...]] = ()
     cache: ClassVar[CachePolicy] = CachePolicy.DEFAULT
     inputs: ClassVar[dict[str, Port]] = {}
@@ -223,6 +224,15 @@ class Node:
     Params: ClassVar[type[BaseModel]] = NoParams
     # Set by the registry: where the class came from ("graphcore", "talkgraph", "plugin:<path>").
     origin: ClassVar[str] = ""
+    # Set by the registry: where the node's own code lives (graphcore.imports.CodeScope), i.e.
+    # which imported modules count as its code in the fingerprint; None: its module's folder.
+    code_scope: ClassVar[Any] = None
+
+    # `run(self, ctx, **inputs) -> {output port: value}`: each node declares it with one keyword
+    # argument per input port, so its signature is the node's own (a Callable, not a method, to
+    # the type checker). The registry refuses a class without it.
+    run: Callable[..., dict[str, Any]]
+    params: Any  # an instance of the node's own Params model
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
         if params is None:
@@ -236,9 +246,6 @@ class Node:
         if isinstance(cls.cache, str):
             cls.cache = CachePolicy(cls.cache)
         _add_file_params(cls)
-
-    def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
-        raise TypeError(f"node type {self.type_name} does not define run()")
 
     # --- introspection used by validation, the CLI and the editor ---
 

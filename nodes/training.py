@@ -33,7 +33,7 @@ def run_training(ctx: RunContext, node: str, task: Any, params: TrainParams) -> 
     """Train `task` (a TrainTask, or a zero-argument function that builds one) with the shared loop.
     A bad setting or dataset found while building it (ValueError, DatasetError) becomes a
     NodeError naming the node."""
-    from nodes.synth.dataset import DatasetError
+    from trainers.data.dataset import DatasetError
     from trainers.loop import TrainConfig, Trainer
 
     if callable(task):
@@ -72,7 +72,7 @@ def default_work_dir(ctx: RunContext) -> Path:
 
 def dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
     path = ctx.resolve_path(dataset) if "://" not in str(dataset) else dataset
-    from nodes.synth.dataset import DatasetError, open_dataset
+    from trainers.data.dataset import DatasetError, open_dataset
 
     try:
         open_dataset(str(path))
@@ -83,8 +83,8 @@ def dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
 
 # What every trainer node runs besides its class (its `code_dependencies` start with these):
 # the loop and losses, this glue, and the dataset reader.
-TRAINING_CODE = ("trainers", "nodes.training", "nodes.synth.dataset", "nodes.synth.speech", "nodes.synth.espeak",
-                 "nodes.audio.features", "nodes.io.media", "nodes.types")
+TRAINING_CODE = ("trainers", "nodes.training", "trainers.data.dataset", "nodes.synth.speech", "nodes.synth.espeak",
+                 "trainers.data.audio_features", "nodes.io.media", "nodes.types")
 
 DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
                "folder path (keyed by its content)")

@@ -65,15 +65,17 @@ def test_memory_gan_trainer_outputs(trained):
 
 
 def _target(dataset, frames=24):
-    from nodes.synth.dataset import open_dataset
+    from nodes.types import MorphCoeffs
+    from trainers.data.dataset import open_dataset
 
     clip = open_dataset(dataset).clip(3)
-    return (np.asarray(clip.frames[:frames]), np.asarray(clip.landmarks[:frames]), clip.coeffs, clip)
+    coeffs = MorphCoeffs(**clip.coeffs, image_size=clip.image_size)
+    return (np.asarray(clip.frames[:frames]), np.asarray(clip.landmarks[:frames]), coeffs, clip)
 
 
 def test_pipeline_nodes_run_with_trainer_checkpoints(trained, toy_dataset, tmp_path):
-    from nodes.audio.features import audio_features
     from nodes.types import MorphCoeffs
+    from trainers.data.audio_features import audio_features
 
     audio, gan, _, _ = trained
     frames, _, coeffs, clip = _target(toy_dataset)
@@ -99,7 +101,7 @@ def test_pipeline_nodes_run_with_trainer_checkpoints(trained, toy_dataset, tmp_p
 
 
 def test_personalisation_nodes(trained, toy_dataset, tmp_path):
-    from nodes.audio.features import audio_features
+    from trainers.data.audio_features import audio_features
 
     audio, gan, _, _ = trained
     frames, lms, coeffs, clip = _target(toy_dataset, frames=32)

@@ -13,7 +13,7 @@ from graphcore.node import In, InputFile, Node, Out, OutputFile, RunContext
 from nodes.io import media
 from nodes.types import AudioClip
 
-MEDIA_CODE = ("nodes.io.media", "nodes.types")  # what these nodes run besides their class
+MEDIA_CODE = ("nodes.io.media", "nodes.types", "trainers.data.audio_features")  # what these nodes run besides their class
 
 
 class LoadImage(Node):

@@ -1,4 +1,4 @@
-"""Nodes of the synthetic talking-face generator (DESIGN §5).
+"""Nodes of the synthetic talking-face generator (docs/nodes/synth.md).
 
     SynthesizeSpeech      text -> Audio (16 kHz) + PhonemeTrack          (espeak-ng)
     AnimateFromPhonemes   phonemes + audio + the portrait's fitted 3DMM -> driving MorphCoeffs + blinks
@@ -37,7 +37,7 @@ PHONEME_TRACK = register_type(RecordType(
 
 
 # What these nodes run besides their class (`code_dependencies`).
-SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types")
+SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types", "trainers.data.audio_features")
 RENDER_CODE = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.render", "nodes.warp", "nodes.types")
 
 
@@ -79,7 +79,7 @@ class AnimateFromPhonemes(Node):
     """
 
     category = "synth"
-    code_dependencies = (*SPEECH_CODE, "nodes.audio.features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
+    code_dependencies = (*SPEECH_CODE, "trainers.data.audio_features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
     inputs = {
         "phonemes": In("PhonemeTrack"),
         "audio": In("Audio", "the speech the phonemes belong to (pitch and loudness)"),
@@ -99,7 +99,7 @@ class AnimateFromPhonemes(Node):
         head_amplitude: float = Field(1.0, ge=0, le=3, description="scales the head motion (0 = still)")
 
     def run(self, ctx: RunContext, phonemes: PhonemeTrack, audio: AudioClip, reference: MorphCoeffs) -> dict[str, Any]:
-        from nodes.io.media import frame_count
+        from trainers.data.audio_features import frame_count
 
         from .animate import AnimationSettings, animate
 
