@@ -81,10 +81,6 @@ def dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
     return str(path)
 
 
-# What every trainer node runs besides its class (its `code_dependencies` start with these):
-# the loop and losses, this glue, and the dataset reader.
-TRAINING_CODE = ("trainers", "nodes.training", "trainers.data.dataset", "nodes.synth.speech", "nodes.synth.espeak",
-                 "trainers.data.audio_features", "nodes.io.media", "nodes.types")
 
 DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
                "folder path (keyed by its content)")

@@ -18,7 +18,6 @@ class AudioFeatures(Node):
     """
 
     category = "audio"
-    code_dependencies = ("trainers.data.audio_features", "nodes.io.media", "nodes.types")
     inputs = {
         "audio": In("Audio"),
         "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),

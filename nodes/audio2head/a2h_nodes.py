@@ -17,22 +17,13 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
-from nodes.training import TRAINING_CODE, TrainParams, dataset_path, run_training, train_outputs
+from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 
 from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
 
 A2H_SHAPE = (4, 41)
 
-# The modules each node runs besides its class (`code_dependencies`), so that editing a network,
-# a loss or the inference code invalidates exactly the cached results that used it.
-_MODEL = ("nodes.audio2head.blocks", "nodes.audio2head.models", "nodes.model_registry", "nodes.checkpoints",
-          "nodes.audio2head.inference", "nodes.audio2head.pose", "nodes.audio2head.keypoint_detector",
-          "nodes.audio2head.generator", "nodes.audio2head.keypoint_autoencoder", "nodes.audio2head.head_motion",
-          "nodes.audio2head.motion_field", "nodes.face.camera", "trainers.exports", "trainers.loop", "trainers.fingerprint",
-          "nodes.types")
-_TRAIN = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.losses", "nodes.audio2head.train_keypoints",
-          "nodes.audio2head.train_head_motion", "nodes.audio2head.train_motion_field")
 
 
 def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
@@ -66,7 +57,6 @@ class HeadMotionPredictor(Node):
     """
 
     category = "audio2head"
-    code_dependencies = _MODEL
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h of the driving speech"),
@@ -94,7 +84,6 @@ class MotionFieldGenerator(Node):
     """
 
     category = "audio2head"
-    code_dependencies = _MODEL
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h"),
@@ -134,7 +123,6 @@ class KeypointDetector(Node):
     """FOMM's keypoint detector (Audio2Head N_D): keypoints and local Jacobians of an image or frames."""
 
     category = "audio2head"
-    code_dependencies = _MODEL
     inputs = {
         "image": In("Image", "one image", optional=True),
         "frames": In("Frames", "video frames", optional=True),
@@ -169,7 +157,6 @@ class KeypointRenderer(Node):
     on the reference with the same checkpoint unless connected."""
 
     category = "audio2head"
-    code_dependencies = _MODEL
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "keypoints": In("Keypoints", "driving keypoints per output frame"),
@@ -230,7 +217,6 @@ class HeadPoseToMorphCoeffs(Node):
     starts where the portrait is); `absolute` uses the HeadPose as it is."""
 
     category = "audio2head"
-    code_dependencies = ("nodes.audio2head.pose", "nodes.face.camera", "nodes.types")
 
     inputs = {
         "coeffs": In("MorphCoeffs", "coefficients to drive: one frame (repeated) or one per pose"),
@@ -283,7 +269,6 @@ class TrainKeypointRenderer(Node):
     under random TPS warps."""
 
     category = "audio2head/train"
-    code_dependencies = _TRAIN
 
     inputs = {"dataset": _DATASET}
     outputs = train_outputs(KEYPOINT_AUTOENCODER)
@@ -308,7 +293,6 @@ class TrainHeadMotionPredictor(Node):
     `pose_loss: l1` is the paper's ablation) + LSGAN with a 1-D temporal PatchGAN (eq. 4)."""
 
     category = "audio2head/train"
-    code_dependencies = _TRAIN
 
     inputs = {"dataset": _DATASET}
     outputs = train_outputs(HEAD_MOTION)
@@ -337,7 +321,6 @@ class TrainMotionFieldGenerator(Node):
     multi-scale reconstruction + equivariance."""
 
     category = "audio2head/train"
-    code_dependencies = _TRAIN
     inputs = {
         "dataset": _DATASET,
         "keypoints": CheckpointInput(KEYPOINT_AUTOENCODER, "the keypoint detector + renderer (TrainKeypointRenderer)",
@@ -384,8 +367,6 @@ class EvaluateAudio2Head(Node):
     baseline. Writes the table as markdown and, optionally, the figures."""
 
     category = "audio2head/evaluate"
-    code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.evaluate", "nodes.audio2head.losses", "nodes.metrics",
-                         "nodes.figures")
     inputs = {
         "dataset": _DATASET,
         "keypoints": CheckpointInput(KEYPOINT_AUTOENCODER, "overrides keypoints_checkpoint", param="keypoints_checkpoint"),

@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 
 
 class Fit3DMM(Node):
@@ -24,7 +24,6 @@ class Fit3DMM(Node):
     """
 
     category = "face"
-    code_dependencies = (*FACE_MODEL_CODE, "nodes.face.fitting", "nodes.types")
     inputs = {
         "landmarks": In("Landmarks", "(T, 478, 2|3) MediaPipe landmarks in pixels"),
         "frames": In("Frames", "the frames the landmarks belong to (for the image size)", optional=True),

@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 
 
 class DenseFlowBuilder(Node):
@@ -25,7 +25,6 @@ class DenseFlowBuilder(Node):
     """
 
     category = "face"
-    code_dependencies = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.types")
     inputs = {
         "reference": In("MorphCoeffs", "coefficients of the reference (source) image"),
         "driving": In("MorphCoeffs", "per-frame driving coefficients (expression + pose)"),

@@ -20,8 +20,6 @@ FACE_MODEL_FILE = DEFAULT_MODEL_PATH  # assets/face_model/talkgraph_3dmm_v1.npz
 MODEL_PATH_HELP = f"3DMM .npz (empty: the bundled assets/face_model/{FACE_MODEL_FILE.name})"
 FACE_MODEL_LABEL = "bundled face model"  # how the bundled file is named in cache keys and messages
 
-# The code that loads a face model, for nodes that take one (`code_dependencies`).
-FACE_MODEL_CODE = ("nodes.face.model_nodes", "nodes.face.model", "nodes.face.camera")
 
 
 def FaceModelInput(doc: str = "a loaded face model (FaceModel); overrides model_path") -> Port:
@@ -64,7 +62,6 @@ class FaceModel(Node):
 
     category = "face"
     cache = CachePolicy.TRANSIENT
-    code_dependencies = FACE_MODEL_CODE
     inputs: dict = {}
     outputs = {"model": Out("FaceModel")}
 
@@ -78,5 +75,5 @@ class FaceModel(Node):
         return {"model": model}
 
 
-__all__ = ["FaceModel", "FACE_MODEL", "FACE_MODEL_CODE", "FACE_MODEL_FILE", "FaceModelInput", "bundled_face_model", "resolve_model",
+__all__ = ["FaceModel", "FACE_MODEL", "FACE_MODEL_FILE", "FaceModelInput", "bundled_face_model", "resolve_model",
            "model_path_param"]

@@ -19,18 +19,11 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
-from nodes.face.model_nodes import FACE_MODEL_CODE, bundled_face_model
-from nodes.training import DATASET_DOC, TRAINING_CODE, TrainParams, dataset_path, run_training, train_outputs
+from nodes.face.model_nodes import bundled_face_model
+from nodes.training import DATASET_DOC, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
 from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
-
-# The modules each node runs besides its class (`code_dependencies`): editing e.g. the
-# architecture or a loss invalidates exactly the cached results that used it.
-_MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.model_registry", "nodes.checkpoints", "nodes.hdtf.models", "nodes.hdtf.coeffs", "nodes.standardizer", "nodes.face.pose_deltas",
-          "nodes.hdtf.identity", "nodes.hdtf.inference", "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator",
-          "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators", "trainers.vgg")
-_FAPP = ("nodes.hdtf.fapp", "nodes.face.flow", "nodes.face.raster", *FACE_MODEL_CODE)
 
 
 def _first(arr: np.ndarray, what: str, node: str) -> np.ndarray:
@@ -50,7 +43,6 @@ class AnimationGenerator(Node):
     """
 
     category = "hdtf"
-    code_dependencies = _MODEL
     inputs = {
         "features": In("AudioFeatures", "mfcc_pitch features of the driving audio (13 MFCC + 2 pitch per frame)"),
         "reference": In("Image", "the reference portrait"),
@@ -101,7 +93,6 @@ class FlowVideoGenerator(Node):
     """
 
     category = "hdtf"
-    code_dependencies = _MODEL
     inputs = {
         "reference": In("Image", "the reference portrait"),
         "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size"),
@@ -146,7 +137,6 @@ class TrainAnimationGenerator(Node):
     synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
 
     category = "hdtf/train"
-    code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.hdtf.train_animation")
     inputs = {"dataset": In("Path", DATASET_DOC)}
     outputs = train_outputs(ANIMATION_GENERATOR)
 
@@ -175,7 +165,6 @@ class TrainFlowVideoGenerator(Node):
     F_app between frame pairs comes from their 3DMM coefficients, as at inference."""
 
     category = "hdtf/train"
-    code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.train_flow_video")
     inputs = {"dataset": In("Path", DATASET_DOC)}
     outputs = train_outputs(FLOW_VIDEO_GENERATOR)
 
@@ -208,7 +197,6 @@ class FlowVideoFigure(Node):
     reference, M_f, the revised flow F, M_m and the output frame."""
 
     category = "hdtf/visualise"
-    code_dependencies = ("nodes.figures", "nodes.types")
     inputs = {
         "flow": In("FlowField", "F_app"),
         "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
@@ -244,7 +232,6 @@ class AnimationCurves(Node):
     driven by the same audio)."""
 
     category = "hdtf/visualise"
-    code_dependencies = ("nodes.hdtf.figures", "nodes.figures", "nodes.types")
     inputs = {
         "coeffs": In("MorphCoeffs", "first sequence"),
         "coeffs_b": In("MorphCoeffs", "second sequence", optional=True),
@@ -280,7 +267,6 @@ class EvaluateHDTF(Node):
     pipeline. Writes the tables as markdown and logs them."""
 
     category = "hdtf/evaluate"
-    code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.evaluate", "nodes.metrics", "nodes.warp")
     inputs = {
         "dataset": In("Path", DATASET_DOC),
         "animation_checkpoint": CheckpointInput(ANIMATION_GENERATOR, "overrides the animation_checkpoint parameter"),

@@ -7,12 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import InputFile, Node, NodeError, Out, OutputFolder, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 from trainers.data.audio_features import check_variants
-
-# What PrepareDataset runs besides its class (`code_dependencies`).
-PREPARE_CODE = ("trainers.data.dataset", "trainers.data.audio_features", "nodes.io.media", "nodes.types", "nodes.face.crop",
-                "nodes.face.fitting", "nodes.face.landmarks", "nodes.prepare.videos")
 
 
 class PrepareDataset(Node):
@@ -26,7 +22,6 @@ class PrepareDataset(Node):
     """
 
     category = "dataset"
-    code_dependencies = (*PREPARE_CODE, *FACE_MODEL_CODE)
     inputs = {"model": FaceModelInput()}
     outputs = {"dataset": Out("Path", "the dataset's location (folder or URL)"), "summary": Out("Metrics")}
 

@@ -14,13 +14,9 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import In, Node, NodeError, Out, OutputFolder, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 from nodes.types import MorphCoeffs
 from trainers.data.audio_features import check_variants
-
-# The dataset writer and what it stores (`code_dependencies` of both dataset nodes).
-DATASET_CODE = ("trainers.data.dataset", "nodes.synth.speech", "nodes.synth.espeak", "trainers.data.audio_features", "nodes.io.media",
-                "nodes.types")
 
 
 def dataset_url(ctx: RunContext, path: str) -> str:
@@ -36,8 +32,6 @@ class MakeSyntheticDataset(Node):
     """
 
     category = "synth"
-    code_dependencies = (*DATASET_CODE, *FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.generate",
-                         "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.render", "nodes.synth.visemes", "nodes.warp")
     inputs = {
         "portrait": In("Image", "a square portrait"),
         "landmarks": In("Landmarks", "the portrait's detected landmarks (1, 478, 2|3)"),

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from graphcore.types import RecordType, TypeValidationError, register_type
-from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 from nodes.types import AudioClip, MorphCoeffs
 
 from .speech import PhonemeTrack
@@ -36,9 +36,6 @@ PHONEME_TRACK = register_type(RecordType(
 ), "talkgraph")
 
 
-# What these nodes run besides their class (`code_dependencies`).
-SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types", "trainers.data.audio_features")
-RENDER_CODE = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.render", "nodes.warp", "nodes.types")
 
 
 class SynthesizeSpeech(Node):
@@ -48,7 +45,6 @@ class SynthesizeSpeech(Node):
     """
 
     category = "synth"
-    code_dependencies = (*SPEECH_CODE,)
     outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack")}
 
     class Params(BaseModel):
@@ -79,7 +75,6 @@ class AnimateFromPhonemes(Node):
     """
 
     category = "synth"
-    code_dependencies = (*SPEECH_CODE, "trainers.data.audio_features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
     inputs = {
         "phonemes": In("PhonemeTrack"),
         "audio": In("Audio", "the speech the phonemes belong to (pitch and loudness)"),
@@ -129,7 +124,6 @@ class RenderTalkingFace(Node):
     """
 
     category = "synth"
-    code_dependencies = (*RENDER_CODE,)
     inputs = {
         "image": In("Image", "the portrait the reference coefficients were fitted to"),
         "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),

@@ -18,19 +18,11 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
-from nodes.face.model_nodes import FACE_MODEL_CODE, FaceModelInput, bundled_face_model, model_path_param, resolve_model
-from nodes.training import TRAINING_CODE, TrainParams, dataset_path, run_training, train_outputs
+from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
+from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
-
-# The modules each node runs besides its class (`code_dependencies`).
-_MODELS = ("nodes.types", "nodes.yi.inference", "nodes.yi.models", "nodes.yi.audio_to_exp_pose", "nodes.yi.memory_gan",
-           "nodes.model_registry", "nodes.checkpoints", "nodes.face.pose_deltas", "nodes.standardizer",
-           "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators")
-_RENDER = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.face.topology", "nodes.yi.render3dmm", "nodes.ports",
-           "nodes.types")
-_GAN_TRAINING = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.identity", "nodes.yi.train_audio", "nodes.yi.train_memorygan")
 
 
 def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
@@ -48,7 +40,6 @@ class AudioToExpressionPose(Node):
     the target's identity (shape) and image size, ready for Render3DMM."""
 
     category = "yi"
-    code_dependencies = _MODELS
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12)"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its video or image): identity and rest pose"),
@@ -83,7 +74,6 @@ class Render3DMM(Node):
     """
 
     category = "yi"
-    code_dependencies = _RENDER
     inputs = {
         "coeffs": In("MorphCoeffs", "driving expression + pose, with the target's identity"),
         "target_coeffs": In("MorphCoeffs", "the target's fitted coefficients, one row per target frame"),
@@ -165,7 +155,6 @@ class MemoryGAN(Node):
     size gets the refinement's change resized onto it."""
 
     category = "yi"
-    code_dependencies = _MODELS
     inputs = {
         "rendered": In("Frames", "Render3DMM frames"),
         "checkpoint": CheckpointInput(MEMORY_GAN, "a trained or personalised model (overrides the checkpoint parameter)"),
@@ -212,7 +201,6 @@ class HeadPoseSimilarity(Node):
     by the range, averaged over the three angles (nodes/metrics/head_pose.py). 1: same distribution."""
 
     category = "metrics"
-    code_dependencies = ("nodes.metrics.head_pose", "nodes.types")
     inputs = {
         "real": In("MorphCoeffs", "coefficients of the real video (e.g. Fit3DMM)"),
         "generated": In("MorphCoeffs", "coefficients of the generated video"),
@@ -257,7 +245,6 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
-    code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(AUDIO_EXP_POSE)
 
@@ -281,7 +268,6 @@ class PersonalizeAudioToExpressionPose(Node):
     300 frames): its audio's mfcc_window features and the coefficients Fit3DMM found on its frames."""
 
     category = "yi/train"
-    code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the target video's sound"),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
@@ -346,7 +332,6 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
-    code_dependencies = _GAN_TRAINING
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(MEMORY_GAN)
 
@@ -398,7 +383,6 @@ class PersonalizeMemoryGAN(Node):
     identity features under the keys of its renders."""
 
     category = "yi/train"
-    code_dependencies = _GAN_TRAINING
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "its landmarks (DetectLandmarks)"),
@@ -461,7 +445,6 @@ class EvaluateYi(Node):
     switches (no identity feature/memory; no pose prediction), HS (eq. 6). Writes markdown."""
 
     category = "yi/evaluate"
-    code_dependencies = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.evaluate", "nodes.yi.identity", "nodes.metrics")
     inputs = {
         "dataset": In("String", "dataset location with a held-out split"),
         "audio_checkpoint": CheckpointInput(AUDIO_EXP_POSE, "overrides the audio_checkpoint parameter"),
