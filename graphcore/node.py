@@ -138,30 +138,32 @@ def _file_specs(params_model: type[BaseModel]) -> dict[str, dict[str, Any]]:
 def _add_file_params(cls: type[Node]) -> None:
     """Complete the inputs declared with a FileSource: name their parameter after the port when
     unnamed, and add the parameters the Params model lacks (first, in port order)."""
-    sources = {name: port for name, port in cls.inputs.items() if port.file is not None}
+    sources: dict[str, FileSource] = {}
+    for name, port in cls.inputs.items():
+        if port.file is not None:
+            sources[name] = port.file if port.file.param else dataclasses.replace(port.file, param=name)
     if not sources:
         return
-    named = {name: port if port.file.param else dataclasses.replace(port, file=dataclasses.replace(port.file, param=name))
-             for name, port in sources.items()}
-    if any(named[n] is not sources[n] for n in sources):
-        cls.inputs = {name: named.get(name, port) for name, port in cls.inputs.items()}
-    fields = {}
-    for name, port in named.items():
-        f = port.file
-        if f.param in cls.Params.model_fields:
-            fallback = file_fallbacks(cls.Params).get(f.param)
-            if f.fallback is not None and (fallback is None or fallback["port"] != name):
-                raise TypeError(f"node type {cls.type_name}: parameter {f.param!r} is declared both in Params and by the "
-                                f"FileSource of input {name!r}; declare it once (on the port)")
+    if any(cls.inputs[name].file is not source for name, source in sources.items()):
+        cls.inputs = {name: dataclasses.replace(port, file=sources[name]) if name in sources else port
+                      for name, port in cls.inputs.items()}
+    fields: dict[str, Any] = {}
+    for name, source in sources.items():
+        if source.param in cls.Params.model_fields:
+            declared = file_fallbacks(cls.Params).get(source.param)
+            if source.fallback is not None and (declared is None or declared["port"] != name):
+                raise TypeError(f"node type {cls.type_name}: parameter {source.param!r} is declared both in Params and by "
+                                f"the FileSource of input {name!r}; declare it once (on the port)")
             continue  # inherited from a node this one extends
-        label = f.label or "bundled " + f.param.replace("_", " ")
-        fields[f.param] = (str, InputFile("", description=f.description, extensions=f.extensions, fallback=f.fallback,
-                                          label=label, port=name))
+        label = source.label or "bundled " + source.param.replace("_", " ")
+        fields[source.param] = (str, InputFile("", description=source.description, extensions=source.extensions,
+                                               fallback=source.fallback, label=label, port=name))
     if fields:
-        added = create_model(f"{cls.__name__}FileParams", **fields)
+        added: type[BaseModel] = create_model(f"{cls.__name__}FileParams", **fields)
         # (Params, added): pydantic lists the fields of the last base first
-        cls.Params = create_model(cls.Params.__name__, __base__=(cls.Params, added), __module__=cls.__module__)
-        cls.Params.__qualname__ = f"{cls.__qualname__}.Params"
+        params: type[BaseModel] = create_model(cls.Params.__name__, __base__=(cls.Params, added), __module__=cls.__module__)
+        params.__qualname__ = f"{cls.__qualname__}.Params"
+        cls.Params = params
 
 
 class NoParams(BaseModel):
