@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def chunks_for(arr: np.ndarray) -> tuple[int, ...]:
     return (exact[0] if exact else rows, *[max(1, s) for s in arr.shape[1:]])
 
 
-def _shuffle(itemsize: int) -> str:
+def _shuffle(itemsize: int) -> Literal["bitshuffle", "shuffle"]:
     return "bitshuffle" if itemsize == 1 else "shuffle"
 
 
@@ -104,7 +104,7 @@ def _run_parallel(fn: Any, blocks: list[slice]) -> None:
         for f in futures:
             f.cancel()
         wait(futures)
-        raise failed.exception()
+        raise cast(BaseException, failed.exception())  # chosen above for holding one
     for f in futures:
         f.result()
 
@@ -173,7 +173,7 @@ def _raw_local_chunk_files(zarray: Any) -> Any:
     from zarr.codecs import BytesCodec
 
     meta = zarray.metadata
-    codecs = getattr(meta, "codecs", ())
+    codecs: tuple[Any, ...] = getattr(meta, "codecs", ())
     store = zarray.store
     expected = getattr(store, "expected", None)
     local = getattr(store, "_store", store) if expected is not None else store
@@ -205,7 +205,7 @@ def _read_raw_chunk(path: str, out: np.ndarray, fill_value: Any, key: str = "", 
     if verified and expected is None:  # not part of the entry: a chunk never written
         out[...] = fill_value
         return
-    view = memoryview(out.reshape(-1).view(np.uint8))  # `out` is a C-contiguous row block
+    view = out.reshape(-1).view(np.uint8).data  # `out` is a C-contiguous row block
     hasher = new_hasher() if expected is not None else None
     step = _HASH_STEP if hasher is not None else len(view)
     got = 0

@@ -800,7 +800,7 @@ class EntryWriter:
         if self._root is None:
             if not self._marked:
                 self._mark()
-            info = {"key": self.key, "attempt": self.attempt, "started": now, "active": now,
+            info: dict[str, Any] = {"key": self.key, "attempt": self.attempt, "started": now, "active": now,
                     "host": socket.gethostname(), "pid": os.getpid(), "writer": writer_tag()}
             from .digest_stores import RecordingStore
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .keys import implicit_files, node_code, path_content_hash, resolve_against
-from .node import CachePolicy, file_params
+from .node import CachePolicy, Node, file_params
 from .workflow import BoundGraph, BoundNode, Edge, Literal
 
 
@@ -72,7 +72,7 @@ class RunPlan:
         return dataclasses.replace(self, nodes=keep)
 
 
-def is_in_process(cls: type) -> bool:
+def is_in_process(cls: type[Node]) -> bool:
     outputs = [p.port_type for p in cls.outputs.values()]
     return cls.cache == CachePolicy.TRANSIENT or (bool(outputs) and not any(t.persistent for t in outputs))
 
@@ -86,7 +86,7 @@ def derive_seed(bound: BoundNode, key: str) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
 
 
-def written_paths(cls: type, params: dict[str, Any], base_dir: Path, mode: str) -> dict[str, str]:
+def written_paths(cls: type[Node], params: dict[str, Any], base_dir: Path, mode: str) -> dict[str, str]:
     """Absolute paths of the node's OutputFile ("write") or OutputFolder ("write-folder")
     parameters that are set; URLs (s3://...) are not tracked."""
     return {

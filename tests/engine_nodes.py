@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore import CachePolicy, In, InputFile, Node, NodeError, Out, OutputFile, OutputFolder, RunContext
+from graphcore import CachePolicy, FileSource, In, InputFile, Node, NodeError, Out, OutputFile, OutputFolder, RunContext
 from graphcore.outputs import atomic_output
 
 
@@ -257,3 +257,18 @@ class ThreadProbe(Node):
         x, w = torch.randn(2_000_000, generator=g), torch.randn(384, 384, generator=g)
         sums = torch.stack([x.sum(), (w @ w).sum(), torch.nn.functional.conv2d(w[None, None], w[None, None, :7, :7]).sum()])
         return {"sums": sums.numpy(), "settings": {k: str(v) for k, v in thread_settings().items()}}
+
+
+class ReadTableSource(Node):
+    """ReadTable declared the short way: the port's FileSource gives the `table` parameter and
+    the fallback file (relative to the workflow's folder), as CheckpointInput does for a
+    bundled checkpoint."""
+
+    category = "test"
+    inputs = {"table_in": In("String", "a table", file=FileSource(param="table", fallback="bundled.txt", label="fallback table"))}
+    outputs = {"text": Out("String")}
+
+    def run(self, ctx: RunContext, table_in: str | None = None) -> dict[str, Any]:
+        source = self.input_source(ctx, "table_in", table_in)
+        return {"text": source if isinstance(source, str) else source.read_text()}
+
