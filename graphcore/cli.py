@@ -4,7 +4,7 @@
                            [--jobs N] [--plugins PATH]... [--events FILE.jsonl] [--device cpu|cuda]
     graphrun validate WORKFLOW.yaml
     graphrun nodes [--json]            graphrun nodes describe TYPE [--json]
-    graphrun cache ls|info KEY|gc --max-size SIZE|clear
+    graphrun cache ls|info KEY|verify [--repair]|gc --max-size SIZE|clear|rm KEY...
     graphrun COMMAND ...               a command an installed package adds (commands.py), e.g. `graphrun ui`
 
 Exit codes: 0 success, 1 a node failed, 2 the workflow or the command line is wrong,
