@@ -21,31 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nodes.types import PhonemeTrack
+
 from .espeak import _ESPEAK, RATE_MAX, RATE_MIN, SpeechError
 
 TARGET_RATE = 16000
 _WORKER = Path(__file__).with_name("espeak.py")
-
-
-@dataclasses.dataclass
-class PhonemeTrack:
-    """Phonemes with their times in seconds: `labels[i]` sounds from `start[i]` to `end[i]`."""
-
-    labels: list
-    start: np.ndarray  # float32 (P,)
-    end: np.ndarray  # float32 (P,)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def items(self) -> list[tuple[str, float, float]]:
-        return [(p, float(s), float(e)) for p, s, e in zip(self.labels, self.start, self.end)]
-
-    @classmethod
-    def from_items(cls, items: Sequence[tuple[str, float, float]]) -> PhonemeTrack:
-        return cls([str(p) for p, _, _ in items],
-                   np.array([s for _, s, _ in items], np.float32).reshape(-1),
-                   np.array([e for _, _, e in items], np.float32).reshape(-1))
 
 
 @dataclasses.dataclass

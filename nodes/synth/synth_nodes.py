@@ -15,26 +15,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from graphcore.types import RecordType, TypeValidationError, register_type
 from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
-from nodes.types import AudioClip, MorphCoeffs
-
-from .speech import PhonemeTrack
-
-
-def _check_track(t: PhonemeTrack) -> None:
-    n = len(t.labels)
-    if t.start.shape != (n,) or t.end.shape != (n,):
-        raise TypeValidationError(f"phoneme track: {n} labels but start {t.start.shape}, end {t.end.shape}")
-    if n and (np.any(t.end < t.start) or np.any(np.diff(t.start) < 0)):
-        raise TypeValidationError("phoneme track times must be ordered with end >= start")
-
-
-PHONEME_TRACK = register_type(RecordType(
-    "PhonemeTrack", PhonemeTrack, check=_check_track, color="#5fb0a0",
-    doc="Phonemes (eSpeak mnemonics) with start/end times in seconds.",
-), "talkgraph")
-
+from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
 # What these nodes run besides their class (`code_dependencies`).
 SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types")
@@ -49,7 +31,8 @@ class SynthesizeSpeech(Node):
 
     category = "synth"
     code_dependencies = (*SPEECH_CODE,)
-    outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack")}
+    outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack"),
+               "text": Out("String", "the text spoken (e.g. for RecognizePhonemes' forced alignment)")}
 
     class Params(BaseModel):
         text: str = Field("Hello! I am a synthetic talking face.", min_length=1, description="what to say")
@@ -66,7 +49,7 @@ class SynthesizeSpeech(Node):
         except SpeechError as e:
             raise NodeError(str(e)) from None
         ctx.log(f"{len(speech.phonemes)} phonemes, {len(speech.samples) / speech.sample_rate:.2f} s of speech")
-        return {"audio": AudioClip(speech.samples, speech.sample_rate), "phonemes": speech.phonemes}
+        return {"audio": AudioClip(speech.samples, speech.sample_rate), "phonemes": speech.phonemes, "text": p.text}
 
 
 class AnimateFromPhonemes(Node):

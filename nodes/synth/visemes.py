@@ -154,9 +154,54 @@ PHONEME_VISEMES: dict[str, str | tuple[str, str]] = {
 }
 _VOWEL_LETTERS = set("aeiouAEIOUV03@")
 
+# ARPAbet (the CMU dictionary's and PocketSphinx's en-us phone set; stress digits and
+# `(2)`-style variant marks are stripped) -> viseme. AH covers both the strut vowel and
+# schwa in CMU transcriptions; unstressed schwa is far more frequent in running speech.
+ARPABET_VISEMES: dict[str, str | tuple[str, str]] = {
+    **{p: "bilabial" for p in ("P", "B", "M")},
+    **{p: "labiodental" for p in ("F", "V")},
+    **{p: "dental" for p in ("TH", "DH")},
+    **{p: "alveolar" for p in ("T", "D", "N", "L", "DX", "EL", "EN", "NX")},
+    **{p: "sibilant" for p in ("S", "Z")},
+    **{p: "postalveolar" for p in ("SH", "ZH", "CH", "JH")},
+    **{p: "velar" for p in ("K", "G", "NG")},
+    **{p: "glottal" for p in ("HH", "Q")},
+    "R": "r", "W": "w", "WH": "w", "Y": "j",
+    "AA": "open", "AE": "open_front", "AH": "schwa", "AX": "schwa", "AO": "mid_round",
+    "EH": "mid_front", "ER": "nurse", "AXR": "nurse", "IH": "near_close_front", "IX": "near_close_front",
+    "IY": "close_front", "UH": "near_close_back", "UW": "close_back", "UX": "close_back",
+    "AW": ("open_front", "near_close_back"), "AY": ("open_front", "near_close_front"),
+    "EY": ("mid_front", "near_close_front"), "OW": ("mid_round", "near_close_back"),
+    "OY": ("mid_round", "near_close_front"),
+}
+ALPHABETS = ("espeak", "arpabet")
 
-def viseme_for(phoneme: str) -> tuple[tuple[str, ...], bool]:
-    """The viseme name(s) of one eSpeak phoneme, and whether the phoneme was in the table."""
+
+def is_arpabet_pause(phoneme: str) -> bool:
+    """PocketSphinx's silence and filler units (SIL, <sil>, +NSN+, [NOISE], ...) and empty labels."""
+    return phoneme in ("", "SIL", "sil", "<sil>", "<s>", "</s>") or phoneme[0] in "+[<"
+
+
+def _arpabet_viseme(phoneme: str) -> tuple[tuple[str, ...], bool]:
+    if is_arpabet_pause(phoneme):
+        return ("rest",), True
+    base = re.sub(r"(\(\d+\))?[0-2]?$", "", phoneme.upper())
+    entry = ARPABET_VISEMES.get(base)
+    if entry is None:
+        return (("schwa",) if base[:1] in "AEIOU" else ("alveolar",)), False
+    return ((entry,) if isinstance(entry, str) else tuple(entry)), True
+
+
+def viseme_for(phoneme: str, alphabet: str = "espeak") -> tuple[tuple[str, ...], bool]:
+    """The viseme name(s) of one phoneme, and whether the phoneme was in the table.
+
+    `alphabet` "espeak" (eSpeak mnemonics, the synthesiser's) or "arpabet" (CMU / PocketSphinx,
+    the recogniser's; stress digits and `(2)` variant marks are ignored).
+    """
+    if alphabet == "arpabet":
+        return _arpabet_viseme(phoneme)
+    if alphabet != "espeak":
+        raise ValueError(f"unknown phoneme alphabet {alphabet!r}; choose from {ALPHABETS}")
     if is_pause(phoneme):
         return ("rest",), True
     entry = PHONEME_VISEMES.get(phoneme)
@@ -190,11 +235,12 @@ def n_frames_for(duration: float, fps: float) -> int:
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 
-def _segments(track: Iterable[tuple[str, float, float]]) -> tuple[list[tuple[str, float, float]], set[str]]:
+def _segments(track: Iterable[tuple[str, float, float]], alphabet: str = "espeak",
+              ) -> tuple[list[tuple[str, float, float]], set[str]]:
     """Expand diphthongs into two half-segments; collect phonemes missing from the table."""
     segs, unknown = [], set()
     for phoneme, start, end in track:
-        names, known = viseme_for(phoneme)
+        names, known = viseme_for(phoneme, alphabet)
         if not known:
             unknown.add(phoneme)
         step = (end - start) / len(names)
@@ -209,19 +255,36 @@ def mouth_curves(
     fps: float = 25.0,
     amplitude: float = 1.0,
     coart: Coarticulation = Coarticulation(),
+    alphabet: str = "espeak",
+    weights: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, set[str]]:
     """Per-frame mouth activations (n_frames, 28) from a phoneme track [(phoneme, start_s, end_s)].
 
     Returns the curves (activation units, scaled by `amplitude`) and the set of phonemes that were
-    not in the table (mapped by the fallback rule).
+    not in the table (mapped by the fallback rule). `alphabet` names the track's phoneme set
+    ("espeak" or "arpabet"). `weights` (one per phoneme, e.g. a recogniser's confidence in
+    [0, 1]) scale each segment's dominance: an uncertain segment yields to its neighbours.
     """
     t = frame_times(n_frames, fps)
     num = np.zeros((n_frames, N_MOUTH), np.float64)
     den = np.zeros((n_frames, N_MOUTH), np.float64)
     # A silent lead-in/out outside the track keeps the mouth at rest there.
+    track = [(str(it[0]), float(it[1]), float(it[2])) for it in track]  # extra fields (confidence) ignored
     duration = max((e for _, _, e in track), default=0.0)
-    segs, unknown = _segments([("_", -1.0, 0.0), *track, ("_", duration, max(duration, t[-1]) + 1.0)])
-    for name, start, end in segs:
+    pause = "_" if alphabet == "espeak" else "SIL"
+    w = [1.0] * len(track) if weights is None else [float(x) for x in weights]
+    if len(w) != len(track):
+        raise ValueError(f"{len(w)} weights for {len(track)} phonemes")
+    weight_of = {}
+    segs, unknown = [], set()
+    for (phoneme, start, end), wk in zip([(pause, -1.0, 0.0), *track, (pause, duration, max(duration, t[-1]) + 1.0)],
+                                         [1.0, *w, 1.0]):
+        s_k, u_k = _segments([(phoneme, start, end)], alphabet)
+        unknown |= u_k
+        for seg in s_k:
+            weight_of[len(segs)] = max(wk, 1e-3)
+            segs.append(seg)
+    for k, (name, start, end) in enumerate(segs):
         vis = VISEMES[name]
         centre, half = 0.5 * (start + end), 0.5 * coart.plateau * (end - start)
         lo, hi = np.searchsorted(t, [start - coart.horizon, end + coart.horizon])
@@ -230,7 +293,7 @@ def mouth_curves(
         tau = t[lo:hi] - centre
         dist = np.maximum(np.abs(tau) - half, 0.0)
         theta = np.where(tau < 0, coart.theta_before, coart.theta_after)
-        d = np.exp(-theta * dist)[:, None] * vis.dominance_vector()[None, :]
+        d = weight_of[k] * np.exp(-theta * dist)[:, None] * vis.dominance_vector()[None, :]
         num[lo:hi] += d * vis.target_vector()[None, :]
         den[lo:hi] += d
     curves = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
