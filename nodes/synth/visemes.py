@@ -96,6 +96,7 @@ TONGUE = {"jaw": 0.35}  # tongue consonants: the jaw is half-constrained, the li
 
 VISEMES: dict[str, Viseme] = {v.name: v for v in [
     _v("rest", {"jaw": 0.45, "lips": 0.45}),
+    _v("closed", {"jaw": 0.45, "lips": 0.45}, mouth_close=1.0),  # rest with the lips together (lip sync's pauses)
     _v("bilabial", STRONG_LIPS, jaw_open=0.02, mouth_close=1.0, press=0.45, roll=0.1),
     _v("labiodental", {"jaw": 0.7, "lips": 0.9}, jaw_open=0.1, roll_lower=0.55, upper_up=0.3, shrug_upper=0.1),
     _v("dental", TONGUE, jaw_open=0.18, lower_down=0.15),
@@ -257,6 +258,7 @@ def mouth_curves(
     coart: Coarticulation = Coarticulation(),
     alphabet: str = "espeak",
     weights: Sequence[float] | None = None,
+    rest: str = "rest",
 ) -> tuple[np.ndarray, set[str]]:
     """Per-frame mouth activations (n_frames, 28) from a phoneme track [(phoneme, start_s, end_s)].
 
@@ -264,6 +266,7 @@ def mouth_curves(
     not in the table (mapped by the fallback rule). `alphabet` names the track's phoneme set
     ("espeak" or "arpabet"). `weights` (one per phoneme, e.g. a recogniser's confidence in
     [0, 1]) scale each segment's dominance: an uncertain segment yields to its neighbours.
+    `rest` is the viseme of pauses ("rest": the rest face; "closed": lips together).
     """
     t = frame_times(n_frames, fps)
     num = np.zeros((n_frames, N_MOUTH), np.float64)
@@ -285,7 +288,7 @@ def mouth_curves(
             weight_of[len(segs)] = max(wk, 1e-3)
             segs.append(seg)
     for k, (name, start, end) in enumerate(segs):
-        vis = VISEMES[name]
+        vis = VISEMES[rest if name == "rest" else name]
         centre, half = 0.5 * (start + end), 0.5 * coart.plateau * (end - start)
         lo, hi = np.searchsorted(t, [start - coart.horizon, end + coart.horizon])
         if hi <= lo:

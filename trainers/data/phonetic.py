@@ -37,7 +37,7 @@ Features (`phonetic_features`, `FEATURE_DIM` = 44 per video frame, float32, alig
 | 41     | loudness: frame log-RMS relative to the clip, (dB - floor) / (peak - floor) with       |
 |        | floor / peak the 10th / 95th percentiles (range at least 20 dB), clipped to [0, 1.5]  |
 | 42     | loudness change: dim 41 minus its value one video frame earlier                       |
-| 43     | speech: 1 - P(SIL) times a soft gate on loudness above the floor (sigmoid, 6 dB / 3 dB) |
+| 43     | speech: 1 - P(SIL) times a soft gate on loudness above the floor (sigmoid, 3 dB / 3 dB) |
 
 Everything is per clip and relative, so gain, microphone level and a constant noise floor do
 not change the features; silence gives SIL = 1, voicing = loudness = speech = 0.
@@ -72,7 +72,9 @@ FEATURE_DIM = N_PHONES + 4
 ANTICIPATION, CARRY_OVER = 22.0, 32.0  # 1/s, the co-articulation decay before / after a phone
 MAIN_LW, SECOND_LW, BEAM = 2.0, 1.0, 1e-20
 PAD_SECONDS, DITHER = 0.3, 3e-5
+WINDOW_CENTRE = 0.0128  # s: a decoder frame's 25.6 ms window is centred this long after the frame's start
 SILENCE_DBFS = -70.0  # quieter than this is never speech
+GATE_DB = 3.0  # voice activity: this far over the clip's loudness floor (10th percentile)
 
 # Viseme classes of the phones, for the second decode's agreement (the mouth shape matters,
 # not the phone): bilabial, labiodental, rounded, open, spread, other consonant, silence.
@@ -146,10 +148,15 @@ def _pcm(samples: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
 
 
 def _frame_labels(segments: Sequence[tuple[str, int, int]], n_rows: int, offset: int) -> np.ndarray:
-    """Phone index per 10 ms row of the clip from decoder segments (first frame, last frame inclusive)."""
+    """Phone index per 10 ms row of the clip from decoder segments (first frame, last frame inclusive).
+
+    Row j is the one centred at j * 10 ms (like the YIN rows); decoder frame i is centred
+    WINDOW_CENTRE later than i * 10 ms, i.e. about one row later.
+    """
+    shift = offset - int(round(WINDOW_CENTRE * ROW_RATE))
     labels = np.zeros(n_rows, np.int64)  # SIL
     for phone, first, last in segments:
-        lo, hi = max(first - offset, 0), min(last + 1 - offset, n_rows)
+        lo, hi = max(first - shift, 0), min(last + 1 - shift, n_rows)
         if hi > lo:
             labels[lo:hi] = PHONE_INDEX[normalize_phone(phone)]
     return labels
@@ -190,8 +197,8 @@ def rms_rows(x16: np.ndarray) -> np.ndarray:
 
 
 def speech_gate(db: np.ndarray, floor: float) -> np.ndarray:
-    """Soft voice activity in [0, 1]: loudness 6 dB over the clip's floor (and over -70 dBFS), 3 dB wide."""
-    return 1.0 / (1.0 + np.exp(-(db - max(floor, SILENCE_DBFS) - 6.0) / 3.0))
+    """Soft voice activity in [0, 1]: loudness GATE_DB over the clip's floor (and over -70 dBFS), 3 dB wide."""
+    return 1.0 / (1.0 + np.exp(-(db - max(floor, SILENCE_DBFS) - GATE_DB) / 3.0))
 
 
 def _gate(x16: np.ndarray, n_rows: int) -> np.ndarray:
@@ -313,7 +320,7 @@ def loudness_rows(rms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return np.clip((db - floor) / span, 0.0, 1.5), db, float(floor)
 
 
-def _frame_means(rows: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
+def frame_means(rows: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
     """(T, D) means of the 100 Hz rows inside each video frame (edge rows repeated)."""
     starts = first_rows(n_frames, fps, ROW_RATE)
     ends = np.maximum(first_rows(n_frames + 1, fps, ROW_RATE)[1:], starts + 1)
@@ -334,7 +341,7 @@ def features_from_posteriors(post: np.ndarray, samples16: np.ndarray, n_frames: 
     voiced = gate * (1.0 - aperiodicity)
     rows = np.concatenate([post, voiced[:, None], loud[:, None], np.zeros((n_rows, 1)),
                            ((1.0 - post[:, 0]) * gate)[:, None]], axis=1)
-    out = _frame_means(rows, n_frames, fps)
+    out = frame_means(rows, n_frames, fps)
     out[1:, LOUDNESS_DELTA] = np.diff(out[:, LOUDNESS])
     return out.astype(np.float32)
 
