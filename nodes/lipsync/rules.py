@@ -36,10 +36,11 @@ OPENING = [_I[n] for n in ("jaw_open", "lower_down_left", "lower_down_right", "u
 class RuleSettings:
     fps: float = 25.0
     amplitude: float = 1.0  # scales every viseme target
-    lead: float = 0.04  # seconds the mouth runs ahead of the phone boundaries
-    energy: float = 0.5  # 0: no loudness modulation; 1: opening fully proportional to loudness
-    min_confidence: float = 0.3  # dominance floor for uncertain phones
-    closed_rest: bool = True  # pauses and silence close the lips (else: the portrait's own rest)
+    lead: float = 0.02  # seconds the mouth runs ahead of the phone boundaries
+    energy: float = 0.2  # 0: no loudness modulation; 1: opening fully proportional to loudness
+    min_confidence: float = 1.0  # dominance floor for uncertain phones (1: confidence ignored)
+    closed_rest: bool = True  # long pauses and silence close the lips (else: the portrait's own rest)
+    rest_after: float = 0.25  # a pause (or quiet stretch) this long counts as rest
     coarticulation: Coarticulation = Coarticulation()
 
 
@@ -65,20 +66,48 @@ def rule_mouth(items: Sequence[tuple], n_frames: int, settings: RuleSettings = R
     s = settings
     shifted = [(str(it[0]), float(it[1]) - s.lead, float(it[2]) - s.lead) for it in items]
     weights = None if confidence is None else np.maximum(np.asarray(confidence, np.float64), s.min_confidence)
-    curves, unknown = mouth_curves(shifted, n_frames, s.fps, 1.0, s.coarticulation, alphabet=alphabet,
-                                   weights=weights, rest="closed" if s.closed_rest else "rest")
+    curves, unknown = mouth_curves(shifted, n_frames, s.fps, 1.0, s.coarticulation, alphabet=alphabet, weights=weights)
     if loudness is not None and s.energy > 0:
         gain = (1.0 - s.energy) + s.energy * np.clip(np.asarray(loudness, np.float64) / 0.6, 0.0, 1.4)
         curves[:, OPENING] *= gain[:, None]
-    if activity is not None:
-        from scipy.ndimage import uniform_filter1d
-
-        quiet = 1.0 - uniform_filter1d(np.asarray(activity, np.float64), size=max(1, round(0.08 * s.fps)), mode="nearest")
-        curves[:, OPENING] *= (1.0 - quiet)[:, None]
-        if s.closed_rest:
-            close = _I["mouth_close"]
-            curves[:, close] = np.maximum(curves[:, close], quiet)
+    rest = rest_frames(shifted, n_frames, s, alphabet, activity)
+    curves[:, OPENING] *= (1.0 - rest)[:, None]
+    if s.closed_rest:
+        close = _I["mouth_close"]
+        curves[:, close] = np.maximum(curves[:, close], rest)
     return (curves * s.amplitude).astype(np.float32), unknown
+
+
+def rest_frames(items: Sequence[tuple], n_frames: int, s: RuleSettings, alphabet: str,
+                activity: np.ndarray | None) -> np.ndarray:
+    """(T,) in [0, 1]: how much each frame is inside a rest — a pause of at least `rest_after`
+    seconds, or (with `activity`) a quiet stretch as long — with 80 ms ramps in and out."""
+    from scipy.ndimage import uniform_filter1d
+
+    from nodes.synth.speech import is_pause
+    from nodes.synth.visemes import frame_times, is_arpabet_pause
+
+    pause = is_arpabet_pause if alphabet == "arpabet" else is_pause
+    t = frame_times(n_frames, s.fps)
+    mask = np.zeros(n_frames, bool)
+    end = max((float(it[2]) for it in items), default=0.0)
+    mask |= (t < min((float(it[1]) for it in items if not pause(str(it[0]))), default=np.inf)) | (t >= end)
+    run_start = None
+    for phone, start, stop, *_ in [*items, ("", end, end)]:
+        if pause(str(phone)) and stop > start:
+            run_start = start if run_start is None else run_start
+            run_end = stop
+            continue
+        if run_start is not None and run_end - run_start >= s.rest_after:
+            mask |= (t >= run_start) & (t < run_end)
+        run_start = None
+    if activity is not None:
+        quiet = np.asarray(activity) < 0.5
+        width = max(1, round(s.rest_after * s.fps))
+        long_quiet = uniform_filter1d(quiet.astype(float), size=width, mode="nearest") > 0.999
+        mask |= np.convolve(long_quiet, np.ones(width), mode="same") > 0  # back to the run's full length
+    ramp = max(1, round(0.08 * s.fps))
+    return np.clip(uniform_filter1d(mask.astype(np.float64), size=2 * ramp + 1, mode="nearest") * 2 - 1, 0, 1) if ramp else mask
 
 
 def rule_expression(rest_expression: np.ndarray, curves: np.ndarray) -> np.ndarray:

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -109,10 +108,6 @@ class PhoneResult:
 
 # ------------------------------------------------------------------------------ decoders
 
-_LOCK = threading.Lock()
-_DECODERS: dict = {}
-
-
 def model_dir() -> Path:
     """PocketSphinx's bundled en-us model folder (inside the wheel; nothing is downloaded)."""
     from pocketsphinx import get_model_path
@@ -121,17 +116,15 @@ def model_dir() -> Path:
 
 
 def _decoder(kind: str, lw: float):
-    key = (kind, lw)
-    if key not in _DECODERS:
-        from pocketsphinx import Decoder
+    """A fresh decoder: PocketSphinx carries state from one utterance to the next (cepstral mean
+    and more), so reusing one would make a result depend on what was decoded before."""
+    from pocketsphinx import Decoder
 
-        m = model_dir()
-        common = dict(hmm=str(m / "en-us"), samprate=SAMPLE_RATE, loglevel="FATAL", lw=lw, beam=BEAM, pbeam=BEAM)
-        if kind == "allphone":
-            _DECODERS[key] = Decoder(allphone=str(m / "en-us-phone.lm.bin"), **common)
-        else:
-            _DECODERS[key] = Decoder(dict=str(m / "cmudict-en-us.dict"), **{**common, "beam": 1e-48, "pbeam": 1e-48})
-    return _DECODERS[key]
+    m = model_dir()
+    common = dict(hmm=str(m / "en-us"), samprate=SAMPLE_RATE, loglevel="FATAL", lw=lw, beam=BEAM, pbeam=BEAM)
+    if kind == "allphone":
+        return Decoder(allphone=str(m / "en-us-phone.lm.bin"), **common)
+    return Decoder(dict=str(m / "cmudict-en-us.dict"), **{**common, "beam": 1e-48, "pbeam": 1e-48})
 
 
 def _pcm(samples: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
@@ -217,9 +210,8 @@ def recognize(samples: np.ndarray, sample_rate: int) -> tuple[PhoneResult, np.nd
     n16 = len(x16)
     n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
     pcm, offset = _pcm(samples, sample_rate)
-    with _LOCK:
-        main = _frame_labels(_decode_allphone(pcm, MAIN_LW), n_rows, offset)
-        second = _frame_labels(_decode_allphone(pcm, SECOND_LW), n_rows, offset)
+    main = _frame_labels(_decode_allphone(pcm, MAIN_LW), n_rows, offset)
+    second = _frame_labels(_decode_allphone(pcm, SECOND_LW), n_rows, offset)
     gate = _gate(x16, n_rows)
     main[gate < 0.5] = 0
     classes = np.array([phone_class(p) for p in PHONES])
@@ -247,23 +239,22 @@ def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[Phone
         result.note = "the transcript has no words: phones recognised instead"
         return result, post
     pcm, offset = _pcm(samples, sample_rate)
-    with _LOCK:
-        dec = _decoder("align", 6.5)
-        missing = [w for w in words if dec.lookup_word(w) is None]
-        phones = None
-        if not missing:
-            try:
-                dec.set_align_text(" ".join(words))
-                dec.start_utt()
-                dec.process_raw(pcm, full_utt=True)
-                dec.end_utt()
-                dec.set_alignment()
-                dec.start_utt()
-                dec.process_raw(pcm, full_utt=True)
-                dec.end_utt()
-                phones = [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
-            except RuntimeError:
-                phones = None
+    dec = _decoder("align", 6.5)
+    missing = [w for w in words if dec.lookup_word(w) is None]
+    phones = None
+    if not missing:
+        try:
+            dec.set_align_text(" ".join(words))
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            dec.set_alignment()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            phones = [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
+        except RuntimeError:
+            phones = None
     if phones is None:
         result, post = recognize(samples, sample_rate)
         result.note = (f"words not in the pronunciation dictionary: {', '.join(sorted(set(missing))[:10])}"
