@@ -3,14 +3,16 @@
 Phoneme names are eSpeak's ASCII mnemonics (what libespeak-ng reports in its phoneme events;
 `espeak-ng -x` prints the same names). The English set covered explicitly:
 
-    pauses       _  _:  _!  _^_  (any name starting with "_")
+    pauses       _  _:  _!  _^_  (any name starting with "_"; consecutive pauses count as one, and one
+                 of at least `Coarticulation.close_pause` s closes the lips: people stop talking
+                 with their mouth shut, whatever their face does while they speak)
     bilabial     p b m
     labiodental  f v
     dental       T (thin)  D (this)
     alveolar     t d n l s z t# (flap) t[ n- l- (syllabic) @L (syllabic l)  ?  (glottal stop)
     postalveolar S (ship) Z (measure) tS (church) dZ (judge)
     velar        k g N (sing) x (loch) h
-    approximant  r r- w j
+    approximant  r r- w j ;
     vowels       a a# aa A: A@ V VR 0 O: O2 O@ o@ oU OI E e e@ eI I I2 IR i i: i@ i@3 U U@ u: @ @2 @5 @- 3 3:
     diphthongs   aI aI2 aI3 aI@ aU eI oU OI (two targets, one per half of the segment)
 
@@ -96,6 +98,8 @@ TONGUE = {"jaw": 0.35}  # tongue consonants: the jaw is half-constrained, the li
 
 VISEMES: dict[str, Viseme] = {v.name: v for v in [
     _v("rest", {"jaw": 0.45, "lips": 0.45}),
+    # a pause long enough to stop talking: the lips close and relax, the jaw rests
+    _v("rest_closed", {"jaw": 0.45, "lips": 0.6}, mouth_close=1.0),
     _v("bilabial", STRONG_LIPS, jaw_open=0.02, mouth_close=1.0, press=0.45, roll=0.1),
     _v("labiodental", {"jaw": 0.7, "lips": 0.9}, jaw_open=0.1, roll_lower=0.55, upper_up=0.3, shrug_upper=0.1),
     _v("dental", TONGUE, jaw_open=0.18, lower_down=0.15),
@@ -133,7 +137,7 @@ PHONEME_VISEMES: dict[str, str | tuple[str, str]] = {
     **{p: "glottal" for p in ("h", "?")},
     **{p: "r" for p in ("r", "r-")},
     "w": "w",
-    "j": "j",
+    **{p: "j" for p in ("j", ";")},  # ";": espeak-ng's linking glide between vowels ("balcony overlooking")
     **{p: "open" for p in ("A:", "A@", "aa", "VR")},
     **{p: "open_front" for p in ("a", "a#")},
     "V": "open_mid",
@@ -170,6 +174,17 @@ def viseme_for(phoneme: str) -> tuple[tuple[str, ...], bool]:
     return ((entry,) if isinstance(entry, str) else tuple(entry)), known
 
 
+def _merge_pauses(track: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Consecutive pauses as one (a sentence's trailing pause + a gap + the next one's leading pause)."""
+    out: list[tuple[str, float, float]] = []
+    for p, s, e in track:
+        if out and is_pause(p) and is_pause(out[-1][0]) and s <= out[-1][2] + 1e-6:
+            out[-1] = ("_", out[-1][1], max(e, out[-1][2]))
+        else:
+            out.append((p, s, e))
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Coarticulation:
     """Cohen–Massaro dominance shape: decay rates (1/s) before and after a segment's plateau."""
@@ -177,7 +192,9 @@ class Coarticulation:
     theta_before: float = 22.0  # anticipation: influence halves ~30 ms ahead of the segment's plateau
     theta_after: float = 32.0  # carry-over: halves ~20 ms after it
     plateau: float = 0.6  # fraction of the segment (around its centre) at full dominance
+    max_edge: float = 0.08  # ... but at most this much (s) of each end is outside it (long pauses hold their shape)
     horizon: float = 0.6  # seconds beyond which a segment's influence is ignored
+    close_pause: float = 0.25  # pauses at least this long (s) close the lips (0: never; pauses keep the rest face)
 
 
 def frame_times(n_frames: int, fps: float) -> np.ndarray:
@@ -190,11 +207,15 @@ def n_frames_for(duration: float, fps: float) -> int:
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 
-def _segments(track: Iterable[tuple[str, float, float]]) -> tuple[list[tuple[str, float, float]], set[str]]:
-    """Expand diphthongs into two half-segments; collect phonemes missing from the table."""
+def _segments(track: Iterable[tuple[str, float, float]], close_pause: float = 0.0,
+              ) -> tuple[list[tuple[str, float, float]], set[str]]:
+    """Expand diphthongs into two half-segments; long pauses close the lips; collect phonemes
+    missing from the table."""
     segs, unknown = [], set()
     for phoneme, start, end in track:
         names, known = viseme_for(phoneme)
+        if names == ("rest",) and close_pause > 0 and end - start >= close_pause:
+            names = ("rest_closed",)
         if not known:
             unknown.add(phoneme)
         step = (end - start) / len(names)
@@ -220,10 +241,12 @@ def mouth_curves(
     den = np.zeros((n_frames, N_MOUTH), np.float64)
     # A silent lead-in/out outside the track keeps the mouth at rest there.
     duration = max((e for _, _, e in track), default=0.0)
-    segs, unknown = _segments([("_", -1.0, 0.0), *track, ("_", duration, max(duration, t[-1]) + 1.0)])
+    segs, unknown = _segments(_merge_pauses([("_", -1.0, 0.0), *track, ("_", duration, max(duration, t[-1]) + 1.0)]),
+                              coart.close_pause)
     for name, start, end in segs:
         vis = VISEMES[name]
-        centre, half = 0.5 * (start + end), 0.5 * coart.plateau * (end - start)
+        centre = 0.5 * (start + end)
+        half = max(0.5 * coart.plateau * (end - start), 0.5 * (end - start) - coart.max_edge)
         lo, hi = np.searchsorted(t, [start - coart.horizon, end + coart.horizon])
         if hi <= lo:
             continue
