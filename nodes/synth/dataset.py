@@ -61,9 +61,12 @@ def assign_splits(n: int, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1
     frac = np.asarray(fractions, np.float64)
     frac = frac / frac.sum()
     counts = np.floor(frac * n).astype(int)
-    if n >= 3:
-        counts[1:] = np.maximum(counts[1:], 1)
+    if n >= 3:  # every split asked for gets at least one clip
+        counts[1:] = np.where(frac[1:] > 0, np.maximum(counts[1:], 1), 0)
     counts[0] = n - counts[1:].sum()
+    if counts[0] < 0 or (frac[0] == 0 and counts[0] > 0):  # no training split asked for: the rest is test
+        counts[2] += counts[0]
+        counts[0] = 0
     labels = np.repeat(np.array(SPLITS), counts)
     return list(labels[np.random.default_rng([seed, 0x5917]).permutation(n)])
 
