@@ -171,7 +171,7 @@ def test_phrased_clip_has_resting_mouth_in_its_silences():
 
     plan = ClipPlan(name="c", text="", voice="en-us", rate=160, pitch=50, seed=3, mouth_amplitude=1.0, head_amplitude=1.0,
                     split="train", sentences=["Bob made a map.", "Mama is home."], lead=0.5, gaps=[0.8], tail=0.3,
-                    breaths=[0.4], inserts=[{"at": "tail", "kind": "music", "duration": 1.0, "level_db": -6.0, "seed": 1},
+                    breaths=[0.4], inserts=[{"at": "tail", "kind": "music", "duration": 1.01497, "level_db": -6.0, "seed": 1},
                                             {"at": "lead", "kind": "silence", "duration": 2.5, "level_db": 0.0, "seed": 0}])
     spoken = speak_clip(plan)
     kinds = [e[0] for e in spoken.events]

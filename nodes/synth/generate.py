@@ -236,19 +236,21 @@ def _assemble(plan: ClipPlan, parts, sr: int, breath, non_speech):
         n = int(round(length * sr))
         y = np.zeros(n, np.float32)
         for ins in inserts:
-            m = int(round(ins["duration"] * sr))
+            if ins["kind"] == "silence":
+                snd = np.zeros(min(n, int(ins["duration"] * sr)), np.float32)
+            else:
+                snd = non_speech(ins["kind"], ins["duration"], np.random.default_rng(ins["seed"]))[:n]
+            m = len(snd)
             at = (n - m) // 2
-            if ins["kind"] != "silence":
-                snd = non_speech(ins["kind"], ins["duration"], np.random.default_rng(ins["seed"]))
-                y[at:at + m] += snd[:m] * level * np.sqrt(2) * 10 ** (ins["level_db"] / 20)
+            y[at:at + m] += snd * level * np.sqrt(2) * 10 ** (ins["level_db"] / 20)
             events.append([ins["kind"], round(t + at / sr, 4), round(t + (at + m) / sr, 4)])
         if breath_len > 0:
-            m = int(round(breath_len * sr))
-            at = n - m - int(0.05 * sr)
+            rng = np.random.default_rng([plan.seed, len(events), 0xB4])
+            snd = breath(breath_len, rng)
+            at = n - len(snd) - int(0.05 * sr)
             if at >= 0:
-                rng = np.random.default_rng([plan.seed, len(events), 0xB4])
-                y[at:at + m] += breath(breath_len, rng) * level * 10 ** (rng.uniform(-22, -12) / 20)
-                events.append(["breath", round(t + at / sr, 4), round(t + (at + m) / sr, 4)])
+                y[at:at + len(snd)] += snd * level * 10 ** (rng.uniform(-22, -12) / 20)
+                events.append(["breath", round(t + at / sr, 4), round(t + (at + len(snd)) / sr, 4)])
         chunks.append(y)
         clean.append(np.zeros(n, np.float32))
         if n:
