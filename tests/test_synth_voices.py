@@ -248,3 +248,18 @@ def test_frameless_dataset_with_identities(portrait, tmp_path):
 
     store = ClipStore(str(tmp_path / "d.zarr"), None)
     assert store.frame(0, 0)["image"].shape == (256, 256, 3)
+
+
+def test_identities_carry_a_speaking_style():
+    from nodes.synth.generate import SynthDatasetSettings, plan_clips
+    from nodes.synth.identity import plan_identity
+
+    plans = plan_clips(SynthDatasetSettings(n_clips=40, seed=4, identities=4))
+    assert {p.identity for p in plans} == {0, 1, 2, 3}
+    gains = {k: plan_identity(4, k) for k in range(4)}
+    assert gains[0].mouth_gain == 1.0 and len({g.mouth_gain for g in gains.values()}) == 4
+    for p in plans:
+        g = gains[p.identity]
+        assert 0.8 <= p.mouth_amplitude / g.mouth_gain <= 1.2 and 0.5 <= p.head_amplitude / g.head_gain <= 1.3
+    one = plan_clips(SynthDatasetSettings(n_clips=40, seed=4))  # one identity: the original draws
+    assert all(0.8 <= p.mouth_amplitude <= 1.2 and p.identity == 0 for p in one)

@@ -15,8 +15,9 @@ its identity's fitted 3DMM (visemes, brows, blinks, head motion) and renders it 
   tempo changes are applied to each sentence before assembly together with its phoneme times,
   everything else after it. Brows and head nods follow the clean speech, the stored `audio` and
   features are the degraded sound;
-- **identities**: several faces made from the portrait (`identity.py`), stored once in the
-  dataset's `identities` group; each clip draws one.
+- **identities**: several faces made from the portrait (`identity.py`, identity k drawn from
+  (seed, k)), stored once in the dataset's `identities` group; each clip draws one, and its
+  articulation and head-motion amplitudes are scaled by that face's speaking style.
 
 Written per clip: frames (unless `render` is off), 16 kHz audio, ground-truth landmarks (the 3DMM's
 motion applied to the identity's detected points), the driving coefficients, the phoneme track,
@@ -137,6 +138,7 @@ def plan_clips(s: SynthDatasetSettings) -> list[ClipPlan]:
     phrasing, degradation and identity come from a second stream per clip.
     """
     from .augment import NON_SPEECH, draw_chain
+    from .identity import plan_identity
 
     splits = assign_splits(s.n_clips, s.seed, s.split_fractions)
     plans = []
@@ -168,6 +170,9 @@ def plan_clips(s: SynthDatasetSettings) -> list[ClipPlan]:
             plan.chain = draw_chain(extra, strength=s.augment, held_out=s.held_out == "evaluation")
         if s.identities > 1:
             plan.identity = int(extra.integers(s.identities))
+            style = plan_identity(s.seed, plan.identity)
+            plan.mouth_amplitude *= style.mouth_gain
+            plan.head_amplitude *= style.head_gain
         plans.append(plan)
     return plans
 

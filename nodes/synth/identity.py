@@ -15,7 +15,9 @@ identity 0 is the portrait itself; identity k > 0 is drawn from (dataset seed, k
    motion, exactly as the clips' ground-truth landmarks are (`render.landmark_tracks`).
 
 The result is a `Portrait` whose coefficients are the new face's, so the clips rendered from it
-carry that identity in `coeffs/shape`.
+carry that identity in `coeffs/shape`. Each identity also has a speaking style: its clips'
+articulation amplitude is multiplied by `mouth_gain` (0.75-1.3) and their head motion by
+`head_gain` (0.6-1.5) — a person-specific trait for a style input (HDTF's AdaIN) to learn.
 """
 from __future__ import annotations
 
@@ -56,6 +58,10 @@ class IdentityPlan:
     shape_seed: int = 0
     shape_std: tuple[float, float] = (0.0, 0.0)  # anatomical, random-field components
     rest_mouth_scale: float = 1.0
+    # speaking style: this face's articulation and head-motion amplitudes (the clips' own draws
+    # are multiplied by them), so an identity input has something to predict
+    mouth_gain: float = 1.0
+    head_gain: float = 1.0
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,6 +77,8 @@ def plan_identity(seed: int, k: int) -> IdentityPlan:
         hue=round(float(rng.uniform(-8, 8)), 1), saturation=round(float(rng.uniform(0.8, 1.2)), 3),
         gamma=round(float(rng.uniform(0.8, 1.25)), 3), shape_seed=int(rng.integers(2**31 - 1)),
         shape_std=(0.8, 0.5), rest_mouth_scale=round(float(rng.uniform(0.3, 1.0)), 3) if rng.random() < 0.5 else 1.0,
+        mouth_gain=round(float(np.exp(rng.uniform(np.log(0.75), np.log(1.3)))), 3),
+        head_gain=round(float(np.exp(rng.uniform(np.log(0.6), np.log(1.5)))), 3),
     )
 
 
