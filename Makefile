@@ -5,7 +5,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
-APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium
+APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 STAMP_PY := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 STAMP_NPM := ui/node_modules/.stamp-$(shell cat ui/package.json ui/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 # The engine's own example runs until the node library ships workflows/hdtf.yaml.

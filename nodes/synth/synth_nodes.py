@@ -19,14 +19,16 @@ from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path
 from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
 # What these nodes run besides their class (`code_dependencies`).
-SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types")
+SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.synth.engines", "nodes.synth.phonesets", "nodes.io.media",
+               "nodes.types")
 RENDER_CODE = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.render", "nodes.warp", "nodes.types")
 
 
 class SynthesizeSpeech(Node):
-    """Speak a text with espeak-ng: 16 kHz audio and each phoneme's start and end time.
+    """Speak a text with espeak-ng, flite or festival: 16 kHz audio and each phoneme's start and end time.
 
-    Timings come from libespeak-ng's phoneme events; the same request always gives the same audio.
+    Timings come from libespeak-ng's phoneme events, flite's and festival's segment tables (phones
+    converted to eSpeak mnemonics); the same request always gives the same audio.
     """
 
     category = "synth"
@@ -36,7 +38,8 @@ class SynthesizeSpeech(Node):
 
     class Params(BaseModel):
         text: str = Field("Hello! I am a synthetic talking face.", min_length=1, description="what to say")
-        voice: str = Field("en-us", description="espeak-ng voice, optionally with a variant: en-us, en-gb, en-gb+f3, en-us+m3")
+        voice: str = Field("en-us", description="espeak-ng voice (en-us, en-gb+f3, ...) or engine:name (flite:slt, flite:rms, "
+                                                 "festival:kal_diphone, festival:cmu_us_slt_arctic_hts)")
         rate: int = Field(160, ge=80, le=450, description="speaking rate in words per minute")
         pitch: int = Field(50, ge=0, le=100, description="base pitch (0-100, 50 = the voice's normal)")
 
