@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/engine.py
 	@if [ -f bench/nodes.py ]; then $(BIN)/python bench/nodes.py; fi
 	@if [ -f bench/hdtf.py ]; then $(BIN)/python bench/hdtf.py; fi
+	$(BIN)/python bench/phonetic.py
 
 clean-cache:
 	$(BIN)/graphrun cache clear --yes

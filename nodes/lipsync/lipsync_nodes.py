@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, Node, NodeError, Out, RunContext
+from graphcore.node import CachePolicy, In, Node, NodeError, Out, OutputFile, RunContext
 from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
 LIPSYNC_CODE = ("nodes.lipsync.rules", "nodes.synth.visemes", "nodes.synth.animate", "nodes.synth.motion",
@@ -89,3 +89,57 @@ class LipSyncRules(Node):
         coeffs = MorphCoeffs(shape=np.asarray(reference.shape, np.float32), expression=expression, pose=pose,
                              error=np.zeros(n, np.float32), image_size=tuple(reference.image_size))
         return {"coeffs": coeffs, "blink": blink_curve(n, p.fps, p.seed, p.blink_rate)}
+
+
+class EvaluateLipSync(Node):
+    """Lip sync on held-out speech (docs/lipsync.md): each method's lip gap against the truth.
+
+    Clips: the held-out voices (espeak-ng en-gb-x-rp, flite awb, festival ked_diphone) speaking
+    held-out sentences, clean and under held-out degradations (phone call, traffic noise,
+    codec2, pitch shift with pauses). Truth: the synthetic generator's mouth for each engine's
+    own phoneme timings. Methods: the RMS-envelope and recogniser baselines, LipSyncRules, and
+    the workflows hdtf.yaml / memorygan_image.yaml / audio2head.yaml run up to their mouth
+    (each with `speech.path` set to the clip). Score: Pearson correlation of the lip gaps, mean
+    per condition. Runs every time (the pipelines' workflows and checkpoints are read at run time).
+    """
+
+    category = "lipsync"
+    cache = CachePolicy.RECOMPUTE
+    code_dependencies = (*LIPSYNC_CODE, "nodes.lipsync.benchmark", "nodes.lipsync.evaluate", "nodes.synth.augment",
+                         "nodes.synth.sentences", "nodes.synth.engines", "nodes.synth.phonesets", "nodes.face.model",
+                         "nodes.face.landmarks", "nodes.face.camera")
+    outputs = {"metrics": Out("Metrics", "'method.condition' -> mean correlation"), "report": Out("String", "the table (markdown)")}
+
+    class Params(BaseModel):
+        methods: list[str] = Field(["rms", "recogniser", "rules", "hdtf", "memorygan_image", "audio2head"],
+                                   description="rms, recogniser, rules, and pipeline names (hdtf, memorygan_image, audio2head)")
+        conditions: list[str] = Field(["clean", "phone call", "traffic 10 dB", "codec2 2400", "pitch +2 st + pauses"],
+                                      description="held-out conditions (nodes/lipsync/benchmark.py CONDITIONS)")
+        sentences: int = Field(2, ge=1, le=15, description="how many held-out sentences each voice speaks")
+        path: str = OutputFile("lipsync_eval.md", description="where to write the markdown table", extensions=(".md",))
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        import re
+
+        from nodes.synth.sentences import EVAL_SENTENCES
+
+        from .benchmark import CONDITIONS, METHODS, PIPELINES, evaluate, make_clips, table
+
+        p = self.params
+        bad = [m for m in p.methods if m not in METHODS and m not in PIPELINES]
+        bad += [c for c in p.conditions if c not in CONDITIONS]
+        if bad:
+            raise NodeError(f"EvaluateLipSync: unknown methods/conditions {bad}; methods: {[*METHODS, *PIPELINES]}, "
+                            f"conditions: {list(CONDITIONS)}")
+        clips = make_clips(sentences=EVAL_SENTENCES[1:1 + p.sentences], conditions=p.conditions)
+        ctx.log(f"{len(clips)} held-out clips, {sum(len(c.truth) for c in clips)} frames")
+        scores = evaluate(clips, p.methods, cache_dir=ctx.tmp_dir / "pipelines",
+                          progress=lambda i, n, m: ctx.progress(i, n, m))
+        text = table(scores, p.conditions)
+        path = ctx.resolve_path(p.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+        ctx.log(text)
+        slug = lambda name: re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")  # noqa: E731
+        metrics = {f"{m}.{slug(c)}": float(sum(v) / len(v)) for m, by in scores.items() for c, v in by.items()}
+        return {"metrics": metrics, "report": text}

@@ -9,12 +9,13 @@ same kind of mouth the learned nodes were trained to produce:
    leads the acoustic phone boundaries by about one video frame).
 2. The viseme table with Cohen–Massaro co-articulation (`nodes.synth.visemes.mouth_curves`),
    each segment's dominance scaled by its confidence (floored at `min_confidence`) so an
-   uncertain phone yields to its neighbours. Pauses use a *closed* rest viseme: lips together,
-   jaw relaxed.
+   uncertain phone yields to its neighbours. Pauses of at least `rest_after` use the generator's
+   closed rest viseme: lips together, jaw relaxed.
 3. Energy: the opening components (jaw, lip parting) are scaled by the clip-normalised
    loudness of the frame — louder syllables open wider; `energy` = 0 turns this off.
-4. Voice activity: where the audio is quiet (the front-end's gate, smoothed over 80 ms) the
-   mouth closes whatever the phones say, so silence and non-speech give a resting mouth.
+4. Optionally (`quiet_rest`), wherever the audio stays quiet that long (the front-end's
+   voice-activity gate) the mouth closes whatever the phones say. The recogniser already
+   labels quiet rows silence, so this matters for given (aligned) tracks.
 5. `nodes.synth.animate.combine_mouth` adds the curves to the portrait's own rest expression
    (a bilabial or a pause closes even a portrait with parted lips).
 """
@@ -66,48 +67,30 @@ def rule_mouth(items: Sequence[tuple], n_frames: int, settings: RuleSettings = R
     s = settings
     shifted = [(str(it[0]), float(it[1]) - s.lead, float(it[2]) - s.lead) for it in items]
     weights = None if confidence is None else np.maximum(np.asarray(confidence, np.float64), s.min_confidence)
-    curves, unknown = mouth_curves(shifted, n_frames, s.fps, 1.0, s.coarticulation, alphabet=alphabet, weights=weights)
+    coart = dataclasses.replace(s.coarticulation, close_pause=s.rest_after if s.closed_rest else 0.0)
+    curves, unknown = mouth_curves(shifted, n_frames, s.fps, 1.0, coart, alphabet=alphabet, weights=weights)
     if loudness is not None and s.energy > 0:
         gain = (1.0 - s.energy) + s.energy * np.clip(np.asarray(loudness, np.float64) / 0.6, 0.0, 1.4)
         curves[:, OPENING] *= gain[:, None]
-    rest = rest_frames(shifted, n_frames, s, alphabet, activity)
-    curves[:, OPENING] *= (1.0 - rest)[:, None]
-    if s.closed_rest:
-        close = _I["mouth_close"]
-        curves[:, close] = np.maximum(curves[:, close], rest)
+    if activity is not None:
+        rest = quiet_rest(np.asarray(activity, np.float64), s)
+        curves[:, OPENING] *= (1.0 - rest)[:, None]
+        if s.closed_rest:
+            close = _I["mouth_close"]
+            curves[:, close] = np.maximum(curves[:, close], rest)
     return (curves * s.amplitude).astype(np.float32), unknown
 
 
-def rest_frames(items: Sequence[tuple], n_frames: int, s: RuleSettings, alphabet: str,
-                activity: np.ndarray | None) -> np.ndarray:
-    """(T,) in [0, 1]: how much each frame is inside a rest — a pause of at least `rest_after`
-    seconds, or (with `activity`) a quiet stretch as long — with 80 ms ramps in and out."""
+def quiet_rest(activity: np.ndarray, s: RuleSettings) -> np.ndarray:
+    """(T,) in [0, 1]: inside a stretch at least `rest_after` long where the voice-activity gate
+    is below 0.5, with 80 ms ramps in and out."""
     from scipy.ndimage import uniform_filter1d
 
-    from nodes.synth.speech import is_pause
-    from nodes.synth.visemes import frame_times, is_arpabet_pause
-
-    pause = is_arpabet_pause if alphabet == "arpabet" else is_pause
-    t = frame_times(n_frames, s.fps)
-    mask = np.zeros(n_frames, bool)
-    end = max((float(it[2]) for it in items), default=0.0)
-    mask |= (t < min((float(it[1]) for it in items if not pause(str(it[0]))), default=np.inf)) | (t >= end)
-    run_start = None
-    for phone, start, stop, *_ in [*items, ("", end, end)]:
-        if pause(str(phone)) and stop > start:
-            run_start = start if run_start is None else run_start
-            run_end = stop
-            continue
-        if run_start is not None and run_end - run_start >= s.rest_after:
-            mask |= (t >= run_start) & (t < run_end)
-        run_start = None
-    if activity is not None:
-        quiet = np.asarray(activity) < 0.5
-        width = max(1, round(s.rest_after * s.fps))
-        long_quiet = uniform_filter1d(quiet.astype(float), size=width, mode="nearest") > 0.999
-        mask |= np.convolve(long_quiet, np.ones(width), mode="same") > 0  # back to the run's full length
+    width = max(1, round(s.rest_after * s.fps))
+    long_quiet = uniform_filter1d((activity < 0.5).astype(float), size=width, mode="nearest") > 0.999
+    mask = np.convolve(long_quiet, np.ones(width), mode="same") > 0  # back to the run's full length
     ramp = max(1, round(0.08 * s.fps))
-    return np.clip(uniform_filter1d(mask.astype(np.float64), size=2 * ramp + 1, mode="nearest") * 2 - 1, 0, 1) if ramp else mask
+    return np.clip(uniform_filter1d(mask.astype(np.float64), size=2 * ramp + 1, mode="nearest") * 2 - 1, 0, 1)
 
 
 def rule_expression(rest_expression: np.ndarray, curves: np.ndarray) -> np.ndarray:
