@@ -216,6 +216,27 @@ def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, t
     return coeffs_gap(value) if kind == "coeffs" else frames_gap(value)
 
 
+def silence_check(methods: Sequence[str], seconds: float = 3.0, cache_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """Each method on `seconds` of digital silence: the mean and spread of its lip gap (the mouth
+    should be closed and still), next to the same method's gap range on a held-out clip."""
+    speech = make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please remember to bring your passport."],
+                        conditions=["clean"])[0]
+    n = int(round(seconds * FPS))
+    silence = Clip("silence", "silence", np.zeros(int(seconds * 16000), np.float32), np.zeros(n))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = PipelineRunner(Path(__file__).resolve().parents[2] / "workflows", cache_dir or Path(tmp) / "cache") \
+            if any(m in PIPELINES for m in methods) else None
+        for m in methods:
+            quiet = method_gaps(m, silence, runner, Path(tmp))
+            talk = method_gaps(m, speech, runner, Path(tmp))
+            lo, hi = np.nanpercentile(talk, 5), np.nanpercentile(talk, 95)
+            out[m] = {"silence_mean": float(np.nanmean(quiet)), "silence_std": float(np.nanstd(quiet)),
+                      "speech_p5": float(lo), "speech_p95": float(hi),
+                      "silence_openness": float((np.nanmean(quiet) - lo) / max(hi - lo, 1e-9))}
+    return out
+
+
 def evaluate(clips: Sequence[Clip], methods: Sequence[str], workflows_dir: Path | None = None,
              cache_dir: Path | None = None, progress: Callable[[int, int, str], None] = lambda i, n, m: None,
              ) -> dict[str, dict[str, list[float]]]:

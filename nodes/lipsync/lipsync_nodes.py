@@ -16,7 +16,8 @@ from graphcore.node import CachePolicy, In, Node, NodeError, Out, OutputFile, Ru
 from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
 LIPSYNC_CODE = ("nodes.lipsync.rules", "nodes.synth.visemes", "nodes.synth.animate", "nodes.synth.motion",
-                "nodes.synth.speech", "nodes.synth.espeak", "trainers.data.phonetic", "nodes.types",
+                "nodes.synth.speech", "nodes.synth.espeak", "nodes.synth.engines", "nodes.synth.phonesets",
+                "trainers.data.phonetic", "nodes.types",
                 "nodes.audio.features", "nodes.io.media")
 
 
