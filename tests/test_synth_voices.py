@@ -263,3 +263,9 @@ def test_identities_carry_a_speaking_style():
         assert 0.8 <= p.mouth_amplitude / g.mouth_gain <= 1.2 and 0.5 <= p.head_amplitude / g.head_gain <= 1.3
     one = plan_clips(SynthDatasetSettings(n_clips=40, seed=4))  # one identity: the original draws
     assert all(0.8 <= p.mouth_amplitude <= 1.2 and p.identity == 0 for p in one)
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-gb+f2", "en-029"])
+def test_espeak_timings_are_where_its_sound_is(voice):
+    s = synthesize(" ".join(MORE_SENTENCES[8:11]), voice=voice)
+    assert abs(envelope_lag_ms(s.samples, s.phonemes.items())) <= 20
