@@ -82,6 +82,7 @@ def dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
 # What every trainer node runs besides its class (its `code_dependencies` start with these):
 # the loop and losses, this glue, and the dataset reader.
 TRAINING_CODE = ("trainers", "nodes.training", "nodes.synth.dataset", "nodes.synth.speech", "nodes.synth.espeak",
+                 "nodes.synth.engines", "nodes.synth.phonesets",
                  "nodes.audio.features", "nodes.io.media", "nodes.types")
 
 DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
