@@ -263,3 +263,23 @@ def test_identities_carry_a_speaking_style():
         assert 0.8 <= p.mouth_amplitude / g.mouth_gain <= 1.2 and 0.5 <= p.head_amplitude / g.head_gain <= 1.3
     one = plan_clips(SynthDatasetSettings(n_clips=40, seed=4))  # one identity: the original draws
     assert all(0.8 <= p.mouth_amplitude <= 1.2 and p.identity == 0 for p in one)
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-gb+f2", "en-029"])
+def test_espeak_timings_are_where_its_sound_is(voice):
+    s = synthesize(" ".join(MORE_SENTENCES[8:11]), voice=voice)
+    assert abs(envelope_lag_ms(s.samples, s.phonemes.items())) <= 20
+
+
+def test_mouth_lead_moves_the_mouth_before_the_sound():
+    from nodes.synth.animate import AnimationSettings, animate
+
+    s = synthesize("Mama made a map.", voice="flite:slt")
+    n = n_frames_for(len(s.samples) / 16000, 25)
+    rest = np.zeros(33, np.float32)
+    pose = np.array([0, 0, 0, 128, 128, 0], np.float32)
+    jaw = [animate(s.phonemes.items(), s.samples, 16000, n, rest, pose, AnimationSettings(mouth_lead=lead)).expression[:, JAW]
+           for lead in (0.0, 0.08)]
+    lags = range(-4, 5)
+    best = max(lags, key=lambda k: np.corrcoef(jaw[0][max(0, k):n + min(0, k)], jaw[1][max(0, -k):n + min(0, -k)])[0, 1])
+    assert best == 2  # 80 ms = 2 frames earlier

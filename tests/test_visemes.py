@@ -94,7 +94,7 @@ def test_curves_from_real_speech_are_smooth_and_syllabic():
     m, unknown = mouth_curves(s.phonemes.items(), n)
     assert unknown == set() and m.shape == (n, N_MOUTH)
     steps = np.abs(np.diff(m, axis=0)).max(axis=0)
-    assert np.delete(steps, CLOSE).max() < 0.35 and steps[CLOSE] < 0.6  # no frame-to-frame jumps (closure is a fraction)
+    assert np.delete(steps, CLOSE).max() < 0.4 and steps[CLOSE] < 0.6  # no frame-to-frame jumps (closure is a fraction)
     jaw = m[:, JAW]
     # The jaw opens and closes with the syllables: many local maxima with deep dips between them.
     peaks = np.flatnonzero((jaw[1:-1] > jaw[:-2]) & (jaw[1:-1] >= jaw[2:]) & (jaw[1:-1] > 0.3)) + 1

@@ -80,6 +80,8 @@ class MakeSyntheticDataset(Node):
         held_out: Literal["exclude", "evaluation", "allow"] = Field(
             "exclude", description="exclude: training data (held-out voices/sentences refused); evaluation: held-out "
                                    "degradations; allow: no check (data for image-only trainers)")
+        mouth_lead: float = Field(0.0, ge=0.0, le=0.2, description="seconds the mouth leads the sound (real lips move "
+                                                                 "before the sound they shape)")
         features: list[str] = Field(default_factory=lambda: ["mfcc_pitch"], description="audio feature variants to store")
         mp4_dir: str | None = OutputFolder("", description="also write each clip as <mp4_dir>/<clip>.mp4 (empty: no videos)")
         model_path: str = model_path_param()
@@ -130,7 +132,7 @@ class MakeSyntheticDataset(Node):
                                         sentences_per_clip=(1, p.sentences_per_clip), rate=(p.min_rate, p.max_rate),
                                         features=tuple(p.features), phrasing=p.phrasing, augment=p.augment,
                                         clean_fraction=p.clean_fraction, identities=p.identities, render=p.render,
-                                        held_out=p.held_out)
+                                        held_out=p.held_out, mouth_lead=p.mouth_lead)
         url = _dataset_url(ctx, p.path)
         try:
             summary = generate_dataset(url, faces[0], model, settings, identities=faces, identity_info=info,

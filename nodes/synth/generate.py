@@ -74,6 +74,7 @@ class SynthDatasetSettings:
     # "exclude": training data (held-out voices and sentences refused, training degradations);
     # "evaluation": degradations from the held-out kinds; "allow": no check (image-only trainers)
     held_out: str = "exclude"
+    mouth_lead: float = 0.0  # seconds the mouth truth leads the sound (animate.AnimationSettings.mouth_lead)
 
 
 @dataclasses.dataclass
@@ -336,7 +337,7 @@ def generate_dataset(url: str, portrait: Portrait, model, settings: SynthDataset
         n = frame_count(len(spoken.samples), 16000, s.fps)
         anim = animate(spoken.track, spoken.speech_only, 16000, n, face.expression, face.pose,
                        AnimationSettings(fps=s.fps, seed=plan.seed, mouth_amplitude=plan.mouth_amplitude,
-                                         head_amplitude=plan.head_amplitude))
+                                         head_amplitude=plan.head_amplitude, mouth_lead=s.mouth_lead))
         if anim.unknown_phonemes:
             log(f"{plan.name}: phonemes not in the viseme table: {sorted(anim.unknown_phonemes)}")
         driving = Driving(face.shape, anim.expression, anim.pose, anim.blink)

@@ -6,7 +6,8 @@ bare espeak-ng voice name (`en-gb`). Every engine's phonemes come as eSpeak mnem
 
 libespeak-ng reports every phoneme as an `espeakEVENT_PHONEME` whose `id.string` is the
 phoneme's eSpeak mnemonic (`h @ l oU` for "hello"; the set is listed in `visemes.py`) and whose
-`sample` is its start at the native rate (22050 Hz). A phoneme lasts until the next one starts,
+`sample` is its start at the native rate (22050 Hz; moved 30 ms earlier, `EVENT_DELAY_S`, to
+where its sound starts). A phoneme lasts until the next one starts,
 the last until the end of the audio; audio before the first phoneme is a pause (`_`). Samples
 are resampled to 16 kHz (the project's audio rate) and times are returned in seconds.
 
@@ -45,10 +46,18 @@ def is_pause(phoneme: str) -> bool:
     return phoneme.startswith("_") or phoneme == ""
 
 
+# libespeak-ng's phoneme events come about 30 ms after the sound they name starts (measured with
+# the loudness envelope, tests/test_synth_voices.py::envelope_lag_ms, on 4 voices x 5 texts:
+# -20..-40 ms as reported, 0..+10 ms moved 30 ms earlier — where flite's and festival's are).
+EVENT_DELAY_S = 0.030
+
+
 def _track(events: Sequence[tuple[str, int]], n_samples: int, rate: int) -> PhonemeTrack:
-    """Consecutive phoneme intervals; events of zero length are dropped, leading silence is a pause."""
+    """Consecutive phoneme intervals; events of zero length are dropped, leading silence is a pause.
+    Event times are moved `EVENT_DELAY_S` earlier."""
     items: list[tuple[str, float, float]] = []
-    starts = [min(max(int(s), 0), n_samples) for _, s in events] + [n_samples]
+    delay = int(round(EVENT_DELAY_S * rate))
+    starts = [min(max(int(s) - delay, 0), n_samples) for _, s in events] + [n_samples]
     for i in range(1, len(starts)):  # a later event never starts before an earlier one
         starts[i] = max(starts[i], starts[i - 1])
     if events and starts[0] > 0:

@@ -83,6 +83,7 @@ class AnimateFromPhonemes(Node):
         brow_gain: float = Field(0.5, ge=0, le=1.5, description="brow raise on the strongest pitch accents")
         blink_rate: float = Field(17.0, ge=0, le=60, description="blinks per minute")
         head_amplitude: float = Field(1.0, ge=0, le=3, description="scales the head motion (0 = still)")
+        mouth_lead: float = Field(0.0, ge=0, le=0.2, description="seconds the mouth leads the sound (real lips move first)")
 
     def run(self, ctx: RunContext, phonemes: PhonemeTrack, audio: AudioClip, reference: MorphCoeffs) -> dict[str, Any]:
         from nodes.io.media import frame_count
@@ -96,7 +97,7 @@ class AnimateFromPhonemes(Node):
         if reference.expression.shape[0] == 0:
             raise NodeError("the reference coefficients have no frames")
         settings = AnimationSettings(fps=p.fps, seed=p.seed, mouth_amplitude=p.mouth_amplitude, brow_gain=p.brow_gain,
-                                     blink_rate=p.blink_rate, head_amplitude=p.head_amplitude)
+                                     blink_rate=p.blink_rate, head_amplitude=p.head_amplitude, mouth_lead=p.mouth_lead)
         anim = animate(phonemes.items(), audio.samples, audio.sample_rate, n,
                        reference.expression[0], reference.pose[0], settings)
         if anim.unknown_phonemes:
