@@ -42,10 +42,10 @@ def main() -> None:
         os.environ[var] = str(a.threads)
     import numpy as np
 
-    from nodes.audio.features import audio_features
     from nodes.synth.sentences import EVAL_SENTENCES
     from nodes.synth.speech import synthesize
     from trainers.data import phonetic as ph
+    from trainers.data.audio_features import audio_features
 
     parts, text, total = [], [], 0.0
     for s in EVAL_SENTENCES * 10:

@@ -6,12 +6,13 @@ import pytest
 from engine_helpers import ROOT, ctx_for, graphrun
 
 from nodes.face.model import N_EXPRESSION, N_SHAPE
-from nodes.io.media import frame_count, write_audio
+from nodes.io.media import write_audio
 from nodes.lipsync.evaluate import correlation, landmark_lip_gap, model_lip_gap
 from nodes.lipsync.lipsync_nodes import LipSyncRules
 from nodes.lipsync.rules import RuleSettings, rule_mouth
 from nodes.synth.visemes import MOUTH_COMPONENTS
 from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
+from trainers.data.audio_features import frame_count
 
 pytest.importorskip("pocketsphinx")
 TEXT = "Please pass me the blue bowl from the top shelf."
@@ -78,9 +79,12 @@ def test_rule_mouth_follows_the_truth(speech, tmp_path):
     logs: list = []
     out = LipSyncRules().run(ctx_for(tmp_path, logs=logs), AudioClip(speech.samples, 16000), zero)["coeffs"]
     r = correlation(generator, gaps(out))
-    assert r > 0.25, r  # recognised phones, default settings (a 20 ms lead, which espeak's truth lacks)
+    assert r > 0.3, r  # recognised phones, default settings (a 20 ms lead)
     no_lead = LipSyncRules({"lead": 0.0}).run(ctx_for(tmp_path), AudioClip(speech.samples, 16000), zero)["coeffs"]
-    assert correlation(generator, gaps(no_lead)) > max(r, 0.35)
+    r0 = correlation(generator, gaps(no_lead))
+    # espeak-ng's events now sit where their sound starts (30 ms earlier than before, voices 0b7ffeb): the
+    # lead moves the mouth but neither wins clearly on this truth (measured 0.378 with, 0.372 without)
+    assert r0 > 0.3 and abs(r0 - r) < 0.05 and not np.allclose(gaps(no_lead), gaps(out)), (r0, r)
     assert any("recognised" in str(d) for _, d in logs)
     aligned = LipSyncRules().run(ctx_for(tmp_path), AudioClip(speech.samples, 16000), zero, text=TEXT)["coeffs"]
     assert correlation(generator, gaps(aligned)) > r

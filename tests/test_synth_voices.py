@@ -222,9 +222,9 @@ def test_identities_keep_their_landmarks_on_the_face(portrait):
 
 
 def test_frameless_dataset_with_identities(portrait, tmp_path):
-    from nodes.synth.dataset import DatasetError, open_dataset
     from nodes.synth.generate import Portrait, SynthDatasetSettings, generate_dataset
     from nodes.synth.identity import make_identity, plan_identity
+    from trainers.data.dataset import DatasetError, open_dataset
 
     model, face = portrait
     base = Portrait(face.image, face.landmarks, face.shape, face.expression, face.pose)
@@ -240,7 +240,7 @@ def test_frameless_dataset_with_identities(portrait, tmp_path):
         k = c.attrs["identity"]
         image, lm = c.reference()
         np.testing.assert_array_equal(image, faces[k].image)
-        np.testing.assert_array_equal(c.coeffs.shape, faces[k].shape)
+        np.testing.assert_array_equal(c.coeffs["shape"], faces[k].shape)
         assert c.attrs["chain"] and c.landmarks.shape == (c.n_frames, 478, 2)
         with pytest.raises(DatasetError, match="no frames"):
             c.frames  # noqa: B018

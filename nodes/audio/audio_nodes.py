@@ -1,4 +1,4 @@
-"""AudioFeatures: per-video-frame audio features (variants and alignment: nodes/audio/features.py)."""
+"""AudioFeatures: per-video-frame audio features (variants and alignment: trainers/data/audio_features.py)."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -21,7 +21,6 @@ class AudioFeatures(Node):
     """
 
     category = "audio"
-    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types", "trainers.data.phonetic")
     inputs = {
         "audio": In("Audio"),
         "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),
@@ -40,7 +39,7 @@ class AudioFeatures(Node):
 
     def run(self, ctx: RunContext, audio: AudioClip, fps: float | None = None,
             phonemes: PhonemeTrack | None = None) -> dict[str, Any]:
-        from nodes.audio.features import audio_features
+        from trainers.data.audio_features import audio_features
         from trainers.data.phonetic import phonetic_features
 
         p = self.params

@@ -14,9 +14,6 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from nodes.types import AudioClip, PhonemeTrack
 
-# nodes.audio.features and nodes.io.media: until the shared DSP moves to trainers/data/audio_features.py
-PHONETIC_CODE = ("trainers.data.phonetic", "nodes.types", "nodes.audio.features", "nodes.io.media")
-
 
 class RecognizePhonemes(Node):
     """Phonemes (ARPAbet) with start, end and confidence from speech, by PocketSphinx.
@@ -28,7 +25,6 @@ class RecognizePhonemes(Node):
     """
 
     category = "audio"
-    code_dependencies = PHONETIC_CODE
     inputs = {
         "audio": In("Audio"),
         "text": In("String", "what is said (forced alignment instead of recognition)", optional=True),

@@ -90,11 +90,11 @@ def _pauses(samples: np.ndarray, track: list, sr: int = 16000) -> tuple[np.ndarr
 def make_clips(voices: Sequence[str] | None = None, sentences: Sequence[str] | None = None,
                conditions: Sequence[str] | None = None, rate: int = 160) -> list[Clip]:
     """The held-out clips (default: every held-out voice, the first two EVAL_SENTENCES, all conditions)."""
-    from nodes.io.media import frame_count
     from nodes.synth.augment import apply_chain
     from nodes.synth.sentences import EVAL_SENTENCES
     from nodes.synth.speech import HELD_OUT_VOICES, synthesize
     from nodes.synth.visemes import mouth_curves
+    from trainers.data.audio_features import frame_count
 
     voices = list(voices or HELD_OUT_VOICES)
     sentences = list(sentences or EVAL_SENTENCES[1:3])

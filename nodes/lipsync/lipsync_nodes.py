@@ -15,11 +15,6 @@ from pydantic import BaseModel, Field
 from graphcore.node import CachePolicy, In, Node, NodeError, Out, OutputFile, RunContext
 from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
-LIPSYNC_CODE = ("nodes.lipsync.rules", "nodes.synth.visemes", "nodes.synth.animate", "nodes.synth.motion",
-                "nodes.synth.speech", "nodes.synth.espeak", "nodes.synth.engines", "nodes.synth.phonesets",
-                "trainers.data.phonetic", "nodes.types",
-                "nodes.audio.features", "nodes.io.media")
-
 
 class LipSyncRules(Node):
     """Mouth animation from speech without a checkpoint: phonemes -> visemes -> 3DMM mouth.
@@ -32,7 +27,6 @@ class LipSyncRules(Node):
     """
 
     category = "lipsync"
-    code_dependencies = LIPSYNC_CODE
     inputs = {
         "audio": In("Audio", "the speech"),
         "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame: the rest face and pose)"),
@@ -59,8 +53,8 @@ class LipSyncRules(Node):
 
     def run(self, ctx: RunContext, audio: AudioClip, reference: MorphCoeffs, phonemes: PhonemeTrack | None = None,
             text: str | None = None) -> dict[str, Any]:
-        from nodes.io.media import frame_count
         from nodes.synth.motion import blink_curve
+        from trainers.data.audio_features import frame_count
         from trainers.data.phonetic import phones
 
         from .rules import RuleSettings, frame_activity, rule_expression, rule_mouth
@@ -106,9 +100,6 @@ class EvaluateLipSync(Node):
 
     category = "lipsync"
     cache = CachePolicy.RECOMPUTE
-    code_dependencies = (*LIPSYNC_CODE, "nodes.lipsync.benchmark", "nodes.lipsync.evaluate", "nodes.synth.augment",
-                         "nodes.synth.sentences", "nodes.synth.engines", "nodes.synth.phonesets", "nodes.face.model",
-                         "nodes.face.landmarks", "nodes.face.camera")
     outputs = {"metrics": Out("Metrics", "'method.condition' -> mean correlation"), "report": Out("String", "the table (markdown)")}
 
     class Params(BaseModel):

@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from trainers.data.dataset import DatasetWriter, assign_splits
+
 from .animate import AnimationSettings, animate
-from .dataset import DatasetWriter, assign_splits
 from .render import Driving, landmark_tracks, render_chunks
 from .sentences import EVAL_SENTENCES, SENTENCES
 from .speech import TRAINING_VOICES, is_held_out_voice, synthesize
@@ -307,9 +308,9 @@ def generate_dataset(url: str, portrait: Portrait, model, settings: SynthDataset
 
     `identities` (default: `[portrait]`) are the faces the clips draw from, at the dataset size.
     """
-    from nodes.audio.features import audio_features
-    from nodes.io.media import frame_count, write_video
+    from nodes.io.media import write_video
     from nodes.types import AudioClip
+    from trainers.data.audio_features import audio_features, frame_count
 
     s = settings
     check_split(s)

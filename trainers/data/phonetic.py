@@ -51,11 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # the shared DSP moves from nodes/audio/features.py to trainers/data/audio_features.py
-    from trainers.data.audio_features import first_rows, frame_count, resample_audio, yin_rows
-except ImportError:  # pragma: no cover - until that move lands on this branch
-    from nodes.audio.features import first_rows, yin_rows
-    from nodes.io.media import frame_count, resample_audio
+from trainers.data.audio_features import first_rows, frame_count, resample_audio, yin_rows
 
 SAMPLE_RATE = 16000
 ROW_RATE = 100  # PocketSphinx frames per second (and the YIN rows')
