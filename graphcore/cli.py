@@ -27,6 +27,13 @@ from rich.markup import escape
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("run", "validate", "nodes", "cache", "ui")
+# Subcommands of installed packages: entry points `name = module:register`, where register(subparsers)
+# adds a parser whose func(args) returns the exit code (e.g. `graphrun weights`, nodes/weights.py).
+COMMAND_ENTRY_POINTS = "graphrun.commands"
+
+
+def _extension_commands() -> dict[str, Any]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=COMMAND_ENTRY_POINTS)}
 
 
 def _version() -> str:
@@ -355,12 +362,25 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="open the node editor (Gradio)", description="Start the node editor.")
     ui.add_argument("ui_args", nargs=argparse.REMAINDER, help="options passed to the editor")
     ui.set_defaults(func=cmd_ui)
+    for name, ep in _extension_commands().items():
+        if name in COMMANDS:
+            continue  # built-in commands are not replaced
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # a broken extension must not take the CLI down
+            broken = sub.add_parser(name, help=f"(unavailable: {type(exc).__name__})")
+            broken.set_defaults(func=lambda args, exc=exc, name=name: _broken_command(name, ep.value, exc))
     return parser
+
+
+def _broken_command(name: str, target: str, exc: Exception) -> int:
+    print(f"error: the `{name}` command ({target}) failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS and argv[0] not in _extension_commands():
         argv.insert(0, "run")  # `graphrun WORKFLOW.yaml ...`
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -373,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        if args.command == "cache":
+        if args.command == "cache" or args.command not in COMMANDS:  # these take (args) and print themselves
             return int(args.func(args) or 0)
         return int(args.func(args, out, err) or 0)
     except UserError as exc:

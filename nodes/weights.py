@@ -193,26 +193,21 @@ def default_root() -> Path:
 
 
 def source_files(importer: Importer, source: Path) -> dict[str, Path]:
-    """SOURCE: one of the release's files (alone when the family has one file) or a folder holding them."""
+    """SOURCE: one of the release's files, or a folder holding some of them. A family of several
+    files converts what the given ones allow (its converter says when a part needs another file)."""
     if source.is_dir():
-        files = {name: source / name for name in importer.files}
-        missing = [n for n, p in files.items() if not p.is_file()]
-        if missing:
-            raise WeightsError(f"{source} has no {', '.join(missing)} (the {importer.family} release: {', '.join(importer.files)})")
+        files = {name: source / name for name in importer.files if (source / name).is_file()}
+        if not files:
+            raise WeightsError(f"{source} holds none of the {importer.family} release's files ({', '.join(importer.files)})")
         return files
     if not source.is_file():
         raise WeightsError(f"{source} not found")
     if len(importer.files) == 1:
         return {importer.files[0]: source}
     if source.name in importer.files:
-        others = {n: source.parent / n for n in importer.files}
-        missing = [n for n, p in others.items() if not p.is_file()]
-        if missing:
-            raise WeightsError(f"{importer.family} needs {', '.join(importer.files)} together; {', '.join(missing)} "
-                               f"not next to {source}: give the folder holding them")
-        return others
+        return {source.name: source}
     raise WeightsError(f"{source.name} is not a file of the {importer.family} release ({', '.join(importer.files)}); "
-                       "give the folder holding them")
+                       "name it as the release does, or give the folder holding the files")
 
 
 def import_weights(family: str, source: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -233,9 +228,16 @@ def import_weights(family: str, source: str | os.PathLike, out_dir: str | os.Pat
         raise
     except (KeyError, ValueError, TypeError, AttributeError) as exc:  # a structure the converter did not expect
         raise WeightsError(f"{family}: {', '.join(files)} do not have the official structure: {type(exc).__name__}: {exc}") from None
-    manifest = {**info, "imported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "exports": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in written},
-                "workflow": importer.workflow, "parameters": dict(importer.parameters)}
+    exports = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size, "sources": sorted(files)} for p in written}
+    try:  # an earlier import of other files of the same release into this folder: keep its entries
+        old = json.loads((out / MANIFEST).read_text())
+        if old.get("family") == family:
+            info["sources"] = {**old.get("sources", {}), **info["sources"]}
+            exports = {**{k: v for k, v in old.get("exports", {}).items() if (out / k).is_file()}, **exports}
+    except (OSError, ValueError):
+        pass
+    manifest = {**info, "imported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "exports": exports, "workflow": importer.workflow, "parameters": dict(importer.parameters)}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

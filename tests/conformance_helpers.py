@@ -44,8 +44,9 @@ def draw(i: int, key: str, shape: list[int], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=g) / math.sqrt(math.prod(shape[1:]))
 
 
-def official_state(family: str) -> dict[str, dict[str, torch.Tensor]]:
-    """{section: official state dict} rebuilt from the fixture's list and the rule alone."""
+def official_state(family: str, sections: tuple[str, ...] | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """{section: official state dict} rebuilt from the fixture's list and the rule alone (only
+    `sections` when given; the numbering still counts every key)."""
     folder = fixture_dir(family)
     spec = json.loads((folder / "state_dicts.json").read_text())
     constants = {}
@@ -54,6 +55,9 @@ def official_state(family: str) -> dict[str, dict[str, torch.Tensor]]:
             constants = {k: c[k] for k in c.files}
     out, flat, i = {}, {}, 0
     for section, rows in spec["sections"].items():
+        if sections is not None and section not in sections:
+            i += len(rows)
+            continue
         sd = {}
         for key, shape, dtype, kind in rows:
             dt = getattr(torch, dtype)
@@ -96,13 +100,17 @@ def write_hdtf(folder: Path) -> Path:
     return path
 
 
-def write_yi(folder: Path) -> Path:
+def write_yi(folder: Path, parts: tuple[str, ...] = ("G", "mem", "atcnet")) -> Path:
     """0_net_G.pth (plain state dict), 0_net_mem.pth (mem_model + the memory tensors), atcnet_lstm_general.pth."""
-    state = official_state("yi")
+    wanted = {"G": ("G",), "mem": ("mem_model", "mem"), "atcnet": ("atcnet",)}
+    state = official_state("yi", tuple(s for p in parts for s in wanted[p]))
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state["G"], folder / "0_net_G.pth")
-    torch.save({"mem_model": state["mem_model"], **state["mem"]}, folder / "0_net_mem.pth")
-    torch.save(state["atcnet"], folder / "atcnet_lstm_general.pth")
+    if "G" in parts:
+        torch.save(state["G"], folder / "0_net_G.pth")
+    if "mem" in parts:
+        torch.save({"mem_model": state["mem_model"], **state["mem"]}, folder / "0_net_mem.pth")
+    if "atcnet" in parts:
+        torch.save(state["atcnet"], folder / "atcnet_lstm_general.pth")
     return folder
 
 

@@ -47,8 +47,13 @@ def feature_rows(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     As the release: the waveform (int16 as ffmpeg writes it; float samples in [-1, 1] are scaled
     by 32768 and rounded) is centred and peak-normalised, then python_speech_features' default
     MFCC / log filterbank (25 ms windows, 10 ms step) and pyworld's harvest (10 ms frames)."""
+    import warnings
+
     import python_speech_features
-    import pyworld
+
+    with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
+        warnings.simplefilter("ignore", UserWarning)
+        import pyworld
 
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"the official Audio2Head features are defined at 16 kHz, got {sample_rate} Hz (resample first)")

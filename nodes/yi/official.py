@@ -137,19 +137,30 @@ def convert_audio(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def convert(files: dict[str, Path], out_dir: Path, source_info: dict[str, Any]) -> list[Path]:
+    """The memory GAN needs 0_net_G.pth and 0_net_mem.pth together; ATC_net converts on its own."""
     from nodes.weights import WeightsError, load_official, write_export
 
-    g = load_official(files["0_net_G.pth"], "0_net_G.pth")
-    mem = load_official(files["0_net_mem.pth"], "0_net_mem.pth")
-    need = ("mem_model", "mem_key", "mem_value", "mem_age")
-    if any(k not in mem for k in need):
-        raise WeightsError(f"{files['0_net_mem.pth']} is not Yi et al.'s memory (0_net_mem.pth): needs {', '.join(need)}, "
-                           f"has {', '.join(map(str, list(mem)[:8])) or 'nothing'}")
-    atc = load_official(files["atcnet_lstm_general.pth"], "atcnet_lstm_general.pth")
-    cfg = official_configs(int(mem["mem_key"].shape[0]))
-    return [
-        write_export(out_dir / "memory_gan.pt", GAN_ARCH, {"arch": GAN_ARCH, **cfg[GAN_ARCH]}, convert_gan(g, mem, cfg[GAN_ARCH]),
-                     source_info, "the memory GAN: generator (0_net_G) and memory network (0_net_mem)"),
-        write_export(out_dir / "atcnet.pt", AUDIO_ARCH, {"arch": AUDIO_ARCH, **cfg[AUDIO_ARCH]}, convert_audio(atc, cfg[AUDIO_ARCH]),
-                     source_info, "the audio network ATC_net (atcnet_lstm_general): 64 Deep3DFaceRecon expression + 6 pose outputs"),
-    ]
+    written = []
+    gan_files = [n for n in ("0_net_G.pth", "0_net_mem.pth") if n in files]
+    if len(gan_files) == 1:
+        other = ({"0_net_G.pth", "0_net_mem.pth"} - set(gan_files)).pop()
+        raise WeightsError(f"the memory GAN needs {other} next to {files[gan_files[0]]} (generator and memory come together)")
+    if gan_files:
+        g = load_official(files["0_net_G.pth"], "0_net_G.pth")
+        mem = load_official(files["0_net_mem.pth"], "0_net_mem.pth")
+        need = ("mem_model", "mem_key", "mem_value", "mem_age")
+        if any(k not in mem for k in need):
+            raise WeightsError(f"{files['0_net_mem.pth']} is not Yi et al.'s memory (0_net_mem.pth): needs {', '.join(need)}, "
+                               f"has {', '.join(map(str, list(mem)[:8])) or 'nothing'}")
+        cfg = official_configs(int(mem["mem_key"].shape[0]))[GAN_ARCH]
+        state = convert_gan(g, mem, cfg)
+        del g, mem
+        written.append(write_export(out_dir / "memory_gan.pt", GAN_ARCH, {"arch": GAN_ARCH, **cfg}, state, source_info,
+                                    "the memory GAN: generator (0_net_G) and memory network (0_net_mem)"))
+        del state
+    if "atcnet_lstm_general.pth" in files:
+        atc = load_official(files["atcnet_lstm_general.pth"], "atcnet_lstm_general.pth")
+        cfg = official_configs(1)[AUDIO_ARCH]
+        written.append(write_export(out_dir / "atcnet.pt", AUDIO_ARCH, {"arch": AUDIO_ARCH, **cfg}, convert_audio(atc, cfg), source_info,
+                                    "the audio network ATC_net (atcnet_lstm_general): 64 Deep3DFaceRecon expression + 6 pose outputs"))
+    return written
