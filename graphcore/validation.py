@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import os
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,8 @@ class _Checker:
                 continue
             value = valid.get(name, model.model_fields[name].default)
             if isinstance(value, (str, os.PathLike)) and str(value):
-                self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name))
+                self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name),
+                                lambda resolved, name=name: cls.missing_file_hint(name, str(resolved)))
         if not bad:
             self.check_implicit_files(spec, cls, valid)
 
@@ -227,10 +228,13 @@ class _Checker:
             if not resolved.exists():
                 self.add(spec, f"{spec.type} reads the file '{name}' = {resolved}, which does not exist", "file")
 
-    def check_file(self, spec: NodeSpec, value: Any, what: str, line: int | None) -> None:
+    def check_file(self, spec: NodeSpec, value: Any, what: str, line: int | None,
+                   hint: Callable[[Path], str] | None = None) -> None:
         resolved = resolve_workflow_path(self.wf, value)
         if not resolved.exists():
-            self.add(spec, f"{what}: file not found: '{os.fspath(value)}' (looked for {resolved})", "file", line)
+            advice = hint(resolved) if hint else ""
+            self.add(spec, f"{what}: file not found: '{os.fspath(value)}' (looked for {resolved})" + (f"; {advice}" if advice else ""),
+                     "file", line)
 
     def check_inputs(self, spec: NodeSpec, cls: type[Node] | None) -> None:
         if cls is not None:

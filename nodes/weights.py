@@ -65,7 +65,7 @@ register_importer(Importer(
     family="audio2head", files=("audio2head.pth.tar",), module="nodes.audio2head.official", version=1,
     workflow="workflows/official/audio2head.yaml",
     parameters={"head_motion.checkpoint": "head_motion.pt", "motion_field.checkpoint": "motion_field.pt",
-                "source_keypoints.checkpoint": "keypoints.pt", "render.checkpoint": "keypoints.pt"},
+                "render.checkpoint": "keypoints.pt"},
     origin="wangsuzhen/Audio2Head README: the Google Drive link under 'Pretrained Checkpoint'",
     licence="none stated in the repository"))
 register_importer(Importer(
@@ -248,8 +248,9 @@ def import_hint(path: str | os.PathLike) -> str:
     importer = _IMPORTERS.get(p.parent.name)
     if importer is None or p.name not in set(importer.parameters.values()):
         return ""
-    out = "" if p.parent == default_root() / importer.family else f" --out {p.parent}"
-    return f"import the official weights first: graphrun weights import {importer.family} {' '.join(importer.files)}{out}"
+    out = "" if p.parent.resolve() == (default_root() / importer.family).resolve() else f" --out {p.parent}"
+    source = importer.files[0] if len(importer.files) == 1 else f"FOLDER (holding {', '.join(importer.files)})"
+    return f"import the official weights first: graphrun weights import {importer.family} {source}{out}"
 
 
 def imported(root: Path | None = None) -> list[dict[str, Any]]:
@@ -295,7 +296,7 @@ def _cmd_import(args: Any) -> int:
     print(f"imported {args.family} (converter v{manifest['converter_version']}) into {out}:")
     for name, e in manifest["exports"].items():
         print(f"  {out / name}  sha256 {e['sha256'][:16]}…")
-    sets = " ".join(f"--set {k}={out / v}" for k, v in manifest["parameters"].items())
+    sets = " ".join(f"--set {k}={out.resolve() / v}" for k, v in manifest["parameters"].items())  # absolute: workflow paths are file-relative
     print(f"run it: graphrun {manifest['workflow']}" + ("" if out == default_root() / args.family else f" {sets}"))
     print(f"workflow parameters: {sets}")
     print(f"licence ({args.family}): {manifest['licence']}")

@@ -14,11 +14,14 @@ class AudioFeatures(Node):
 
     Variants: `mfcc_pitch` (T, 15) 13 MFCC + 2 pitch (HDTF); `a2h` (T, 4, 41) MFCC, fbank,
     pitch and voicing over four 25 ms / 10 ms windows (Audio2Head); `mel` (T, 16, 80)
-    Wav2Lip's log-mel window (IP_LAP); `mfcc_window` (T, 28, 12) MFCC windows (Yi et al.).
+    Wav2Lip's log-mel window (IP_LAP); `mfcc_window` (T, 28, 12) MFCC windows (Yi et al.);
+    `a2h_official` (T, 4, 41) the same layout as the Audio2Head release computes it
+    (python_speech_features + pyworld, peak-normalised 16 kHz audio, T = rows // 4 at 25 fps),
+    for imported official checkpoints (docs/official-weights.md).
     """
 
     category = "audio"
-    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types")
+    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types", "nodes.audio2head.official")
     inputs = {
         "audio": In("Audio"),
         "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),
@@ -26,7 +29,8 @@ class AudioFeatures(Node):
     outputs = {"features": Out("AudioFeatures")}
 
     class Params(BaseModel):
-        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window"] = Field("mfcc_pitch", description="feature layout (see the node description)")
+        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "a2h_official"] = Field(
+            "mfcc_pitch", description="feature layout (see the node description)")
         fps: float = Field(25.0, gt=0, le=100, description="video frame rate the features align to")
         num_frames: int = Field(0, ge=0, description="force this many frames (0: round(duration · fps)); edges are padded")
         mel_align: Literal["centre", "start"] = Field(
@@ -38,8 +42,15 @@ class AudioFeatures(Node):
         p = self.params
         rate = float(fps) if fps is not None else p.fps
         try:
-            data = audio_features(audio.samples, audio.sample_rate, p.variant, fps=rate,
-                                  num_frames=p.num_frames or None, mel_align=p.mel_align)
+            if p.variant == "a2h_official":
+                from nodes.audio2head.official import official_frame_features
+
+                if rate != 25.0 or p.num_frames:
+                    raise ValueError("the official Audio2Head features are 4 rows of 10 ms per frame: 25 fps, num_frames 0")
+                data = official_frame_features(audio.samples, audio.sample_rate)
+            else:
+                data = audio_features(audio.samples, audio.sample_rate, p.variant, fps=rate,
+                                      num_frames=p.num_frames or None, mel_align=p.mel_align)
         except ValueError as e:
             raise NodeError(f"AudioFeatures ({p.variant}): {e}") from None
         ctx.log(f"{p.variant}: {data.shape[0]} frames at {rate:g} fps from {audio.duration:.2f} s of audio, shape {data.shape[1:]}")

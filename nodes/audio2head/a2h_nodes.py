@@ -68,6 +68,19 @@ class _InferenceNode(Node):
     def implicit_files(self, connected: frozenset[str]) -> dict:
         return _bundled("bundled checkpoint", self.params.checkpoint, self.bundled_arch, connected)
 
+    @classmethod
+    def missing_file_hint(cls, param: str, path: str) -> str:
+        from nodes.weights import import_hint
+
+        return import_hint(path)
+
+
+def _check_convention(model, features: FeatureSeq, node: str) -> None:
+    """An imported official checkpoint reads the release's features (AudioFeatures a2h_official)."""
+    if getattr(model.cfg, "official", False) and features.variant != "a2h_official":
+        raise NodeError(f"{node}: this is an official Audio2Head checkpoint (graphrun weights import); it needs "
+                        f"AudioFeatures variant a2h_official, got {features.variant!r}")
+
 
 def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
     data = features.data
@@ -122,6 +135,7 @@ class HeadMotionPredictor(_InferenceNode):
         data = _a2h_features(features, "HeadMotionPredictor")
         _square(reference, "HeadMotionPredictor")
         model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "head_motion"), "head_motion", ctx.device)
+        _check_convention(model, features, "HeadMotionPredictor")
         pose = predict_head_motion(model, reference, data, ctx.device)
         ctx.log(f"{len(pose)} head poses from a predictor trained {export.get('step')} steps")
         return {"pose": pose.astype(np.float32)}
@@ -170,6 +184,7 @@ class MotionFieldGenerator(_InferenceNode):
         if not np.isfinite(pose).all() or np.any(pose[:, 5] <= 0):
             raise NodeError("MotionFieldGenerator: head poses must be finite with positive depth tz (camera-space HeadPose)")
         model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "motion_field"), "motion_field", ctx.device)
+        _check_convention(model, features, "MotionFieldGenerator")
         kp, boxes = motion_field(model, reference, data, pose, ctx.device, self.params.batch,
                                  progress=lambda i, n: ctx.progress(i, n, "windows"))
         if not self.params.jacobians:

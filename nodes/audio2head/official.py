@@ -83,6 +83,23 @@ def frame_features(rows: np.ndarray) -> np.ndarray:
     return rows[:4 * t].reshape(t, 4, rows.shape[1]).astype(np.float32)
 
 
+def official_frame_features(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """AudioFeatures `a2h_official`: audio at any rate -> 16 kHz int16 (as the release's ffmpeg
+    step) -> feature_rows -> (T, 4, 41)."""
+    from nodes.io.media import resample_audio
+
+    x = np.asarray(samples, np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if sample_rate != SAMPLE_RATE:
+        x = resample_audio(x, int(sample_rate), SAMPLE_RATE)
+    pcm = np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    frames = frame_features(feature_rows(pcm, SAMPLE_RATE))
+    if len(frames) == 0:
+        raise ValueError("the audio is shorter than one video frame (40 ms)")
+    return frames
+
+
 # --- pose conventions ---------------------------------------------------------------------------
 
 

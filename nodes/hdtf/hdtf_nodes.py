@@ -171,6 +171,12 @@ class FlowVideoGenerator(Node):
     def implicit_files(self, connected: frozenset[str]) -> dict:
         return fallback("bundled checkpoint", self.params.checkpoint, BUNDLED["flow_video_generator"], connected, "checkpoint")
 
+    @classmethod
+    def missing_file_hint(cls, param: str, path: str) -> str:
+        from nodes.weights import import_hint
+
+        return import_hint(path)
+
     def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import render_video
 

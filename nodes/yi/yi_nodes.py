@@ -79,7 +79,13 @@ def _source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch:
 def _load(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
     from .inference import load
 
-    return load(_source(ctx, param, connected, arch), arch, ctx.device)
+    model, export = load(_source(ctx, param, connected, arch), arch, ctx.device)
+    if arch == AUDIO_ARCH and model.cfg.official:
+        raise NodeError("this is the released ATC_net (graphrun weights import yi): its 70 outputs are Deep3DFaceRecon's 64 "
+                        "expression + 6 pose coefficients, which the project's 3DMM and Render3DMM cannot use. Use it to "
+                        "initialise PersonalizeAudioToExpressionPose (its audio encoder and LSTM; a new output layer is "
+                        "trained), or drive the renderer with a project checkpoint (docs/official-weights.md)")
+    return model, export
 
 
 def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
@@ -252,6 +258,12 @@ class MemoryGAN(Node):
 
     def implicit_files(self, connected: frozenset[str]) -> dict:
         return {**_bundled("bundled checkpoint", self.params.checkpoint, GAN_ARCH, connected, "checkpoint")}
+
+    @classmethod
+    def missing_file_hint(cls, param: str, path: str) -> str:
+        from nodes.weights import import_hint
+
+        return import_hint(path)
 
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
