@@ -156,6 +156,39 @@ def test_yi_atcnet(tmp_path):
     assert expression.shape[-1] == 64 and pose.shape[-1] == 6
     check("yi atcnet", torch.cat([expression, pose], -1), c["coeff"])
 
+    # what it is good for here: the audio encoder + LSTM of a project model to personalise
+    from nodes.yi.train_audio import AudioExpPoseTask, AudioTrainSettings, TalkingClip
+    from trainers.exports import read_model_export
+
+    export = read_model_export(out_dir / "atcnet.pt", "yi_audio_exp_pose", "")
+    rng = np.random.default_rng(0)
+    clip = TalkingClip("t", rng.normal(size=(40, 28, 12)).astype(np.float32), rng.random((40, 33)).astype(np.float32),
+                       rng.normal(size=(40, 6)).astype(np.float32))
+    task = AudioExpPoseTask([clip], AudioTrainSettings(), {"source": "test"}, init=export)
+    task.build()
+    g = task.generator
+    assert g.cfg.n_expression == 33 and not g.cfg.official and g.head.out_features == 39
+    assert torch.equal(g.lstm.weight_hh_l2, model.lstm.weight_hh_l2) and torch.equal(g.encoder.fc[0].weight, model.encoder.fc[0].weight)
+    assert torch.equal(g.mfcc_norm.std, torch.ones(12))
+
+
+def test_yi_atcnet_refused_as_a_renderer_driver(tmp_path):
+    """AudioToExpressionPose says what the released ATC_net can and cannot do."""
+    from graphcore.node import NodeError
+    from nodes.yi.yi_nodes import _load
+
+    src = write_yi(tmp_path / "release", parts=("atcnet",))
+    out_dir = imported("yi", src, tmp_path / "imported")
+
+    class Ctx:
+        device = "cpu"
+
+        def resolve_path(self, p):
+            return Path(p)
+
+    with pytest.raises(NodeError, match="Deep3DFaceRecon's 64 expression \\+ 6 pose.*PersonalizeAudioToExpressionPose"):
+        _load(Ctx(), str(out_dir / "atcnet.pt"), None, "yi_audio_exp_pose")
+
 
 @pytest.mark.slow  # 2 x 1 GB of weights written and converted (the AdaIN MLP alone is 204.5M parameters), ~3 GB peak
 def test_yi_memory_gan(tmp_path):

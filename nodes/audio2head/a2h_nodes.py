@@ -137,7 +137,9 @@ class HeadMotionPredictor(_InferenceNode):
         model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "head_motion"), "head_motion", ctx.device)
         _check_convention(model, features, "HeadMotionPredictor")
         pose = predict_head_motion(model, reference, data, ctx.device)
-        ctx.log(f"{len(pose)} head poses from a predictor trained {export.get('step')} steps")
+        origin = "the imported official release (official pose convention)" if "official" in export else \
+            f"a predictor trained {export.get('step')} steps"
+        ctx.log(f"{len(pose)} head poses from {origin}")
         return {"pose": pose.astype(np.float32)}
 
 
