@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conformance_helpers import TOLERANCE, case, max_diff, write_audio2head, write_hdtf, write_yi
+from official_fixtures import TOLERANCE, case, max_diff, write_audio2head, write_hdtf, write_yi
 
 GRAPHRUN = Path(sys.executable).with_name("graphrun")
 FIGURES: dict[str, float] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conformance_helpers import write_audio2head
+from official_fixtures import write_audio2head
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHRUN = Path(sys.executable).with_name("graphrun")
