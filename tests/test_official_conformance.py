@@ -144,11 +144,17 @@ def test_hdtf_video_generator(tmp_path):
 # --- Yi et al. ---------------------------------------------------------------------------------------
 
 
-def test_yi_atcnet(tmp_path):
+@pytest.fixture(scope="module")
+def atcnet(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("yi_atcnet")
+    src = write_yi(folder / "release", parts=("atcnet",))
+    return imported("yi", src / "atcnet_lstm_general.pth", folder / "imported")
+
+
+def test_yi_atcnet(atcnet):
     from nodes.yi.inference import load
 
-    src = write_yi(tmp_path / "release", parts=("atcnet",))
-    out_dir = imported("yi", src / "atcnet_lstm_general.pth", tmp_path / "imported")
+    out_dir = atcnet
     model, _ = load(out_dir / "atcnet.pt", "yi_audio_exp_pose")
     c = case("yi", "atcnet")
     with torch.no_grad():
@@ -172,13 +178,12 @@ def test_yi_atcnet(tmp_path):
     assert torch.equal(g.mfcc_norm.std, torch.ones(12))
 
 
-def test_yi_atcnet_refused_as_a_renderer_driver(tmp_path):
+def test_yi_atcnet_refused_as_a_renderer_driver(atcnet):
     """AudioToExpressionPose says what the released ATC_net can and cannot do."""
     from graphcore.node import NodeError
     from nodes.yi.yi_nodes import _load
 
-    src = write_yi(tmp_path / "release", parts=("atcnet",))
-    out_dir = imported("yi", src, tmp_path / "imported")
+    out_dir = atcnet
 
     class Ctx:
         device = "cpu"
