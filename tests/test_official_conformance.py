@@ -79,7 +79,7 @@ def test_audio2head_keypoint_detector_and_renderer(a2h):
 
 def test_audio2head_head_motion(a2h):
     from nodes.audio2head.checkpoints import load_model
-    from nodes.audio2head.official import denormalize_pose
+    from nodes.audio2head.release import denormalize_pose
 
     model, _ = load_model(a2h / "head_motion.pt", "head_motion")
     assert model.cfg.official
@@ -94,7 +94,7 @@ def test_audio2head_head_motion(a2h):
 
 def test_audio2head_motion_field(a2h):
     from nodes.audio2head.checkpoints import load_model
-    from nodes.audio2head.official import draw_pose_boxes
+    from nodes.audio2head.release import draw_pose_boxes
 
     model, _ = load_model(a2h / "motion_field.pt", "motion_field")
     c = case("audio2head", "audio2kp")
@@ -107,7 +107,7 @@ def test_audio2head_motion_field(a2h):
 
 
 def test_audio2head_official_audio_features():
-    from nodes.audio2head.official import feature_rows
+    from nodes.audio2head.release import feature_rows
 
     c = case("audio2head", "audio_features")
     ours = feature_rows(c["wav_int16"], int(c["sample_rate"]))

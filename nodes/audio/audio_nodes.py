@@ -21,7 +21,7 @@ class AudioFeatures(Node):
     """
 
     category = "audio"
-    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types", "nodes.audio2head.official")
+    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types", "nodes.audio2head.release")
     inputs = {
         "audio": In("Audio"),
         "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),
@@ -43,7 +43,7 @@ class AudioFeatures(Node):
         rate = float(fps) if fps is not None else p.fps
         try:
             if p.variant == "a2h_official":
-                from nodes.audio2head.official import official_frame_features
+                from nodes.audio2head.release import official_frame_features
 
                 if rate != 25.0 or p.num_frames:
                     raise ValueError("the official Audio2Head features are 4 rows of 10 ms per frame: 25 fps, num_frames 0")

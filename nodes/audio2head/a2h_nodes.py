@@ -29,7 +29,7 @@ A2H_SHAPE = (4, 41)
 _MODEL = ("nodes.audio2head.blocks", "nodes.audio2head.models", "nodes.audio2head.checkpoints", "nodes.audio2head.inference",
           "nodes.audio2head.pose", "nodes.audio2head.keypoint_detector", "nodes.audio2head.generator",
           "nodes.audio2head.head_motion", "nodes.audio2head.motion_field", "nodes.face.camera", "trainers.exports",
-          "trainers.loop", "trainers.fingerprint", "nodes.types")
+          "trainers.loop", "trainers.fingerprint", "nodes.types", "nodes.audio2head.release", "nodes.io.media", "nodes.weights")
 _TRAIN = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.losses", "nodes.audio2head.train_keypoints",
           "nodes.audio2head.train_head_motion", "nodes.audio2head.train_motion_field")
 

@@ -81,7 +81,7 @@ def motion_field(model, reference: np.ndarray, features: np.ndarray, poses: np.n
                  batch: int = 4, progress: Progress | None = None) -> tuple[Keypoints, np.ndarray]:
     """Keypoints for every frame and the pose-box maps that conditioned them."""
     if model.cfg.official:  # the release's pose boxes at 256 px, its reference size and windows
-        from .official import draw_pose_boxes as draw_official
+        from .release import draw_pose_boxes as draw_official
 
         drawings = draw_official(poses)
         ref = image_tensor(official_reference(reference)[None]).to(device)

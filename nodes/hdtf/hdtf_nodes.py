@@ -33,7 +33,8 @@ OFFICIAL_PARAMS = {"flow_video_generator": 20.4e6}  # MRzzm/HDTF code_animation2
 # architecture or a loss invalidates exactly the cached results that used it.
 _MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.hdtf.model_registry", "nodes.hdtf.checkpoints", "nodes.hdtf.coeffs",
           "nodes.hdtf.identity", "nodes.hdtf.inference", "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator",
-          "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators", "trainers.vgg")
+          "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators", "trainers.vgg",
+          "nodes.audio2head.blocks", "nodes.weights")  # official mode: FOMM's Gaussian downsampling; the import hint
 _FAPP = ("nodes.hdtf.fapp", "nodes.face.flow", "nodes.face.raster", *FACE_MODEL_CODE)
 
 

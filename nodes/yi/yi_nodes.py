@@ -34,7 +34,7 @@ OFFICIAL = {AUDIO_ARCH: {"network": 29.4e6}, GAN_ARCH: {"generator": 259e6, "key
 _MODELS = ("nodes.types", "nodes.yi.inference", "nodes.yi.checkpoint_files", "nodes.yi.audio_to_exp_pose",
            "nodes.yi.memory_gan", "nodes.hdtf.model_registry", "nodes.hdtf.checkpoints", "nodes.hdtf.coeffs", "nodes.hdtf.blocks",
            "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator", "trainers.exports", "trainers.loop",
-           "trainers.fingerprint", "trainers.discriminators")
+           "trainers.fingerprint", "trainers.discriminators", "nodes.audio2head.blocks", "nodes.weights")
 _RENDER = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.face.topology", "nodes.yi.render3dmm", "nodes.ports",
            "nodes.types")
 _GAN_TRAINING = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.identity", "nodes.yi.train_audio", "nodes.yi.train_memorygan")
