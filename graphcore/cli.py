@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
             ep.load()(sub)
         except Exception as exc:  # a broken extension must not take the CLI down
             broken = sub.add_parser(name, help=f"(unavailable: {type(exc).__name__})")
-            broken.set_defaults(func=lambda args, exc=exc, name=name: _broken_command(name, ep.value, exc))
+            broken.set_defaults(func=lambda args, exc=exc, name=name, target=ep.value: _broken_command(name, target, exc))
     return parser
 
 

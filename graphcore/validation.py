@@ -232,7 +232,10 @@ class _Checker:
                    hint: Callable[[Path], str] | None = None) -> None:
         resolved = resolve_workflow_path(self.wf, value)
         if not resolved.exists():
-            advice = hint(resolved) if hint else ""
+            try:
+                advice = hint(resolved) if hint else ""
+            except Exception:  # a hint is a courtesy: never let it hide the problem itself
+                advice = ""
             self.add(spec, f"{what}: file not found: '{os.fspath(value)}' (looked for {resolved})" + (f"; {advice}" if advice else ""),
                      "file", line)
 

@@ -2,6 +2,7 @@
 missing, and (slow) Audio2Head end to end from an imported file of the release's structure."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,23 @@ def test_official_workflow_says_import_first(family, tmp_path):
     assert f"import the official weights first: graphrun weights import {family} " in out
     assert f"--out {tmp_path / 'weights' / family}" in out
     assert out.count("import the official weights first") == len(WORKFLOWS[family])
+
+
+def test_weights_is_a_graphrun_command_and_a_broken_extension_command_is_contained(tmp_path):
+    """`graphrun weights` comes from the graphrun.commands entry point group; an extension
+    command that fails to import is reported as such and leaves the CLI working."""
+    from engine_helpers import graphrun as graphrun_env
+    from engine_helpers import subprocess_env
+
+    assert "weights" in graphrun("--help").stdout
+    info = tmp_path / "site" / "boom_cmd-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: boom-cmd\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[graphrun.commands]\nboom = no_such_module_xyz:register\n")
+    env = subprocess_env(PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{ROOT}")
+    res = graphrun_env("boom", env=env)
+    assert res.returncode == 1 and "the `boom` command (no_such_module_xyz:register) failed to load" in res.stderr
+    assert graphrun_env("weights", "ls", "--root", str(tmp_path), env=env).returncode == 0
 
 
 def test_official_workflows_use_the_conventions():
