@@ -269,10 +269,18 @@ class KeypointRenderer(_InferenceNode):
         from .inference import detect_keypoints, relative_keypoints, render
 
         p = self.params
-        ref = _resized(reference, p.size, "KeypointRenderer")
         _check_keypoints(keypoints, "keypoints")
         models, _ = load_keypoint_models(_source(ctx, p.checkpoint, checkpoint, "keypoint_autoencoder"), ctx.device)
         renderer = models["renderer"]
+        if renderer.cfg.align_corners:
+            ref = _resized(reference, p.size, "KeypointRenderer")
+        else:  # an official checkpoint: the release's cv2.resize to 256
+            from .inference import official_reference
+
+            _square(reference, "KeypointRenderer")
+            if p.size != 256:
+                raise NodeError("KeypointRenderer: an official Audio2Head checkpoint renders at size 256")
+            ref = official_reference(reference)
         if p.size % renderer.multiple:
             raise NodeError(f"KeypointRenderer: size {p.size} must be a multiple of {renderer.multiple} for this checkpoint")
         if keypoints.value.shape[1] != renderer.cfg.num_kp:
