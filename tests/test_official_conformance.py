@@ -195,6 +195,7 @@ def test_yi_atcnet_refused_as_a_renderer_driver(atcnet):
         _load(Ctx(), str(out_dir / "atcnet.pt"), None, "yi_audio_exp_pose")
 
 
+@pytest.mark.timeout(1800)
 @pytest.mark.slow  # 2 x 1 GB of weights written and converted (the AdaIN MLP alone is 204.5M parameters), ~3 GB peak
 def test_yi_memory_gan(tmp_path):
     from nodes.yi.inference import load

@@ -66,7 +66,8 @@ def test_official_workflows_use_the_conventions():
         assert {"speech", "portrait" if wf != "yi" else "target"} <= set(nodes)
 
 
-@pytest.mark.slow  # paper-size Audio2Head on CPU: ~1 GB of weights, two 64-frame motion-field windows
+@pytest.mark.slow  # paper-size Audio2Head on CPU: ~1 GB of weights, one 64-frame motion-field window, 40 frames rendered
+@pytest.mark.timeout(1800)  # ~2.5 CPU minutes; on a machine shared with other jobs much longer
 def test_audio2head_official_end_to_end(tmp_path):
     """`graphrun weights import audio2head audio2head.pth.tar` on a file with the release's
     structure, then `graphrun workflows/official/audio2head.yaml` makes a video with sound."""
