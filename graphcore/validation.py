@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import typing
 from collections.abc import Callable, Iterable
@@ -42,7 +43,7 @@ def param_problems(params_model: type[BaseModel], params: dict[str, Any]) -> lis
         return []
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    by_param: dict[str, list[dict[str, Any]]] = {}
+    by_param: dict[str, list[Any]] = {}  # pydantic's ErrorDetails
     for err in errors:
         name = str(err["loc"][0]) if err["loc"] else "(parameters)"
         by_param.setdefault(name, []).append(err)
@@ -145,6 +146,11 @@ def _short(value: Any, limit: int = 60) -> str:
 # The workflow checks
 
 
+def _missing_file_hint(cls: type[Node], param: str, resolved: Path) -> str:
+    """The node's advice for a missing file (Node.missing_file_hint), e.g. the command that makes it."""
+    return cls.missing_file_hint(param, str(resolved))
+
+
 class _Checker:
     def __init__(self, wf: Workflow, registry: Any) -> None:
         self.wf, self.registry = wf, registry
@@ -212,7 +218,7 @@ class _Checker:
             value = valid.get(name, model.model_fields[name].default)
             if isinstance(value, (str, os.PathLike)) and str(value):
                 self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name),
-                                lambda resolved, name=name: cls.missing_file_hint(name, str(resolved)))
+                                functools.partial(_missing_file_hint, cls, name))
         if not bad:
             self.check_implicit_files(spec, cls, valid)
 
@@ -251,12 +257,12 @@ class _Checker:
                     self.add(spec, f"missing required input '{name}' ({_type_name(port)}){self.sources_for(spec, port)}",
                              "missing-input")
         for name, value in spec.inputs.items():
-            port = cls.inputs.get(name) if cls is not None else None
+            declared = cls.inputs.get(name) if cls is not None else None
             line = spec.input_lines.get(name)
             if isinstance(value, Edge):
-                self.check_edge(spec, name, value, port, line)
-            elif port is not None:
-                self.check_literal(spec, name, value, port, line)
+                self.check_edge(spec, name, value, declared, line)
+            elif declared is not None:
+                self.check_literal(spec, name, value, declared, line)
 
     def sources_for(self, spec: NodeSpec, port: Port) -> str:
         """'; connect e.g. a.out' listing outputs in the workflow that could feed the port."""

@@ -79,6 +79,20 @@ register_importer(Importer(
     licence="research purposes only (patent-protected; commercial use needs the authors' permission)"))
 
 
+@dataclasses.dataclass(frozen=True)
+class OfficialImport:
+    """`ModelSpec.convert_official` of a network the family's release holds (nodes/<family>/models.py):
+    calling it imports the release's file(s) as `graphrun weights import FAMILY SOURCE` does."""
+
+    family: str
+
+    def __call__(self, source: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+        return import_weights(self.family, source, out_dir)
+
+    def __str__(self) -> str:
+        return f"graphrun weights import {self.family} SOURCE"
+
+
 # --- reading and converting -----------------------------------------------------------------------
 
 
@@ -155,7 +169,7 @@ def check_gaussian_kernel(state: Mapping[str, Any], key: str, channels: int, sca
     project computes (the project's downsampling recomputes it and does not load it)."""
     import torch
 
-    from nodes.audio2head.blocks import AntiAliasDownsample
+    from nodes.antialias import AntiAliasDownsample
 
     if key not in state:
         raise WeightsError(f"{what}: missing")
@@ -253,6 +267,12 @@ def import_hint(path: str | os.PathLike) -> str:
     return f"import the official weights first: graphrun weights import {importer.family} {source}{out}"
 
 
+@classmethod  # type: ignore[misc]
+def missing_weights_hint(cls: Any, param: str, path: str) -> str:
+    """Node.missing_file_hint of nodes reading imported checkpoints (`missing_file_hint = missing_weights_hint`)."""
+    return import_hint(path)
+
+
 def imported(root: Path | None = None) -> list[dict[str, Any]]:
     """The manifests of imported weights under `root` (default: the default root)."""
     root = root or default_root()
@@ -268,7 +288,7 @@ def imported(root: Path | None = None) -> list[dict[str, Any]]:
 
 
 def register_cli(sub: Any) -> None:
-    """`graphrun weights import|ls` (added to graphrun's subcommands through the `graphrun.commands` entry point)."""
+    """`graphrun weights import|ls` as a subparser (`main` is the `graphrun.commands` entry point)."""
     weights = sub.add_parser("weights", help="import official released weights, list imported ones",
                              description="Convert a paper's released checkpoint into talkgraph's export format.")
     wsub = weights.add_subparsers(dest="weights_command", metavar="import|ls")
@@ -282,6 +302,16 @@ def register_cli(sub: Any) -> None:
     ls.add_argument("--root", metavar="DIR", help=f"where to look (default ${WEIGHTS_ENV} or ./weights)")
     ls.set_defaults(func=_cmd_ls)
     weights.set_defaults(func=lambda args: (weights.print_help(), 2)[1])
+
+
+def main(argv: list[str]) -> int:
+    """Import and inspect official weights (graphrun weights import FAMILY SOURCE)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="graphrun")
+    register_cli(parser.add_subparsers())
+    args = parser.parse_args(["weights", *argv])
+    return int(args.func(args) or 0)
 
 
 def _cmd_import(args: Any) -> int:

@@ -58,28 +58,28 @@ def a2h(tmp_path_factory) -> Path:
 
 
 def test_audio2head_keypoint_detector_and_renderer(a2h):
-    from nodes.audio2head.checkpoints import load_keypoint_models
+    from nodes.checkpoints import load_model
 
-    models, export = load_keypoint_models(a2h / "keypoints.pt")
+    models, export = load_model(a2h / "keypoints.pt", "keypoint_autoencoder")
     assert export["official"]["family"] == "audio2head" and export["model_config"]["renderer"]["align_corners"] is False
     c = case("audio2head", "kp_detector")
     with torch.no_grad():
-        kp = models["detector"](image(c["image_u8"]))
+        kp = models.detector(image(c["image_u8"]))
     check("audio2head kp_detector value", kp["value"], c["value"])
     check("audio2head kp_detector jacobian", kp["jacobian"], c["jacobian"])
     c = case("audio2head", "generator")
     src = {"value": torch.from_numpy(c["source_value"]), "jacobian": torch.from_numpy(c["source_jacobian"])}
     drv = {"value": torch.from_numpy(c["driving_value"]), "jacobian": torch.from_numpy(c["driving_jacobian"])}
     with torch.no_grad():
-        out = models["renderer"](image(c["image_u8"]), src, drv)
+        out = models.renderer(image(c["image_u8"]), src, drv)
     check("audio2head generator prediction", out["prediction"], c["prediction"])
     check("audio2head generator deformation", out["deformation"], c["deformation"])
     check("audio2head generator occlusion", out["occlusion_map"], c["occlusion_map"])
 
 
 def test_audio2head_head_motion(a2h):
-    from nodes.audio2head.checkpoints import load_model
     from nodes.audio2head.release import denormalize_pose
+    from nodes.checkpoints import load_model
 
     model, _ = load_model(a2h / "head_motion.pt", "head_motion")
     assert model.cfg.official
@@ -93,8 +93,8 @@ def test_audio2head_head_motion(a2h):
 
 
 def test_audio2head_motion_field(a2h):
-    from nodes.audio2head.checkpoints import load_model
     from nodes.audio2head.release import draw_pose_boxes
+    from nodes.checkpoints import load_model
 
     model, _ = load_model(a2h / "motion_field.pt", "motion_field")
     c = case("audio2head", "audio2kp")
@@ -107,7 +107,7 @@ def test_audio2head_motion_field(a2h):
 
 
 def test_audio2head_official_audio_features():
-    from nodes.audio2head.release import feature_rows
+    from nodes.audio.a2h_official import feature_rows
 
     c = case("audio2head", "audio_features")
     ours = feature_rows(c["wav_int16"], int(c["sample_rate"]))
@@ -120,11 +120,11 @@ def test_audio2head_official_audio_features():
 
 
 def test_hdtf_video_generator(tmp_path):
-    from nodes.audio2head.blocks import coordinate_grid
-    from nodes.hdtf.checkpoints import load_generator
+    from nodes.checkpoints import load_model
+    from nodes.warp import base_grid as coordinate_grid
 
     out_dir = imported("hdtf", write_hdtf(tmp_path), tmp_path / "imported")
-    model, export = load_generator(out_dir / "flow_video.pt", "flow_video_generator")
+    model, export = load_model(out_dir / "flow_video.pt", "flow_video_generator")
     assert model.cfg.official and export["official"]["sources"]["checkpoint_animation2video.pth"]["sha256"]
     c = case("hdtf", "video_generator")
     rgb = image(c["reference_bgr_u8"][..., ::-1]).permute(2, 0, 1)[None]  # the project's nodes hand over RGB
@@ -152,10 +152,10 @@ def atcnet(tmp_path_factory) -> Path:
 
 
 def test_yi_atcnet(atcnet):
-    from nodes.yi.inference import load
+    from nodes.checkpoints import load_model
 
     out_dir = atcnet
-    model, _ = load(out_dir / "atcnet.pt", "yi_audio_exp_pose")
+    model, _ = load_model(out_dir / "atcnet.pt", "yi_audio_exp_pose")
     c = case("yi", "atcnet")
     with torch.no_grad():
         expression, pose = model(torch.from_numpy(c["mfcc_windows"]))
@@ -181,30 +181,28 @@ def test_yi_atcnet(atcnet):
 def test_yi_atcnet_refused_as_a_renderer_driver(atcnet):
     """AudioToExpressionPose says what the released ATC_net can and cannot do."""
     from graphcore.node import NodeError
-    from nodes.yi.yi_nodes import _load
+    from nodes.checkpoints import load_model
+    from nodes.yi.yi_nodes import _refuse_released_atcnet
 
-    out_dir = atcnet
+    model, _ = load_model(atcnet / "atcnet.pt", "yi_audio_exp_pose")
+    with pytest.raises(NodeError, match="AudioToExpressionPose: this is the released ATC_net.*Deep3DFaceRecon's 64 "
+                                        "expression \\+ 6 pose.*PersonalizeAudioToExpressionPose"):
+        _refuse_released_atcnet(model, "AudioToExpressionPose")
+    from nodes.model_registry import create_model
 
-    class Ctx:
-        device = "cpu"
-
-        def resolve_path(self, p):
-            return Path(p)
-
-    with pytest.raises(NodeError, match="Deep3DFaceRecon's 64 expression \\+ 6 pose.*PersonalizeAudioToExpressionPose"):
-        _load(Ctx(), str(out_dir / "atcnet.pt"), None, "yi_audio_exp_pose")
+    _refuse_released_atcnet(create_model("yi_audio_exp_pose", "tiny"), "AudioToExpressionPose")  # a project model passes
 
 
 @pytest.mark.timeout(1800)
 @pytest.mark.slow  # 2 x 1 GB of weights written and converted (the AdaIN MLP alone is 204.5M parameters), ~3 GB peak
 def test_yi_memory_gan(tmp_path):
-    from nodes.yi.inference import load
+    from nodes.checkpoints import load_model
 
     src = write_yi(tmp_path / "release", parts=("G", "mem"))
     out_dir = imported("yi", src, tmp_path / "imported")
     for f in src.iterdir():
         f.unlink()
-    gan, _ = load(out_dir / "memory_gan.pt", "yi_memory_gan")
+    gan, _ = load_model(out_dir / "memory_gan.pt", "yi_memory_gan")
     c = case("yi", "generator")
     window = (torch.cat([image(f).permute(2, 0, 1) for f in c["frames_u8"]], 0)[None] - 0.5) / 0.5  # ToTensor + Normalize(0.5)
     with torch.no_grad():

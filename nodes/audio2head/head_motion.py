@@ -43,7 +43,7 @@ class HeadMotionConfig(BaseModel):
     official: bool = Field(False, description="an imported official checkpoint: official pose convention (Rodrigues vector + mm)")
 
 
-class HeadMotionPredictor(nn.Module):
+class HeadMotionPredictorNet(nn.Module):
     def __init__(self, cfg: HeadMotionConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -86,15 +86,3 @@ class HeadMotionPredictor(nn.Module):
             e = out[:, 0]
             poses.append(self.decoder(e))
         return torch.stack(poses, 1)
-
-
-CONFIG = HeadMotionConfig
-PRESETS = {
-    # modules/audio2pose.py of the official release: two ResNet-34 (256-d), LSTM(512 -> 256, 2 layers), Linear(256, 6)
-    "paper": HeadMotionConfig(),
-    "tiny": HeadMotionConfig(image_size=128, width=8, embedding=64),
-}
-
-
-def build(cfg: HeadMotionConfig) -> HeadMotionPredictor:
-    return HeadMotionPredictor(cfg)

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .blocks import AntiAliasDownsample, Hourglass, conv_bn_relu, heatmap_to_keypoints, spatial_softmax, weighted_jacobians
+from nodes.antialias import AntiAliasDownsample
+
+from .blocks import Hourglass, conv_bn_relu, heatmap_to_keypoints, spatial_softmax, weighted_jacobians
 from .head_motion import AUDIO_SHAPE
 
 
@@ -90,7 +92,7 @@ class OfficialAudioMapEncoder(nn.Module):
         return F.interpolate(h, scale_factor=2.0, mode="nearest")
 
 
-class MotionFieldGenerator(nn.Module):
+class MotionFieldGeneratorNet(nn.Module):
     """(reference (B, 3, H, W) in [0, 1], audio (B, T, 4, 41), pose maps (B, T, S, S)) ->
     {"value": (B, T, K, 2), "jacobian": (B, T, K, 2, 2), "heatmap": (B, T, K, h, w)}.
     T must be a multiple of 2**num_blocks (the hourglass pools time too)."""
@@ -161,19 +163,6 @@ class MotionFieldGenerator(nn.Module):
         return out
 
 
-CONFIG = MotionFieldConfig
-PRESETS = {
-    # config/parameters.yaml of the official release: S = 64, T = 64, Hourglass-3D 32 -> 512, 5 blocks
-    "paper": MotionFieldConfig(),
-    "tiny": MotionFieldConfig(size=32, window=32, block_expansion=8, max_features=64, num_blocks=3, audio_width=4,
-                              head_kernel=3),
-}
-
-
-def build(cfg: MotionFieldConfig) -> MotionFieldGenerator:
-    return MotionFieldGenerator(cfg)
-
-
 # --- any length: overlapping windows, cross-faded ---
 
 
@@ -219,7 +208,7 @@ def stitch(per_window: np.ndarray, starts: list[int], n: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_windows(model: MotionFieldGenerator, reference: torch.Tensor, audio: np.ndarray, pose_maps: np.ndarray,
+def predict_windows(model: MotionFieldGeneratorNet, reference: torch.Tensor, audio: np.ndarray, pose_maps: np.ndarray,
                     batch: int = 4, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Keypoints for a whole clip. reference (1, 3, H, W); audio (n, 4, 41); pose_maps (n, S, S).
     Shorter clips are edge-padded to one window."""

@@ -75,7 +75,9 @@ RULES: dict[str, list] = {
 # fixed buffers of the release (FOMM's AntiAliasInterpolation2d kernels): checked, not copied
 KERNELS = {"kp_detector": {"down.weight": (3, 0.25)}, "generator": {"dense_motion_network.down.weight": (3, 0.25)},
            "audio2kp": {"down_id.weight": (3, 0.25), "down_pose.weight": (64, 0.25)}}
-ARCHS = {"kp_detector": "keypoint_detector", "generator": "keypoint_renderer", "audio2pose": "head_motion", "audio2kp": "motion_field"}
+# section -> (registered model, sub-module): the detector and renderer share one export
+TARGETS = {"kp_detector": ("keypoint_autoencoder", "detector"), "generator": ("keypoint_autoencoder", "renderer"),
+           "audio2pose": ("head_motion", ""), "audio2kp": ("motion_field", "")}
 
 
 def rename(section: str, key: str) -> str:
@@ -86,29 +88,31 @@ def rename(section: str, key: str) -> str:
 
 def official_configs() -> dict[str, dict[str, Any]]:
     """The project configs of the released networks (paper presets in official mode)."""
-    from .models import model_config
+    from nodes.model_registry import model_config
 
+    keypoints = model_config("keypoint_autoencoder", "paper").model_dump()
+    keypoints["renderer"]["align_corners"] = False
     return {
-        "keypoint_detector": model_config("keypoint_detector", "paper").model_dump(),
-        "keypoint_renderer": {**model_config("keypoint_renderer", "paper").model_dump(), "align_corners": False},
+        "keypoint_autoencoder": keypoints,
         "head_motion": {**model_config("head_motion", "paper").model_dump(), "official": True},
         "motion_field": {**model_config("motion_field", "paper").model_dump(), "official": True},
     }
 
 
-def convert_state(section: str, state: dict[str, Any], arch_config: dict[str, Any]) -> dict[str, Any]:
-    """One official state dict -> the project's state dict of `ARCHS[section]` (strictly checked)."""
+def convert_state(section: str, state: dict[str, Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One official state dict -> the project's state dict of its target (strictly checked)."""
     import torch
 
+    from nodes.model_registry import create_model
     from nodes.weights import check_gaussian_kernel, map_state
-
-    from .models import create_model
 
     for key, (channels, scale) in KERNELS.get(section, {}).items():
         check_gaussian_kernel(state, key, channels, scale, f"{section}.{key}")
     state = {k: v for k, v in state.items() if k not in KERNELS.get(section, {})}
+    name, part = TARGETS[section]
     with torch.device("meta"):
-        target = create_model(ARCHS[section], arch_config).state_dict()
+        model = create_model(name, configs[name])
+    target = (getattr(model, part) if part else model).state_dict()
     extra = {}
     if section == "audio2pose":  # raw features in; [-1, 1] poses out, scaled by the release's constants
         extra = {"audio_mean": torch.zeros(41), "audio_std": torch.ones(41),
@@ -125,17 +129,17 @@ def convert(files: dict[str, Path], out_dir: Path, source_info: dict[str, Any]) 
 
     path = files["audio2head.pth.tar"]
     ckpt = load_official(path, "audio2head.pth.tar")
-    missing = [s for s in ARCHS if s not in ckpt]
+    missing = [s for s in TARGETS if s not in ckpt]
     if missing:
         raise ValueError(f"{path} is not Audio2Head's audio2head.pth.tar: no {', '.join(missing)} "
                          f"(it holds {', '.join(map(str, list(ckpt)[:8])) or 'nothing'})")
     cfg = official_configs()
-    state = {s: convert_state(s, ckpt[s], cfg[ARCHS[s]]) for s in ARCHS}
+    state = {s: convert_state(s, ckpt[s], cfg) for s in TARGETS}
     keypoints = {**{"detector." + k: v for k, v in state["kp_detector"].items()},
                  **{"renderer." + k: v for k, v in state["generator"].items()}}
     return [
         write_export(out_dir / "keypoints.pt", "keypoint_autoencoder",
-                     {"arch": "keypoint_autoencoder", "detector": cfg["keypoint_detector"], "renderer": cfg["keypoint_renderer"]},
+                     {"arch": "keypoint_autoencoder", **cfg["keypoint_autoencoder"]},
                      keypoints, source_info, "the keypoint detector and renderer (kp_detector + generator)"),
         write_export(out_dir / "head_motion.pt", "head_motion", {"arch": "head_motion", **cfg["head_motion"]}, state["audio2pose"],
                      source_info, "the head motion predictor (audio2pose)"),

@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nodes.audio2head.blocks import AntiAliasDownsample, coordinate_grid
+from nodes.antialias import AntiAliasDownsample
+from nodes.warp import base_grid
 
 from .blocks import ConvBlock2d, Hourglass, ResBlock2d, _width, warp
-from .model_registry import register_architecture
 
 
 class FlowVideoConfig(BaseModel):
@@ -75,7 +75,7 @@ class MattingModule(nn.Module):
         }
 
 
-class FlowVideoGenerator(nn.Module):
+class FlowVideoGeneratorNet(nn.Module):
     """forward(reference (B,3,H,W) in [0,1], flow (B,2,H,W) normalised displacements) -> dict
     with 'image' (B,3,H,W) in [0,1] and the intermediates of Fig. 9 at feature resolution."""
 
@@ -139,10 +139,10 @@ class FlowVideoGenerator(nn.Module):
     def _forward_official(self, feats: torch.Tensor, small: torch.Tensor, flow: torch.Tensor, matting: bool) -> dict[str, torch.Tensor]:
         """The released forward (feats, small: of the BGR reference); returns project conventions."""
         h, w = flow.shape[-2:]
-        grid = coordinate_grid(h, w, device=flow.device, dtype=flow.dtype).permute(2, 0, 1) + flow  # absolute (B, 2, H, W)
+        grid = base_grid(h, w, device=flow.device, dtype=flow.dtype).permute(2, 0, 1) + flow  # absolute (B, 2, H, W)
         grid_small = self.downsample(grid)
         sh, sw = grid_small.shape[-2:]
-        identity = coordinate_grid(sh, sw, device=flow.device, dtype=flow.dtype).permute(2, 0, 1)
+        identity = base_grid(sh, sw, device=flow.device, dtype=flow.dtype).permute(2, 0, 1)
         m = self.matting
         warped = F.grid_sample(small, grid_small.permute(0, 2, 3, 1), align_corners=False)
         hg = m.hourglass(torch.cat([small, grid_small, warped], dim=1))
@@ -157,11 +157,3 @@ class FlowVideoGenerator(nn.Module):
             "matting_mask": m_m, "matting_image": g,
             "image": torch.sigmoid(self.decoder(self.bottleneck(feats_hat))).flip(1),
         }
-
-
-PRESETS = {
-    "paper": FlowVideoConfig(),
-    "tiny": FlowVideoConfig(encoder_width=16, encoder_max=64, hourglass_blocks=4, hourglass_width=16,
-                            hourglass_max=128, bottleneck_blocks=1),
-}
-register_architecture("flow_video_generator", FlowVideoConfig, FlowVideoGenerator, PRESETS)

@@ -28,7 +28,7 @@ RULES = [
 
 
 def official_config() -> dict[str, Any]:
-    from .model_registry import model_config
+    from nodes.model_registry import model_config
 
     return {**model_config(ARCH, "paper").model_dump(), "official": True}
 
@@ -43,9 +43,8 @@ def release_name(key: str) -> str:
 def convert_state(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from nodes.model_registry import create_model
     from nodes.weights import check_gaussian_kernel, map_state, rename_by_rules
-
-    from .model_registry import create_model
 
     state = {release_name(k): v for k, v in state.items()}
     for key, (channels, scale) in KERNELS.items():

@@ -49,9 +49,7 @@ ATC_RULES = [
 
 
 def official_configs(memory_size: int) -> dict[str, dict[str, Any]]:
-    from nodes.hdtf.model_registry import model_config
-
-    from . import audio_to_exp_pose, memory_gan  # noqa: F401 (register the architectures)
+    from nodes.model_registry import model_config
 
     gan = {**model_config(GAN_ARCH, "paper").model_dump(), "official": True, "encoder_size": 256, "memory_size": memory_size,
            "identity": "arcface", "identity_dim": 512}
@@ -74,7 +72,7 @@ def convert_gan(g_state: dict[str, Any], mem: dict[str, Any], cfg: dict[str, Any
     import torch
     import torch.nn.functional as F
 
-    from nodes.hdtf.model_registry import create_model
+    from nodes.model_registry import create_model
     from nodes.weights import WeightsError, map_state, rename_by_rules
 
     for key in [k for k in g_state if G_DUPLICATE.match(k)]:
@@ -122,7 +120,7 @@ def convert_gan(g_state: dict[str, Any], mem: dict[str, Any], cfg: dict[str, Any
 def convert_audio(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from nodes.hdtf.model_registry import create_model
+    from nodes.model_registry import create_model
     from nodes.weights import map_state, rename_by_rules
 
     with torch.device("meta"):
