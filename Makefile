@@ -6,7 +6,7 @@ TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
-APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium
+APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 STAMP_PY := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 STAMP_NPM := ui/node_modules/.stamp-$(shell cat ui/package.json ui/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 # The engine's own example runs until the node library ships workflows/hdtf.yaml.
@@ -60,7 +60,7 @@ test-slow: setup
 
 # Every benchmark the docs cite; each prints its figures as ratios against a baseline measured in
 # the same run. engine.py runs scheduler_overhead.py and cache_io.py; cache_verify.py the read-verification overhead.
-BENCHMARKS := engine cache_verify nodes hdtf yi audio2head
+BENCHMARKS := engine cache_verify nodes hdtf yi audio2head phonetic
 bench: setup
 	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
