@@ -51,7 +51,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
 NODE_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 REFERENCE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 LITERAL_ESCAPE = "literal"
-TOP_KEYS = ("version", "description", "nodes")
+TOP_KEYS = ("version", "description", "nodes", "layout")
 NODE_KEYS = ("type", "params", "inputs", "layout")
 _STR_TAG = "tag:yaml.org,2002:str"
 # Keys that SafeConstructor.flatten_mapping rewrites: merges (`<<`) and the value key (`=`).
@@ -184,6 +184,13 @@ class _Parser:
                         self.problem("'description' must be text", value_node)
             elif key == "nodes":
                 nodes_node = value_node
+            elif key == "layout":
+                ok, layout = self.value(value_node, None, "layout")
+                if ok and layout is not None:
+                    if isinstance(layout, dict):
+                        wf.layout = layout
+                    else:
+                        self.problem("the top-level 'layout' must be a mapping such as {groups: [...]}", value_node)
             else:
                 self.unknown_key(key, key_node, TOP_KEYS, "at the top level", None)
         if version_seen is None:
@@ -390,6 +397,8 @@ def workflow_document(wf: Workflow) -> dict[str, Any]:
             entry["layout"] = _FlowDict(_plain(spec.layout))
         nodes[node_id] = entry
     doc["nodes"] = nodes
+    if wf.layout is not None:
+        doc["layout"] = _plain(wf.layout)
     return doc
 
 

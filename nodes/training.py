@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graphcore.node import NodeError, Out, OutputFile, RunContext
+from graphcore.node import NodeError, Out, OutputFile, OutputPath, RunContext
 from trainers.exports import blob_from_export
 
 
@@ -23,7 +23,8 @@ class TrainParams(BaseModel):
     seed: int = Field(0, description="training seed (initial weights and batches)")
     max_minutes: float = Field(0, ge=0, description="stop early after this much wall time (0: no limit)")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: torch's default)")
-    work_dir: str = Field("", description="where training state lives (resume after an interruption); empty: the user cache dir")
+    work_dir: str = OutputPath("", folder=True,
+                               description="where training state lives (resume after an interruption); empty: the user cache dir")
     save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, OutputPath, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.bundled import fallback
 from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
@@ -189,6 +189,7 @@ class KeypointDetector(_InferenceNode):
         "checkpoint": In("Checkpoint", "a trained keypoint checkpoint (overrides the parameter)", optional=True),
     }
     outputs = {"keypoints": Out("Keypoints")}
+    exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         checkpoint: str = _checkpoint_param("keypoint_autoencoder")
@@ -495,7 +496,7 @@ class EvaluateAudio2Head(Node):
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
         max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
         path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
-        figures_dir: str = Field("", description="also write frames.png and head_pose.png here (empty: no files)")
+        figures_dir: str = OutputPath("", folder=True, description="also write frames.png and head_pose.png here (empty: no files)")
 
     def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None, head_motion: CheckpointBlob | None = None,
             head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:

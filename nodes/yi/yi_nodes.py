@@ -154,6 +154,7 @@ class Render3DMM(Node):
         "coeffs": Out("MorphCoeffs", "the coefficients rendered (pose fitted to the backgrounds)"),
         "background": Out("Frames", "the matched/interpolated backgrounds"),
     }
+    exactly_one_of = (("target_frames", "target_image"),)
 
     class Params(BaseModel):
         model_path: str = model_path_param()
@@ -327,7 +328,7 @@ class TrainAudioToExpressionPose(Node):
 
     category = "yi/train"
     code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = TRAIN_OUTPUTS
 
     class Params(_AudioParams):
@@ -425,7 +426,7 @@ class TrainMemoryGAN(Node):
 
     category = "yi/train"
     code_dependencies = _GAN_TRAINING
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = TRAIN_OUTPUTS
 
     class Params(_GanParams):
@@ -554,7 +555,7 @@ class EvaluateYi(Node):
     category = "yi/evaluate"
     code_dependencies = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.evaluate", "nodes.yi.identity", "nodes.metrics")
     inputs = {
-        "dataset": In("String", "dataset location with a held-out split"),
+        "dataset": In("Path", "dataset location with a held-out split"),
         "audio_checkpoint": In("Checkpoint", "overrides the audio_checkpoint parameter", optional=True),
         "gan_checkpoint": In("Checkpoint", "overrides the gan_checkpoint parameter", optional=True),
     }
