@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -64,17 +65,24 @@ def server(project):
          "--upload-dir", str(project.upload_dir), "--plugins", project.plugin_paths[0]],
         cwd=project.root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
+    url = None
     while True:
+        # the URL with the launch token, as printed for the user to open
+        found = re.search(r"(http://\S+/\?token=\S+)", (project.root / "server.log").read_text())
         try:
-            urllib.request.urlopen(url + "talkgraph/workflows", timeout=2)
-            break
+            if found:
+                url = found.group(1)
+                token = url.split("token=", 1)[1]
+                urllib.request.urlopen(urllib.request.Request(
+                    f"http://127.0.0.1:{port}/talkgraph/workflows", headers={"X-TalkGraph-Token": token}), timeout=2)
+                break
         except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("the editor did not start:\n" + (project.root / "server.log").read_text())
-            time.sleep(0.3)
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("the editor did not start:\n" + (project.root / "server.log").read_text())
+        time.sleep(0.3)
     yield url
     proc.terminate()
     try:
@@ -307,6 +315,11 @@ def test_open_run_done_then_cached(page):
     page.click("button[role=tab]:has-text('Cache')")
     info = page.locator("#tg-cache-info").inner_text()
     assert f"{len(ids)} entries" in info and "MB" in info
+    page.once("dialog", lambda d: d.dismiss())  # asked first: "no" clears nothing
+    page.click("#tg-cache-clear")
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.includes('not cleared')")
+    assert f"{len(ids)} entries" in page.locator("#tg-cache-info").inner_text()
+    page.once("dialog", lambda d: d.accept())
     page.click("#tg-cache-clear")
     page.wait_for_function("() => document.querySelector('#tg-cache-info').innerText.startsWith('0 entries')")
     assert f"({len(ids)} entries)" in page.inner_text("#tg-message")

@@ -32,10 +32,15 @@ def project(tmp_path: Path):
     return config, server
 
 
+def browser_client(app, config) -> TestClient:
+    """A client that reaches the app as the browser does: by a loopback name, with the launch token."""
+    return TestClient(app, base_url="http://127.0.0.1", headers={"X-TalkGraph-Token": config.token})
+
+
 @pytest.fixture()
 def client(project):
     config, server = project
-    with TestClient(create_app(config, server=server)) as c:
+    with browser_client(create_app(config, server=server), config) as c:
         yield c
 
 
@@ -231,7 +236,7 @@ def test_run_refuses_files_outside_the_roots(project):
     ]}
     run, problems = server.start_run(graph, config.session_dir("4" * 32))
     assert run is None
-    assert {p.node_id for p in problems if "outside the folders" in p.message} == {"load", "save"}
+    assert {p.node_id for p in problems if p.kind == "path-root" and "outside" in p.message} == {"load", "save"}
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -248,7 +253,8 @@ def test_upload_goes_to_the_session_folder_with_a_safe_name(client, project):
     assert r.status_code == 200, r.text
     stored = Path(r.json()["path"])
     sid = client.cookies.get("talkgraph_session")
-    assert stored == config.upload_dir / sid / "evil_name.npy" and stored.read_bytes() == b"abc"
+    assert stored == config.session_dir(sid) / "evil_name.npy" and stored.read_bytes() == b"abc"
+    assert sid not in str(stored)  # the folder is named by an HMAC of the session id, not the id
     # the same bytes again: the same file (parameters, and so keys, stay the same)
     again = client.post("/talkgraph/upload", files={"file": ("evil name.npy", io.BytesIO(b"abc"))}).json()["path"]
     assert Path(again) == stored
@@ -259,7 +265,7 @@ def test_upload_goes_to_the_session_folder_with_a_safe_name(client, project):
 def test_every_browser_gets_its_own_session_cookie(project):
     config, server = project
     app = create_app(config, server=server)
-    with TestClient(app) as a, TestClient(app) as b:
+    with browser_client(app, config) as a, browser_client(app, config) as b:
         a.get("/talkgraph/workflows")
         b.get("/talkgraph/workflows")
         assert a.cookies.get("talkgraph_session") != b.cookies.get("talkgraph_session")

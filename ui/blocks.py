@@ -56,6 +56,10 @@ GRAPH_JS = "(graph, ...rest) => [window.TalkGraph.serializeJSON(), ...rest]"
 # A new run starts from blank badges, so that nothing from the last run is mistaken for this one's.
 RUN_JS = "(graph, ...rest) => { window.TalkGraph.setStatus({}); return [window.TalkGraph.serializeJSON(), ...rest]; }"
 
+CONFIRMED = "confirmed"
+CLEAR_JS = ("(x) => window.confirm('Delete every entry of the cache? Everything will be computed again.') ? "
+            f"'{CONFIRMED}' : ''")
+
 _seq = itertools.count(1)
 
 
@@ -155,6 +159,7 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
                         with gr.Row():
                             refresh_btn = gr.Button("Refresh", elem_id="tg-cache-refresh")
                             clear_btn = gr.Button("Clear cache", variant="stop", elem_id="tg-cache-clear")
+                        confirm_box = gr.Textbox(visible="hidden", elem_id="tg-confirm")
 
         out_components = [out_summary, out_video, out_gallery, out_plot, out_bars, out_audio, out_json]
 
@@ -168,7 +173,10 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
             return (f"**{info['entries']}** entries, **{info['bytes'] / 1e6:.2f} MB** "
                     f"({info['seconds']:.1f} s of compute) in `{info['url']}`")
 
-        def clear_cache() -> tuple[str, str]:
+        def clear_cache(confirmed: str) -> tuple[str, str]:
+            # The page asks first (CLEAR_JS); a call without that answer clears nothing.
+            if confirmed != CONFIRMED:
+                return cache_text(), "The cache was not cleared."
             removed = server.clear_cache()
             return cache_text(), f"Cleared the cache ({removed} entries)."
 
@@ -192,6 +200,8 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
 
         def upload_yaml(file: Any, request: gr.Request) -> tuple:
             path = Path(file if isinstance(file, str) else file.name)
+            if not server.config.is_allowed(path, roots=[server.config.gradio_dir.resolve()]):
+                raise gr.Error("that file was not uploaded through this page")  # a FileData naming any server file
             try:
                 text = path.read_text(encoding="utf-8")
                 graph, problems = server.parse_upload(text, path.name, session_dir(server, request))
@@ -322,7 +332,7 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
 
         demo.load(on_load, None, [cache_md, editor, message, save_as, wf_choice])
         refresh_btn.click(cache_text, None, cache_md)
-        clear_btn.click(clear_cache, None, [cache_md, message])
+        clear_btn.click(clear_cache, [confirm_box], [cache_md, message], js=CLEAR_JS)
     return demo
 
 

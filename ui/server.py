@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from graphcore.loader import dump_workflow, load_workflow, parse_workflow
-from graphcore.node import file_params
 from graphcore.registry import NodeRegistry, build_registry
 from graphcore.types import TYPES
 from graphcore.validation import compile_workflow, validate
-from graphcore.workflow import Literal, Problem, Workflow, WorkflowError
+from graphcore.workflow import Problem, Workflow, WorkflowError
 
 from .config import PathNotAllowed, UIConfig, safe_filename, unique_path
 from .graphjson import GraphError, editor_schema, graph_to_workflow, rebase_paths, workflow_to_graph
@@ -69,14 +68,20 @@ class EditorServer:
 
     def _opened(self, wf: Workflow, path: Path, problems: list[Problem],
                 session_dir: Path | None) -> tuple[dict[str, Any], list[Problem]]:
-        problems = problems + validate(wf, self.registry) + self.file_root_problems(wf, session_dir)
+        problems = problems + self.validate(wf, session_dir)
         return workflow_to_graph(wf, self.registry, self.config.display(path)), problems
+
+    def validate(self, wf: Workflow, session_dir: Path | None) -> list[Problem]:
+        """The engine's validation, with every path a node reads or writes kept inside the
+        caller's roots (path parameters, set or default, and Path literals)."""
+        return validate(wf, self.registry, roots=self.config.roots(session_dir))
 
     # --- graph JSON -> workflow ---
 
     def workflow_from_graph(self, graph: Any, session_dir: Path) -> tuple[Workflow, list[Problem]]:
         path_text = graph.get("path") if isinstance(graph, dict) else None
-        path = self.config.check_workflow_path(path_text, session_dir) if path_text else session_dir / UNTITLED
+        # Untitled: relative paths mean what they will mean once saved among the workflows.
+        path = self.config.check_workflow_path(path_text, session_dir) if path_text else self.config.untitled_dir / UNTITLED
         return graph_to_workflow(graph, self.registry, path)
 
     def to_yaml(self, graph: Any, session_dir: Path) -> str:
@@ -109,30 +114,8 @@ class EditorServer:
             wf, problems = self.workflow_from_graph(graph, session_dir)
         except (GraphError, PathNotAllowed) as exc:
             return None, [Problem(str(exc), kind="editor")]
-        problems += validate(wf, self.registry)
-        problems += self.file_root_problems(wf, session_dir)
+        problems += self.validate(wf, session_dir)
         return wf, problems
-
-    def file_root_problems(self, wf: Workflow, session_dir: Path | None) -> list[Problem]:
-        """Files a run would read or write must lie under the allowed roots, like everything else the app touches."""
-        problems = []
-        base = wf.base_dir
-        for spec in wf.nodes.values():
-            if spec.type not in self.registry:
-                continue
-            cls = self.registry.get(spec.type)
-            named: list[tuple[str, Any]] = [(n, spec.params.get(n)) for n in file_params(cls.Params)]
-            for name, source in spec.inputs.items():
-                port = cls.inputs.get(name)
-                if isinstance(source, Literal) and port is not None and "Path" in TYPES.ancestors(port.port_type.name):
-                    named.append((name, source.value))
-            for name, value in named:
-                if isinstance(value, str) and value and not self.config.is_allowed(value, base=base, session_dir=session_dir):
-                    problems.append(Problem(
-                        f"'{name}': {value!r} is outside the folders this app may use "
-                        f"({', '.join(self.config.display(r) for r in self.config.allowed_roots(session_dir))})",
-                        node_id=spec.id, kind="file"))
-        return problems
 
     # --- running ---
 
