@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from ui_testkit import as_javascript, make_project
+from ui_testkit import ROOT, as_javascript, make_project
 
 from graphcore.keys import compute_keys
 from graphcore.loader import dump_workflow, load_workflow, parse_workflow
@@ -136,8 +137,8 @@ def test_roundtrip_through_the_browser_keeps_meaning_and_keys(project):
 def test_editor_changes_reach_the_yaml_and_layout_stays_out_of_keys(project):
     config, server = project
     graph, _ = server.open_workflow("workflows/small.yaml")
-    for node in graph["nodes"]:
-        node["layout"] = {"x": node["pos"][0] + 500, "y": node["pos"][1] + 7}
+    for i, node in enumerate(graph["nodes"]):
+        node["layout"] = {"x": 500 + 40 * i, "y": 7}
     wf, _ = server.workflow_from_graph(graph, config.session_dir("1" * 32))
     original = load_workflow(config.root / "workflows" / "small.yaml")
     assert keys_of(wf) == keys_of(original)  # only positions changed
@@ -290,7 +291,9 @@ def test_workflow_list_and_open(client):
         "workflows/roundtrip.yaml", "workflows/small.yaml", "workflows/sub/copy.yaml", "workflows/unknown.yaml"]
     graph = client.get("/talkgraph/workflow", params={"path": "workflows/small.yaml"}).json()["graph"]
     assert [n["id"] for n in graph["nodes"]] == ["t", "wave", "smooth", "stats"]
-    assert all(len(n["pos"]) == 2 for n in graph["nodes"])
+    assert all(n["pos"] is None for n in graph["nodes"])  # no positions in the file: the editor lays them out
+    graph = client.get("/talkgraph/workflow", params={"path": "workflows/roundtrip.yaml"}).json()["graph"]
+    assert next(n for n in graph["nodes"] if n["id"] == "data")["pos"] == [10, 20]
 
 
 # --- previews ------------------------------------------------------------------------------
@@ -437,3 +440,55 @@ def test_a_missing_editor_library_is_a_clear_error(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(ui.app, "LITEGRAPH_DIR", tmp_path / "node_modules" / "litegraph.js")
     assert ui.app.main(["--root", str(tmp_path), "--upload-dir", str(tmp_path / "up")]) == 2
     assert "npm ci" in capsys.readouterr().err
+
+
+# --- saving keeps the file's text --------------------------------------------------------------
+
+
+SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "workflows").rglob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A copy of the repository's workflows (saving writes files), served as the editor serves them."""
+    from ui.config import UIConfig
+
+    root = tmp_path_factory.mktemp("shipped")
+    shutil.copytree(ROOT / "workflows", root / "workflows")
+    config = UIConfig.create(root, upload_dir=root / "uploads", cache_url=str(root / "cache"))
+    return config, EditorServer(config)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_saving_a_shipped_workflow_unchanged_is_a_no_op(shipped, name):
+    config, server = shipped
+    path = config.root / name
+    before = path.read_bytes()
+    graph, _ = server.open_workflow(name)
+    back = as_javascript(json.loads(json.dumps(graph)))  # what the page sends back, untouched
+    dest, text, moved = server.save(back, name, config.session_dir("9" * 32))
+    assert moved == [] and path.read_bytes() == before
+
+
+def test_an_edit_changes_only_its_own_line(shipped):
+    import difflib
+
+    config, server = shipped
+    name = "workflows/hdtf.yaml"
+    before = (config.root / name).read_text()
+    graph, _ = server.open_workflow(name)
+    graph = as_javascript(json.loads(json.dumps(graph)))
+    node = next(n for n in graph["nodes"] if n["id"] == "video")
+    node["params"]["chunk"] = 4
+    graph["layout"] = {"groups": [{"title": "audio", "bounding": [0, 0, 400, 300]}]}
+    server.save(graph, name, config.session_dir("9" * 32))
+    after = (config.root / name).read_text()
+    changed = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == [
+        "-    params: {checkpoint: ../assets/checkpoints/hdtf_flow_video_tiny.pt, matting: true, chunk: 8}",
+        "+    params: {checkpoint: ../assets/checkpoints/hdtf_flow_video_tiny.pt, matting: true, chunk: 4}",
+        "+layout:", "+  groups:", "+    - title: audio", "+      bounding: [0, 0, 400, 300]",
+    ]
+    assert load_workflow(config.root / name).layout == {"groups": [{"title": "audio", "bounding": [0, 0, 400, 300]}]}
+    assert "# " not in before or all(line in after for line in before.splitlines() if line.lstrip().startswith("#"))
