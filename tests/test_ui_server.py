@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -492,3 +493,94 @@ def test_an_edit_changes_only_its_own_line(shipped):
     ]
     assert load_workflow(config.root / name).layout == {"groups": [{"title": "audio", "bounding": [0, 0, 400, 300]}]}
     assert "# " not in before or all(line in after for line in before.splitlines() if line.lstrip().startswith("#"))
+
+
+# --- the run queue, previews on nodes -----------------------------------------------------------
+
+
+SLOW = {"path": None, "nodes": [
+    {"id": "t", "type": "Range", "params": {"num": 8}, "inputs": {}},
+    {"id": "slow", "type": "Slow", "params": {"steps": 100, "delay": 0.05}, "inputs": {"x": {"node": "t", "port": "array"}}},
+]}
+
+
+def test_runs_queue_in_order_and_cancel_stops_at_a_progress_point(project):
+    config, server = project
+    mine, theirs = config.session_dir("c" * 32), config.session_dir("d" * 32)
+    first, _ = server.start_run(SLOW, mine)
+    second, _ = server.start_run(SLOW, mine)
+    other, _ = server.start_run({"path": None, "nodes": SLOW["nodes"][:1]}, theirs)
+    deadline = time.time() + 60
+    while first.snapshot()["nodes"]["slow"].get("i", 0) < 3:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert second.waiting and other.waiting and server.queue.ahead_of(other) == 2
+    assert "waiting" in server.queue.describe() and "running" in server.queue.describe()
+    cancelled = server.cancel_runs(mine)  # the running one and the waiting one, not another page's
+    assert set(cancelled) == {first, second}
+    assert first.wait(30) and second.wait(30) and other.wait(60)
+    snap = first.snapshot()
+    assert snap["cancelled"] and snap["nodes"]["slow"]["state"] == "cancelled" and snap["nodes"]["slow"]["i"] < 100
+    assert snap["nodes"]["t"]["state"] == "done"
+    assert {s["state"] for s in second.snapshot()["nodes"].values()} == {"cancelled"}
+    assert other.snapshot()["ok"]  # ran after the cancelled ones, from the cache
+    assert other.snapshot()["nodes"]["t"]["state"] == "cached"
+
+
+def test_thumbnails_read_only_the_rows_they_show(tmp_path):
+    from graphcore.cache import CacheStore
+    from graphcore.types import TYPES
+    from ui.thumbnails import read_output, thumbnail
+
+    pytest.importorskip("nodes.types")  # registers Frames
+    frames_type = TYPES.get("Frames")
+    cache = CacheStore(str(tmp_path / "cache"))
+    frames = np.zeros((120, 32, 48, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(120, dtype=np.uint8)[:, None, None]
+    with cache.writer("k" * 64) as w:
+        w.save("frames", frames_type, frames)
+        w.commit({"node_id": "n", "node_type": "T"})
+
+    class NoWholeLoads:  # the cache, minus whole-entry reads
+        def __getattr__(self, name):
+            if name == "load":
+                raise AssertionError("a thumbnail read the whole entry")
+            return getattr(cache, name)
+
+    value, total = read_output(NoWholeLoads(), "k" * 64, "frames", frames_type)
+    assert total == 120 and value.shape == (3, 32, 48, 3)
+    assert [int(f[0, 0, 0]) for f in value] == [0, 60, 119]  # first, middle, last
+    thumb = thumbnail(value, TYPES.ancestors("Frames"), lambda p: True, total)
+    assert thumb["kind"] == "image" and thumb["src"].startswith("data:image/png;base64,")
+    assert thumb["label"] == "120 frames, 48×32"
+
+
+def test_morph_coeffs_preview_plots_expression_and_pose_over_time():
+    import dataclasses
+
+    from ui.thumbnails import thumbnail
+
+    @dataclasses.dataclass
+    class Coeffs:  # the fields of nodes.types.MorphCoeffs (ui never imports nodes)
+        shape: np.ndarray
+        expression: np.ndarray
+        pose: np.ndarray
+        error: np.ndarray
+        image_size: tuple
+
+    t = np.linspace(0, 6, 40)[:, None]
+    value = Coeffs(np.linspace(-1, 1, 60), np.sin(t * np.arange(33)), np.cos(t * np.arange(6)), np.zeros(40), (64, 64))
+    p = preview_value(value, {"MorphCoeffs"}, lambda p: True)
+    assert p.kind == "plot"
+    series = {name.split("[")[0] for name in p.curves}
+    assert series == {"expression", "pose"}  # not the identity (shape) vector, not the all-zero error
+    assert all(len(c) == 40 for c in p.curves.values()) and len([n for n in p.curves if n.startswith("expression")]) == 8
+    thumb = thumbnail(value, {"MorphCoeffs"}, lambda p: True)
+    assert [panel["title"] for panel in thumb["panels"]] == ["expression", "pose"]
+
+
+def test_a_float_parameter_written_as_an_integer_is_not_a_change(project):
+    _, server = project
+    assert server.param_equal("RandomArray", "scale", 2, 2.0)  # typed float: one value
+    assert not server.param_equal("Value", "value", 5, 5.0)  # untyped: two values (two cache keys)
+    assert not server.param_equal("MovingAverage", "window", 5, 7)

@@ -316,6 +316,10 @@ def build_blocks(server: EditorServer, initial: str | None = None) -> gr.Blocks:
                 yield (gr.skip(), f"Run {started.id} waits for {ahead} run{'s' if ahead != 1 else ''} ahead of it.",
                        gr.skip(), *skips[:5], server.queue.describe(), gr.skip())
                 started.wait_started(POLL_SECONDS * 2)
+            if not started.was_started:  # cancelled before its turn: the canvas stays with the run it shows
+                yield (gr.skip(), f"Run {started.id} was cancelled before it started.", gr.skip(), *skips[:5],
+                       server.queue.describe(), gr.skip())
+                return
             yield from stream_run(started, sdir)
 
         def stream_run(active: Run, sdir: Path) -> Iterator[tuple]:

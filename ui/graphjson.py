@@ -58,7 +58,8 @@ def widget_for(name: str, prop: dict[str, Any], defs: dict[str, Any], required: 
         w["default"] = prop["default"]
     kind = prop.get("type")
     if FILE_KEY in prop:
-        w.update(kind="file", mode=prop[FILE_KEY].get("mode", "read"), extensions=prop[FILE_KEY].get("extensions", []))
+        w.update(kind="file", mode=prop[FILE_KEY].get("mode", "read"), folder=bool(prop[FILE_KEY].get("folder")),
+                 extensions=prop[FILE_KEY].get("extensions", []))
     elif "enum" in prop:
         w.update(kind="combo", choices=list(prop["enum"]))
     elif "const" in prop:

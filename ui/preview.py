@@ -205,6 +205,8 @@ def time_series(fields: Mapping[str, Any]) -> dict[str, np.ndarray]:
     (> 1), e.g. a MorphCoeffs' expression (T, 33) and pose (T, 6) but not its identity (60,).
     Without such 2-D fields, 1-D fields of one common length T > 1."""
     numeric = {k: v for k, v in fields.items() if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and v.size}
+    if any(v.ndim == 2 for v in numeric.values()) and max(v.shape[0] for v in numeric.values() if v.ndim == 2) <= 1:
+        return {}  # one frame: nothing runs over time
     two_d = {k: v for k, v in numeric.items() if v.ndim == 2 and v.shape[0] > 1 and v.shape[1] <= MAX_SERIES}
     if two_d:
         t = max(v.shape[0] for v in two_d.values())

@@ -69,6 +69,7 @@ class Run:
         self.error: str = ""  # a failure of the run itself (not of a node)
         self.queued_at = self.started = time.time()
         self.cancel_event = threading.Event()
+        self.was_started = False  # False for a run cancelled before its turn came
         self._lock = threading.Lock()
         self._version = 0
         self._began = threading.Event()
@@ -80,22 +81,27 @@ class Run:
             self.start()
 
     def start(self) -> None:
+        with self._lock:
+            if self._began.is_set():  # cancelled while it waited: it never runs
+                return
+            self.was_started = True  # before _began: a page waiting on _began reads it next
+            self._began.set()
         self.started = time.time()
-        self._began.set()
         self._thread.start()
 
     def cancel(self) -> None:
         """Stop the run: if it has not started it never will; if it runs, the engine stops its
         running node at the next progress point and starts nothing more."""
         self.cancel_event.set()
-        if not self._began.is_set():
-            with self._lock:
-                for state in self.nodes.values():
-                    state.state = "cancelled"
-                self._append_log("cancelled before it started")
-                self._version += 1
+        with self._lock:
+            if self._began.is_set():
+                return
+            for state in self.nodes.values():
+                state.state = "cancelled"
+            self._append_log("cancelled before it started")
+            self._version += 1
             self._began.set()
-            self._done.set()
+        self._done.set()
 
     # --- the engine side ---
 

@@ -49,10 +49,11 @@ def rank(type_names: set[str]) -> int:
 
 def read_output(cache: Any, key: str, port: str, port_type: Any, rows: int = STRIP_FRAMES) -> tuple[Any, int | None]:
     """The output's value, or for an array with more than `rows` rows along its first (time)
-    axis and at least 3 dimensions only `rows` evenly spaced rows; with the full row count."""
-    from graphcore.types import ArrayType
+    axis and at least 3 dimensions only `rows` evenly spaced rows; with the full row count.
+    (Arrays are stored chunked along their first axis, time; a single image's is its height.)"""
+    from graphcore.types import TYPES, ArrayType
 
-    if isinstance(port_type, ArrayType):
+    if isinstance(port_type, ArrayType) and "Image" not in TYPES.ancestors(port_type.name):
         try:
             group = cache.open_outputs(key)
             array = group[port]["value"] if group is not None else None

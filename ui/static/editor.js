@@ -893,6 +893,11 @@
       previews[id] = p;
     }
     applyView();
+    // Nodes grow by their preview. Laid out by the editor (nothing placed by the user or the
+    // file): lay them out again, so that none covers another.
+    if (Object.keys(more || {}).length && graph._nodes.every(function (n) { return !n.tgHadPos; }) && !placed()) {
+      TG.arrange(null, false);
+    }
     graph.setDirtyCanvas(true, true);
   };
 

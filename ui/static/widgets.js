@@ -61,7 +61,7 @@
     const w = node.addWidget("text", spec.name, shown === undefined || shown === null ? "" : String(shown), function (v) {
       setParam(node, spec.name, v === "" ? undefined : String(v));
     });
-    if (spec.mode === "read") {
+    if ((spec.mode === "read" || spec.mode === "read-path") && !spec.folder) { // a file to read: it may come from this machine
       node.addWidget("button", "upload " + spec.name + "…", null, function () {
         TG.pickFile(spec.extensions || [], function (path) {
           w.value = path;
