@@ -173,3 +173,28 @@ def test_cli_allow_root_refuses_paths_outside(tmp_path):
     assert graphrun("validate", wf).returncode == 0
     assert graphrun("validate", wf, "--allow-root", tmp_path).returncode == 0
     assert not Path(tmp_path / "outside.npy").exists()
+
+
+def test_every_parameter_that_names_a_file_or_folder_is_declared_as_a_path():
+    """DESIGN §7: paths are typed. A str parameter whose name says it is a place (path, dir,
+    folder, file, checkpoint, weights, dataset) must be InputFile/InputPath/OutputFile/
+    OutputFolder/OutputPath, so that validation and the editor keep it inside the allowed roots."""
+    import re
+    import typing
+
+    from graphcore.registry import build_registry
+
+    registry = build_registry(env=False)
+    assert not registry.errors, registry.errors
+    place = re.compile(r"(^|_)(path|dir|folder|file|checkpoint|weights|dataset)s?($|_)")
+    bare = []
+    for cls in registry.all():
+        declared = file_params(cls.Params)
+        for name, field in cls.Params.model_fields.items():
+            types = typing.get_args(field.annotation) or (field.annotation,)
+            if str in types and place.search(name) and name not in declared:
+                bare.append(f"{cls.type_name}.{name}")
+        for name, port in cls.inputs.items():
+            if place.search(name) and port.port_type.name == "String":
+                bare.append(f"{cls.type_name}.{name} (a String input: make it Path)")
+    assert bare == []
