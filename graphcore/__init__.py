@@ -5,6 +5,7 @@ types through the registry (entry-point group `graphrun.nodes`).
 """
 from .node import (
     CachePolicy,
+    FileSource,
     In,
     InputFile,
     InputPath,
@@ -31,7 +32,7 @@ from .types import (
 )
 
 __all__ = [
-    "CachePolicy", "In", "InputFile", "InputPath", "Node", "NodeError", "NoParams", "Out", "OutputFile", "OutputFolder",
-    "OutputPath", "Port", "RunCancelled", "RunContext",
+    "CachePolicy", "FileSource", "In", "InputFile", "InputPath", "Node", "NodeError", "NoParams", "Out", "OutputFile",
+    "OutputFolder", "OutputPath", "Port", "RunCancelled", "RunContext",
     "ArrayType", "CheckpointBlob", "PortType", "RecordType", "ObjectType", "TypeValidationError", "TYPES", "register_type",
 ]

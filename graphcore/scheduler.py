@@ -327,7 +327,7 @@ class Scheduler:
                     waiting[child].discard(node_id)
                     if not waiting[child] and child not in in_flight:
                         ready.append(child)
-            elif getattr(outcome, "cancelled", False):
+            elif isinstance(outcome, NodeFailure) and outcome.cancelled:
                 self.record_cancelled(outcome.node_id, outcome.message)
                 if node_id != outcome.node_id:
                     self.record_cancelled(node_id, outcome.message)
