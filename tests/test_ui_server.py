@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fastapi.testclient import TestClient
-from ui_testkit import ROOT, as_javascript, make_project
+from ui_testkit import ROOT, as_javascript, browser_client, make_project
 
 from graphcore.keys import compute_keys
 from graphcore.loader import dump_workflow, load_workflow, parse_workflow
@@ -32,11 +31,6 @@ def project(tmp_path: Path):
     server = EditorServer(config)
     assert not server.registry.errors, server.registry.errors
     return config, server
-
-
-def browser_client(app, config) -> TestClient:
-    """A client that reaches the app as the browser does: by a loopback name, with the launch token."""
-    return TestClient(app, base_url="http://127.0.0.1", headers={"X-TalkGraph-Token": config.token})
 
 
 @pytest.fixture()

@@ -200,6 +200,13 @@ def make_project(root: Path) -> UIConfig:
                            plugin_paths=[str(root / "plugins" / "wobble.py")])
 
 
+def browser_client(app: Any, config: UIConfig) -> Any:
+    """A TestClient that reaches the app as the browser does: by a loopback name, with the launch token."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1", headers={"X-TalkGraph-Token": config.token})
+
+
 def as_javascript(value: Any) -> Any:
     """What a value looks like after a trip through the browser: JSON numbers lose 5.0 vs 5."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
