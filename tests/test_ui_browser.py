@@ -675,6 +675,25 @@ def test_a_second_run_is_queued_and_cancel_stops_at_the_next_progress_point(page
     assert page.evaluate("TalkGraph.nodeStates().t.status") == "cached"
 
 
+def test_a_tab_opened_during_a_run_stays_open_when_the_run_ends(page):
+    """The cause of the old flaky Outputs click (issue 17): the Run tab used to be selected when a
+    run *ended* (an event chained after the run stream), i.e. under whatever the user had opened
+    meanwhile, so the Outputs dropdown vanished under the click. It is selected with the run's
+    first answer only."""
+    page.evaluate(SLOW_GRAPH, 60)
+    page.click("#tg-run")
+    page.wait_for_function("() => TalkGraph.nodeStates().slow.status === 'running'", timeout=60_000)
+    open_tab(page, "Outputs", "#tg-output input")
+    assert page.evaluate("TalkGraph.nodeStates().slow.status") == "running", "the run ended too soon to tell"
+    page.wait_for_function("() => TalkGraph.nodeStates().after.status === 'done'", timeout=120_000)
+    # the run's last answer (the message beside the canvas: the Run tab's summary is not drawn now)
+    page.wait_for_function("() => document.querySelector('#tg-message').innerText.startsWith('Finished')")
+    page.click("#tg-output input")
+    page.get_by_role("option", name="after.metrics", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#tg-out-summary').textContent.trim().length > 0")
+    assert page.locator("button[role=tab][aria-selected=true]").inner_text().strip() == "Outputs"
+
+
 def test_previews_are_drawn_on_the_nodes_after_a_run(page):
     page.evaluate("""() => TalkGraph.load({path: null, description: "", nodes: [
         {id: "clip", type: "WriteClip", params: {frames: 20, path: "out/preview_clip.mp4"}, inputs: {}, pos: [40, 40]},
