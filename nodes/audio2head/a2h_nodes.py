@@ -19,7 +19,7 @@ from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
-from nodes.weights import missing_weights_hint
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
 
@@ -188,6 +188,7 @@ class KeypointRenderer(Node):
             "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
+        official: OfficialMode = official_mode_field("align_corners=False warps and resizes, the reference cv2-resized to 256")
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -195,7 +196,8 @@ class KeypointRenderer(Node):
 
         p = self.params
         _check_keypoints(keypoints, "keypoints")
-        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint, config=official_config(
+            p.official, {"renderer": {"align_corners": False}}, {"renderer": {"align_corners": True}}))
         renderer = models.renderer
         if renderer.cfg.align_corners:
             ref = _resized(reference, p.size, "KeypointRenderer")

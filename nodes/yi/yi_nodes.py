@@ -21,7 +21,7 @@ from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
-from nodes.weights import missing_weights_hint
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
 
@@ -186,12 +186,14 @@ class MemoryGAN(Node):
         smoothing: float = Field(2.0, ge=0, le=50, description="temporal smoothing of retrieved features (Gaussian sigma, frames)")
         size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
+        official: OfficialMode = official_mode_field("the memory's key encoder reads ImageNet-normalised frames")
 
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
 
         p = self.params
-        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint,
+                                      config=official_config(p.official, {"official": True}, {"official": False}))
         if len(rendered) == 0:
             raise NodeError("MemoryGAN: no rendered frames")
         size = p.size or int(export.get("data", {}).get("frame_size", [0])[0]) or None
