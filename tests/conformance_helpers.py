@@ -8,12 +8,18 @@ BatchNorm `running_var` = `1 + 0.1 * rand(shape)` and `num_batches_tracked` = 0;
 official code computes at construction (rule "computed" in the list, e.g. sinusoidal position
 tables) are rebuilt by the test that needs them.
 
+A second rule, "scaled", keeps signals alive through deep conv/BatchNorm stacks, where under
+the base rule (norm scales ~0.05) a network's output can stop depending on its inputs: tensors
+of 2+ dims `randn / sqrt(fan_in)` (fan_in = prod(shape[1:])), 1-D `*weight` entries (norm
+scales) `1 + 0.1 * randn`, other 1-D entries `randn * 0.05`; the rest as the base rule.
+
 Fixtures live in `$TALKGRAPH_CONFORMANCE_DIR/<family>/` when that variable is set, else in
 tests/conformance/<family>/.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +34,7 @@ def fixture_dir(family: str) -> Path:
     return root / family
 
 
-def seeded_tensor(entry: dict, index: int, seed: int) -> torch.Tensor:
+def seeded_tensor(entry: dict, index: int, seed: int, rule: str = "base") -> torch.Tensor:
     shape, dtype = tuple(entry["shape"]), getattr(torch, entry["dtype"])
     key = entry["key"]
     if key.endswith("num_batches_tracked"):
@@ -36,11 +42,17 @@ def seeded_tensor(entry: dict, index: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 100003 + index)
     if key.endswith("running_var"):
         return (1 + 0.1 * torch.rand(shape, generator=g)).to(dtype)
+    if rule == "scaled" and len(shape) >= 2:
+        return (torch.randn(shape, generator=g) / math.prod(shape[1:]) ** 0.5).to(dtype)
+    if rule == "scaled" and key.endswith("weight"):
+        return (1 + 0.1 * torch.randn(shape, generator=g)).to(dtype)
+    if rule not in ("base", "scaled"):
+        raise ValueError(f"unknown weight rule {rule!r} (base or scaled)")
     return (torch.randn(shape, generator=g) * 0.05).to(dtype)
 
 
-def seeded_official_state(keys_file: Path, seed: int,
-                          computed: Callable[[str, tuple[int, ...]], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def seeded_official_state(keys_file: Path, seed: int, computed: Callable[[str, tuple[int, ...]], torch.Tensor] | None = None,
+                          rule: str = "base") -> dict[str, torch.Tensor]:
     """The official-layout state dict the rule gives for a fixture's keys.json."""
     entries = json.loads(Path(keys_file).read_text())["entries"]
     state = {}
@@ -50,5 +62,5 @@ def seeded_official_state(keys_file: Path, seed: int,
                 raise ValueError(f"{keys_file}: entry {e['key']} is computed by the official code; pass `computed`")
             state[e["key"]] = computed(e["key"], tuple(e["shape"]))
         else:
-            state[e["key"]] = seeded_tensor(e, i, seed)
+            state[e["key"]] = seeded_tensor(e, i, seed, rule)
     return state

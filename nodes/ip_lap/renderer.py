@@ -33,7 +33,7 @@ class RendererConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     arch: str = "renderer"
-    size: int = Field(128, description="face crop side (the network's layout fixes 128)")
+    size: int = Field(128, ge=16, le=1024, description="face crop side in pixels (paper 128); even")
     sketches: int = Field(5, ge=1, le=15, description="2k + 1 target sketches around the frame")
     c1: int = Field(32, ge=4, description="channels of h¹ (full resolution)")
     c2: int = Field(256, ge=4, description="channels of h² (half resolution); a multiple of 4 (PixelShuffle)")
@@ -60,19 +60,26 @@ class AlignmentModule(nn.Module):
         self.weight = nn.Sequential(nn.Conv2d(c2 // 4, cfg.weight_hidden, 7, padding=3), nn.ReLU(),
                                     nn.Conv2d(cfg.weight_hidden, 1, 7, padding=3), nn.Sigmoid())
 
+    def encode(self, ref_images: torch.Tensor, ref_sketches: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """h¹, h² of each reference, (B, N, 3, H, W) twice -> N pairs. They do not depend on the
+        target, so inference computes them once per clip."""
+        out = []
+        for i in range(ref_images.shape[1]):
+            h1 = self.enc1(torch.cat([ref_images[:, i], ref_sketches[:, i]], dim=1))
+            out.append((h1, self.enc2(h1)))
+        return out
+
     def forward(self, ref_images: torch.Tensor, ref_sketches: torch.Tensor, target_sketches: torch.Tensor,
-                return_fields: bool = False):
-        """ref_images, ref_sketches (B, N, 3, H, W); target_sketches (B, 2k+1, 3, H, W)."""
+                encoded: list[tuple[torch.Tensor, torch.Tensor]] | None = None, return_fields: bool = False):
+        """ref_images, ref_sketches (B, N, 3, H, W); target_sketches (B, 2k+1, 3, H, W);
+        `encoded`: this batch's `encode(ref_images, ref_sketches)`, when already computed."""
         driving = target_sketches.flatten(1, 2)            # (B, 3(2k+1), H, W)
         half = ref_images.shape[-1] // 2
         driving_half = nearest(driving, half)
         sums = [0.0, 0.0, 0.0]
         total = 0.0
         fields = []
-        for i in range(ref_images.shape[1]):
-            image = ref_images[:, i]
-            h1 = self.enc1(torch.cat([image, ref_sketches[:, i]], dim=1))
-            h2 = self.enc2(h1)
+        for i, (h1, h2) in enumerate(encoded if encoded is not None else self.encode(ref_images, ref_sketches)):
             x = self.spade2(self.spade1(h2, driving_half), driving_half)
             x = self.spade3(self.up(x), driving)
             flow, w = self.flow(x), self.weight(x)            # eq. 13 and the weight w_i
@@ -80,7 +87,7 @@ class AlignmentModule(nn.Module):
             w_half = nearest(w, half)
             sums[0] = sums[0] + warp(h1, grid) * w
             sums[1] = sums[1] + warp(h2, grid) * w_half
-            sums[2] = sums[2] + warp(image, grid) * w
+            sums[2] = sums[2] + warp(ref_images[:, i], grid) * w
             total = total + w
             if return_fields:
                 fields.append((flow, w))
@@ -136,8 +143,9 @@ class VideoRenderer(nn.Module):
         self.translation = TranslationModule(cfg)
 
     def forward(self, face: torch.Tensor, target_sketches: torch.Tensor, ref_images: torch.Tensor,
-                ref_sketches: torch.Tensor, mel: torch.Tensor) -> dict[str, torch.Tensor]:
-        h1_bar, h2_bar, image_bar = self.alignment(ref_images, ref_sketches, target_sketches)
+                ref_sketches: torch.Tensor, mel: torch.Tensor,
+                encoded: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+        h1_bar, h2_bar, image_bar = self.alignment(ref_images, ref_sketches, target_sketches, encoded)
         out = self.translation(mask_lower_half(face), target_sketches, image_bar, h1_bar, h2_bar, mel)
         return {"face": out, "warped": image_bar}
 
@@ -146,8 +154,9 @@ CONFIG = RendererConfig
 PRESETS = {
     # the official Renderer (flow_module + translation), its VGG-19 aside
     "paper": RendererConfig(),
-    "tiny": RendererConfig(c1=16, c2=64, spade_hidden=32, audio_widths=(16, 32, 48, 64), audio_dim=128, adain_hidden=32,
-                           weight_hidden=16),
+    # CPU: 64-px faces (a quarter of the pixels) and narrow layers; one reference costs ~20 ms per frame here
+    "tiny": RendererConfig(size=64, c1=8, c2=48, spade_hidden=16, audio_widths=(8, 16, 32, 48), audio_dim=64, adain_hidden=16,
+                           weight_hidden=8),
 }
 
 
