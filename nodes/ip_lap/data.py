@@ -28,9 +28,10 @@ from .pipeline import FaceTrack
 class FaceClips:
     """The clips of one split with what IP_LAP needs, computed once per clip."""
 
-    def __init__(self, dataset: str, split: str = "train", *, size: int = 128, margin: float = 25, min_frames: int = 25) -> None:
+    def __init__(self, dataset: str, split: str = "train", *, size: int = 128, margin: float = 25, min_frames: int = 25,
+                 images: bool = True) -> None:
         self.store = ClipStore(dataset, split, fields=(), min_frames=min_frames)
-        self.size, self.margin = size, margin
+        self.size, self.margin, self.images = size, margin, images
         self._cache: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -40,7 +41,8 @@ class FaceClips:
         return {**self.store.describe(), "face_size": self.size, "margin": self.margin}
 
     def clip(self, k: int) -> dict[str, Any]:
-        """The k-th clip's face track, sketches (uint8) and mel windows (T, 80, 16); frames are not kept."""
+        """The k-th clip's face track, sketches (uint8; None without `images`) and mel windows
+        (T, 80, 16); frames are not kept."""
         if k not in self._cache:
             clip = self.store.dataset.clip(self.store.clip_ids[k])
             frames = np.asarray(clip.frames[...])
@@ -49,7 +51,7 @@ class FaceClips:
                 track = FaceTrack.from_frames(frames, landmarks, self.margin, self.size)
             except ValueError as exc:
                 raise ValueError(f"clip {clip.name}: {exc}") from None
-            sketches = np.stack([np.round(track.sketch(t)).astype(np.uint8) for t in range(len(track))])
+            sketches = np.stack([np.round(track.sketch(t)).astype(np.uint8) for t in range(len(track))]) if self.images else None
             mels = clip_features(clip, "mel", self.store.dataset.fps).transpose(0, 2, 1)  # (T, 80, 16)
             self._cache[k] = {"track": track, "sketches": sketches, "mels": np.ascontiguousarray(mels, np.float32),
                               "name": clip.name}

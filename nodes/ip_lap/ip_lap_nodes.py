@@ -9,12 +9,12 @@ references from the video itself. Heavy imports stay inside functions.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.bundled import fallback
 from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
@@ -162,6 +162,8 @@ class LandmarkRenderer(_IPLAPNode):
         references: int = Field(0, ge=0, le=1024, description="N reference images; 0: 1/5 of the video length (paper)")
         margin: float = Field(25, ge=0, le=500, description="face box margin in pixels (official inference: 25)")
         batch: int = Field(8, ge=1, le=256, description="frames per forward pass")
+        paste: Literal["face", "lower"] = Field("face", description="paste-back mask: the whole face (paper, Fig. 3) "
+                                                                 "or only the lower face (keeps the video's eyes and brows)")
 
     def run(self, ctx: RunContext, frames: np.ndarray, landmarks: np.ndarray, driving: np.ndarray, features: FeatureSeq,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -186,7 +188,7 @@ class LandmarkRenderer(_IPLAPNode):
         bgr = is_bgr(export)
         faces, info = render_faces(model, track, content, mels, p.references, ctx.device, p.batch, bgr,
                                    progress=lambda i, n: ctx.progress(i, n, "frames"))
-        out, masks = paste_faces(frames, track, faces, landmarks, content)
+        out, masks = paste_faces(frames, track, faces, landmarks, content, p.paste)
         ctx.log(f"{len(out)} frames rendered with {info['references']} reference frames "
                 f"({'BGR, official' if bgr else 'RGB'} checkpoint, {model.cfg.size}px faces)")
         sketches = np.clip(np.round(info["sketches"]), 0, 255).astype(np.uint8)
@@ -263,3 +265,60 @@ class TrainLandmarkRenderer(Node):
             lambda_w=p.lambda_w, lambda_r=p.lambda_r, style=p.style, lambda_g=p.lambda_g, lambda_f=p.lambda_f,
             disc_channels=p.disc_channels, vgg_weights=str(ctx.resolve_path(p.vgg_weights)) if p.vgg_weights else None)
         return run_training(ctx, "TrainLandmarkRenderer", lambda: RendererTask(settings), p)
+
+
+class EvaluateIPLAP(Node):
+    """IP_LAP Table 1 (reconstruction: each held-out clip dubbed with its own speech) and Table 5
+    (number of reference images) on a dataset's held-out clips: PSNR, SSIM (frames and face box),
+    LMD / LipLMD, CSIM (ArcFace weights or the documented fallback) and the landmark generator's
+    error. Writes the table as markdown when `path` is set (nodes/ip_lap/evaluate.py)."""
+
+    category = "ip_lap/evaluate"
+    code_dependencies = (*_MODEL, "nodes.ip_lap.evaluate", "nodes.metrics.image_quality", "nodes.face.landmarks",
+                         "nodes.face.fitting", "nodes.face.model", "nodes.yi.identity", "trainers.data.clips",
+                         "nodes.synth.dataset", "nodes.audio.features", "nodes.io.media")
+    inputs = {
+        "dataset": _DATASET,
+        "generator": In("Checkpoint", "landmark generator (overrides generator_checkpoint)", optional=True),
+        "renderer": In("Checkpoint", "renderer (overrides renderer_checkpoint)", optional=True),
+    }
+    outputs = {"metrics": Out("Metrics", "the table's rows and the landmark error")}
+
+    class Params(BaseModel):
+        generator_checkpoint: str = _checkpoint_param("landmark_generator")
+        renderer_checkpoint: str = _checkpoint_param("renderer")
+        splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="held-out splits to evaluate")
+        max_frames: int = Field(50, ge=5, le=10000, description="frames per clip (from its start)")
+        references: list[int] = Field(default_factory=lambda: [1, 5, 10, 25], description="Table 5: reference counts N to compare")
+        margin: float = Field(25, ge=0, le=500, description="face box margin in pixels")
+        arcface_weights: str = InputFile("", description="arcface_torch IResNet weights for CSIM; empty: the fallback")
+        path: str = OutputFile("", description="also write the table here as markdown", extensions=(".md",))
+
+    def implicit_files(self, connected: frozenset[str]) -> dict:
+        p = self.params
+        return {**fallback("bundled landmark generator", p.generator_checkpoint, BUNDLED["landmark_generator"], connected, "generator"),
+                **fallback("bundled renderer", p.renderer_checkpoint, BUNDLED["renderer"], connected, "renderer")}
+
+    def run(self, ctx: RunContext, dataset: str, generator: CheckpointBlob | None = None,
+            renderer: CheckpointBlob | None = None) -> dict[str, Any]:
+        from .checkpoints import checkpoint_source, is_bgr, load_model
+        from .evaluate import evaluate, table_markdown
+
+        p = self.params
+        path = dataset_path(ctx, dataset, "EvaluateIPLAP")
+        gen, _ = load_model(checkpoint_source(ctx.resolve_path, p.generator_checkpoint, generator, "landmark_generator"),
+                            "landmark_generator", ctx.device)
+        ren, export = load_model(checkpoint_source(ctx.resolve_path, p.renderer_checkpoint, renderer, "renderer"), "renderer", ctx.device)
+        try:
+            result = evaluate(path, gen, ren, splits=tuple(p.splits), max_frames=p.max_frames, references=tuple(p.references),
+                              margin=p.margin, renderer_bgr=is_bgr(export),
+                              arcface_weights=str(ctx.resolve_path(p.arcface_weights)) if p.arcface_weights else None,
+                              device=ctx.device, progress=lambda i, n: ctx.progress(i, n, "renders"), log=ctx.log)
+        except ValueError as exc:
+            raise NodeError(f"EvaluateIPLAP: {exc}") from None
+        if p.path:
+            out = ctx.resolve_path(p.path)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(table_markdown(result), encoding="utf-8")
+            ctx.log(f"wrote {out}")
+        return {"metrics": result}

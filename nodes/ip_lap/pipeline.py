@@ -53,6 +53,7 @@ class FaceTrack:
     content: np.ndarray    # (T, 2, 57)
     crops: np.ndarray      # (T, 128, 128, 3) uint8, the frames' channel order
     openness: np.ndarray   # (T,)
+    size: int = fm.SKETCH_SIZE  # side of the crops and sketches
 
     @classmethod
     def from_frames(cls, frames: np.ndarray, landmarks: np.ndarray, margin: float = 25,
@@ -74,15 +75,16 @@ class FaceTrack:
             poses.append(pose)
             contents.append(content)
             crops.append(fm.crop_face(frames[t], box, size))
-        return cls(hw, boxes, np.stack(poses), np.stack(contents), np.stack(crops), fm.lip_openness(norm))
+        return cls(hw, boxes, np.stack(poses), np.stack(contents), np.stack(crops), fm.lip_openness(norm), size)
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def sketch(self, t: int, content: np.ndarray | None = None) -> np.ndarray:
-        """The sketch of frame t (float32 (128, 128, 3) in [0, 224]), with other jaw/lip points if given."""
+        """The sketch of frame t (float32 (size, size, 3) in [0, 224]), with other jaw/lip points if given."""
         box = self.boxes[t]
-        return fm.draw_sketch(fm.full_131(self.pose[t], self.content[t] if content is None else content), (box.height, box.width))
+        points = fm.full_131(self.pose[t], self.content[t] if content is None else content)
+        return fm.draw_sketch(points, (box.height, box.width), self.size)
 
 
 def template_indices(n_video: int, n_out: int) -> np.ndarray:
@@ -165,7 +167,9 @@ def render_faces(model, track: FaceTrack, content: np.ndarray, mels: np.ndarray,
     return out, {"references": n_ref, "reference_frames": refs.tolist(), "sketches": sketches}
 
 
-MASK_POINTS = np.array(fm.OVAL + fm.RIGHT_BROW[0] + fm.LEFT_BROW[0])  # face outline: lower oval and brow tops
+# the paste-back mask's outline: the whole face (lower oval and brow tops, as the paper's Fig. 3),
+# or only the lower face (the oval from temple to temple and the nose base)
+MASK_POINTS = {"face": np.array(fm.OVAL + fm.RIGHT_BROW[0] + fm.LEFT_BROW[0]), "lower": np.array(fm.OVAL + fm.NOSE_BASE)}
 
 
 def face_mask(points_px: np.ndarray, frame_hw: tuple[int, int], blur: int = 21, sigma: float = 11) -> np.ndarray:
@@ -179,9 +183,10 @@ def face_mask(points_px: np.ndarray, frame_hw: tuple[int, int], blur: int = 21, 
 
 
 def paste_faces(frames: np.ndarray, track: FaceTrack, faces: np.ndarray, landmarks: np.ndarray,
-                content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                content: np.ndarray, region: str = "face") -> tuple[np.ndarray, np.ndarray]:
     """Full frames (T_out, H, W, 3) with the generated faces pasted into their boxes through a
-    blurred face mask, and the masks (T_out, H, W)."""
+    blurred mask of the face (`region` "face") or of the lower face only ("lower"), and the
+    masks (T_out, H, W)."""
     import cv2
 
     idx = template_indices(len(track), len(faces))
@@ -193,7 +198,7 @@ def paste_faces(frames: np.ndarray, track: FaceTrack, faces: np.ndarray, landmar
         pasted = original.copy()
         pasted[box.y1:box.y2, box.x1:box.x2] = cv2.resize(faces[t], (box.width, box.height))
         new_pts = fm.from_box(content[t].T, box)
-        pts = np.concatenate([landmarks[j, MASK_POINTS, :2], new_pts])
+        pts = np.concatenate([landmarks[j, MASK_POINTS[region], :2], new_pts])
         masks[t] = face_mask(pts, track.frame_hw)
         a = masks[t][..., None]
         out[t] = np.clip(pasted * a + original * (1 - a) + 0.5, 0, 255).astype(np.uint8)

@@ -39,7 +39,7 @@ class LandmarkGeneratorTask(TrainTask):
         self.s = settings
         self.cfg = model_config("landmark_generator", settings.preset)
         self.clips = FaceClips(settings.dataset, settings.split, margin=settings.margin,
-                               min_frames=self.cfg.frames + settings.references)
+                               min_frames=self.cfg.frames + settings.references, images=False)
 
     def build(self) -> None:
         self.generator = create_model("landmark_generator", self.cfg)
