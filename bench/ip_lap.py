@@ -32,8 +32,8 @@ def renderer_fps(preset: str, size: int, refs: int, frames: int, chunk: int, dev
     from nodes.ip_lap.models import create_model, model_config
 
     torch.manual_seed(0)
-    cfg = {**model_config("renderer", preset).model_dump(), "size": size}
-    m = create_model("renderer", cfg).to(device).eval()
+    cfg = {**model_config("ip_lap_renderer", preset).model_dump(), "size": size}
+    m = create_model("ip_lap_renderer", cfg).to(device).eval()
     ref_img = torch.rand(1, refs, 3, size, size, device=device).expand(chunk, -1, -1, -1, -1)
     ref_sk = torch.rand(1, refs, 3, size, size, device=device).expand(chunk, -1, -1, -1, -1)
     face, sketches = torch.rand(chunk, 3, size, size, device=device), torch.rand(chunk, 5, 3, size, size, device=device)
@@ -55,7 +55,7 @@ def generator_ms_per_frame(preset: str, device: str, windows: int = 16) -> float
 
     from nodes.ip_lap.models import create_model
 
-    m = create_model("landmark_generator", preset).to(device).eval()
+    m = create_model("ip_lap_landmark_generator", preset).to(device).eval()
     args = (torch.randn(windows, 5, 80, 16, device=device), torch.rand(windows, 5, 2, 74, device=device),
             torch.rand(windows, 15, 2, 74, device=device), torch.rand(windows, 15, 2, 57, device=device))
     with torch.no_grad(), _autocast(device):

@@ -62,13 +62,13 @@ def test_continuity_loss_ignores_a_constant_offset_but_not_motion():
     assert landmark_continuity(moved, target).item() > 0.1
 
 
-@pytest.mark.parametrize("arch", ["landmark_generator", "renderer"])
+@pytest.mark.parametrize("arch", ["ip_lap_landmark_generator", "ip_lap_renderer"])
 def test_tiny_networks_shapes_and_gradients(arch):
     from nodes.ip_lap.models import create_model
 
     torch.manual_seed(0)
     m = create_model(arch, "tiny")
-    if arch == "landmark_generator":
+    if arch == "ip_lap_landmark_generator":
         out = m(torch.randn(2, 5, 80, 16), torch.rand(2, 5, 2, 74), torch.rand(2, 3, 2, 74), torch.rand(2, 3, 2, 57))
         assert out.shape == (2, 5, 2, 57)
         out.abs().mean().backward()
@@ -85,7 +85,7 @@ def test_reference_encodings_once_per_clip_give_the_same_faces():
     from nodes.ip_lap.models import create_model
 
     torch.manual_seed(1)
-    m = create_model("renderer", "tiny").eval()
+    m = create_model("ip_lap_renderer", "tiny").eval()
     s = m.cfg.size
     args = (torch.rand(3, 3, s, s), torch.rand(3, 5, 3, s, s), torch.rand(1, 4, 3, s, s).expand(3, -1, -1, -1, -1),
             torch.rand(1, 4, 3, s, s).expand(3, -1, -1, -1, -1), torch.randn(3, 80, 16))

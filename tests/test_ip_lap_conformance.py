@@ -56,12 +56,12 @@ def imported(request, tmp_path_factory):
 
 def test_official_parameter_counts_match_the_fixtures():
     from nodes.ip_lap.models import preset_parameter_counts
-    from nodes.ip_lap.official import OFFICIAL_PARAMETERS
+    from nodes.ip_lap.official import GENERATOR, OFFICIAL_PARAMETERS, RENDERER
 
-    for arch in ("landmark_generator", "renderer"):
-        assert json.loads((FIX / arch / "keys.json").read_text())["parameters"] == OFFICIAL_PARAMETERS[arch]
-    assert preset_parameter_counts("landmark_generator")["paper"] == OFFICIAL_PARAMETERS["landmark_generator"]
-    assert preset_parameter_counts("renderer")["paper"] == OFFICIAL_PARAMETERS["renderer"] - OFFICIAL_PARAMETERS["renderer_vgg19"]
+    for folder, arch in (("landmark_generator", GENERATOR), ("renderer", RENDERER)):
+        assert json.loads((FIX / folder / "keys.json").read_text())["parameters"] == OFFICIAL_PARAMETERS[arch]
+    assert preset_parameter_counts(GENERATOR)["paper"] == OFFICIAL_PARAMETERS[GENERATOR]
+    assert preset_parameter_counts(RENDERER)["paper"] == OFFICIAL_PARAMETERS[RENDERER] - OFFICIAL_PARAMETERS["vgg19"]
 
 
 def _landmark_inputs():
@@ -73,7 +73,7 @@ def _landmark_inputs():
 def test_landmark_generator_matches_official(imported):
     from nodes.ip_lap.checkpoints import is_bgr, load_model
 
-    model, export = load_model(imported["landmark_generator"], "landmark_generator")
+    model, export = load_model(imported["landmark_generator"], "ip_lap_landmark_generator")
     assert is_bgr(export)
     with torch.no_grad():
         out = model(*_landmark_inputs())
@@ -91,7 +91,7 @@ def test_landmark_generator_check_can_fail(imported):
 
     if imported["rule"] != "scaled":
         pytest.skip("the base rule's outputs do not depend on the inputs")
-    model, _ = load_model(imported["landmark_generator"], "landmark_generator")
+    model, _ = load_model(imported["landmark_generator"], "ip_lap_landmark_generator")
     mels, pose, ref_pose, ref_content = _landmark_inputs()
     wrong = mels.reshape(*mels.shape[:2], 16, 80).transpose(2, 3).contiguous()  # same numbers, other layout
     with torch.no_grad():
@@ -104,7 +104,7 @@ def test_renderer_and_its_perceptual_loss_match_official(imported):
     from nodes.ip_lap.checkpoints import load_model
     from nodes.ip_lap.losses import VGGPerceptual
 
-    model, _ = load_model(imported["renderer"], "renderer")
+    model, _ = load_model(imported["renderer"], "ip_lap_renderer")
     i, want = np.load(FIX / "renderer" / "inputs.npz"), np.load(FIX / "renderer" / imported["outputs"])
 
     def f(a):

@@ -12,14 +12,14 @@ from trainers.exports import read_model_export
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINERS = {
-    "landmark_generator": "the TrainLandmarkGenerator node (workflows/train_ip_lap.yaml), or import the official "
+    "ip_lap_landmark_generator": "the TrainLandmarkGenerator node (workflows/train_ip_lap.yaml), or import the official "
                           "landmarkgenerator_checkpoint.pth with `graphrun weights import ip_lap FILE`",
-    "renderer": "the TrainLandmarkRenderer node (workflows/train_ip_lap.yaml), or import the official "
+    "ip_lap_renderer": "the TrainLandmarkRenderer node (workflows/train_ip_lap.yaml), or import the official "
                 "renderer_checkpoint.pth with `graphrun weights import ip_lap FILE`",
 }
 BUNDLED = {
-    "landmark_generator": "assets/checkpoints/ip_lap/landmark_generator_tiny.pt",
-    "renderer": "assets/checkpoints/ip_lap/renderer_tiny.pt",
+    "ip_lap_landmark_generator": "assets/checkpoints/ip_lap/landmark_generator_tiny.pt",
+    "ip_lap_renderer": "assets/checkpoints/ip_lap/renderer_tiny.pt",
 }
 
 
@@ -35,7 +35,7 @@ def load_model(source: str | os.PathLike | CheckpointBlob, arch: str, device: st
     from .models import create_model
 
     export = read_model_export(source, arch, f"train one with {TRAINERS[arch]}")
-    cfg = {k: v for k, v in export["model_config"].items()}
+    cfg = {k: v for k, v in export["model_config"].items() if k != "arch"}
     model = create_model(arch, cfg)
     model.load_state_dict(export["generator"])
     return model.to(device).eval(), export

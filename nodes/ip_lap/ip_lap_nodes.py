@@ -39,7 +39,8 @@ def _counts(arch: str) -> dict[str, Any]:
     from .models import preset_parameter_counts
     from .official import OFFICIAL_PARAMETERS
 
-    return {"parameters": preset_parameter_counts(arch), "official_parameters": OFFICIAL_PARAMETERS[arch]}
+    return {"parameters": preset_parameter_counts(arch), "official_parameters": OFFICIAL_PARAMETERS[arch],
+            **({"official_vgg19_parameters": OFFICIAL_PARAMETERS["vgg19"]} if arch.endswith("renderer") else {})}
 
 
 def _mels(features: FeatureSeq, node: str) -> np.ndarray:
@@ -98,7 +99,7 @@ class LandmarkGenerator(_IPLAPNode):
     """
 
     category = "ip_lap"
-    arch = "landmark_generator"
+    arch = "ip_lap_landmark_generator"
     inputs = {
         "frames": In("Frames", "the target video (its size sets the landmarks' normalisation)"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks (T, 478, 2|3), one per frame"),
@@ -108,7 +109,7 @@ class LandmarkGenerator(_IPLAPNode):
     outputs = {"landmarks": Out("Landmarks", "one frame per audio frame: the video's landmarks, jaw and lips from the speech")}
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("landmark_generator")
+        checkpoint: str = _checkpoint_param("ip_lap_landmark_generator")
         references: int = Field(15, ge=1, le=256, description="N_l reference landmarks (paper 15)")
         margin: float = Field(25, ge=0, le=500, description="face box margin in pixels (official inference: 25)")
         batch: int = Field(16, ge=1, le=1024, description="windows per forward pass")
@@ -142,7 +143,7 @@ class LandmarkRenderer(_IPLAPNode):
     """
 
     category = "ip_lap"
-    arch = "renderer"
+    arch = "ip_lap_renderer"
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks, one per frame"),
@@ -158,7 +159,7 @@ class LandmarkRenderer(_IPLAPNode):
     }
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("renderer")
+        checkpoint: str = _checkpoint_param("ip_lap_renderer")
         references: int = Field(0, ge=0, le=1024, description="N reference images; 0: 1/5 of the video length (paper)")
         margin: float = Field(25, ge=0, le=500, description="face box margin in pixels (official inference: 25)")
         batch: int = Field(8, ge=1, le=256, description="frames per forward pass")
@@ -220,7 +221,7 @@ class TrainLandmarkGenerator(Node):
 
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
-        return _counts("landmark_generator")
+        return _counts("ip_lap_landmark_generator")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_landmarks import LandmarkGeneratorTask, LandmarkTrainSettings
@@ -254,7 +255,7 @@ class TrainLandmarkRenderer(Node):
 
     @classmethod
     def extra_schema(cls) -> dict[str, Any]:
-        return _counts("renderer")
+        return _counts("ip_lap_renderer")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_renderer import RendererTask, RendererTrainSettings
@@ -285,8 +286,8 @@ class EvaluateIPLAP(Node):
     outputs = {"metrics": Out("Metrics", "the table's rows and the landmark error")}
 
     class Params(BaseModel):
-        generator_checkpoint: str = _checkpoint_param("landmark_generator")
-        renderer_checkpoint: str = _checkpoint_param("renderer")
+        generator_checkpoint: str = _checkpoint_param("ip_lap_landmark_generator")
+        renderer_checkpoint: str = _checkpoint_param("ip_lap_renderer")
         splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="held-out splits to evaluate")
         max_frames: int = Field(50, ge=5, le=10000, description="frames per clip (from its start)")
         references: list[int] = Field(default_factory=lambda: [1, 5, 10, 25], description="Table 5: reference counts N to compare")
@@ -296,8 +297,8 @@ class EvaluateIPLAP(Node):
 
     def implicit_files(self, connected: frozenset[str]) -> dict:
         p = self.params
-        return {**fallback("bundled landmark generator", p.generator_checkpoint, BUNDLED["landmark_generator"], connected, "generator"),
-                **fallback("bundled renderer", p.renderer_checkpoint, BUNDLED["renderer"], connected, "renderer")}
+        return {**fallback("bundled landmark generator", p.generator_checkpoint, BUNDLED["ip_lap_landmark_generator"], connected, "generator"),
+                **fallback("bundled renderer", p.renderer_checkpoint, BUNDLED["ip_lap_renderer"], connected, "renderer")}
 
     def run(self, ctx: RunContext, dataset: str, generator: CheckpointBlob | None = None,
             renderer: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -306,9 +307,8 @@ class EvaluateIPLAP(Node):
 
         p = self.params
         path = dataset_path(ctx, dataset, "EvaluateIPLAP")
-        gen, _ = load_model(checkpoint_source(ctx.resolve_path, p.generator_checkpoint, generator, "landmark_generator"),
-                            "landmark_generator", ctx.device)
-        ren, export = load_model(checkpoint_source(ctx.resolve_path, p.renderer_checkpoint, renderer, "renderer"), "renderer", ctx.device)
+        gen, _ = load_model(checkpoint_source(ctx.resolve_path, p.generator_checkpoint, generator, "ip_lap_landmark_generator"), "ip_lap_landmark_generator", ctx.device)
+        ren, export = load_model(checkpoint_source(ctx.resolve_path, p.renderer_checkpoint, renderer, "ip_lap_renderer"), "ip_lap_renderer", ctx.device)
         try:
             result = evaluate(path, gen, ren, splits=tuple(p.splits), max_frames=p.max_frames, references=tuple(p.references),
                               margin=p.margin, renderer_bgr=is_bgr(export),

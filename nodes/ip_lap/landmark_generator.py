@@ -32,7 +32,6 @@ MAX_POSITIONS = 512
 class LandmarkGeneratorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    arch: str = "landmark_generator"
     frames: int = Field(5, ge=1, le=64, description="T: frames predicted at a time")
     dim: int = Field(512, ge=8, description="d: token width")
     layers: int = Field(4, ge=1, le=24)
@@ -64,7 +63,7 @@ def pose_encoder(w: tuple[int, ...], dim: int) -> nn.Sequential:
     return nn.Sequential(*c)
 
 
-class LandmarkTransformer(nn.Module):
+class LandmarkGeneratorNet(nn.Module):
     """forward(mels (B, T, 80, 16), pose (B, T, 2, 74), ref_pose (B, Nl, 2, 74), ref_content (B, Nl, 2, 57))
     -> content landmarks (B, T, 2, 57)."""
 
@@ -117,5 +116,5 @@ PRESETS = {
 }
 
 
-def build(cfg: LandmarkGeneratorConfig) -> LandmarkTransformer:
-    return LandmarkTransformer(cfg)
+def build(cfg: LandmarkGeneratorConfig) -> LandmarkGeneratorNet:
+    return LandmarkGeneratorNet(cfg)

@@ -1,7 +1,7 @@
 """The IP_LAP architectures and their size presets, by name.
 
-    create_model("landmark_generator", "tiny")
-    create_model("renderer", {"c1": 16, ...})   # an explicit config
+    create_model("ip_lap_landmark_generator", "tiny")
+    create_model("ip_lap_renderer", {"c1": 16, ...})   # an explicit config
 
 `paper`: the official code's layout and widths (tensor for tensor: see nodes/ip_lap/official.py);
 `tiny`: the same structure with small widths for CPU training, tests and the bundled demo.
@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from torch import nn
 
 ARCHITECTURES = {
-    "landmark_generator": "nodes.ip_lap.landmark_generator",
-    "renderer": "nodes.ip_lap.renderer",
+    "ip_lap_landmark_generator": "nodes.ip_lap.landmark_generator",
+    "ip_lap_renderer": "nodes.ip_lap.renderer",
 }
 
 

@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 CONVERTER_VERSION = 1
-FILES = {"landmark_generator": "landmarkgenerator_checkpoint.pth", "renderer": "renderer_checkpoint.pth"}
-OFFICIAL_PARAMETERS = {"landmark_generator": 13_724_394, "renderer": 38_987_619, "renderer_vgg19": 20_024_384}
+GENERATOR, RENDERER = "ip_lap_landmark_generator", "ip_lap_renderer"
+FILES = {GENERATOR: "landmarkgenerator_checkpoint.pth", RENDERER: "renderer_checkpoint.pth"}
+OFFICIAL_PARAMETERS = {GENERATOR: 13_724_394, RENDERER: 38_987_619, "vgg19": 20_024_384}  # the renderer incl. its VGG-19
 
 # (pattern, replacement), applied in order to each official key
 _CONV_NORM = [(r"\.conv_block\.0\.", ".conv."), (r"\.conv_block\.1\.", ".norm.")]
@@ -104,7 +105,7 @@ def _convert(state: dict[str, torch.Tensor], rules, model: torch.nn.Module, what
 
 
 def convert_landmark_generator(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Official Landmark_generator state -> LandmarkTransformer (`paper` preset) state."""
+    """Official Landmark_generator state -> LandmarkGeneratorNet (`paper` preset) state."""
     from .blocks import sinusoidal_positions
     from .landmark_generator import PRESETS, build
 
@@ -122,7 +123,7 @@ def convert_landmark_generator(state: dict[str, torch.Tensor]) -> dict[str, torc
 
 
 def convert_renderer(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Official Renderer state -> (VideoRenderer `paper` state, VGG-19 features state in torchvision layout)."""
+    """Official Renderer state -> (LandmarkRendererNet `paper` state, VGG-19 features state in torchvision layout)."""
     from .renderer import PRESETS, build
 
     vgg = {"features." + k[len(VGG_PREFIX):]: v for k, v in state.items() if k.startswith(VGG_PREFIX)}
@@ -151,7 +152,7 @@ def export_dict(arch: str, state: dict[str, torch.Tensor], source: dict[str, Any
 
     from .models import model_config
 
-    return {"format": MODEL_FORMAT, "task": f"official_{arch}", "model_config": model_config(arch, "paper").model_dump(mode="json"),
+    return {"format": MODEL_FORMAT, "task": f"official_{arch}", "model_config": {"arch": arch, **model_config(arch, "paper").model_dump(mode="json")},
             "train_config": {}, "data": {"official": source}, "step": 0, "wall_s": 0.0, "final_losses": {},
             "generator": state, "extra": {"channels": "bgr", "official": True, "converter_version": CONVERTER_VERSION}}
 
@@ -169,14 +170,14 @@ def import_official(sources: list[str | os.PathLike], out_dir: str | os.PathLike
             found[classify(state, s)] = (s, (state, sha))
     if not found:
         raise OfficialWeightsError(f"no official IP_LAP checkpoint among {[str(s) for s in sources]} "
-                                   f"(expected {FILES['landmark_generator']} and/or {FILES['renderer']})")
+                                   f"(expected {FILES[GENERATOR]} and/or {FILES[RENDERER]})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for arch, (path, loaded) in found.items():
         state, sha = loaded or read_state_dict(path)
         source = {"file": path.name, "sha256": sha, "family": "ip_lap", "converter_version": CONVERTER_VERSION}
-        if arch == "landmark_generator":
+        if arch == GENERATOR:
             exports = {"landmark_generator": export_dict(arch, convert_landmark_generator(state), source)}
         else:
             model_state, vgg = convert_renderer(state)
@@ -195,7 +196,7 @@ def import_official(sources: list[str | os.PathLike], out_dir: str | os.PathLike
 def classify(state: dict[str, torch.Tensor], path: Path) -> str:
     """Which official model a state dict is, from its keys (file names may have been changed)."""
     if any(k.startswith("fusion_transformer.") for k in state):
-        return "landmark_generator"
+        return GENERATOR
     if any(k.startswith("flow_module.") for k in state):
-        return "renderer"
+        return RENDERER
     raise OfficialWeightsError(f"{path} is neither an official IP_LAP landmark generator nor renderer checkpoint")

@@ -32,7 +32,6 @@ from .blocks import adain_block, audio_encoder, nearest, sampling_grid, spade_bl
 class RendererConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    arch: str = "renderer"
     size: int = Field(128, ge=16, le=1024, description="face crop side in pixels (paper 128); even")
     sketches: int = Field(5, ge=1, le=15, description="2k + 1 target sketches around the frame")
     c1: int = Field(32, ge=4, description="channels of h¹ (full resolution)")
@@ -130,7 +129,7 @@ def mask_lower_half(face: torch.Tensor) -> torch.Tensor:
     return out
 
 
-class VideoRenderer(nn.Module):
+class LandmarkRendererNet(nn.Module):
     """forward(face (B, 3, H, W), target_sketches (B, 2k+1, 3, H, W), ref_images (B, N, 3, H, W),
     ref_sketches (B, N, 3, H, W), mel (B, 80, 16)) -> {"face": Î_t, "warped": Ī^r}, all in [0, 1]."""
 
@@ -160,5 +159,5 @@ PRESETS = {
 }
 
 
-def build(cfg: RendererConfig) -> VideoRenderer:
-    return VideoRenderer(cfg)
+def build(cfg: RendererConfig) -> LandmarkRendererNet:
+    return LandmarkRendererNet(cfg)

@@ -37,15 +37,15 @@ class LandmarkGeneratorTask(TrainTask):
 
     def __init__(self, settings: LandmarkTrainSettings) -> None:
         self.s = settings
-        self.cfg = model_config("landmark_generator", settings.preset)
+        self.cfg = model_config("ip_lap_landmark_generator", settings.preset)
         self.clips = FaceClips(settings.dataset, settings.split, margin=settings.margin,
                                min_frames=self.cfg.frames + settings.references, images=False)
 
     def build(self) -> None:
-        self.generator = create_model("landmark_generator", self.cfg)
+        self.generator = create_model("ip_lap_landmark_generator", self.cfg)
 
     def model_config(self) -> dict[str, Any]:
-        return self.cfg.model_dump(mode="json")
+        return {"arch": "ip_lap_landmark_generator", **self.cfg.model_dump(mode="json")}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.clips.describe(), "settings": self.s.model_dump()}
