@@ -102,7 +102,7 @@ def identity_model(arcface_weights: str | None):
 
 def evaluate(dataset: str, generator, renderer, *, splits: tuple[str, ...] = ("val", "test"), max_frames: int = 50,
              references: tuple[int, ...] = (1, 5, 10, 25), margin: float = 25, renderer_bgr: bool = False,
-             arcface_weights: str | None = None, device: str = "cpu",
+             arcface_weights: str | None = None, device: str = "cpu", figure_path: str | None = None,
              progress: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """{'rows': {row: {metric: mean}}, 'landmark_l1': float, 'clips': [...], 'csim': kind}."""
     from trainers.data import ClipStore
@@ -117,6 +117,7 @@ def evaluate(dataset: str, generator, renderer, *, splits: tuple[str, ...] = ("v
         raise ValueError(f"dataset {dataset} has no clips in the splits {list(splits)}")
     rows: dict[str, list[dict[str, float]]] = {}
     l1s, names = [], []
+    figure: dict[str, Any] | None = {} if figure_path else None
     steps = len(clips) * (2 + len(references))
     done = 0
     for store, k in clips:
@@ -128,20 +129,26 @@ def evaluate(dataset: str, generator, renderer, *, splits: tuple[str, ...] = ("v
         track = FaceTrack.from_frames(frames, landmarks, margin, renderer.cfg.size)
         judge = Judge(frames, track, identity)
         names.append(clip.name)
+        if len(names) == 1:
+            frames_of_first = frames
         content = generate_content(generator, track, mels, device=device)
         l1s.append(float(np.abs(content - track.content).mean()))
         n_paper = reference_count(t, 0)
         runs = [("GT landmarks", track.content, n_paper), (f"full model (N = {n_paper}: 1/5 of the frames)", content, n_paper)]
         runs += [(f"full model, N = {n}", content, n) for n in references]
         for name, drive, n in runs:
-            faces, _ = render_faces(renderer, track, drive, mels, n, device, bgr=renderer_bgr)
+            faces, info = render_faces(renderer, track, drive, mels, n, device, bgr=renderer_bgr)
             out, _ = paste_faces(frames, track, faces, landmarks, drive)
             key = name if not name.startswith("full model (N =") else "full model (N = 1/5 of the frames)"
             rows.setdefault(key, []).append(judge(out))
+            if figure is not None and len(names) == 1 and key in ("GT landmarks", "full model (N = 1/5 of the frames)"):
+                figure[key] = (out, info["sketches"])
             done += 1
             if progress:
                 progress(done, steps)
         log(f"{clip.name}: {t} frames, landmark L1 {l1s[-1]:.4f}, full model {rows['full model (N = 1/5 of the frames)'][-1]}")
+    if figure:
+        save_figure(figure_path, figure, frames_of_first)
     table = {name: {m: float(np.mean([r[m] for r in rs if m in r])) for m in dict.fromkeys(k for r in rs for k in r)}
              for name, rs in rows.items()}
     return {"rows": table, "landmark_l1": float(np.mean(l1s)), "clips": names, "frames_per_clip": max_frames,
@@ -160,3 +167,45 @@ def table_markdown(result: dict[str, Any]) -> str:
                  f"(face-box units) on {len(result['clips'])} clips ({', '.join(result['clips'])}), first "
                  f"{result['frames_per_clip']} frames each; CSIM: {result['csim']}.")
     return "\n".join(lines) + "\n"
+
+
+def save_figure(path: str, runs: dict[str, tuple[np.ndarray, np.ndarray]], real: np.ndarray, count: int = 5) -> None:
+    """Rows: real frames, then per run its sketches and its frames, at `count` evenly spaced times."""
+    import cv2
+
+    t = np.linspace(0, len(real) - 1, count).astype(int)
+    rows = [np.concatenate(list(real[t]), axis=1)]
+    for frames, sketches in runs.values():
+        side = real.shape[1]
+        sk = [cv2.resize(np.clip(sketches[i], 0, 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST) for i in t]
+        rows += [np.concatenate(sk, axis=1), np.concatenate(list(frames[t]), axis=1)]
+    image = np.concatenate(rows, axis=0)
+    scale = min(1.0, 1280 / image.shape[1])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def lip_gap(frames: np.ndarray) -> np.ndarray:
+    """Per frame: the inner-lip opening (MediaPipe points 13 and 14) over the face height (10 to 152),
+    NaN where no face is found."""
+    from nodes.face.landmarks import detect_landmarks
+
+    lms, found = detect_landmarks(frames)
+    gap = np.linalg.norm(lms[:, 13, :2] - lms[:, 14, :2], axis=-1) / np.linalg.norm(lms[:, 10, :2] - lms[:, 152, :2], axis=-1)
+    return np.where(found, gap, np.nan)
+
+
+def loudness(samples: np.ndarray, sample_rate: int, frames: int, fps: float = 25.0) -> np.ndarray:
+    """RMS level in dB of each video frame's audio (T,)."""
+    per = sample_rate / fps
+    out = np.empty(frames)
+    for t in range(frames):
+        seg = samples[int(t * per): int((t + 1) * per)]
+        out[t] = 20 * np.log10(np.sqrt(np.mean(seg.astype(np.float64) ** 2)) + 1e-4) if len(seg) else -80.0
+    return out
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 else float("nan")

@@ -294,6 +294,8 @@ class EvaluateIPLAP(Node):
         margin: float = Field(25, ge=0, le=500, description="face box margin in pixels")
         arcface_weights: str = InputFile("", description="arcface_torch IResNet weights for CSIM; empty: the fallback")
         path: str = OutputFile("", description="also write the table here as markdown", extensions=(".md",))
+        figure: str = OutputFile("", description="also write frames of the first clip here (real; GT-landmark and full-model "
+                                                 "sketches and frames)", extensions=(".jpg", ".png"))
 
     def implicit_files(self, connected: frozenset[str]) -> dict:
         p = self.params
@@ -313,7 +315,8 @@ class EvaluateIPLAP(Node):
             result = evaluate(path, gen, ren, splits=tuple(p.splits), max_frames=p.max_frames, references=tuple(p.references),
                               margin=p.margin, renderer_bgr=is_bgr(export),
                               arcface_weights=str(ctx.resolve_path(p.arcface_weights)) if p.arcface_weights else None,
-                              device=ctx.device, progress=lambda i, n: ctx.progress(i, n, "renders"), log=ctx.log)
+                              device=ctx.device, figure_path=str(ctx.resolve_path(p.figure)) if p.figure else None,
+                              progress=lambda i, n: ctx.progress(i, n, "renders"), log=ctx.log)
         except ValueError as exc:
             raise NodeError(f"EvaluateIPLAP: {exc}") from None
         if p.path:

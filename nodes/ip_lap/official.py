@@ -200,3 +200,10 @@ def classify(state: dict[str, torch.Tensor], path: Path) -> str:
     if any(k.startswith("flow_module.") for k in state):
         return RENDERER
     raise OfficialWeightsError(f"{path} is neither an official IP_LAP landmark generator nor renderer checkpoint")
+
+
+def convert(files: dict[str, Path], out_dir: Path, source_info: dict[str, Any]) -> list[Path]:
+    """`graphrun weights import ip_lap SOURCE`'s converter (nodes/weights.py interface): the release's
+    files by name -> landmark_generator.pt, renderer.pt and vgg19.pt in `out_dir`."""
+    written = import_official([files[name] for name in sorted(files)], out_dir)
+    return [written[k] for k in ("landmark_generator", "renderer", "vgg19") if k in written]
