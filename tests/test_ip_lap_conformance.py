@@ -168,3 +168,14 @@ def test_importer_rejects_wrong_and_truncated_files(tmp_path, imported):
     torch.save({"state_dict": official}, other)
     with pytest.raises(OfficialWeightsError, match="missing"):
         import_official([other], tmp_path / "out")
+
+
+def test_import_command_writes_exports_and_says_how_to_use_them(tmp_path, capsys):
+    from nodes.ip_lap.official import main
+
+    src = tmp_path / "landmarkgenerator_checkpoint.pth"
+    _write_official(src, seeded_official_state(FIX / "landmark_generator" / "keys.json", 2, _sinusoid))
+    assert main([str(src), "--out", str(tmp_path / "w")]) == 0
+    out = capsys.readouterr().out
+    assert "--set lips.checkpoint=" in out and (tmp_path / "w" / "landmark_generator.pt").is_file()
+    assert main([str(tmp_path / "nothing_here"), "--out", str(tmp_path / "w2")]) == 1

@@ -207,3 +207,31 @@ def convert(files: dict[str, Path], out_dir: Path, source_info: dict[str, Any]) 
     files by name -> landmark_generator.pt, renderer.pt and vgg19.pt in `out_dir`."""
     written = import_official([files[name] for name in sorted(files)], out_dir)
     return [written[k] for k in ("landmark_generator", "renderer", "vgg19") if k in written]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nodes.ip_lap.official SOURCE... [--out DIR]`: the same conversion as
+    `graphrun weights import ip_lap`, usable before that command is installed."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("sources", nargs="+", help="the official .pth files, or a folder holding them")
+    ap.add_argument("--out", default="weights/ip_lap", help="output folder")
+    args = ap.parse_args(argv)
+    try:
+        written = import_official(args.sources, args.out)
+    except OfficialWeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    if "landmark_generator" in written:
+        print(f"--set lips.checkpoint={Path(written['landmark_generator']).resolve()}")
+    if "renderer" in written:
+        print(f"--set render.checkpoint={Path(written['renderer']).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
