@@ -2,6 +2,7 @@
 # everything they need (Debian packages, the virtual environment, the editor's npm packages).
 SHELL := /bin/bash
 PY ?= python3.11
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
@@ -29,8 +30,9 @@ python: $(STAMP_PY)
 $(STAMP_PY): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first: an unpinned torch would pull gigabytes of CUDA packages.
-	$(PIP) install -q torch==2.13.0
+	# torch first and pinned, so nothing else resolves another version. Which build (CPU or
+	# CUDA) pip picks is its configuration's choice; TORCH_INDEX=URL names the index to take it from.
+	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -c constraints.txt -e '.[nodes,ui,test]'
 	rm -f $(VENV)/.stamp-*; touch $@
 
@@ -42,9 +44,13 @@ $(STAMP_NPM): $(wildcard ui/package.json ui/package-lock.json)
 demo: setup
 	$(BIN)/graphrun $(DEMO_WORKFLOW)
 
-# Static checks (rule set documented in pyproject.toml's [tool.ruff.lint]).
+# Static checks: ruff (rule set documented in pyproject.toml's [tool.ruff.lint]), the layers
+# (graphcore / trainers / nodes / ui) as import-linter contracts ([tool.importlinter]) and
+# mypy on the engine ([tool.mypy]).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/python -m pytest -q
@@ -52,10 +58,11 @@ test: setup lint
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
+# Every benchmark the docs cite; each prints its figures as ratios against a baseline measured in
+# the same run. engine.py runs scheduler_overhead.py and cache_io.py.
+BENCHMARKS := engine nodes hdtf yi audio2head
 bench: setup
-	$(BIN)/python bench/engine.py
-	@if [ -f bench/nodes.py ]; then $(BIN)/python bench/nodes.py; fi
-	@if [ -f bench/hdtf.py ]; then $(BIN)/python bench/hdtf.py; fi
+	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 clean-cache:
 	$(BIN)/graphrun cache clear --yes

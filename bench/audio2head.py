@@ -29,11 +29,11 @@ def renderer_fps(preset: str, size: int, frames: int, chunk: int, device: str) -
     (the reference's keypoints are detected once per clip, as in the node, and not timed)."""
     import torch
 
-    from nodes.audio2head.models import create_model
+    from nodes.model_registry import create_model
 
     torch.manual_seed(0)
-    det = create_model("keypoint_detector", preset).to(device).eval()
-    ren = create_model("keypoint_renderer", preset).to(device).eval()
+    pair = create_model("keypoint_autoencoder", preset).to(device).eval()
+    det, ren = pair.detector, pair.renderer
     ref = torch.rand(1, 3, size, size, device=device)
     with torch.no_grad(), _autocast(device):
         kp_s = det(ref)
@@ -53,7 +53,7 @@ def renderer_fps(preset: str, size: int, frames: int, chunk: int, device: str) -
 def motion_field_ms_per_frame(preset: str, device: str) -> float:
     import torch
 
-    from nodes.audio2head.models import create_model
+    from nodes.model_registry import create_model
 
     mf = create_model("motion_field", preset).to(device).eval()
     t, s = mf.cfg.window, mf.cfg.size
@@ -71,7 +71,7 @@ def motion_field_ms_per_frame(preset: str, device: str) -> float:
 def head_motion_ms_per_frame(preset: str, device: str, frames: int = 100) -> float:
     import torch
 
-    from nodes.audio2head.models import create_model
+    from nodes.model_registry import create_model
 
     hm = create_model("head_motion", preset).to(device).eval()
     args = (torch.rand(1, 3, 256, 256, device=device), torch.randn(1, frames, 4, 41, device=device))

@@ -34,7 +34,7 @@ def _sync(device: str) -> None:
 def generator_fps(preset: str, size: int, frames: int, chunk: int, device: str) -> float:
     import torch
 
-    from nodes.hdtf.model_registry import create_model
+    from nodes.model_registry import create_model
 
     g = create_model("flow_video_generator", preset).to(device).eval()
     ref = torch.rand(1, 3, size, size, device=device)

@@ -88,12 +88,11 @@ def gan_fps(preset: str, frames: int, size: int, device: str, chunk: int) -> dic
     import numpy as np
     import torch
 
-    from nodes.hdtf.model_registry import create_model
+    from nodes.model_registry import create_model
     from nodes.yi.inference import refine
-    from nodes.yi.memory_gan import ARCH
 
     torch.manual_seed(0)
-    gan = create_model(ARCH, preset).to(device).eval()
+    gan = create_model("yi_memory_gan", preset).to(device).eval()
     with torch.no_grad():  # a full memory of random items, as after training
         m = gan.memory
         m.keys.copy_(torch.nn.functional.normalize(torch.randn_like(m.keys), dim=1))

@@ -3,7 +3,7 @@
 The engine knows nothing about faces or audio: node libraries register their nodes and port
 types through the registry (entry-point group `graphrun.nodes`).
 """
-from .node import CachePolicy, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, OutputFolder, Port, RunContext
+from .node import CachePolicy, FileSource, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, OutputFolder, Port, RunContext
 from .types import (
     TYPES,
     ArrayType,
@@ -16,6 +16,6 @@ from .types import (
 )
 
 __all__ = [
-    "CachePolicy", "In", "InputFile", "Node", "NodeError", "NoParams", "Out", "OutputFile", "OutputFolder", "Port", "RunContext",
+    "CachePolicy", "FileSource", "In", "InputFile", "Node", "NodeError", "NoParams", "Out", "OutputFile", "OutputFolder", "Port", "RunContext",
     "ArrayType", "CheckpointBlob", "PortType", "RecordType", "ObjectType", "TypeValidationError", "TYPES", "register_type",
 ]

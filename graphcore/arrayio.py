@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def chunks_for(arr: np.ndarray) -> tuple[int, ...]:
     return (exact[0] if exact else rows, *[max(1, s) for s in arr.shape[1:]])
 
 
-def _shuffle(itemsize: int) -> str:
+def _shuffle(itemsize: int) -> Literal["bitshuffle", "shuffle"]:
     return "bitshuffle" if itemsize == 1 else "shuffle"
 
 
@@ -157,7 +157,7 @@ def _raw_local_chunk_files(zarray: Any) -> Any:
     from zarr.codecs import BytesCodec
 
     meta = zarray.metadata
-    codecs = getattr(meta, "codecs", ())
+    codecs: tuple[Any, ...] = getattr(meta, "codecs", ())
     if not isinstance(zarray.store, zarr.storage.LocalStore) or len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
         return None
     native = "little" if sys.byteorder == "little" else "big"
@@ -171,7 +171,7 @@ def _raw_local_chunk_files(zarray: Any) -> Any:
 
 
 def _read_raw_chunk(path: str, out: np.ndarray, fill_value: Any) -> None:
-    view = memoryview(out.reshape(-1).view(np.uint8))  # `out` is a C-contiguous row block
+    view = out.reshape(-1).view(np.uint8).data  # `out` is a C-contiguous row block
     got = 0
     try:
         with open(path, "rb", buffering=0) as f:

@@ -6,6 +6,7 @@ installed, and serve as glue in larger workflows.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -73,8 +74,9 @@ class Math(Node):
 
     def run(self, ctx: RunContext, a: np.ndarray, b: Any = None) -> dict[str, Any]:
         other = self.params.b if b is None else np.asarray(b)
-        fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-              "pow": np.power, "max": np.maximum, "min": np.minimum}[self.params.op]
+        ops: dict[str, Callable[..., Any]] = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+                                              "pow": np.power, "max": np.maximum, "min": np.minimum}
+        fn = ops[self.params.op]
         return {"result": np.asarray(fn(a, other))}
 
 

@@ -510,7 +510,7 @@ class EntryWriter:
 
         now = time.time()
         if self._root is None:
-            info = {"key": self.key, "attempt": self.attempt, "started": now, "active": now,
+            info: dict[str, Any] = {"key": self.key, "attempt": self.attempt, "started": now, "active": now,
                     "host": socket.gethostname(), "pid": os.getpid()}
             self._on_disk = True
             self._root = zarr.open_group(self.store.zarr_store(self.key, self.attempt), mode="w",

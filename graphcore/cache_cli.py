@@ -13,10 +13,13 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cache import CacheError, CacheStore, EntryMeta, default_cache_url, keep_score
 from .inline import describe
+
+if TYPE_CHECKING:  # a name rich defines for type checkers only
+    from rich.text import JustifyMethod
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 
@@ -87,8 +90,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         out.print(f"cache {store.url} is empty")
         return 0
     table = Table(title=f"cache {store.url}", title_justify="left")
-    for col, justify in (("key", "left"), ("node", "left"), ("type", "left"), ("outputs", "left"),
-                         ("size", "right"), ("seconds", "right"), ("created", "left"), ("last used", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("key", "left"), ("node", "left"), ("type", "left"), ("outputs", "left"), ("size", "right"), ("seconds", "right"),
+        ("created", "left"), ("last used", "left"))
+    for col, justify in columns:
         table.add_column(col, justify=justify, no_wrap=col in ("key", "created"))
     now = time.time()
     for e in entries:
@@ -134,7 +139,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     store = _store(args)
     meta = store.find(args.key)
     inline = store.inline_outputs(meta.key)
-    root = store.open_outputs(meta.key) if set(meta.outputs) - set(inline) else None
+    root: Any = store.open_outputs(meta.key) if set(meta.outputs) - set(inline) else None
     ports = {port: describe_inline(inline[port]) if port in inline else _describe_port(root[port]) for port in meta.outputs}
     if args.json:
         print(json.dumps({**meta.to_dict(), "stored": ports}, indent=1, default=str))

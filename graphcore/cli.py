@@ -5,7 +5,7 @@
     graphrun validate WORKFLOW.yaml
     graphrun nodes [--json]            graphrun nodes describe TYPE [--json]
     graphrun cache ls|info KEY|gc --max-size SIZE|clear
-    graphrun ui
+    graphrun COMMAND ...               a command an installed package adds (commands.py), e.g. `graphrun ui`
 
 Exit codes: 0 success, 1 a node failed, 2 the workflow or the command line is wrong.
 User errors are printed as messages, never as Python tracebacks.
@@ -13,9 +13,7 @@ User errors are printed as messages, never as Python tracebacks.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
-import inspect
 import json
 import re
 import sys
@@ -26,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("run", "validate", "nodes", "cache", "ui")
+COMMANDS = ("run", "validate", "nodes", "cache")  # the engine's own; packages add more (commands.py)
 
 
 def _version() -> str:
@@ -70,7 +68,7 @@ def _load_graph(args: argparse.Namespace, registry: Any) -> Any:
     from .workflow import WorkflowError
 
     wf, problems = check_workflow_file(args.workflow, registry, args.set or [])
-    if problems:
+    if problems or wf is None:
         raise WorkflowError(problems)
     return compile_workflow(wf, registry, validated=True)  # check_workflow_file validated it
 
@@ -182,13 +180,20 @@ def cmd_nodes(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .imports import code_imports
     from .loader import suggest
 
     registry = _registry(args, err)
     if args.type not in registry:
         raise UserError(f"unknown node type '{args.type}'{suggest(args.type, registry.names())}; "
                         "`graphrun nodes` lists them")
-    schema = registry.get(args.type).schema()
+    cls = registry.get(args.type)
+    try:
+        schema = cls.schema()
+    except Exception as exc:  # extra_schema() is the node's own code
+        raise UserError(f"node type {args.type!r} (from {cls.origin}) cannot describe itself: "
+                        f"{type(exc).__name__}: {exc}") from None
+    schema["code_imports"] = code_imports(cls)
     if args.json:
         sys.stdout.write(json.dumps(schema, indent=2, default=str) + "\n")
         return EXIT_OK
@@ -211,11 +216,14 @@ def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print("  (none)")
     for line in params:
         out.print("  " + escape(line), highlight=False)
-    if schema.get("code_dependencies"):
+    if schema["code_imports"] or schema.get("code_dependencies"):
         out.print("\n[bold]code dependencies[/] [dim](their source is part of the cache key)[/]")
-        out.print("  " + escape(", ".join(schema["code_dependencies"])), highlight=False)
+        if schema["code_imports"]:
+            out.print("  imported: " + escape(", ".join(schema["code_imports"])), highlight=False)
+        if schema.get("code_dependencies"):
+            out.print("  declared: " + escape(", ".join(schema["code_dependencies"])), highlight=False)
     standard = {"type", "category", "version", "cache", "origin", "description", "inputs", "outputs", "params", "files",
-                "code_dependencies"}
+                "code_dependencies", "code_imports"}
     extra = {k: v for k, v in schema.items() if k not in standard}
     if extra:
         out.print("\n[bold]facts[/]")
@@ -276,26 +284,6 @@ def _choices(prop: dict, defs: dict) -> list:
     return out
 
 
-# --- ui -----------------------------------------------------------------------------------
-
-
-def cmd_ui(args: argparse.Namespace, out: Console, err: Console) -> int:
-    try:
-        app = importlib.import_module("ui.app")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("ui", "ui.app"):
-            raise UserError("the editor is not installed: the `ui` package is missing "
-                            "(install talkgraph with its `ui` extra, e.g. `pip install -e '.[ui]'`)") from None
-        raise UserError(f"the editor cannot start: missing module {exc.name!r} "
-                        "(install talkgraph with its `ui` extra)") from None
-    main = getattr(app, "main", None)
-    if main is None:
-        raise UserError("the installed `ui` package has no ui.app:main")
-    takes_args = bool(inspect.signature(main).parameters)
-    result = main(list(args.ui_args)) if takes_args else main()
-    return int(result or 0)
-
-
 # --- cache --------------------------------------------------------------------------------
 
 
@@ -308,7 +296,8 @@ def _add_cache_parser(sub: Any) -> None:
 # --- entry point --------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(installed: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The engine's commands, plus `installed` ones (name -> entry point) listed for --help."""
     parser = argparse.ArgumentParser(
         prog="graphrun",
         description="Run typed-node workflows with a content-addressed cache.\n\n"
@@ -352,23 +341,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_cache_parser(sub)
 
-    ui = sub.add_parser("ui", help="open the node editor (Gradio)", description="Start the node editor.")
-    ui.add_argument("ui_args", nargs=argparse.REMAINDER, help="options passed to the editor")
-    ui.set_defaults(func=cmd_ui)
+    from .commands import provider, summary
+
+    for name, ep in sorted((installed or {}).items()):
+        if name not in COMMANDS:
+            sub.add_parser(name, help=f"{summary(ep)} [from {provider(ep)}; `graphrun {name} --help`]", add_help=False)
     return parser
+
+
+def _installed_command(name: str) -> Any:
+    """The entry point of an installed command `name`, or None. A name that is an existing file
+    or ends in .yaml/.yml is a workflow: no package metadata is read for it."""
+    from pathlib import Path
+
+    if name.endswith((".yaml", ".yml")) or Path(name).is_file():
+        return None
+    from .commands import command_entry_points
+
+    return command_entry_points().get(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        argv.insert(0, "run")  # `graphrun WORKFLOW.yaml ...`
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    parser = build_parser()
-    if argv[:1] == ["ui"]:  # the editor parses its own options (argparse's REMAINDER drops leading --options)
-        args = argparse.Namespace(command="ui", func=cmd_ui, ui_args=argv[1:])
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        command = _installed_command(argv[0])
+        if command is not None:  # it parses its own options
+            return _run_installed(command, argv[1:], err)
+        argv.insert(0, "run")  # `graphrun WORKFLOW.yaml ...`
+    wants_help = not argv or argv[0] in ("-h", "--help")
+    if wants_help:
+        from .commands import command_entry_points
+
+        parser = build_parser(command_entry_points())
     else:
-        args = parser.parse_args(argv)
+        parser = build_parser()
+    args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return EXIT_USAGE
@@ -381,6 +390,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished nodes are in the cache; run again to resume")
+        return 130
+
+
+def _run_installed(command: Any, argv: list[str], err: Console) -> int:
+    from .commands import CommandError, run_command
+
+    try:
+        return run_command(command, argv)
+    except CommandError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
         return 130
 
 

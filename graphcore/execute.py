@@ -255,7 +255,6 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
     ctx = NodeContext(
         node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
         seed=task.seed, emit=_context_emitter(env, task), workflow_dir=env.workflow_dir,
-        tmp_dir=None,  # made on first use (the property below); saves building the default
     )
     try:
         start = time.perf_counter()
@@ -277,7 +276,7 @@ class NodeContext(RunContext):
 
     _scratch: Path | None = None
 
-    @property  # type: ignore[override]
+    @property
     def tmp_dir(self) -> Path:
         if self._scratch is None:
             self._scratch = scratch_dir(self.node_id)

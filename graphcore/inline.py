@@ -129,6 +129,8 @@ def describe(doc: Any, name: str = "value") -> list[str]:
     lines: list[str] = []
 
     def walk(d: Any, path: str) -> None:
+        tag: Any
+        body: Any
         tag, body = next(iter(d.items())) if isinstance(d, dict) and d else (None, None)
         if tag == "a":
             dtype = np.dtype(body[0])

@@ -1,4 +1,4 @@
-"""Cache keys for every node of a bound graph (DESIGN §3 "Cache key").
+"""Cache keys for every node of a bound graph (docs/workflow-format.md, "What enters a cache key").
 
 A node's key is `fingerprint.cache_key` over: its type, version and code fingerprint, its
 canonical parameters, the keys (not values) of the upstream outputs it reads, the content

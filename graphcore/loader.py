@@ -30,7 +30,7 @@ except AttributeError:  # PyYAML built without libyaml
     _BaseLoader = yaml.SafeLoader
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """The safe loader, remembering which tag each plain scalar resolves to: the resolver's
     regular expressions are the composer's main cost on large workflows, and node types,
     parameter names and values repeat from node to node."""
@@ -337,7 +337,7 @@ class _FlowDict(dict):
 
 # Block style for structure; short lists of scalars and layouts on one line. The C emitter,
 # where PyYAML has it, writes a 1,000-node workflow ~10x faster than the Python one.
-_Dumper: type = type("_Dumper", (getattr(yaml, "CSafeDumper", yaml.SafeDumper),), {})
+_Dumper: Any = type("_Dumper", (getattr(yaml, "CSafeDumper", yaml.SafeDumper),), {})
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> Any:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .types import PortType, resolve_type
 
@@ -37,21 +37,47 @@ class CachePolicy(str, enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class FileSource:
+    """Where an input comes from when no edge or literal feeds it: the file its parameter names,
+    else (the parameter left empty) `fallback`, a file shipped with the node library such as a
+    bundled checkpoint. Declared on the port (`In(..., file=FileSource(...))`), it gives the node
+    class the parameter, the fallback as an implicit file (its content keys the cache) and
+    `Node.input_source`."""
+
+    param: str = ""  # the InputFile parameter; default: the port's name
+    fallback: str | os.PathLike | None = None  # absolute, or relative to the workflow's folder
+    description: str = ""  # the parameter's description
+    extensions: tuple[str, ...] = ()
+    label: str = ""  # names the fallback in cache keys and messages; default "bundled <param>"
+
+
+@dataclasses.dataclass(frozen=True)
 class Port:
     type: PortType | str
     doc: str = ""
     optional: bool = False  # inputs only: may be left unconnected (the node gets None)
+    file: FileSource | None = None  # inputs only: the file parameter (and fallback) used when unconnected
 
     @property
     def port_type(self) -> PortType:
         return resolve_type(self.type)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
+        out = {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
+        if self.file is not None:
+            out["param"] = self.file.param
+        return out
+
+    def facts(self) -> dict[str, Any]:
+        """Facts this port adds to its node's schema (a subclass may say, e.g., which model a
+        checkpoint port carries); merged over every port, one level deep."""
+        return {}
 
 
-def In(type: PortType | str, doc: str = "", *, optional: bool = False) -> Port:
-    return Port(type, doc, optional)
+def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None) -> Port:
+    """An input port. With `file`, the port is optional: unconnected, the node reads the file
+    its parameter names, or the fallback (see FileSource)."""
+    return Port(type, doc, optional or file is not None, file)
 
 
 def Out(type: PortType | str, doc: str = "") -> Port:
@@ -63,9 +89,16 @@ def Out(type: PortType | str, doc: str = "") -> Port:
 FILE_KEY = "x-file"
 
 
-def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:
-    """A parameter naming a file the node reads: must exist; its content is part of the key."""
-    return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "read", "extensions": list(extensions)}}, **kw)
+def InputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (),
+              fallback: str | os.PathLike | None = None, label: str = "", port: str | None = None, **kw: Any) -> Any:
+    """A parameter naming a file the node reads: must exist; its content is part of the key.
+
+    `fallback`: the file the node reads when the parameter is left empty (and, with `port`, when
+    that input is not connected either); it is declared as an implicit file under `label`."""
+    spec: dict[str, Any] = {"mode": "read", "extensions": list(extensions)}
+    if fallback is not None:
+        spec["fallback"] = {"path": os.fspath(fallback), "label": label or "bundled file", "port": port}
+    return Field(default, description=description, json_schema_extra={FILE_KEY: spec}, **kw)
 
 
 def OutputFile(default: Any = ..., *, description: str = "", extensions: tuple[str, ...] = (), **kw: Any) -> Any:
@@ -84,12 +117,53 @@ def OutputFolder(default: Any = ..., *, description: str = "", **kw: Any) -> Any
 def file_params(params_model: type[BaseModel]) -> dict[str, str]:
     """Parameter name -> "read" | "write" | "write-folder" for the parameters declared with
     InputFile/OutputFile/OutputFolder."""
+    return {name: spec["mode"] for name, spec in _file_specs(params_model).items()}
+
+
+def file_fallbacks(params_model: type[BaseModel]) -> dict[str, dict[str, Any]]:
+    """Parameter name -> {"path", "label", "port"} for the InputFile parameters with a fallback."""
+    return {name: spec["fallback"] for name, spec in _file_specs(params_model).items() if spec.get("fallback")}
+
+
+def _file_specs(params_model: type[BaseModel]) -> dict[str, dict[str, Any]]:
     out = {}
     for name, field in params_model.model_fields.items():
         extra = field.json_schema_extra
-        if isinstance(extra, dict) and FILE_KEY in extra:
-            out[name] = extra[FILE_KEY]["mode"]
+        spec = extra.get(FILE_KEY) if isinstance(extra, dict) else None
+        if isinstance(spec, dict):
+            out[name] = spec
     return out
+
+
+def _add_file_params(cls: type[Node]) -> None:
+    """Complete the inputs declared with a FileSource: name their parameter after the port when
+    unnamed, and add the parameters the Params model lacks (first, in port order)."""
+    sources: dict[str, FileSource] = {}
+    for name, port in cls.inputs.items():
+        if port.file is not None:
+            sources[name] = port.file if port.file.param else dataclasses.replace(port.file, param=name)
+    if not sources:
+        return
+    if any(cls.inputs[name].file is not source for name, source in sources.items()):
+        cls.inputs = {name: dataclasses.replace(port, file=sources[name]) if name in sources else port
+                      for name, port in cls.inputs.items()}
+    fields: dict[str, Any] = {}
+    for name, source in sources.items():
+        if source.param in cls.Params.model_fields:
+            declared = file_fallbacks(cls.Params).get(source.param)
+            if source.fallback is not None and (declared is None or declared["port"] != name):
+                raise TypeError(f"node type {cls.type_name}: parameter {source.param!r} is declared both in Params and by "
+                                f"the FileSource of input {name!r}; declare it once (on the port)")
+            continue  # inherited from a node this one extends
+        label = source.label or "bundled " + source.param.replace("_", " ")
+        fields[source.param] = (str, InputFile("", description=source.description, extensions=source.extensions,
+                                               fallback=source.fallback, label=label, port=name))
+    if fields:
+        added: type[BaseModel] = create_model(f"{cls.__name__}FileParams", **fields)
+        # (Params, added): pydantic lists the fields of the last base first
+        params: type[BaseModel] = create_model(cls.Params.__name__, __base__=(cls.Params, added), __module__=cls.__module__)
+        params.__qualname__ = f"{cls.__qualname__}.Params"
+        cls.Params = params
 
 
 class NoParams(BaseModel):
@@ -142,9 +216,9 @@ class Node:
     category: ClassVar[str] = "misc"
     version: ClassVar[int | str] = 1
     code_version: ClassVar[str | None] = None  # pins the code fingerprint when set
-    # Dotted names of the modules (a package: all of its modules) whose code decides this node's
-    # results besides its own class, e.g. ("nodes.face.flow", "trainers"). Their normalised
-    # source is part of the code fingerprint, so editing them invalidates the node's cache.
+    # The engine finds the modules of its own project that a node imports (graphcore/imports.py);
+    # this is an override for code it cannot see that way (e.g. a module chosen by a computed
+    # name): dotted module names (a package: all of its modules) whose source also keys the cache.
     code_dependencies: ClassVar[tuple[str, ...]] = ()
     cache: ClassVar[CachePolicy] = CachePolicy.DEFAULT
     inputs: ClassVar[dict[str, Port]] = {}
@@ -152,6 +226,15 @@ class Node:
     Params: ClassVar[type[BaseModel]] = NoParams
     # Set by the registry: where the class came from ("graphcore", "talkgraph", "plugin:<path>").
     origin: ClassVar[str] = ""
+    # Set by the registry: where the node's own code lives (graphcore.imports.CodeScope), i.e.
+    # which imported modules count as its code in the fingerprint; None: its module's folder.
+    code_scope: ClassVar[Any] = None
+
+    # `run(self, ctx, **inputs) -> {output port: value}`: each node declares it with one keyword
+    # argument per input port, so its signature is the node's own (a Callable, not a method, to
+    # the type checker). The registry refuses a class without it.
+    run: Callable[..., dict[str, Any]]
+    params: Any  # an instance of the node's own Params model
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None) -> None:
         if params is None:
@@ -164,9 +247,7 @@ class Node:
             cls.type_name = cls.__name__
         if isinstance(cls.cache, str):
             cls.cache = CachePolicy(cls.cache)
-
-    def run(self, ctx: RunContext, **inputs: Any) -> dict[str, Any]:
-        raise TypeError(f"node type {self.type_name} does not define run()")
+        _add_file_params(cls)
 
     # --- introspection used by validation, the CLI and the editor ---
 
@@ -175,8 +256,26 @@ class Node:
         the input ports fed in the workflow (`connected`): e.g. a bundled checkpoint used when the
         checkpoint parameter is empty and no checkpoint is connected. Name -> path (relative
         paths are relative to the workflow's folder). Their content keys the cache, exactly as
-        InputFile parameters do, and validation reports one that is missing."""
-        return {}
+        InputFile parameters do, and validation reports one that is missing.
+
+        By default: the fallbacks of InputFile parameters left empty whose port (if any) is not
+        connected. Override (extending super()'s) for files read without any parameter."""
+        return {fb["label"]: Path(fb["path"]) for name, fb in file_fallbacks(type(self.params)).items()
+                if not getattr(self.params, name) and fb["port"] not in connected}
+
+    def input_source(self, ctx: RunContext, port: str, value: Any = None) -> Any:
+        """What an input declared with a FileSource stands for: the value connected to `port`,
+        else the file its parameter names (resolved against the workflow's folder), else the
+        fallback file (None when there is none)."""
+        if value is not None:
+            return value
+        source = self.inputs[port].file
+        if source is None:
+            raise TypeError(f"input {port!r} of {self.type_name} is not declared with a FileSource")
+        named = getattr(self.params, source.param)
+        if named:
+            return ctx.resolve_path(named)
+        return ctx.resolve_path(source.fallback) if source.fallback is not None else None
 
     @classmethod
     def description(cls) -> str:
@@ -201,6 +300,7 @@ class Node:
             "params": cls.Params.model_json_schema(),
             "files": file_params(cls.Params),
             "code_dependencies": list(cls.code_dependencies),
+            **_port_facts(cls),
             **cls.extra_schema(),
         }
 
@@ -208,3 +308,14 @@ class Node:
     def extra_schema(cls) -> dict[str, Any]:
         """Hook for nodes to add facts to their schema (e.g. a model's parameter count)."""
         return {}
+
+
+def _port_facts(cls: type[Node]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for port in (*cls.inputs.values(), *cls.outputs.values()):
+        for key, value in port.facts().items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = {**out[key], **value}
+            else:
+                out[key] = value
+    return out

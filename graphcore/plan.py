@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .keys import node_code, resolve_against
-from .node import CachePolicy, file_params
+from .node import CachePolicy, Node, file_params
 from .workflow import BoundGraph, BoundNode, Edge, Literal
 
 
@@ -68,7 +68,7 @@ class RunPlan:
         return dataclasses.replace(self, nodes=keep)
 
 
-def is_in_process(cls: type) -> bool:
+def is_in_process(cls: type[Node]) -> bool:
     outputs = [p.port_type for p in cls.outputs.values()]
     return cls.cache == CachePolicy.TRANSIENT or (bool(outputs) and not any(t.persistent for t in outputs))
 
@@ -82,7 +82,7 @@ def derive_seed(bound: BoundNode, key: str) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)
 
 
-def written_paths(cls: type, params: dict[str, Any], base_dir: Path, mode: str) -> dict[str, str]:
+def written_paths(cls: type[Node], params: dict[str, Any], base_dir: Path, mode: str) -> dict[str, str]:
     """Absolute paths of the node's OutputFile ("write") or OutputFolder ("write-folder")
     parameters that are set; URLs (s3://...) are not tracked."""
     return {

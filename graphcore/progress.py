@@ -8,7 +8,7 @@ errors (NodeError messages alone; other exceptions with a short traceback tail).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from .events import Event
+
+if TYPE_CHECKING:  # a name rich defines for type checkers only
+    from rich.text import JustifyMethod
 
 STATUS_STYLE = {"cached": "dim", "ran": "green", "failed": "bold red", "skipped": "yellow"}
 FULL_TABLE_ROWS = 40  # above this, the table lists only what did not come from the cache
@@ -49,14 +52,15 @@ class ProgressDisplay:
             self._handle(event)
 
     def _handle(self, ev: Event) -> None:
-        who = f"[bold]{escape(ev.node_id or '')}[/] [dim]({escape(ev.node_type or '')})[/]"
+        node = ev.node_id or ""
+        who = f"[bold]{escape(node)}[/] [dim]({escape(ev.node_type or '')})[/]"
         if ev.kind == "run_started":
             n_run, n_all = len(ev.data.get("to_run", [])), len(ev.data.get("nodes", []))
             self._print(f"[dim]{n_all} nodes: {n_all - n_run} cached, {n_run} to run[/]")
         elif ev.kind == "started":
-            self._tasks[ev.node_id] = self.progress.add_task(who, total=None)
+            self._tasks[node] = self.progress.add_task(who, total=None)
         elif ev.kind == "progress":
-            task = self._tasks.get(ev.node_id)
+            task = self._tasks.get(node)
             if task is not None:
                 msg = ev.data.get("message") or ""
                 self.progress.update(task, total=ev.data.get("n"), completed=ev.data.get("i"),
@@ -64,7 +68,7 @@ class ProgressDisplay:
         elif ev.kind == "log":
             self._print(f"  {who}: {escape(str(ev.data.get('message', '')))}")
         elif ev.kind in ("finished", "failed", "skipped"):
-            task = self._tasks.pop(ev.node_id, None)
+            task = self._tasks.pop(node, None)
             if task is not None:
                 self.progress.remove_task(task)
             if ev.kind == "finished":
@@ -78,7 +82,8 @@ class ProgressDisplay:
 def print_summary(console: Console, report: Any, cache_url: str) -> None:
     """The table of nodes, the output files, the errors and a one-line verdict."""
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
-    for col, justify in (("node", "left"), ("type", "left"), ("status", "left"), ("seconds", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("node", "left"), ("type", "left"), ("status", "left"), ("seconds", "right"))
+    for col, justify in columns:
         table.add_column(col, justify=justify)
     rows = list(report.status.items())
     hidden = 0

@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import os
 import sys
 import traceback
@@ -26,8 +27,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .fingerprint import CodeDependencyError, dependency_files
+from .imports import CodeScope, distribution_scope, folder_scope
 from .node import Node
+from .node_check import check_node
 
 ENTRY_POINT_GROUP = "graphrun.nodes"
 PLUGINS_ENV = "GRAPHRUN_PLUGINS"
@@ -51,20 +53,20 @@ class NodeRegistry:
 
     # --- registration ---
 
-    def register(self, cls: type[Node], origin: str) -> None:
+    def register(self, cls: type[Node], origin: str, scope: CodeScope | None = None) -> None:
         if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
             raise TypeError(f"{cls!r} is not a Node subclass")
         name = cls.type_name
         existing = self._nodes.get(name)
         if existing is not None and existing is not cls:
             raise ValueError(f"node type {name!r} is already defined by {existing.origin or existing.__module__}")
-        if "run" not in {k for c in cls.__mro__ if c is not Node for k in vars(c)}:
-            raise TypeError(f"node type {name!r} does not define run()")
-        check_code_dependencies(cls)
+        check_node(cls)
         cls.origin = origin
+        if scope is not None:
+            cls.code_scope = scope
         self._nodes[name] = cls
 
-    def register_module(self, module: ModuleType, origin: str) -> list[str]:
+    def register_module(self, module: ModuleType, origin: str, scope: CodeScope | None = None) -> list[str]:
         """Register a module's nodes all-or-nothing, so a clash leaves no half-plugin behind."""
         classes = nodes_in_module(module)
         clashes = [c.type_name for c in classes if c.type_name in self._nodes and self._nodes[c.type_name] is not c]
@@ -72,9 +74,11 @@ class NodeRegistry:
             owners = ", ".join(f"{n!r} (already from {self._nodes[n].origin})" for n in clashes)
             raise ValueError(f"node type name clash: {owners}")
         for cls in classes:
-            check_code_dependencies(cls)
+            if not (isinstance(cls, type) and issubclass(cls, Node)) or cls is Node:
+                raise TypeError(f"{cls!r} is not a Node subclass")
+            check_node(cls)  # every class first: a plugin with one bad node registers none
         for cls in classes:
-            self.register(cls, origin)
+            self.register(cls, origin, scope)
         return [c.type_name for c in classes]
 
     # --- lookup ---
@@ -95,13 +99,22 @@ class NodeRegistry:
         return [self._nodes[n] for n in self.names()]
 
     def schema(self) -> dict[str, Any]:
+        """Every node's and type's schema (the editor's palette, `graphrun nodes --json`). A node
+        whose schema fails or is not JSON (its `extra_schema` is its own code, not run at
+        registration) is left out and reported among the plugin errors; the others are all there."""
         from .types import TYPES
 
-        return {
-            "nodes": {n: self._nodes[n].schema() for n in self.names()},
-            "types": TYPES.schema(),
-            "plugin_errors": [dataclasses.asdict(e) for e in self.errors],
-        }
+        nodes: dict[str, Any] = {}
+        errors = [dataclasses.asdict(e) for e in self.errors]
+        for name, cls in sorted(self._nodes.items()):
+            try:
+                schema = cls.schema()
+                json.dumps(schema)  # the editor sends it as JSON
+                nodes[name] = schema
+            except Exception as exc:
+                errors.append(dataclasses.asdict(PluginError(cls.origin, f"node type {name!r}: its schema failed "
+                                                                         f"({type(exc).__name__}: {exc})")))
+        return {"nodes": nodes, "types": TYPES.schema(), "plugin_errors": errors}
 
     # --- discovery ---
 
@@ -113,22 +126,23 @@ class NodeRegistry:
 
     def _load_entry_point(self, ep: importlib.metadata.EntryPoint, origin: str) -> None:
         obj = ep.load()
+        scope = distribution_scope(ep.dist)  # the node's own code: the packages its distribution ships
         if isinstance(obj, ModuleType):
-            self.register_module(obj, origin)
+            self.register_module(obj, origin, scope)
         elif callable(obj) and not isinstance(obj, type):
             # A function returning node classes (or a module).
             result = obj()
             if isinstance(result, ModuleType):
-                self.register_module(result, origin)
+                self.register_module(result, origin, scope)
             else:
-                self._register_all(list(result or []), origin)
+                self._register_all(list(result or []), origin, scope)
         else:
-            self._register_all([obj], origin)
+            self._register_all([obj], origin, scope)
 
-    def _register_all(self, classes: list[type[Node]], origin: str) -> None:
+    def _register_all(self, classes: list[type[Node]], origin: str, scope: CodeScope | None) -> None:
         holder = ModuleType(f"_graphrun_ep_{origin}")
         holder.NODES = classes  # type: ignore[attr-defined]
-        self.register_module(holder, origin)
+        self.register_module(holder, origin, scope)
 
     def load_paths(self, paths: Iterable[str | os.PathLike]) -> None:
         for raw in paths:
@@ -141,11 +155,12 @@ class NodeRegistry:
     def _load_path(self, path: Path) -> None:
         if not path.exists():
             raise FileNotFoundError(f"no such file or folder: {path}")
+        # The plugin's own code: its file or package and the modules beside it.
         if path.is_file():
-            self.register_module(import_file(path), f"plugin:{path}")
+            self.register_module(import_file(path), f"plugin:{path}", folder_scope(path.parent))
             return
         if (path / "__init__.py").exists():
-            self.register_module(import_package(path), f"plugin:{path}")
+            self.register_module(import_package(path), f"plugin:{path}", folder_scope(path.parent))
             return
         # A folder of plugins: each .py file and each package inside is its own plugin.
         for child in sorted(path.iterdir()):
@@ -164,25 +179,6 @@ class NodeRegistry:
         except Exception as exc:  # a broken plugin must not take down the others
             msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
             self.errors.append(PluginError(plugin, msg, traceback.format_exc()))
-
-
-_resolved_dependencies: set[str] = set()
-
-
-def check_code_dependencies(cls: type[Node]) -> None:
-    """Every module a node names in `code_dependencies` must be found (without importing it)."""
-    deps = cls.code_dependencies
-    if isinstance(deps, str) or not all(isinstance(d, str) for d in deps):
-        raise ValueError(f"node type {cls.type_name!r}: code_dependencies must be a tuple of dotted module names, "
-                         f"got {deps!r}")
-    for module in deps:
-        if module in _resolved_dependencies:
-            continue
-        try:
-            dependency_files(module)
-        except CodeDependencyError as exc:
-            raise ValueError(f"node type {cls.type_name!r} declares code dependency {module!r}: {exc}") from None
-        _resolved_dependencies.add(module)
 
 
 def nodes_in_module(module: ModuleType) -> list[type[Node]]:
@@ -204,9 +200,15 @@ def _module_name_for(path: Path) -> str:
 
 
 def import_file(path: Path) -> ModuleType:
+    """Import a plugin file under a name of its own; the modules beside it are importable by
+    their plain names (its folder goes at the end of sys.path, so it never shadows an
+    installed module), so a plugin may be split over several files."""
     name = _module_name_for(path)
     if name in sys.modules:
         return sys.modules[name]
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

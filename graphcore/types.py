@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -542,6 +543,11 @@ class TypeRegistry:
         self._origin: dict[str, str] = {}
 
     def register(self, port_type: PortType, origin: str = "graphcore") -> PortType:
+        try:  # the editor and `graphrun nodes --json` export it: refuse a type that cannot be
+            json.dumps(port_type.schema())
+        except Exception as exc:
+            raise ValueError(f"port type {getattr(port_type, 'name', port_type)!r} from {origin}: its schema cannot be "
+                             f"exported as JSON ({type(exc).__name__}: {exc})") from None
         existing = self._types.get(port_type.name)
         if existing is not None and existing is not port_type:
             if type(existing) is type(port_type) and existing.schema() == port_type.schema():

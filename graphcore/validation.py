@@ -42,7 +42,7 @@ def param_problems(params_model: type[BaseModel], params: dict[str, Any]) -> lis
         return []
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-    by_param: dict[str, list[dict[str, Any]]] = {}
+    by_param: dict[str, list[Any]] = {}  # pydantic's ErrorDetails
     for err in errors:
         name = str(err["loc"][0]) if err["loc"] else "(parameters)"
         by_param.setdefault(name, []).append(err)
@@ -244,12 +244,12 @@ class _Checker:
                     self.add(spec, f"missing required input '{name}' ({_type_name(port)}){self.sources_for(spec, port)}",
                              "missing-input")
         for name, value in spec.inputs.items():
-            port = cls.inputs.get(name) if cls is not None else None
+            declared = cls.inputs.get(name) if cls is not None else None
             line = spec.input_lines.get(name)
             if isinstance(value, Edge):
-                self.check_edge(spec, name, value, port, line)
-            elif port is not None:
-                self.check_literal(spec, name, value, port, line)
+                self.check_edge(spec, name, value, declared, line)
+            elif declared is not None:
+                self.check_literal(spec, name, value, declared, line)
 
     def sources_for(self, spec: NodeSpec, port: Port) -> str:
         """'; connect e.g. a.out' listing outputs in the workflow that could feed the port."""

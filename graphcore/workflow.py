@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # node.py imports types.py, which needs nothing from here; avoid the cycle anyway
+    from .node import Node
 
 FORMAT_VERSION = 1
 
@@ -102,7 +105,7 @@ class BoundNode:
     literal inputs converted by their port types. Produced by `validation.compile_workflow`."""
 
     spec: NodeSpec
-    cls: type  # a graphcore.node.Node subclass
+    cls: type[Node]
     params: Any  # an instance of cls.Params
     inputs: dict[str, Edge | Literal]
 

@@ -20,10 +20,15 @@ def node_module_names() -> list[str]:
     )
 
 
-def node_modules() -> list[type]:
+def node_classes() -> list[type]:
+    """Every node class of the library (the entry point's target)."""
     from graphcore.registry import nodes_in_module
 
     classes: list[type] = []
     for name in node_module_names():
         classes.extend(nodes_in_module(importlib.import_module(name)))
     return classes
+
+
+# The entry point's former target: installs made before the rename still name it.
+node_modules = node_classes

@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graphcore.node import NodeError, Out, OutputFile, RunContext
+from graphcore.node import NodeError, Out, OutputFile, Port, RunContext
+from nodes.checkpoints import CheckpointOutput
+from nodes.model_registry import ModelSpec
 from trainers.exports import blob_from_export
 
 
@@ -31,7 +33,7 @@ def run_training(ctx: RunContext, node: str, task: Any, params: TrainParams) -> 
     """Train `task` (a TrainTask, or a zero-argument function that builds one) with the shared loop.
     A bad setting or dataset found while building it (ValueError, DatasetError) becomes a
     NodeError naming the node."""
-    from nodes.synth.dataset import DatasetError
+    from trainers.data.dataset import DatasetError
     from trainers.loop import TrainConfig, Trainer
 
     if callable(task):
@@ -70,7 +72,7 @@ def default_work_dir(ctx: RunContext) -> Path:
 
 def dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
     path = ctx.resolve_path(dataset) if "://" not in str(dataset) else dataset
-    from nodes.synth.dataset import DatasetError, open_dataset
+    from trainers.data.dataset import DatasetError, open_dataset
 
     try:
         open_dataset(str(path))
@@ -79,16 +81,14 @@ def dataset_path(ctx: RunContext, dataset: str, node: str) -> str:
     return str(path)
 
 
-# What every trainer node runs besides its class (its `code_dependencies` start with these):
-# the loop and losses, this glue, and the dataset reader.
-TRAINING_CODE = ("trainers", "nodes.training", "nodes.synth.dataset", "nodes.synth.speech", "nodes.synth.espeak",
-                 "nodes.audio.features", "nodes.io.media", "nodes.types")
 
 DATASET_DOC = ("talkgraph dataset location: MakeSyntheticDataset.dataset or PrepareDataset.dataset, or a literal "
                "folder path (keyed by its content)")
 
-TRAIN_OUTPUTS = {
-    "checkpoint": Out("Checkpoint", "the trained generator (weights + config + what it was trained on)"),
-    "metrics": Out("Metrics", "steps, wall time and the final losses"),
-    "loss_curve": Out("Image", "the loss curves"),
-}
+def train_outputs(model: str | ModelSpec) -> dict[str, Port]:
+    """The three outputs of every trainer node; the checkpoint holds a `model` export."""
+    return {
+        "checkpoint": CheckpointOutput(model),
+        "metrics": Out("Metrics", "steps, wall time and the final losses"),
+        "loss_curve": Out("Image", "the loss curves"),
+    }

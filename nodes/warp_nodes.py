@@ -18,7 +18,6 @@ class WarpImage(Node):
     """
 
     category = "geometry"
-    code_dependencies = ("nodes.warp", "nodes.ports")
     inputs = {
         "image": In("Image", "one image, warped by every flow field", optional=True),
         "frames": In("Frames", "frames, one per flow field (or a single frame)", optional=True),

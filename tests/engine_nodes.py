@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore import CachePolicy, In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
+from graphcore import CachePolicy, FileSource, In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
 
 
 class Rendezvous(Node):
@@ -210,3 +210,18 @@ class ReadTable(Node):
         if table_in is not None:
             return {"text": table_in}
         return {"text": ctx.resolve_path(self.params.table or self.params.fallback).read_text()}
+
+
+class ReadTableSource(Node):
+    """ReadTable declared the short way: the port's FileSource gives the `table` parameter and
+    the fallback file (relative to the workflow's folder), as CheckpointInput does for a
+    bundled checkpoint."""
+
+    category = "test"
+    inputs = {"table_in": In("String", "a table", file=FileSource(param="table", fallback="bundled.txt", label="fallback table"))}
+    outputs = {"text": Out("String")}
+
+    def run(self, ctx: RunContext, table_in: str | None = None) -> dict[str, Any]:
+        source = self.input_source(ctx, "table_in", table_in)
+        return {"text": source if isinstance(source, str) else source.read_text()}
+

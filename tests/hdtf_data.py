@@ -8,7 +8,7 @@ import numpy as np
 def write_toy_dataset(path, n_clips: int = 4, n_frames: int = 48, size: int = 64, seed: int = 0) -> str:
     import cv2
 
-    from nodes.synth.dataset import DatasetWriter
+    from trainers.data.dataset import DatasetWriter
 
     rng = np.random.default_rng(seed)
     w = DatasetWriter(str(path), frame_size=(size, size), source="synthetic", landmark_source="3dmm_projection")

@@ -1,5 +1,5 @@
-"""Audio2Head architectures: parameter counts of the paper presets (counted, never run), tiny
-forward shapes, window stitching, pose conventions, the TPS Jacobian and the pose SSIM."""
+"""Audio2Head architectures: tiny forward shapes, window stitching, pose conventions, the TPS
+Jacobian and the pose SSIM (parameter counts: tests/test_model_registry.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,30 +7,14 @@ import pytest
 import torch
 from audio2head_helpers import one_thread  # noqa: F401 (autouse fixture)
 
-from nodes.audio2head.models import OFFICIAL_PARAMETERS, create_model, preset_parameter_counts
 from nodes.audio2head.motion_field import crossfade_weights, predict_windows, stitch, window_starts
-
-
-@pytest.mark.parametrize("arch", sorted(OFFICIAL_PARAMETERS))
-def test_paper_presets_match_official_parameter_counts(arch):
-    counts = preset_parameter_counts(arch)
-    official = OFFICIAL_PARAMETERS[arch]
-    assert abs(counts["paper"] - official) / official < 0.01, (arch, counts["paper"], official)
-    assert counts["tiny"] < counts["paper"] / 20
-
-
-def test_describe_reports_counts():
-    from nodes.audio2head.a2h_nodes import HeadMotionPredictor, KeypointRenderer
-
-    facts = KeypointRenderer.schema()
-    assert facts["parameters"]["keypoint_renderer"]["paper"] == preset_parameter_counts("keypoint_renderer")["paper"]
-    assert facts["official_parameters"]["keypoint_detector"] == 14.2e6
-    assert set(HeadMotionPredictor.schema()["parameters"]["head_motion"]) == {"paper", "tiny"}
+from nodes.model_registry import create_model
 
 
 def test_tiny_shapes():
     torch.manual_seed(0)
-    det, ren = create_model("keypoint_detector", "tiny").eval(), create_model("keypoint_renderer", "tiny").eval()
+    pair = create_model("keypoint_autoencoder", "tiny").eval()
+    det, ren = pair.detector, pair.renderer
     hm, mf = create_model("head_motion", "tiny").eval(), create_model("motion_field", "tiny").eval()
     img = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
@@ -50,7 +34,8 @@ def test_tiny_shapes():
 
 
 def test_renderer_with_equal_keypoints_is_close_to_identity_motion():
-    det, ren = create_model("keypoint_detector", "tiny").eval(), create_model("keypoint_renderer", "tiny").eval()
+    pair = create_model("keypoint_autoencoder", "tiny").eval()
+    det, ren = pair.detector, pair.renderer
     img = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         kp = det(img)

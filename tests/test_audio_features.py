@@ -1,6 +1,6 @@
 """AudioFeatures: shapes, the frame-count rule, alignment, and values against librosa.
 
-The production code is plain numpy (nodes/audio/features.py); the references here are built
+The production code is plain numpy (trainers/data/audio_features.py); the references here are built
 from librosa's STFT / mel filters / YIN, an independent implementation. librosa's first call
 compiles with numba (a few seconds), once per test session.
 """
@@ -15,10 +15,10 @@ from scipy.fft import dct
 from scipy.signal import lfilter
 
 from graphcore.node import NodeError, RunContext
-from nodes.audio import features as F
 from nodes.audio.audio_nodes import AudioFeatures
 from nodes.io.media import read_audio
 from nodes.types import AUDIO_FEATURES, AudioClip
+from trainers.data import audio_features as F
 
 librosa = pytest.importorskip("librosa")
 SR = 16000
@@ -204,3 +204,12 @@ def test_node_output_type_and_fps_input():
 def test_node_too_short_audio_is_a_clear_error():
     with pytest.raises(NodeError, match="shorter than half a video frame"):
         AudioFeatures({"variant": "a2h"}).run(make_ctx(), audio=AudioClip(np.zeros(100, np.float32), SR))
+
+
+def test_frame_count_rule():
+    # round half up of duration * fps, exact on integers
+    assert F.frame_count(16000, SR, 25) == 25
+    assert F.frame_count(16320, SR, 25) == 26  # 25.5 frames -> 26
+    assert F.frame_count(16319, SR, 25) == 25
+    assert F.frame_count(0, SR, 25) == 0
+    assert F.frame_count(48000, 48000, 29.97) == 30

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from engine_helpers import Recorder, compile_file, write_workflow
+from pydantic import BaseModel
 
 from graphcore.cache import CacheStore
 from graphcore.keys import compute_keys
@@ -129,6 +130,58 @@ def test_implicit_file_removed_after_validation_is_named_by_the_planner(tmp_path
     assert p.node_id == "read" and "implicit file 'fallback table' of ReadTable" in p.message
 
 
+SOURCE = """
+version: 1
+nodes:
+  read: {type: ReadTableSource}
+"""
+
+
+def test_a_file_source_declares_parameter_fallback_and_implicit_file(tmp_path, cache):
+    from engine_nodes import ReadTableSource
+
+    assert list(ReadTableSource.Params.model_fields) == ["table"] and ReadTableSource.inputs["table_in"].optional
+    assert ReadTableSource.schema()["inputs"]["table_in"]["param"] == "table"
+    (tmp_path / "bundled.txt").write_text("one")
+    (tmp_path / "given.txt").write_text("given")
+    wf = write_workflow(tmp_path, SOURCE)
+    report, _ = run(wf, cache)
+    assert report.load_output("read", "text") == "one"
+    (tmp_path / "bundled.txt").write_text("two")  # the fallback's content keys the cache
+    report, _ = run(wf, cache)
+    assert report.ran() == {"read"} and report.load_output("read", "text") == "two"
+    given = write_workflow(tmp_path, SOURCE.replace("{type: ReadTableSource}", "{type: ReadTableSource, params: {table: given.txt}}"),
+                           "g.yaml")
+    connected = write_workflow(tmp_path, SOURCE.replace("{type: ReadTableSource}",
+                                                        "{type: ReadTableSource, inputs: {table_in: {literal: hi}}}"), "c.yaml")
+    keys = [compute_keys(compile_file(w), "s")["read"] for w in (given, connected)]
+    (tmp_path / "bundled.txt").write_text("three")  # neither reads the fallback: neither is keyed by it
+    assert [compute_keys(compile_file(w), "s")["read"] for w in (given, connected)] == keys
+    assert run(given, cache)[0].load_output("read", "text") == "given"
+    assert run(connected, cache)[0].load_output("read", "text") == "hi"
+    (tmp_path / "bundled.txt").unlink()
+    from engine_helpers import engine_registry
+
+    (p,) = check_workflow_file(wf, engine_registry())[1]
+    assert p.node_id == "read" and p.kind == "file" and "fallback table" in p.message and "bundled.txt" in p.message
+    assert check_workflow_file(connected, engine_registry())[1] == []
+
+
+def test_a_file_source_parameter_is_declared_once():
+    from graphcore import FileSource, In, InputFile, Node, Out
+
+    with pytest.raises(TypeError, match="declared both in Params and by the FileSource of input 'x'"):
+        class Twice(Node):
+            inputs = {"x": In("String", file=FileSource(fallback="a.txt"))}
+            outputs = {"y": Out("String")}
+
+            class Params(BaseModel):
+                x: str = InputFile("")
+
+            def run(self, ctx, x=None):
+                return {"y": ""}
+
+
 def test_the_library_declares_its_bundled_fallbacks():
     from nodes.face.flow_nodes import DenseFlowBuilder
     from nodes.hdtf.hdtf_nodes import AnimationGenerator, EvaluateHDTF
@@ -144,6 +197,7 @@ def test_the_library_declares_its_bundled_fallbacks():
     assert DenseFlowBuilder().implicit_files(frozenset({"model"})) == {}
     assert MemoryGAN().implicit_files(none)["bundled checkpoint"].name == "memory_gan_tiny.pt"
     assert set(EvaluateYi().implicit_files(frozenset({"gan_checkpoint"}))) == {"bundled audio checkpoint", "bundled face model"}
+    assert set(EvaluateYi({"audio_checkpoint": "a.pt"}).implicit_files(none)) == {"bundled gan checkpoint", "bundled face model"}
     assert set(EvaluateHDTF({"tables": "table3"}).implicit_files(none)) == {"bundled animation checkpoint", "bundled face model"}
     for path in [*EvaluateYi().implicit_files(none).values(), *EvaluateHDTF().implicit_files(none).values()]:
         assert path.is_file(), path

@@ -46,7 +46,7 @@ def test_asset_matches_manifest_and_shapes(model):
 
 
 def test_rebuild_is_deterministic(tmp_path, model):
-    from nodes.face import build_model
+    from tools import build_face_model as build_model
 
     built = build_model.build()
     sha = build_model.save_npz(tmp_path / "m.npz", built["arrays"], built["meta"])
@@ -141,7 +141,7 @@ def test_named_components_move_where_their_names_say(model):
 
 
 def test_identity_basis_is_orthogonal_to_pose_expression_and_itself(model):
-    from nodes.face.build_model import similarity_motions
+    from tools.build_face_model import similarity_motions
 
     a = model.shape_basis.reshape(-1, 60).astype(np.float64)
     gram = a.T @ a
@@ -177,5 +177,5 @@ def test_vertices_follow_eq1(model):
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="build_model"):
+    with pytest.raises(FileNotFoundError, match="tools.build_face_model"):
         load_face_model(tmp_path / "nope.npz")

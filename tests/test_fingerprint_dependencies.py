@@ -1,4 +1,6 @@
-"""Code dependencies: the source of the modules a node declares is part of its fingerprint."""
+"""Code dependencies: the modules of its own project that a node's code imports (found by the
+engine, graphcore/imports.py) and the ones it declares in `code_dependencies` are part of its
+fingerprint."""
 from __future__ import annotations
 
 import sys
@@ -6,10 +8,12 @@ import textwrap
 
 import pytest
 
-from graphcore import fingerprint
-from graphcore.fingerprint import CodeDependencyError, code_fingerprint, dependency_files
+from graphcore import fingerprint, imports, source
+from graphcore.fingerprint import code_fingerprint
+from graphcore.imports import class_imports, scope_of
 from graphcore.node import Node, Out
 from graphcore.registry import NodeRegistry, build_registry
+from graphcore.source import CodeDependencyError, dependency_files
 
 
 @pytest.fixture()
@@ -34,7 +38,10 @@ def node_with(*deps: str) -> type[Node]:
 
 
 def fresh_fingerprint(cls: type) -> str:
-    fingerprint._dependency_memo.clear()  # a new process
+    """As a new process would compute it (every memo of source read is per process)."""
+    for memo in (fingerprint._dependency_memo, imports._facts_memo, imports._imports_memo, source._digest_memo,
+                 source._tree_memo, source._file_memo, source._top_memo):
+        memo.clear()
     return code_fingerprint(cls)
 
 
@@ -99,34 +106,99 @@ def test_unknown_module_is_named_at_registration(helpers, tmp_path):
 def test_schema_and_describe_show_dependencies():
     from engine_helpers import graphrun
 
-    from nodes.face.flow_nodes import DenseFlowBuilder
-
-    assert "nodes.face.flow" in DenseFlowBuilder.schema()["code_dependencies"]
     res = graphrun("nodes", "describe", "DenseFlowBuilder")
     assert res.returncode == 0, res.stderr
     assert "code dependencies" in res.stdout and "nodes.face.flow" in res.stdout
 
 
-def test_every_talkgraph_dependency_resolves():
-    """The library's declarations all name real modules (the registry would drop the node)."""
+def test_every_talkgraph_declaration_resolves():
+    """What the library still declares names real modules (the registry would drop the node)."""
     registry = build_registry(env=False)
     assert not registry.errors, registry.errors
-    declared = {cls.type_name: cls.code_dependencies for cls in registry.all() if cls.code_dependencies}
-    assert len(declared) >= 20
 
 
-def test_talkgraph_declarations_cover_what_the_nodes_import():
-    """Each node declares every project module its code reaches (read from the source: its
-    methods' imports, module-level imports its class uses, and theirs, transitively), so that
-    editing a helper can never leave a stale cache hit."""
-    from code_deps import covered, used_modules
-
+def test_talkgraph_nodes_find_their_code_without_declaring_it():
+    """The engine follows a node's imports through the talkgraph packages (nodes, trainers),
+    never into the engine or other libraries."""
     registry = build_registry(env=False)
-    missing = {}
+    flow = registry.get("DenseFlowBuilder")
+    assert scope_of(flow).packages >= {"nodes", "trainers"}
+    found = class_imports(flow, scope_of(flow))
+    assert {"nodes.face.flow", "nodes.face.model", "nodes.types"} <= set(found)
+    features = registry.get("AudioFeatures")
+    assert "trainers.data.audio_features" in class_imports(features, scope_of(features))  # across packages
     for cls in registry.all():
-        if cls.origin == "graphcore":
-            continue
-        gaps = sorted(m for m in used_modules(cls) if not covered(m, cls.code_dependencies))
-        if gaps:
-            missing[cls.type_name] = gaps
-    assert not missing, f"add these to the nodes' code_dependencies: {missing}"
+        assert not [m for m in class_imports(cls, scope_of(cls)) if not m.startswith(("nodes", "trainers"))], cls
+
+
+@pytest.fixture()
+def plugin_package(tmp_path, monkeypatch):
+    """A plugin package whose node reaches `deep.py` through `helpers.py`; `unused.py` sits beside them."""
+    pkg = tmp_path / "fp_plugin"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .node_impl import Scale\nNODES = [Scale]\n")
+    (pkg / "node_impl.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        from graphcore import In, Node, Out
+
+        from . import helpers
+
+
+        class Scale(Node):
+            inputs = {"x": In("Array")}
+            outputs = {"y": Out("Array")}
+
+            def run(self, ctx, x):
+                return {"y": np.asarray(helpers.scale(x))}
+    '''))
+    (pkg / "helpers.py").write_text("from .deep import FACTOR\n\n\ndef scale(x):\n    return x * FACTOR\n")
+    (pkg / "deep.py").write_text("FACTOR = 2  # doubled\n")
+    (pkg / "unused.py").write_text("X = 1\n")
+    yield pkg
+    for name in [m for m in sys.modules if m.startswith("fp_plugin")]:
+        del sys.modules[name]
+
+
+def test_a_plugins_imports_are_found_transitively(plugin_package):
+    registry = build_registry([plugin_package], entry_points=False, env=False)
+    assert not registry.errors, registry.errors
+    cls = registry.get("Scale")
+    assert class_imports(cls, scope_of(cls)) == ["fp_plugin", "fp_plugin.deep", "fp_plugin.helpers"]  # no numpy, no graphcore
+    before = fresh_fingerprint(cls)
+    (plugin_package / "unused.py").write_text("X = 2\n")
+    (plugin_package / "deep.py").write_text('"""Now documented."""\nFACTOR = 2  # still doubled\n')
+    assert fresh_fingerprint(cls) == before  # a module it does not import; comments and docstrings
+    (plugin_package / "deep.py").write_text("FACTOR = 3\n")
+    assert fresh_fingerprint(cls) != before  # two imports away
+
+
+def test_import_forms_resolve_to_modules(tmp_path, monkeypatch):
+    """`import a.b`, `from a import b` (a module), `from a.b import name`, relative imports, a
+    constant import_module(...), imports inside functions; names not in the scope are skipped."""
+    from graphcore.imports import closure, folder_scope, module_imports
+
+    pkg = tmp_path / "fp_forms"
+    (pkg / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "sub/__init__.py", "sub/one.py", "two.py", "three.py", "four.py", "five.py"):
+        (pkg / name).write_text("")
+    (pkg / "main.py").write_text(textwrap.dedent('''
+        import importlib
+        import json
+
+        import fp_forms.sub.one
+        from fp_forms import two
+        from fp_forms.three import something
+        from . import four as renamed
+
+
+        def later():
+            from .sub import one
+            return importlib.import_module("fp_forms.five")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scope = folder_scope(tmp_path)
+    assert module_imports("fp_forms.main", scope) == {"fp_forms", "fp_forms.sub.one", "fp_forms.two", "fp_forms.three",
+                                                      "fp_forms.four", "fp_forms.five"}
+    assert closure({"fp_forms.main"}, scope) - {"fp_forms.main"} == module_imports("fp_forms.main", scope) | {"fp_forms.sub"}
+    assert "fp_forms" not in sys.modules  # read, never run

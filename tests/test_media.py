@@ -161,15 +161,6 @@ def test_video_without_sound_is_an_audio_error(tmp_path):
         media.read_audio(tmp_path / "silent.mp4")
 
 
-def test_frame_count_rule():
-    # round half up of duration * fps, exact on integers
-    assert media.frame_count(16000, SR, 25) == 25
-    assert media.frame_count(16320, SR, 25) == 26  # 25.5 frames -> 26
-    assert media.frame_count(16319, SR, 25) == 25
-    assert media.frame_count(0, SR, 25) == 0
-    assert media.frame_count(48000, 48000, 29.97) == 30
-
-
 # ----------------------------------------------------------------------------------------- video
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from engine_helpers import ROOT, graphrun, subprocess_env, write_workflow
 
 from graphcore.registry import build_registry
@@ -144,7 +145,8 @@ EXAMPLE_PLUGIN = ROOT / "examples" / "plugins" / "graphrun-example-nodes"
 
 
 def test_example_plugin_installs_and_runs(tmp_path):
-    """The worked example of docs/custom-nodes.md, installed the way a user installs a package."""
+    """The worked examples of docs/custom-nodes.md, installed the way a user installs a package:
+    signal nodes, and a learned node with its registry entry, trainer and bundled checkpoint."""
     target = tmp_path / "site"
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info next to the sources
     shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "out"))
@@ -157,7 +159,8 @@ def test_example_plugin_installs_and_runs(tmp_path):
     described = graphrun("nodes", "describe", "Envelope", env=env)
     assert described.returncode == 0, described.stderr
     assert "graphrun-example-nodes (example)" in described.stdout and "envelope: Envelope" in described.stdout
-    assert "code dependencies" in described.stdout and "graphrun_example.dsp" in described.stdout
+    # the node declares nothing: the engine found the module its run() imports
+    assert "code dependencies" in described.stdout and "imported: graphrun_example, graphrun_example.dsp" in described.stdout
 
     wf = tmp_path / "example.yaml"
     wf.write_text((EXAMPLE_PLUGIN / "example.yaml").read_text())
@@ -166,3 +169,159 @@ def test_example_plugin_installs_and_runs(tmp_path):
     report = json.loads((tmp_path / "out" / "loudness.json").read_text())
     assert 0.3 < report["fraction_above"] < 0.9 and report["samples_above"] == round(report["fraction_above"] * 5000)
     assert str(tmp_path / "out" / "loudness.json") in res.stdout
+
+    # the learned node: one registry entry + one node file, with the checkpoint the package ships
+    described = graphrun("nodes", "describe", "Denoise", env=env)
+    assert described.returncode == 0, described.stderr
+    assert "checkpoint: Checkpoint (optional)" in described.stdout and '"tiny": 745' in described.stdout
+    assert str(target / "graphrun_example" / "checkpoints" / "denoiser_tiny.pt") in described.stdout  # package data
+    for name in ("denoise.yaml", "train_denoiser.yaml"):
+        (tmp_path / name).write_text((EXAMPLE_PLUGIN / name).read_text())
+    res = graphrun(tmp_path / "denoise.yaml", "--cache", tmp_path / "cache", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    before, after = (json.loads((tmp_path / "out" / f"noise_{w}.json").read_text())["std"] for w in ("before", "after"))
+    assert 0.29 < before < 0.31 and after < before / 3
+    # its trainer makes a checkpoint that feeds the node (a few steps here; the bundled one: 600)
+    res = graphrun(tmp_path / "train_denoiser.yaml", "--cache", tmp_path / "cache", "--set", "train.steps=30",
+                   "--set", f"train.save_to={tmp_path / 'mine.pt'}", "--set", f"train.work_dir={tmp_path / 'work'}", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "denoiser trained for 30 steps" in res.stdout
+    counts = subprocess.run(
+        [sys.executable, "-c", "import graphrun_example.learned as m; from nodes.model_registry import count_preset as c; "
+                               "print([c(m.DENOISER, p)['total'] == n for p, n in m.DENOISER.parameters.items()])"],
+        capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert counts.stdout.strip() == "[True, True]", counts.stdout + counts.stderr  # the spec's pinned counts hold
+
+def test_a_plugin_split_over_two_files(tmp_path):
+    """`--plugins dir/` where nodes.py imports its sibling vig_math.py works without PYTHONPATH,
+    and the sibling is part of the node's code: editing it recomputes the node."""
+    folder = tmp_path / "vig"
+    folder.mkdir()
+    (folder / "nodes.py").write_text(
+        "import vig_math\n\nfrom graphcore import In, Node, Out\n\n\n"
+        "class Vignette(Node):\n"
+        "    inputs = {'x': In('Array')}\n    outputs = {'y': Out('Array')}\n\n"
+        "    def run(self, ctx, x):\n        return {'y': vig_math.weigh(x)}\n")
+    (folder / "vig_math.py").write_text("def weigh(x):\n    return x * 2.0\n")
+    wf = write_workflow(tmp_path, """
+    version: 1
+    nodes:
+      x: {type: Range, params: {start: 1, stop: 3, num: 3}}
+      v: {type: Vignette, inputs: {x: x.array}}
+      s: {type: SaveArray, params: {path: out/v.npy}, inputs: {array: v.y}}
+    """, "vig.yaml")
+    env = subprocess_env()
+    assert "vig" not in env["PYTHONPATH"]
+
+    def run() -> list[dict]:
+        res = graphrun(wf, "--cache", tmp_path / "cache", "--plugins", folder, "--events", tmp_path / "ev.jsonl", env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "warning" not in res.stderr, res.stderr
+        return [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+
+    import numpy as np
+
+    events = run()
+    assert any(e["kind"] == "finished" and e["node_type"] == "Vignette" for e in events)
+    assert np.load(tmp_path / "out" / "v.npy").tolist() == [2.0, 4.0, 6.0]
+    assert any(e["kind"] == "cached" and e["node_type"] == "Vignette" for e in run())
+    (folder / "vig_math.py").write_text("def weigh(x):\n    return x * 3.0\n")
+    assert any(e["kind"] == "finished" and e["node_type"] == "Vignette" for e in run())
+    assert np.load(tmp_path / "out" / "v.npy").tolist() == [3.0, 6.0, 9.0]
+
+
+BAD_PORT_PLUGIN = """
+from graphcore import In, Node, Out
+
+class Vignetter(Node):
+    inputs = {"image": In("Imagee")}
+    outputs = {"image": Out("Array")}
+
+    def run(self, ctx, image):
+        return {"image": image}
+
+class Fine(Node):
+    outputs = {"y": Out("Scalar")}
+
+    def run(self, ctx):
+        return {"y": 1.0}
+"""
+
+
+def test_a_port_type_typo_is_refused_at_registration_and_the_rest_works(tmp_path, capsys):
+    """In("Imagee") is refused when the plugin loads, with a message naming the plugin, the node
+    and the port; describe, the schema and the editor's palette keep working for every other node."""
+    from fastapi.testclient import TestClient
+    from ui_testkit import make_project
+
+    import nodes.types  # noqa: F401  (registers the talking-face types, among them Image)
+    from graphcore.cli import main
+    from graphcore.types import ScalarType, register_type
+    from ui.app import create_app
+    from ui.config import UIConfig
+
+    bad = tmp_path / "bad_ports.py"
+    bad.write_text(BAD_PORT_PLUGIN)
+    good = plugin_file(tmp_path / "good", "good_nodes", "Octuple", factor=8)
+
+    registry = build_registry([bad, good], entry_points=False, env=False)
+    (err,) = registry.errors
+    assert err.plugin == str(bad)
+    assert err.message == "node type 'Vignetter' input 'image': unknown port type 'Imagee' (did you mean 'Image'?)"
+    assert "Vignetter" not in registry and "Fine" not in registry  # a plugin loads all or nothing
+    assert "Octuple" in registry and "Math" in registry
+    schema = registry.schema()
+    assert {"Octuple", "Math"} <= set(schema["nodes"]) and schema["plugin_errors"][0]["plugin"] == str(bad)
+
+    assert main(["nodes", "describe", "Octuple", "--plugins", str(bad), "--plugins", str(good)]) == 0
+    out, errs = capsys.readouterr()
+    assert "Octuple" in out and f"warning: plugin {bad}: node type 'Vignetter' input 'image'" in errs
+    assert main(["nodes", "describe", "Vignetter", "--plugins", str(bad)]) == 2
+    out, errs = capsys.readouterr()
+    assert "unknown node type 'Vignetter'" in errs and "Traceback" not in out + errs
+    assert main(["nodes", "--json", "--plugins", str(bad)]) == 0
+    assert "Math" in json.loads(capsys.readouterr().out)["nodes"]
+
+    # other mistakes a palette could not show
+    for source, message in [
+        ("outputs = {'y': Out('Scalar')}\n    inputs = {'bad name': In('Array')}", "input name 'bad name' must be an identifier"),
+        ("outputs = {'y': 'Scalar'}", "node type 'Oops' output 'y': expected Out(...), got 'Scalar'"),
+        ("outputs = {'y': Out(ArrayType('Unregistered'))}", "port type 'Unregistered' is not registered"),
+        ("outputs = {'y': Out('Scalar')}\n    Params = dict", "Params must be a pydantic BaseModel class"),
+    ]:
+        plugin = tmp_path / "oops" / f"oops_{abs(hash(source))}.py"
+        plugin.parent.mkdir(exist_ok=True)
+        plugin.write_text("from graphcore import ArrayType, In, Node, Out\n\nclass Oops(Node):\n    " + source +
+                          "\n\n    def run(self, ctx, **kw):\n        return {'y': 1.0}\n")
+        (err,) = build_registry([plugin], entry_points=False, env=False).errors
+        assert message in err.message, (source, err.message)
+
+    # extra_schema() is the node's own code, run only when a schema is asked for: one that fails
+    # or is not JSON leaves that node out of the palette, and describe says why
+    facts = tmp_path / "facts_nodes.py"
+    facts.write_text("from graphcore import Node, Out\n\n"
+                     "class Broken(Node):\n    outputs = {'y': Out('Scalar')}\n\n    def run(self, ctx):\n        return {'y': 1.0}\n\n"
+                     "    @classmethod\n    def extra_schema(cls):\n        raise RuntimeError('no weights to count')\n\n"
+                     "class Odd(Broken):\n    @classmethod\n    def extra_schema(cls):\n        return {'f': object()}\n")
+    registry = build_registry([facts, good], entry_points=False, env=False)
+    assert not registry.errors and {"Broken", "Odd"} <= set(registry.names())
+    schema = registry.schema()
+    assert "Octuple" in schema["nodes"] and not {"Broken", "Odd"} & set(schema["nodes"])
+    assert [e["message"] for e in schema["plugin_errors"]] == [
+        "node type 'Broken': its schema failed (RuntimeError: no weights to count)",
+        "node type 'Odd': its schema failed (TypeError: Object of type object is not JSON serializable)"]
+    assert main(["nodes", "describe", "Broken", "--plugins", str(facts)]) == 2
+    assert "node type 'Broken' (from plugin:" in capsys.readouterr().err
+
+    # the editor's palette endpoint still lists the other nodes
+    project = make_project(tmp_path / "project")
+    config = UIConfig.create(project.root, upload_dir=tmp_path / "uploads", cache_url=str(tmp_path / "cache"),
+                             plugin_paths=[str(bad), str(good)])
+    with TestClient(create_app(config)) as client:
+        palette = client.get("/talkgraph/schema").json()
+    assert {"Octuple", "Math", "Range"} <= set(palette["nodes"]) and "Vignetter" not in palette["nodes"]
+    assert any("Imagee" in e["message"] for e in palette["plugin_errors"])
+
+    # a port type that cannot be exported is refused when it is registered
+    with pytest.raises(ValueError, match="port type 'Weird' from test: its schema cannot be exported"):
+        register_type(type("WeirdType", (ScalarType,), {"name": "Weird", "schema": lambda self: {"x": object()}})(), "test")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from graphcore.node import NodeError, RunContext
-from nodes.synth.dataset import open_dataset
-from nodes.synth.prepare import retime_indices
+from nodes.prepare.videos import retime_indices
+from trainers.data.dataset import open_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def videos(tmp_path_factory):
 
 
 def _prepare(folder: Path, out: Path, **params):
-    from nodes.synth.dataset_nodes import PrepareDataset
+    from nodes.prepare.prepare_nodes import PrepareDataset
 
     logs = []
     ctx = RunContext("prepare", "PrepareDataset", "k", workflow_dir=out,
@@ -62,12 +62,12 @@ def test_prepares_generated_videos_into_the_dataset_layout(videos):
         assert n == gt.n_frames and clip.frames.shape == (n, 256, 256, 3) and len(clip.audio) == n * 640
         assert clip.landmarks.shape == (n, 478, 2) and np.isfinite(clip.landmarks[...]).all()
         c = clip.coeffs
-        assert c.expression.shape == (n, 33) and float(np.mean(c.error)) < 2.0
+        assert c["expression"].shape == (n, 33) and float(np.mean(c["error"])) < 2.0
         assert clip.features("mfcc_pitch").shape == (n, 15)
         crop = clip.attrs["crop"]
         assert crop["size"] == 256 and tuple(crop["frame_size"]) == (256, 256)
         # the fitted mouth follows the generator's ground truth
-        assert np.corrcoef(c.expression[:, 0], gt.coeffs.expression[:, 0])[0, 1] > 0.6
+        assert np.corrcoef(c["expression"][:, 0], gt.coeffs["expression"][:, 0])[0, 1] > 0.6
         # the sound survives AAC: same envelope as the generator's audio
         env = lambda a: np.sqrt((a.reshape(n, 640) ** 2).mean(1))  # noqa: E731
         assert np.corrcoef(env(clip.audio), env(gt.audio))[0, 1] > 0.9

@@ -136,7 +136,7 @@ def test_sample_assets_match_their_manifest_and_are_reproducible(tmp_path):
     import json
     from pathlib import Path
 
-    from nodes.synth import make_samples
+    from tools import make_samples
 
     folder = Path(__file__).resolve().parents[1] / "assets" / "samples"
     manifest = json.loads((folder / "MANIFEST.json").read_text())

@@ -42,7 +42,7 @@ def test_synth_dataset_workflow_writes_a_readable_dataset(tmp_path):
                    "--set", "dataset.mp4_dir=", "--set", f"summary.path={tmp_path / 'summary.json'}")
     assert res.returncode == 0, res.stdout + res.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
-    from nodes.synth.dataset import open_dataset
+    from trainers.data.dataset import open_dataset
 
     ds = open_dataset(str(out))
     assert summary["clips"] == len(ds) == 1 and summary["frames"] == ds.clip(0).n_frames

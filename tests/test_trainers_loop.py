@@ -207,19 +207,3 @@ def test_cuda_request_without_cuda_is_clear(tmp_path):
         pytest.skip("CUDA present")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         Trainer(LinearGanTask(), _cfg(device="cuda"), tmp_path)
-
-
-def test_export_summary_reads_the_manifest_entry_from_the_file(tmp_path):
-    """What the checkpoint manifests record comes from the export itself: hash, size, task,
-    steps, losses and the parameter count."""
-    import hashlib
-
-    from trainers.exports import export_summary
-
-    Trainer(LinearGanTask(gan=False), _cfg(steps=20), tmp_path).fit()
-    path = tmp_path / "model.pt"
-    summary = export_summary(path)
-    assert summary["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and summary["bytes"] == path.stat().st_size
-    assert summary["task"] == "toy.linear" and summary["steps"] == 20 and summary["parameters"] == 2
-    assert set(summary["final_losses"]) == {"l1"} and summary["model_config"]["kind"] == "linear"
-    assert "stored_as" not in summary

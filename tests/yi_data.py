@@ -57,7 +57,7 @@ def toy_landmarks(model, coeffs) -> np.ndarray:
 
 def write_yi_dataset(path, n_clips: int = 4, n_frames: int = 40, size: int = 64, seed: int = 0) -> str:
     from nodes.face.model import load_face_model
-    from nodes.synth.dataset import DatasetWriter
+    from trainers.data.dataset import DatasetWriter
 
     model = load_face_model()
     rng = np.random.default_rng(seed)

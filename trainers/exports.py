@@ -6,7 +6,6 @@ message names the trainer that makes the right one (`hint`).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -47,34 +46,3 @@ def blob_from_export(path: str | os.PathLike) -> CheckpointBlob:
 
     export = torch.load(path, map_location="cpu", weights_only=True)
     return CheckpointBlob.from_file(path, {k: v for k, v in export.items() if k not in ("generator", "extra")})
-
-
-# state-dict entries that are statistics, not learned parameters (BatchNorm buffers, stored
-# input/output standardisation such as audio_mean / pose_std)
-_STATISTICS = ("mean", "std", "running_var", "num_batches_tracked")
-
-
-def export_summary(path: str | os.PathLike) -> dict[str, Any]:
-    """What a checkpoint manifest records of a model export, read from the file itself so that
-    the manifest cannot drift from it: sha256, bytes, task, learned parameters, model and
-    training configs, the data, steps, wall time, final losses (and the storage dtype when the
-    weights were stored reduced)."""
-    import torch
-
-    raw = Path(path).read_bytes()
-    export = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    summary = {
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "bytes": len(raw),
-        "task": export.get("task"),
-        "parameters": int(sum(v.numel() for k, v in export["generator"].items() if not k.endswith(_STATISTICS))),
-        "model_config": export["model_config"],
-        "train_config": export["train_config"],
-        "data": export["data"],
-        "steps": export["step"],
-        "wall_s": round(float(export["wall_s"]), 1),
-        "final_losses": {k: round(float(v), 5) for k, v in export["final_losses"].items()},
-    }
-    if "stored_as" in export:
-        summary["stored_as"] = export["stored_as"]
-    return summary

@@ -168,6 +168,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Open the node editor (Gradio) in the browser."""
     args = parse_args(argv)
     from .config import UIConfig
 

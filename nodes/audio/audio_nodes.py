@@ -1,4 +1,4 @@
-"""AudioFeatures: per-video-frame audio features (variants and alignment: nodes/audio/features.py)."""
+"""AudioFeatures: per-video-frame audio features (variants and alignment: trainers/data/audio_features.py)."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -18,7 +18,6 @@ class AudioFeatures(Node):
     """
 
     category = "audio"
-    code_dependencies = ("nodes.audio.features", "nodes.io.media", "nodes.types")
     inputs = {
         "audio": In("Audio"),
         "fps": In("Scalar", "video frame rate (overrides the fps parameter), e.g. from LoadVideo", optional=True),
@@ -33,7 +32,7 @@ class AudioFeatures(Node):
             "centre", description="mel only: window centred on the frame (IP_LAP training) or starting at it (Wav2Lip inference)")
 
     def run(self, ctx: RunContext, audio: AudioClip, fps: float | None = None) -> dict[str, Any]:
-        from nodes.audio.features import audio_features
+        from trainers.data.audio_features import audio_features
 
         p = self.params
         rate = float(fps) if fps is not None else p.fps

@@ -16,57 +16,14 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.bundled import fallback
-from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 
-from .checkpoints import BUNDLED, TRAINERS
+from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
 
 A2H_SHAPE = (4, 41)
 
-# The modules each node runs besides its class (`code_dependencies`), so that editing a network,
-# a loss or the inference code invalidates exactly the cached results that used it.
-_MODEL = ("nodes.audio2head.blocks", "nodes.audio2head.models", "nodes.audio2head.checkpoints", "nodes.audio2head.inference",
-          "nodes.audio2head.pose", "nodes.audio2head.keypoint_detector", "nodes.audio2head.generator",
-          "nodes.audio2head.head_motion", "nodes.audio2head.motion_field", "nodes.face.camera", "trainers.exports",
-          "trainers.loop", "trainers.fingerprint", "nodes.types")
-_TRAIN = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.losses", "nodes.audio2head.train_keypoints",
-          "nodes.audio2head.train_head_motion", "nodes.audio2head.train_motion_field")
-
-
-def _bundled(name: str, param: str, arch: str, connected: frozenset[str], port: str = "checkpoint") -> dict:
-    """The bundled checkpoint a node reads when neither its parameter nor its input names one."""
-    return fallback(name, param, BUNDLED[arch], connected, port)
-
-
-def _counts(*archs: str) -> dict[str, Any]:
-    from .models import OFFICIAL_PARAMETERS, preset_parameter_counts
-
-    return {"parameters": {a: preset_parameter_counts(a) for a in archs},
-            "official_parameters": {a: OFFICIAL_PARAMETERS[a] for a in archs}}
-
-
-def _source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
-    from .checkpoints import checkpoint_source
-
-    return checkpoint_source(ctx.resolve_path, param, connected, arch)
-
-
-def _checkpoint_param(arch: str) -> Any:
-    return InputFile("", description=f"checkpoint; empty: the bundled {BUNDLED[arch]} (made by {TRAINERS[arch]})",
-                     extensions=(".pt",))
-
-
-class _InferenceNode(Node):
-    """An Audio2Head network run on inputs: reads its checkpoint from the `checkpoint` input, else
-    the `checkpoint` parameter, else the bundled file of `bundled_arch` (then keyed by content)."""
-
-    abstract = True  # a base, not a node of its own
-    bundled_arch: str = ""
-    code_dependencies = _MODEL
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return _bundled("bundled checkpoint", self.params.checkpoint, self.bundled_arch, connected)
 
 
 def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
@@ -91,7 +48,7 @@ def _resized(image: np.ndarray, size: int, node: str) -> np.ndarray:
     return resize_image(image, size)
 
 
-class HeadMotionPredictor(_InferenceNode):
+class HeadMotionPredictor(Node):
     """Audio2Head §3.2: a reference portrait and its speech -> a natural head pose per video frame.
 
     ResNet-34 image and audio encoders and a 2-layer LSTM with spatial embedding transition
@@ -100,34 +57,25 @@ class HeadMotionPredictor(_InferenceNode):
     """
 
     category = "audio2head"
-    bundled_arch = "head_motion"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h of the driving speech"),
-        "checkpoint": In("Checkpoint", "a trained predictor (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(HEAD_MOTION),
     }
     outputs = {"pose": Out("HeadPose", "one pose per audio frame")}
 
-    class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("head_motion")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("head_motion")
-
     def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .checkpoints import load_model
         from .inference import predict_head_motion
 
         data = _a2h_features(features, "HeadMotionPredictor")
         _square(reference, "HeadMotionPredictor")
-        model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "head_motion"), "head_motion", ctx.device)
+        model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         pose = predict_head_motion(model, reference, data, ctx.device)
         ctx.log(f"{len(pose)} head poses from a predictor trained {export.get('step')} steps")
         return {"pose": pose.astype(np.float32)}
 
 
-class MotionFieldGenerator(_InferenceNode):
+class MotionFieldGenerator(Node):
     """Audio2Head §3.3: reference + audio + head poses -> keypoints and Jacobians per frame.
 
     The reference (downscaled, repeated), the poses drawn as projected 3-D boxes and the audio
@@ -136,12 +84,11 @@ class MotionFieldGenerator(_InferenceNode):
     """
 
     category = "audio2head"
-    bundled_arch = "motion_field"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "features": In("AudioFeatures", "AudioFeatures variant a2h"),
         "pose": In("HeadPose", "one head pose per audio frame (HeadMotionPredictor, or ground truth)"),
-        "checkpoint": In("Checkpoint", "a trained generator (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(MOTION_FIELD),
     }
     outputs = {
         "keypoints": Out("Keypoints", "driving keypoints per frame"),
@@ -149,17 +96,11 @@ class MotionFieldGenerator(_InferenceNode):
     }
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("motion_field")
         jacobians: bool = Field(True, description="off: identity Jacobians (the paper's 'w/o Jacobians' ablation, Fig. 8)")
         batch: int = Field(4, ge=1, le=64, description="windows per forward pass")
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("motion_field")
-
     def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, pose: np.ndarray,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .checkpoints import load_model
         from .inference import motion_field
 
         data = _a2h_features(features, "MotionFieldGenerator")
@@ -169,7 +110,7 @@ class MotionFieldGenerator(_InferenceNode):
                             "they must describe the same frames")
         if not np.isfinite(pose).all() or np.any(pose[:, 5] <= 0):
             raise NodeError("MotionFieldGenerator: head poses must be finite with positive depth tz (camera-space HeadPose)")
-        model, export = load_model(_source(ctx, self.params.checkpoint, checkpoint, "motion_field"), "motion_field", ctx.device)
+        model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         kp, boxes = motion_field(model, reference, data, pose, ctx.device, self.params.batch,
                                  progress=lambda i, n: ctx.progress(i, n, "windows"))
         if not self.params.jacobians:
@@ -178,29 +119,22 @@ class MotionFieldGenerator(_InferenceNode):
         return {"keypoints": kp, "pose_boxes": boxes}
 
 
-class KeypointDetector(_InferenceNode):
+class KeypointDetector(Node):
     """FOMM's keypoint detector (Audio2Head N_D): keypoints and local Jacobians of an image or frames."""
 
     category = "audio2head"
-    bundled_arch = "keypoint_autoencoder"
     inputs = {
         "image": In("Image", "one image", optional=True),
         "frames": In("Frames", "video frames", optional=True),
-        "checkpoint": In("Checkpoint", "a trained keypoint checkpoint (overrides the parameter)", optional=True),
+        "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"keypoints": Out("Keypoints")}
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("keypoint_autoencoder")
         size: int = Field(256, ge=32, le=2048, description="images are resized to size x size first (the training size)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("keypoint_detector")
 
     def run(self, ctx: RunContext, image: np.ndarray | None = None, frames: np.ndarray | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .checkpoints import load_keypoint_models
         from .inference import detect_keypoints, resize_image
 
         if (image is None) == (frames is None):
@@ -210,31 +144,28 @@ class KeypointDetector(_InferenceNode):
             raise NodeError("KeypointDetector: the frames input holds no frames")
         _square(frames[0], "KeypointDetector", "input")
         size = self.params.size
-        models, _ = load_keypoint_models(_source(ctx, self.params.checkpoint, checkpoint, "keypoint_autoencoder"),
-                                         ctx.device, parts=("detector",))
+        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         frames = np.stack([resize_image(f, size) for f in frames]) if frames.shape[1] != size else frames
-        kp = detect_keypoints(models["detector"], frames, ctx.device, progress=lambda i, n: ctx.progress(i, n, "frames"))
+        kp = detect_keypoints(models.detector, frames, ctx.device, progress=lambda i, n: ctx.progress(i, n, "frames"))
         return {"keypoints": kp}
 
 
-class KeypointRenderer(_InferenceNode):
+class KeypointRenderer(Node):
     """FOMM's occlusion-aware generator (Audio2Head N_I): redraw the reference so that its
     keypoints move to the driving keypoints. Dense motion from local affine transforms around
     the keypoints, an occlusion map, feature warping and decoding. Source keypoints are detected
     on the reference with the same checkpoint unless connected."""
 
     category = "audio2head"
-    bundled_arch = "keypoint_autoencoder"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "keypoints": In("Keypoints", "driving keypoints per output frame"),
         "source_keypoints": In("Keypoints", "the reference's keypoints (default: detected)", optional=True),
-        "checkpoint": In("Checkpoint", "a trained keypoint checkpoint (overrides the parameter)", optional=True),
+        "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"frames": Out("Frames"), "occlusion": Out("Mask", "the occlusion map per frame (feature resolution)")}
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("keypoint_autoencoder")
         size: int = Field(256, ge=32, le=2048, description="output size; the reference is resized to it")
         jacobians: bool = Field(True, description="off: translations only around the keypoints (the 'w/o Jacobians' ablation)")
         motion: Literal["absolute", "relative"] = Field(
@@ -242,26 +173,21 @@ class KeypointRenderer(_InferenceNode):
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("keypoint_renderer", "keypoint_detector")
-
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .checkpoints import load_keypoint_models
         from .inference import detect_keypoints, relative_keypoints, render
 
         p = self.params
         ref = _resized(reference, p.size, "KeypointRenderer")
         _check_keypoints(keypoints, "keypoints")
-        models, _ = load_keypoint_models(_source(ctx, p.checkpoint, checkpoint, "keypoint_autoencoder"), ctx.device)
-        renderer = models["renderer"]
+        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        renderer = models.renderer
         if p.size % renderer.multiple:
             raise NodeError(f"KeypointRenderer: size {p.size} must be a multiple of {renderer.multiple} for this checkpoint")
         if keypoints.value.shape[1] != renderer.cfg.num_kp:
             raise NodeError(f"KeypointRenderer: {keypoints.value.shape[1]} keypoints given, the checkpoint uses {renderer.cfg.num_kp}")
         if source_keypoints is None:
-            source_keypoints = detect_keypoints(models["detector"], ref[None], ctx.device)
+            source_keypoints = detect_keypoints(models.detector, ref[None], ctx.device)
         else:
             _check_keypoints(source_keypoints, "source_keypoints")
         if p.motion == "relative":
@@ -291,7 +217,6 @@ class HeadPoseToMorphCoeffs(Node):
     starts where the portrait is); `absolute` uses the HeadPose as it is."""
 
     category = "audio2head"
-    code_dependencies = ("nodes.audio2head.pose", "nodes.face.camera", "nodes.types")
 
     inputs = {
         "coeffs": In("MorphCoeffs", "coefficients to drive: one frame (repeated) or one per pose"),
@@ -344,19 +269,14 @@ class TrainKeypointRenderer(Node):
     under random TPS warps."""
 
     category = "audio2head/train"
-    code_dependencies = _TRAIN
 
     inputs = {"dataset": _DATASET}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(KEYPOINT_AUTOENCODER)
 
     class Params(_A2HTrainParams):
         lambda_perc: float = Field(10.0, ge=0, description="perceptual weight per pyramid scale")
         lambda_eq_value: float = Field(10.0, ge=0, description="keypoint equivariance weight")
         lambda_eq_jacobian: float = Field(10.0, ge=0, description="Jacobian equivariance weight")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("keypoint_detector", "keypoint_renderer")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_keypoints import KeypointTask, KeypointTrainSettings
@@ -373,10 +293,9 @@ class TrainHeadMotionPredictor(Node):
     `pose_loss: l1` is the paper's ablation) + LSGAN with a 1-D temporal PatchGAN (eq. 4)."""
 
     category = "audio2head/train"
-    code_dependencies = _TRAIN
 
     inputs = {"dataset": _DATASET}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(HEAD_MOTION)
 
     class Params(_A2HTrainParams):
         window: int = Field(256, ge=4, le=4096, description="T: frames per training sequence (paper 256; clips must be longer)")
@@ -384,10 +303,6 @@ class TrainHeadMotionPredictor(Node):
         ssim_window: int = Field(32, ge=2, le=4096, description="frames per SSIM statistics window")
         lambda_pose: float = Field(1.0, ge=0)
         lambda_gan: float = Field(1.0, ge=0, description="0: no discriminator")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("head_motion")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_head_motion import HeadMotionTask, HeadMotionTrainSettings
@@ -406,22 +321,16 @@ class TrainMotionFieldGenerator(Node):
     multi-scale reconstruction + equivariance."""
 
     category = "audio2head/train"
-    code_dependencies = _TRAIN
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return _bundled("bundled keypoint checkpoint", self.params.keypoints_checkpoint, "keypoint_autoencoder", connected,
-                        "keypoints")
-
     inputs = {
         "dataset": _DATASET,
-        "keypoints": In("Checkpoint", "the keypoint detector + renderer (TrainKeypointRenderer)", optional=True),
+        "keypoints": CheckpointInput(KEYPOINT_AUTOENCODER, "the keypoint detector + renderer (TrainKeypointRenderer)",
+                                     param="keypoints_checkpoint"),
         "init": In("Checkpoint", "stage 2: the stage-1 motion field checkpoint", optional=True),
     }
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(MOTION_FIELD)
 
     class Params(_A2HTrainParams):
         stage: Literal[1, 2] = Field(1, description="1: detector targets (eq. 5); 2: through the renderer (eq. 7)")
-        keypoints_checkpoint: str = _checkpoint_param("keypoint_autoencoder")
         lambda_value: float = Field(0.0, ge=0, description="keypoint L1 weight; 0: the paper's (10 in stage 1, 100 in stage 2)")
         lambda_jacobian: float = Field(10.0, ge=0, description="stage 1: Jacobian L1")
         lambda_heatmap: float = Field(1.0, ge=0, description="stage 1: heatmap L1, decayed linearly to 0")
@@ -429,10 +338,6 @@ class TrainMotionFieldGenerator(Node):
         lambda_rec: float = Field(10.0, ge=0, description="stage 2: multi-scale reconstruction")
         lambda_eq: float = Field(10.0, ge=0, description="stage 2: equivariance of keypoints and of Jacobians (each)")
         render_frames: int = Field(2, ge=1, le=64, description="stage 2: frames rendered per window")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("motion_field")
 
     def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None,
             init: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -444,7 +349,7 @@ class TrainMotionFieldGenerator(Node):
                             "(the checkpoint output of a stage-1 TrainMotionFieldGenerator)")
         settings = MotionFieldTrainSettings(
             dataset=dataset_path(ctx, dataset, "TrainMotionFieldGenerator"), preset=p.preset, frame_size=p.frame_size,
-            keypoints=_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), init=init, stage=p.stage,
+            keypoints=self.input_source(ctx, "keypoints", keypoints), init=init, stage=p.stage,
             lambda_value=p.lambda_value or (10.0 if p.stage == 1 else 100.0), lambda_jacobian=p.lambda_jacobian,
             lambda_heatmap=p.lambda_heatmap, heatmap_decay_steps=p.heatmap_decay_steps, lambda_rec=p.lambda_rec,
             lambda_eq_value=p.lambda_eq, lambda_eq_jacobian=p.lambda_eq, render_frames=p.render_frames,
@@ -462,36 +367,20 @@ class EvaluateAudio2Head(Node):
     baseline. Writes the table as markdown and, optionally, the figures."""
 
     category = "audio2head/evaluate"
-    code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.audio2head.evaluate", "nodes.audio2head.losses", "nodes.metrics",
-                         "nodes.hdtf.figures")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        from .checkpoints import BUNDLED_L1
-
-        p = self.params
-        files = {**_bundled("bundled keypoint checkpoint", p.keypoints_checkpoint, "keypoint_autoencoder", connected, "keypoints"),
-                 **_bundled("bundled head motion checkpoint", p.head_motion_checkpoint, "head_motion", connected, "head_motion"),
-                 **_bundled("bundled motion field checkpoint", p.motion_field_checkpoint, "motion_field", connected,
-                            "motion_field")}
-        l1 = fallback("bundled 'with L1' checkpoint", p.head_motion_l1_checkpoint, BUNDLED_L1, connected, "head_motion_l1")
-        return {**files, **{k: v for k, v in l1.items() if v.is_file()}}  # that ablation is optional
-
     inputs = {
         "dataset": _DATASET,
-        "keypoints": In("Checkpoint", "overrides keypoints_checkpoint", optional=True),
-        "head_motion": In("Checkpoint", "overrides head_motion_checkpoint", optional=True),
-        "head_motion_l1": In("Checkpoint", "the predictor trained with pose_loss l1 (ablation row)", optional=True),
-        "motion_field": In("Checkpoint", "overrides motion_field_checkpoint", optional=True),
+        "keypoints": CheckpointInput(KEYPOINT_AUTOENCODER, "overrides keypoints_checkpoint", param="keypoints_checkpoint"),
+        "head_motion": CheckpointInput(HEAD_MOTION, "overrides head_motion_checkpoint", param="head_motion_checkpoint"),
+        "head_motion_l1": CheckpointInput(HEAD_MOTION, "the predictor trained with pose_loss l1 (the 'with L1' row)",
+                                          param="head_motion_l1_checkpoint", bundled=HEAD_MOTION_L1_BUNDLED,
+                                          trainer="the TrainHeadMotionPredictor node with pose_loss: l1 (workflows/train_audio2head.yaml)"),
+        "motion_field": CheckpointInput(MOTION_FIELD, "overrides motion_field_checkpoint", param="motion_field_checkpoint"),
     }
     outputs = {"metrics": Out("Metrics", "'row.column' -> value"), "report": Out("String", "the table (markdown)"),
                "figure": Out("Image", "frames of the first clip: real, GT-keypoint, GT-head, full, w/o Jacobians")}
 
     class Params(BaseModel):
         splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["test"], description="held-out splits")
-        keypoints_checkpoint: str = _checkpoint_param("keypoint_autoencoder")
-        head_motion_checkpoint: str = _checkpoint_param("head_motion")
-        head_motion_l1_checkpoint: str = InputFile("", description="'with L1' predictor; empty: the bundled one when present")
-        motion_field_checkpoint: str = _checkpoint_param("motion_field")
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
         max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
         path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
@@ -501,24 +390,17 @@ class EvaluateAudio2Head(Node):
             head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:
         import re
 
-        from nodes.hdtf.figures import save_png
+        from nodes.figures import save_png
 
-        from .checkpoints import BUNDLED_L1, REPO_ROOT, load_keypoint_models, load_model
         from .evaluate import evaluate, frames_figure, pose_figure, report
 
         p, dev = self.params, ctx.device
         data = dataset_path(ctx, dataset, "EvaluateAudio2Head")
-        kp_models, kp_exp = load_keypoint_models(_source(ctx, p.keypoints_checkpoint, keypoints, "keypoint_autoencoder"), dev)
-        hm, hm_exp = load_model(_source(ctx, p.head_motion_checkpoint, head_motion, "head_motion"), "head_motion", dev)
-        mf, mf_exp = load_model(_source(ctx, p.motion_field_checkpoint, motion_field, "motion_field"), "motion_field", dev)
-        l1_source = head_motion_l1 if head_motion_l1 is not None else (
-            ctx.resolve_path(p.head_motion_l1_checkpoint) if p.head_motion_l1_checkpoint else REPO_ROOT / BUNDLED_L1)
-        hm_l1 = None
-        if isinstance(l1_source, CheckpointBlob) or l1_source.is_file():
-            hm_l1, _ = load_model(l1_source, "head_motion", dev)
-        else:
-            ctx.log(f"no 'with L1' head motion checkpoint ({l1_source}): that ablation row is skipped")
-        models = {**kp_models, "head_motion": hm, "motion_field": mf, "head_motion_l1": hm_l1}
+        kp, kp_exp = load_checkpoint(self, ctx, "keypoints", keypoints)
+        hm, hm_exp = load_checkpoint(self, ctx, "head_motion", head_motion)
+        mf, mf_exp = load_checkpoint(self, ctx, "motion_field", motion_field)
+        hm_l1, _ = load_checkpoint(self, ctx, "head_motion_l1", head_motion_l1)
+        models = {"detector": kp.detector, "renderer": kp.renderer, "head_motion": hm, "motion_field": mf, "head_motion_l1": hm_l1}
         try:
             size = int(kp_exp.get("data", {}).get("settings", {}).get("frame_size", 256))
             table, kept = evaluate(models, data, tuple(p.splits), p.max_clips, p.max_frames, dev,

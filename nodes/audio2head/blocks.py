@@ -215,10 +215,6 @@ class ResNetEncoder(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def check_multiple(size: int, multiple: int, what: str) -> None:
     if size % multiple:
         raise ValueError(f"{what} is {size}, which is not a multiple of {multiple}")

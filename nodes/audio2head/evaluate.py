@@ -125,7 +125,7 @@ def frames_figure(clip: dict[str, Any], n: int = 5, tile: int = 160) -> np.ndarr
     with the real frame's keypoints (green) and the motion field's (red) drawn on the full model."""
     import cv2
 
-    from nodes.hdtf.figures import intermediates_grid
+    from nodes.figures import intermediates_grid
 
     t = len(clip["full"])
     ids = sorted({int(round(v)) for v in np.linspace(0, t - 1, n)})

@@ -95,7 +95,7 @@ def _resize_grid(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(grid.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
 
 
-class KeypointRenderer(nn.Module):
+class KeypointRendererNet(nn.Module):
     """Occlusion-aware generator: (reference (B, 3, H, W) in [0, 1], source keypoints, driving
     keypoints) -> {"prediction": (B, 3, H, W), "deformation", "occlusion_map", "mask", "deformed"}.
     H and W must be multiples of 2**num_down_blocks."""
@@ -135,16 +135,3 @@ class KeypointRenderer(nn.Module):
     @property
     def multiple(self) -> int:
         return max(2**self.cfg.num_down_blocks, round(self.dense_motion.hourglass.multiple / self.cfg.dense_motion.scale_factor))
-
-
-CONFIG = KeypointRendererConfig
-PRESETS = {
-    # config/vox-256.yaml of the official release: generator_params + dense_motion_params
-    "paper": KeypointRendererConfig(),
-    "tiny": KeypointRendererConfig(block_expansion=8, max_features=64, num_bottleneck_blocks=2,
-                                   dense_motion=DenseMotionConfig(block_expansion=16, max_features=128, num_blocks=4)),
-}
-
-
-def build(cfg: KeypointRendererConfig) -> KeypointRenderer:
-    return KeypointRenderer(cfg)

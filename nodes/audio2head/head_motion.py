@@ -37,7 +37,7 @@ class HeadMotionConfig(BaseModel):
     pose_dim: int = 6
 
 
-class HeadMotionPredictor(nn.Module):
+class HeadMotionPredictorNet(nn.Module):
     def __init__(self, cfg: HeadMotionConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -80,15 +80,3 @@ class HeadMotionPredictor(nn.Module):
             e = out[:, 0]
             poses.append(self.decoder(e))
         return torch.stack(poses, 1)
-
-
-CONFIG = HeadMotionConfig
-PRESETS = {
-    # modules/audio2pose.py of the official release: two ResNet-34 (256-d), LSTM(512 -> 256, 2 layers), Linear(256, 6)
-    "paper": HeadMotionConfig(),
-    "tiny": HeadMotionConfig(image_size=128, width=8, embedding=64),
-}
-
-
-def build(cfg: HeadMotionConfig) -> HeadMotionPredictor:
-    return HeadMotionPredictor(cfg)

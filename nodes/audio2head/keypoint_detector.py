@@ -30,7 +30,7 @@ class KeypointDetectorConfig(BaseModel):
     head_kernel: int = Field(7, ge=1, description="kernel of the heatmap and Jacobian heads (no padding)")
 
 
-class KeypointDetector(nn.Module):
+class KeypointDetectorNet(nn.Module):
     """image (B, 3, H, W) in [0, 1] -> {"value": (B, K, 2) in [-1, 1], "jacobian": (B, K, 2, 2),
     "heatmap": (B, K, h, w)}."""
 
@@ -58,15 +58,3 @@ class KeypointDetector(nn.Module):
         else:
             out["jacobian"] = torch.eye(2, device=image.device, dtype=heatmap.dtype).expand(image.shape[0], self.cfg.num_kp, 2, 2)
         return out
-
-
-CONFIG = KeypointDetectorConfig
-PRESETS = {
-    # config/vox-256.yaml of the official release: kp_detector_params
-    "paper": KeypointDetectorConfig(),
-    "tiny": KeypointDetectorConfig(block_expansion=8, max_features=64, num_blocks=4),
-}
-
-
-def build(cfg: KeypointDetectorConfig) -> KeypointDetector:
-    return KeypointDetector(cfg)

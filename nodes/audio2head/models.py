@@ -1,63 +1,71 @@
-"""The Audio2Head architectures and their size presets, by name.
-
-Each architecture file declares a pydantic config and a `PRESETS` dict (`paper`: the official
-widths, parameter counts close to the released models; `tiny`: the same structure with small
-widths for CPU training, tests and the bundled demo):
-
-    create_model("keypoint_detector", "tiny")
-    create_model("motion_field", {"block_expansion": 8, ...})   # an explicit config
-"""
+"""The Audio2Head networks in the model registry (nodes/model_registry.py): sizes, parameter
+counts (the official release's: audio2head.pth.tar), bundled checkpoints and the trainers that
+make them. No torch here: the architectures are imported when a model is first built."""
 from __future__ import annotations
 
-import functools
-import importlib
-from typing import Any
-
-from pydantic import BaseModel
-from torch import nn
-
-# architecture -> module defining CONFIG (pydantic class), build(config) and PRESETS
-ARCHITECTURES = {
-    "keypoint_detector": "nodes.audio2head.keypoint_detector",
-    "keypoint_renderer": "nodes.audio2head.generator",
-    "head_motion": "nodes.audio2head.head_motion",
-    "motion_field": "nodes.audio2head.motion_field",
-}
-# parameter counts of the official Audio2Head release (audio2head.pth.tar), for comparison
-OFFICIAL_PARAMETERS = {"head_motion": 44.1e6, "motion_field": 84.9e6, "keypoint_detector": 14.2e6, "keypoint_renderer": 45.6e6}
+from nodes.model_registry import ModelSpec, register_model
 
 
-def _module(arch: str):
-    if arch not in ARCHITECTURES:
-        raise KeyError(f"unknown Audio2Head architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    return importlib.import_module(ARCHITECTURES[arch])
+def _keypoint_autoencoder():
+    from .keypoint_autoencoder import KeypointAutoencoder, KeypointAutoencoderConfig
+
+    return KeypointAutoencoderConfig, KeypointAutoencoder
 
 
-def presets(arch: str) -> dict[str, BaseModel]:
-    return dict(_module(arch).PRESETS)
+def _head_motion():
+    from .head_motion import HeadMotionConfig, HeadMotionPredictorNet
+
+    return HeadMotionConfig, HeadMotionPredictorNet
 
 
-def model_config(arch: str, preset: str | dict[str, Any] | BaseModel) -> BaseModel:
-    mod = _module(arch)
-    if isinstance(preset, BaseModel):
-        return mod.CONFIG.model_validate(preset.model_dump())
-    if isinstance(preset, str):
-        if preset not in mod.PRESETS:
-            raise KeyError(f"unknown {arch} preset {preset!r}; known: {sorted(mod.PRESETS)}")
-        return mod.PRESETS[preset].model_copy()
-    return mod.CONFIG.model_validate(preset)
+def _motion_field():
+    from .motion_field import MotionFieldConfig, MotionFieldGeneratorNet
+
+    return MotionFieldConfig, MotionFieldGeneratorNet
 
 
-def create_model(arch: str, preset: str | dict[str, Any] | BaseModel = "tiny") -> nn.Module:
-    return _module(arch).build(model_config(arch, preset))
+KEYPOINT_AUTOENCODER = register_model(ModelSpec(
+    name="keypoint_autoencoder", family="audio2head", title="Audio2Head keypoint detector + renderer",
+    paper="Audio2Head §3.1 (FOMM §3)", architecture=_keypoint_autoencoder,
+    presets={
+        "paper": {},  # config/vox-256.yaml of the official release: kp_detector_params, generator_params
+        "tiny": {"detector": {"block_expansion": 8, "max_features": 64, "num_blocks": 4},
+                 "renderer": {"block_expansion": 8, "max_features": 64, "num_bottleneck_blocks": 2,
+                              "dense_motion": {"block_expansion": 16, "max_features": 128, "num_blocks": 4}}},
+    },
+    parameters={"paper": 59_790_759, "tiny": 855_183},
+    parts=("detector", "renderer"),
+    official_parameters={"detector": 14.2e6, "renderer": 45.6e6}, official_source="audio2head.pth.tar",
+    bundled="checkpoints/audio2head/keypoints_tiny.pt",
+    trainer="the TrainKeypointRenderer node (workflows/train_audio2head.yaml)",
+))
 
+HEAD_MOTION = register_model(ModelSpec(
+    name="head_motion", family="audio2head", title="Audio2Head head motion predictor", paper="Audio2Head §3.2, eq. 1-2",
+    architecture=_head_motion,
+    presets={
+        "paper": {},  # modules/audio2pose.py: two ResNet-34 (256-d), LSTM(512 -> 256, 2 layers), Linear(256, 6)
+        "tiny": {"image_size": 128, "width": 8, "embedding": 64},
+    },
+    parameters={"paper": 44_142_086, "tiny": 761_798},
+    official_parameters=44.1e6, official_source="audio2head.pth.tar",
+    bundled="checkpoints/audio2head/head_motion_tiny.pt",
+    trainer="the TrainHeadMotionPredictor node (workflows/train_audio2head.yaml)",
+))
 
-@functools.cache
-def preset_parameter_counts(arch: str) -> dict[str, int]:
-    """Parameters of each preset, counted on the meta device (no memory, no initialisation)."""
-    import torch
+MOTION_FIELD = register_model(ModelSpec(
+    name="motion_field", family="audio2head", title="Audio2Head motion field generator", paper="Audio2Head §3.3",
+    architecture=_motion_field,
+    presets={
+        "paper": {},  # config/parameters.yaml: S = 64, T = 64, Hourglass-3D 32 -> 512, 5 blocks
+        "tiny": {"size": 32, "window": 32, "block_expansion": 8, "max_features": 64, "num_blocks": 3, "audio_width": 4,
+                 "head_kernel": 3},
+    },
+    parameters={"paper": 84_994_512, "tiny": 398_060},
+    official_parameters=84.9e6, official_source="audio2head.pth.tar",
+    bundled="checkpoints/audio2head/motion_field_tiny.pt",
+    trainer="the TrainMotionFieldGenerator node, stages 1 and 2 (workflows/train_audio2head.yaml)",
+))
 
-    from .blocks import count_parameters
-
-    with torch.device("meta"):
-        return {name: count_parameters(create_model(arch, name)) for name in presets(arch)}
+# the "with L1" ablation of the head motion predictor (pose_loss: l1), for EvaluateAudio2Head
+HEAD_MOTION_L1_BUNDLED = "checkpoints/audio2head/head_motion_l1_tiny.pt"

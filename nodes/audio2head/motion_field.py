@@ -69,7 +69,7 @@ class AudioMapEncoder(nn.Module):
         return h if h.shape[-1] == self.size else F.interpolate(h, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
 
-class MotionFieldGenerator(nn.Module):
+class MotionFieldGeneratorNet(nn.Module):
     """(reference (B, 3, H, W) in [0, 1], audio (B, T, 4, 41), pose maps (B, T, S, S)) ->
     {"value": (B, T, K, 2), "jacobian": (B, T, K, 2, 2), "heatmap": (B, T, K, h, w)}.
     T must be a multiple of 2**num_blocks (the hourglass pools time too)."""
@@ -122,19 +122,6 @@ class MotionFieldGenerator(nn.Module):
         return out
 
 
-CONFIG = MotionFieldConfig
-PRESETS = {
-    # config/parameters.yaml of the official release: S = 64, T = 64, Hourglass-3D 32 -> 512, 5 blocks
-    "paper": MotionFieldConfig(),
-    "tiny": MotionFieldConfig(size=32, window=32, block_expansion=8, max_features=64, num_blocks=3, audio_width=4,
-                              head_kernel=3),
-}
-
-
-def build(cfg: MotionFieldConfig) -> MotionFieldGenerator:
-    return MotionFieldGenerator(cfg)
-
-
 # --- any length: overlapping windows, cross-faded ---
 
 
@@ -180,7 +167,7 @@ def stitch(per_window: np.ndarray, starts: list[int], n: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_windows(model: MotionFieldGenerator, reference: torch.Tensor, audio: np.ndarray, pose_maps: np.ndarray,
+def predict_windows(model: MotionFieldGeneratorNet, reference: torch.Tensor, audio: np.ndarray, pose_maps: np.ndarray,
                     batch: int = 4, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Keypoints for a whole clip. reference (1, 3, H, W); audio (n, 4, 41); pose_maps (n, S, S).
     Shorter clips are edge-padded to one window."""

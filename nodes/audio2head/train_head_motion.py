@@ -20,15 +20,16 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.model_registry import model_config
 from trainers.data import ClipStore
 from trainers.discriminators import TemporalPatchDiscriminator
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import l1_loss, lsgan_d_loss, lsgan_g_loss
 
 from .blocks import image_tensor
-from .head_motion import HeadMotionPredictor
+from .head_motion import HeadMotionPredictorNet
 from .losses import pose_ssim_loss
-from .models import model_config
+from .models import HEAD_MOTION
 from .pose import camera_pose_from_morph
 
 DISCRIMINATORS = {"paper": {"channels": 64, "n_layers": 3}, "tiny": {"channels": 16, "n_layers": 3}}
@@ -63,7 +64,7 @@ class HeadMotionTask(TrainTask):
 
     def __init__(self, settings: HeadMotionTrainSettings) -> None:
         self.s = settings
-        self.arch = model_config("head_motion", settings.preset)
+        self.arch = model_config(HEAD_MOTION, settings.preset)
         self.store = ClipStore(settings.dataset, settings.split, fields=("frames", "pose"), feature="a2h",
                                frame_size=settings.frame_size, min_frames=settings.window + 1)
         poses = np.concatenate([clip_camera_poses(self.store.get(k)) for k in range(len(self.store))])
@@ -71,13 +72,13 @@ class HeadMotionTask(TrainTask):
         self.audio_mean, self.audio_std = feature_statistics(self.store)
 
     def build(self) -> None:
-        self.generator = HeadMotionPredictor(self.arch)
+        self.generator = HeadMotionPredictorNet(self.arch)
         self.generator.set_statistics(self.audio_mean, self.audio_std, self.pose_mean, self.pose_std)
         d = DISCRIMINATORS.get(self.s.preset, DISCRIMINATORS["tiny"])
         self.discriminator = TemporalPatchDiscriminator(self.arch.pose_dim, 0, d["channels"], d["n_layers"]) if self.s.lambda_gan else None
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "head_motion", **self.arch.model_dump()}
+        return {"arch": HEAD_MOTION.name, **self.arch.model_dump()}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.store.describe(), "settings": self.s.model_dump()}

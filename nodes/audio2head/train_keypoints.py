@@ -17,30 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
+from nodes.model_registry import model_config
 from trainers.data import ClipStore
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import PerceptualLoss
 
 from .blocks import image_tensor
-from .generator import KeypointRenderer
-from .keypoint_detector import KeypointDetector
+from .keypoint_autoencoder import KeypointAutoencoder
 from .losses import RandomTPS, equivariance_losses, pyramid_loss
-from .models import model_config
-
-
-class KeypointAutoencoder(nn.Module):
-    """N_D and N_I as one module, so the shared loop optimises both (FOMM trains them jointly)."""
-
-    def __init__(self, detector_cfg, renderer_cfg) -> None:
-        super().__init__()
-        self.detector = KeypointDetector(detector_cfg)
-        self.renderer = KeypointRenderer(renderer_cfg)
-
-    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, Any]:
-        kp_s, kp_d = self.detector(source), self.detector(driving)
-        return {"kp_source": kp_s, "kp_driving": kp_d, **self.renderer(source, kp_s, kp_d)}
+from .models import KEYPOINT_AUTOENCODER
 
 
 class KeypointTrainSettings(BaseModel):
@@ -64,19 +50,18 @@ class KeypointTask(TrainTask):
 
     def __init__(self, settings: KeypointTrainSettings) -> None:
         self.s = settings
-        self.detector_cfg = model_config("keypoint_detector", settings.preset)
-        self.renderer_cfg = model_config("keypoint_renderer", settings.preset)
+        self.arch = model_config(KEYPOINT_AUTOENCODER, settings.preset)
         self.store = ClipStore(settings.dataset, settings.split, fields=("frames",), frame_size=settings.frame_size, min_frames=2)
         self.perceptual = PerceptualLoss(settings.vgg_weights, scales=1)
 
     def build(self) -> None:
-        self.generator = KeypointAutoencoder(self.detector_cfg, self.renderer_cfg)
+        self.generator = KeypointAutoencoder(self.arch)
         multiple = self.generator.renderer.multiple
         if self.s.frame_size % multiple:
             raise ValueError(f"frame_size {self.s.frame_size} must be a multiple of {multiple} for this preset")
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "keypoint_autoencoder", "detector": self.detector_cfg.model_dump(), "renderer": self.renderer_cfg.model_dump()}
+        return {"arch": KEYPOINT_AUTOENCODER.name, **self.arch.model_dump()}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.store.describe(), "settings": self.s.model_dump()}

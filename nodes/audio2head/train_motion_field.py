@@ -28,15 +28,16 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphcore.types import CheckpointBlob
+from nodes.checkpoints import load_model
+from nodes.model_registry import model_config
 from trainers.data import ClipStore
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import PerceptualLoss
 
 from .blocks import image_tensor
-from .checkpoints import load_keypoint_models, load_model
 from .losses import RandomTPS, equivariance_losses, pyramid_loss
-from .models import model_config
-from .motion_field import MotionFieldGenerator
+from .models import KEYPOINT_AUTOENCODER, MOTION_FIELD
+from .motion_field import MotionFieldGeneratorNet
 from .pose import camera_pose_from_morph, draw_pose_boxes
 from .train_head_motion import feature_statistics
 
@@ -74,9 +75,9 @@ class MotionFieldTask(TrainTask):
         self.s = settings
         if settings.stage == 2 and settings.init is None:
             raise ValueError("stage 2 starts from a stage-1 motion_field checkpoint: connect `init`")
-        self.arch = model_config("motion_field", settings.preset)
-        frozen, self.keypoint_export = load_keypoint_models(settings.keypoints)
-        self.detector, self.renderer = frozen["detector"], frozen["renderer"]
+        self.arch = model_config(MOTION_FIELD, settings.preset)
+        frozen, self.keypoint_export = load_model(settings.keypoints, KEYPOINT_AUTOENCODER)
+        self.detector, self.renderer = frozen.detector, frozen.renderer
         for m in (self.detector, self.renderer):
             m.requires_grad_(False)
         self.store = ClipStore(settings.dataset, settings.split, fields=("frames", "pose"), feature="a2h",
@@ -109,9 +110,9 @@ class MotionFieldTask(TrainTask):
         return self.arch.size - (self.arch.head_kernel - 1)
 
     def build(self) -> None:
-        self.generator = MotionFieldGenerator(self.arch)
+        self.generator = MotionFieldGeneratorNet(self.arch)
         if self.s.init is not None:
-            init, _ = load_model(self.s.init, "motion_field")
+            init, _ = load_model(self.s.init, MOTION_FIELD)
             if init.cfg != self.arch:
                 raise ValueError(f"the stage-1 checkpoint is a {init.cfg} model, not the {self.s.preset} preset")
             self.generator.load_state_dict(init.state_dict())
@@ -119,7 +120,7 @@ class MotionFieldTask(TrainTask):
             self.generator.set_statistics(self.audio_mean, self.audio_std)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "motion_field", **self.arch.model_dump()}
+        return {"arch": MOTION_FIELD.name, **self.arch.model_dump()}
 
     def data_description(self) -> dict[str, Any]:
         settings = self.s.model_dump(exclude={"keypoints", "init"})

@@ -21,7 +21,6 @@ class CropAlign(Node):
     """
 
     category = "face"
-    code_dependencies = ("nodes.face.crop", "nodes.ports", "nodes.types")
     inputs = {
         "image": In("Image", optional=True),
         "frames": In("Frames", optional=True),
@@ -66,7 +65,6 @@ class PasteBack(Node):
     """
 
     category = "face"
-    code_dependencies = ("nodes.face.crop", "nodes.ports", "nodes.types")
     inputs = {
         "crops": In("Frames", "(T, size, size, 3) in the crop's space"),
         "transform": In("CropTransform"),

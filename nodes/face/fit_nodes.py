@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 
 
 class Fit3DMM(Node):
@@ -24,13 +24,12 @@ class Fit3DMM(Node):
     """
 
     category = "face"
-    code_dependencies = (*FACE_MODEL_CODE, "nodes.face.fitting", "nodes.types")
     inputs = {
         "landmarks": In("Landmarks", "(T, 478, 2|3) MediaPipe landmarks in pixels"),
         "frames": In("Frames", "the frames the landmarks belong to (for the image size)", optional=True),
         "image": In("Image", "the image the landmarks belong to (for the image size)", optional=True),
         "reference": In("MorphCoeffs", "take the identity (shape) from these coefficients", optional=True),
-        "model": In("FaceModel", optional=True),
+        "model": FaceModelInput(),
     }
     outputs = {
         "coeffs": Out("MorphCoeffs"),
@@ -38,7 +37,6 @@ class Fit3DMM(Node):
     }
 
     class Params(BaseModel):
-        model_path: str = model_path_param()
         lambda_shape: float = Field(0.02, ge=0, le=100, description="Tikhonov weight on identity coefficients (mm^2 per unit^2)")
         lambda_expression: float = Field(0.005, ge=0, le=100, description="Tikhonov weight on expression coefficients (mm^2 per unit^2)")
         lip_weight: float = Field(3.0, ge=0, le=100, description="landmark weight of the lips")
@@ -51,9 +49,6 @@ class Fit3DMM(Node):
         chunk: int = Field(256, ge=1, le=100000, description="frames fitted at once")
         image_width: int = Field(0, ge=0, le=16384, description="image width when no frames/image are connected")
         image_height: int = Field(0, ge=0, le=16384, description="image height when no frames/image are connected")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, landmarks: np.ndarray, frames: np.ndarray | None = None,
             image: np.ndarray | None = None, reference: Any = None, model: Any = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 
 
 class DenseFlowBuilder(Node):
@@ -25,11 +25,10 @@ class DenseFlowBuilder(Node):
     """
 
     category = "face"
-    code_dependencies = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.types")
     inputs = {
         "reference": In("MorphCoeffs", "coefficients of the reference (source) image"),
         "driving": In("MorphCoeffs", "per-frame driving coefficients (expression + pose)"),
-        "model": In("FaceModel", optional=True),
+        "model": FaceModelInput(),
     }
     outputs = {
         "flow": Out("FlowField", "(T, H, W, 2) backward flow in pixels"),
@@ -37,7 +36,6 @@ class DenseFlowBuilder(Node):
     }
 
     class Params(BaseModel):
-        model_path: str = model_path_param()
         reference_frame: int = Field(0, ge=0, description="which frame of `reference` is the source image")
         identity: Literal["reference", "driving"] = Field(
             "reference", description="whose identity shapes the driving mesh (HDTF: the reference's)")
@@ -45,9 +43,6 @@ class DenseFlowBuilder(Node):
         neck: float = Field(0.2, ge=0, le=3, description="the torso starts this far below the chin, x face height")
         torso_width: float = Field(3.0, ge=0, le=20, description="torso band width, x face width")
         chunk: int = Field(8, ge=1, le=1024, description="frames rasterised at once")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, reference: Any, driving: Any, model: Any = None) -> dict[str, Any]:
         from nodes.face.flow import Coefficients, FlowBuilder, FlowSettings

@@ -22,7 +22,6 @@ class DetectLandmarks(Node):
     """
 
     category = "face"
-    code_dependencies = ("nodes.face.landmarks", "nodes.ports")
     inputs = {
         "image": In("Image", optional=True),
         "frames": In("Frames", optional=True),
@@ -69,7 +68,6 @@ class DrawLandmarks(Node):
     """Overlay landmarks on frames (dots, optionally MediaPipe's contour lines) for inspection."""
 
     category = "face"
-    code_dependencies = ("nodes.face.landmarks",)
     inputs = {
         "frames": In("Frames", "frames to draw on (one frame is repeated for every landmark frame)"),
         "landmarks": In("Landmarks"),

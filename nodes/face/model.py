@@ -11,7 +11,7 @@ of the fitted expression vector).
 Units and frame: millimetres; x to the subject's left (image right in a frontal view), y down,
 z away from the camera (see nodes/face/camera.py). "_left" always means the subject's left.
 
-How the model is built (nodes/face/build_model.py, deterministic):
+How the model is built (tools/build_face_model.py, deterministic):
 - Mean shape: MediaPipe face mesh run on skimage.data.astronaut(), made exactly left/right
   symmetric with the mesh's mirror vertex pairs (found by reflecting across a plane fitted to
   the midline vertices and matching by optimal assignment), frontalised (symmetry plane -> x,
@@ -51,6 +51,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from nodes.bundled import asset_path
+
 from .camera import project
 
 MOUTH_COMPONENTS: tuple[str, ...] = (
@@ -79,8 +81,7 @@ REGIONS: tuple[str, ...] = (
 )
 
 MODEL_VERSION = 1
-ASSET_DIR = Path(__file__).resolve().parents[2] / "assets" / "face_model"
-DEFAULT_MODEL_PATH = ASSET_DIR / f"talkgraph_3dmm_v{MODEL_VERSION}.npz"
+DEFAULT_MODEL_PATH = asset_path(f"face_model/talkgraph_3dmm_v{MODEL_VERSION}.npz")
 
 
 @runtime_checkable
@@ -162,7 +163,7 @@ def load_face_model(path: str | Path | None = None) -> FaceModel:
     path = Path(path) if path is not None else DEFAULT_MODEL_PATH
     if not path.is_file():
         raise FileNotFoundError(
-            f"face model {path} not found; rebuild it with `python -m nodes.face.build_model --out {path}`"
+            f"face model {path} not found; rebuild it with `python -m tools.build_face_model --out {path}` (in a source checkout)"
         )
     raw = path.read_bytes()
     with np.load(path, allow_pickle=False) as z:

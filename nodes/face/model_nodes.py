@@ -1,35 +1,42 @@
 """FaceModel: the project's 3DMM (or a user's model in the same .npz layout) as a port value."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 import nodes.types  # noqa: F401  (registers the talking-face port types the face nodes use)
-from graphcore.node import CachePolicy, InputFile, Node, NodeError, Out, RunContext
+from graphcore.node import CachePolicy, FileSource, In, InputFile, Node, NodeError, Out, Port, RunContext
 from graphcore.types import ObjectType, register_type
+from nodes.face.model import DEFAULT_MODEL_PATH
 
 FACE_MODEL = register_type(ObjectType(
     "FaceModel", color="#c9a227",
     doc="A loaded linear 3DMM (nodes/face/model.py: mean, identity/expression bases, triangles, regions)."),
     "talkgraph")
 
-MODEL_PATH_HELP = "3DMM .npz (empty: the bundled assets/face_model/talkgraph_3dmm_v1.npz)"
-BUNDLED_MODEL = "assets/face_model/talkgraph_3dmm_v1.npz"  # nodes/face/model.py DEFAULT_MODEL_PATH
+FACE_MODEL_FILE = DEFAULT_MODEL_PATH  # assets/face_model/talkgraph_3dmm_v1.npz
+MODEL_PATH_HELP = f"3DMM .npz (empty: the bundled assets/face_model/{FACE_MODEL_FILE.name})"
+FACE_MODEL_LABEL = "bundled face model"  # how the bundled file is named in cache keys and messages
 
-# The code that loads a face model, for nodes that take one (`code_dependencies`).
-FACE_MODEL_CODE = ("nodes.face.model_nodes", "nodes.face.model", "nodes.face.camera")
+
+
+def FaceModelInput(doc: str = "a loaded face model (FaceModel); overrides model_path") -> Port:
+    """The `model` input of a node that uses the 3DMM: the FaceModel port, the `model_path`
+    parameter used when it is not connected, and the bundled model when that is empty too."""
+    return In("FaceModel", doc, file=FileSource(param="model_path", fallback=FACE_MODEL_FILE, description=MODEL_PATH_HELP,
+                                                extensions=(".npz",), label=FACE_MODEL_LABEL))
 
 
 def model_path_param() -> Any:
-    return InputFile("", description=MODEL_PATH_HELP, extensions=(".npz",))
+    """A `model_path` parameter for nodes without a `model` input (empty: the bundled model)."""
+    return InputFile("", description=MODEL_PATH_HELP, extensions=(".npz",), fallback=FACE_MODEL_FILE, label=FACE_MODEL_LABEL)
 
 
-def face_model_files(model_path: str, connected: frozenset[str], port: str = "model") -> dict:
-    """The bundled face model, when a node with a `model_path` parameter falls back to it."""
-    from nodes.bundled import fallback
-
-    return fallback("bundled face model", model_path, BUNDLED_MODEL, connected, port)
+def bundled_face_model() -> dict[str, Path]:
+    """The implicit file of a node that always builds with the bundled model (no parameter)."""
+    return {FACE_MODEL_LABEL: FACE_MODEL_FILE}
 
 
 def resolve_model(ctx: RunContext, node: str, model: Any = None, model_path: str = ""):
@@ -55,15 +62,11 @@ class FaceModel(Node):
 
     category = "face"
     cache = CachePolicy.TRANSIENT
-    code_dependencies = FACE_MODEL_CODE
     inputs: dict = {}
     outputs = {"model": Out("FaceModel")}
 
     class Params(BaseModel):
         model_path: str = model_path_param()
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected, port=None)
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         model = resolve_model(ctx, "FaceModel", None, self.params.model_path)
@@ -72,4 +75,5 @@ class FaceModel(Node):
         return {"model": model}
 
 
-__all__ = ["FaceModel", "FACE_MODEL", "FACE_MODEL_CODE", "face_model_files", "resolve_model", "model_path_param"]
+__all__ = ["FaceModel", "FACE_MODEL", "FACE_MODEL_FILE", "FaceModelInput", "bundled_face_model", "resolve_model",
+           "model_path_param"]

@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nodes.standardizer import Standardizer
 from trainers.discriminators import TemporalPatchDiscriminator
-
-from .model_registry import register_architecture
 
 MOUTH_DIM, BROW_DIM, POSE_DIM = 28, 5, 6
 PARTS = {"mouth": MOUTH_DIM, "brow": BROW_DIM, "pose": POSE_DIM}
@@ -115,26 +114,7 @@ class LongTimeDecoder(nn.Module):
         return x[..., :t]
 
 
-class Standardizer(nn.Module):
-    """Per-dimension mean/std as buffers, set from the training data and saved with the weights."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def set(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6))
-
-    def norm(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-    def denorm(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std + self.mean
-
-
-class AnimationGenerator(nn.Module):
+class AnimationGeneratorNet(nn.Module):
     """forward(audio (B,T,15), identity (B,identity_dim), style=True) -> {'mouth' (B,T,28),
     'brow' (B,T,5), 'pose' (B,T,6)} in raw units. With style=False the AdaIN parameters come
     from the training set's mean identity (the "w/o style" switch)."""
@@ -189,10 +169,3 @@ class AnimationDiscriminators(nn.Module):
     def forward(self, params: dict[str, torch.Tensor], audio_n: torch.Tensor) -> dict[str, list[list[torch.Tensor]]]:
         return {name: net(params[name], audio_n) for name, net in self.nets.items()}
 
-
-PRESETS = {
-    "paper": AnimationConfig(),
-    "tiny": AnimationConfig(channels=64, encoder_blocks=2, decoder_channels=32, temporal_levels=3, style_hidden=64,
-                            disc_channels=32, disc_layers=3),
-}
-register_architecture("animation_generator", AnimationConfig, AnimationGenerator, PRESETS)

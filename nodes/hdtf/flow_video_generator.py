@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from .blocks import ConvBlock2d, Hourglass, ResBlock2d, _width, warp
-from .model_registry import register_architecture
 
 
 class FlowVideoConfig(BaseModel):
@@ -66,7 +65,7 @@ class MattingModule(nn.Module):
         }
 
 
-class FlowVideoGenerator(nn.Module):
+class FlowVideoGeneratorNet(nn.Module):
     """forward(reference (B,3,H,W) in [0,1], flow (B,2,H,W) normalised displacements) -> dict
     with 'image' (B,3,H,W) in [0,1] and the intermediates of Fig. 9 at feature resolution."""
 
@@ -117,10 +116,3 @@ class FlowVideoGenerator(nn.Module):
         out["image"] = torch.sigmoid(self.decoder(self.bottleneck(feats_hat)))
         return out
 
-
-PRESETS = {
-    "paper": FlowVideoConfig(),
-    "tiny": FlowVideoConfig(encoder_width=16, encoder_max=64, hourglass_blocks=4, hourglass_width=16,
-                            hourglass_max=128, bottleneck_blocks=1),
-}
-register_architecture("flow_video_generator", FlowVideoConfig, FlowVideoGenerator, PRESETS)

@@ -9,7 +9,6 @@ Heavy imports (torch, cv2, matplotlib) stay inside functions so listing nodes st
 """
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -19,46 +18,12 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.bundled import fallback
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files
-from nodes.training import DATASET_DOC, TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.face.model_nodes import bundled_face_model
+from nodes.training import DATASET_DOC, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
-from .checkpoints import BUNDLED, REPO_ROOT, TRAINERS, load_generator
-
-OFFICIAL_PARAMS = {"flow_video_generator": 20.4e6}  # MRzzm/HDTF code_animation2video defaults
-
-
-# The modules each node runs besides its class (`code_dependencies`): editing e.g. the
-# architecture or a loss invalidates exactly the cached results that used it.
-_MODEL = ("nodes.types", "nodes.hdtf.blocks", "nodes.hdtf.model_registry", "nodes.hdtf.checkpoints", "nodes.hdtf.coeffs",
-          "nodes.hdtf.identity", "nodes.hdtf.inference", "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator",
-          "trainers.exports", "trainers.loop", "trainers.fingerprint", "trainers.discriminators", "trainers.vgg")
-_FAPP = ("nodes.hdtf.fapp", "nodes.face.flow", "nodes.face.raster", *FACE_MODEL_CODE)
-
-
-@functools.cache
-def preset_parameter_counts(arch: str) -> dict[str, int]:
-    """Parameters of each size preset, counted on the meta device (no memory, no init cost)."""
-    import torch
-
-    from .model_registry import count_parameters, create_model, list_models
-
-    with torch.device("meta"):
-        return {p: count_parameters(create_model(arch, p)) for p in list_models()[arch]}
-
-
-def _schema_counts(arch: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"parameters": preset_parameter_counts(arch)}
-    if arch in OFFICIAL_PARAMS:
-        out["official_parameters"] = OFFICIAL_PARAMS[arch]
-    return out
-
-
-def _checkpoint_source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
-    if connected is not None:
-        return connected
-    return ctx.resolve_path(param) if param else REPO_ROOT / BUNDLED[arch]
+from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
 
 
 def _first(arr: np.ndarray, what: str, node: str) -> np.ndarray:
@@ -77,31 +42,19 @@ class AnimationGenerator(Node):
     deltas to the reference's pose, so DenseFlowBuilder turns them into F_app directly.
     """
 
-
     category = "hdtf"
-    code_dependencies = _MODEL
     inputs = {
         "features": In("AudioFeatures", "mfcc_pitch features of the driving audio (13 MFCC + 2 pitch per frame)"),
         "reference": In("Image", "the reference portrait"),
         "landmarks": In("Landmarks", "the reference's landmarks (DetectLandmarks); the first frame is used"),
         "coeffs": In("MorphCoeffs", "the reference's fitted 3DMM coefficients (Fit3DMM); the first frame is used"),
-        "checkpoint": In("Checkpoint", "a trained generator (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(ANIMATION_GENERATOR),
     }
     outputs = {"coeffs": Out("MorphCoeffs", "per-frame coefficients driven by the audio")}
 
     class Params(BaseModel):
-        checkpoint: str = InputFile("", description=(
-            f"animation generator checkpoint; empty: the bundled {BUNDLED['animation_generator']} "
-            f"(made by {TRAINERS['animation_generator']})"), extensions=(".pt",))
         style: bool = Field(True, description="AdaIN style from the reference; off: the training set's mean identity (the 'w/o style' ablation)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict, for checkpoints trained with VGG-Face identities")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _schema_counts("animation_generator")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return fallback("bundled checkpoint", self.params.checkpoint, BUNDLED["animation_generator"], connected, "checkpoint")
 
     def run(self, ctx: RunContext, features: FeatureSeq, reference: np.ndarray, landmarks: np.ndarray,
             coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -109,8 +62,7 @@ class AnimationGenerator(Node):
         from .inference import animate
 
         p = self.params
-        generator, export = load_generator(_checkpoint_source(ctx, p.checkpoint, checkpoint, "animation_generator"),
-                                           "animation_generator", ctx.device)
+        generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         cfg = generator.cfg
         if features.data.ndim != 2 or features.data.shape[1] != cfg.audio_dim:
             raise NodeError(f"AnimationGenerator needs {cfg.audio_dim} audio features per frame (AudioFeatures variant "
@@ -140,13 +92,11 @@ class FlowVideoGenerator(Node):
     the paper's Fig. 9 come out at feature resolution (1/4 of the frames).
     """
 
-
     category = "hdtf"
-    code_dependencies = _MODEL
     inputs = {
         "reference": In("Image", "the reference portrait"),
         "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size"),
-        "checkpoint": In("Checkpoint", "a trained generator (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(FLOW_VIDEO_GENERATOR),
     }
     outputs = {
         "frames": Out("Frames", "the generated video frames"),
@@ -157,26 +107,15 @@ class FlowVideoGenerator(Node):
     }
 
     class Params(BaseModel):
-        checkpoint: str = InputFile("", description=(
-            f"video generator checkpoint; empty: the bundled {BUNDLED['flow_video_generator']} "
-            f"(made by {TRAINERS['flow_video_generator']})"), extensions=(".pt",))
         matting: bool = Field(True, description="eq. 9 matting; off: eq. 14, the 'w/o matting' ablation")
         size: int = Field(0, ge=0, le=2048, description="processing and output size; 0: the frame size the model was trained at")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass (memory vs speed)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _schema_counts("flow_video_generator")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return fallback("bundled checkpoint", self.params.checkpoint, BUNDLED["flow_video_generator"], connected, "checkpoint")
 
     def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import render_video
 
         p = self.params
-        generator, export = load_generator(_checkpoint_source(ctx, p.checkpoint, checkpoint, "flow_video_generator"),
-                                           "flow_video_generator", ctx.device)
+        generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         size = p.size or int(export.get("data", {}).get("settings", {}).get("frame_size", 0)) or None
         if flow.shape[1:3] != reference.shape[:2]:
             raise NodeError(f"FlowVideoGenerator: the flow is {flow.shape[2]}x{flow.shape[1]} but the reference image is "
@@ -197,11 +136,9 @@ class TrainAnimationGenerator(Node):
     """Train the HDTF animation generator (§4.1, loss eq. 7) on a talkgraph dataset — the
     synthetic one, or real videos prepared with workflows/prepare_dataset.yaml."""
 
-
     category = "hdtf/train"
-    code_dependencies = (*_MODEL, *TRAINING_CODE, "nodes.hdtf.train_animation")
     inputs = {"dataset": In("Path", DATASET_DOC)}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(ANIMATION_GENERATOR)
 
     class Params(TrainParams):
         window: int = Field(64, ge=8, le=1024, description="frames per training window")
@@ -211,10 +148,6 @@ class TrainAnimationGenerator(Node):
         identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
         identity_noise: float = Field(1.0, ge=0, le=10, description="noise on the standardised identity while training (robustness to unseen faces; lower with many identities)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _schema_counts("animation_generator")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_animation import AnimationTask, AnimationTrainSettings
@@ -231,11 +164,9 @@ class TrainFlowVideoGenerator(Node):
     """Train the HDTF flow-guided video generator (§4.2, loss eq. 13) on a talkgraph dataset;
     F_app between frame pairs comes from their 3DMM coefficients, as at inference."""
 
-
     category = "hdtf/train"
-    code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.train_flow_video")
     inputs = {"dataset": In("Path", DATASET_DOC)}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(FLOW_VIDEO_GENERATOR)
 
     class Params(TrainParams):
         frame_size: int = Field(256, ge=32, le=2048, description="frames are loaded at this size")
@@ -244,12 +175,8 @@ class TrainFlowVideoGenerator(Node):
         lambda_fm: float = Field(10.0, ge=0, description="weight of feature matching (eq. 12)")
         vgg_weights: str = InputFile("", description="VGG-19 state dict (torchvision layout) for the perceptual loss; empty: the fallback")
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _schema_counts("flow_video_generator")
-
     def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files("", connected, port=None)  # F_app (fapp.py) is built with the bundled face model
+        return bundled_face_model()  # F_app (fapp.py) is built with the bundled face model
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_flow_video import FlowVideoTask, FlowVideoTrainSettings
@@ -269,9 +196,7 @@ class FlowVideoFigure(Node):
     """The paper's Fig. 9 as a PNG: for a few frames, F_app in pseudo-colour, the warped
     reference, M_f, the revised flow F, M_m and the output frame."""
 
-
     category = "hdtf/visualise"
-    code_dependencies = ("nodes.hdtf.figures", "nodes.types")
     inputs = {
         "flow": In("FlowField", "F_app"),
         "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
@@ -288,7 +213,7 @@ class FlowVideoFigure(Node):
         tile: int = Field(160, ge=32, le=1024, description="cell size in pixels")
 
     def run(self, ctx: RunContext, flow, warped_reference, foreground_mask, revised_flow, matting_mask, frames) -> dict[str, Any]:
-        from .figures import intermediates_grid, save_png
+        from nodes.figures import intermediates_grid, save_png
 
         t = min(len(x) for x in (flow, warped_reference, foreground_mask, revised_flow, matting_mask, frames))
         if t == 0:
@@ -306,9 +231,7 @@ class AnimationCurves(Node):
     translation over time, for up to three coefficient sequences (e.g. three identities
     driven by the same audio)."""
 
-
     category = "hdtf/visualise"
-    code_dependencies = ("nodes.hdtf.figures", "nodes.types")
     inputs = {
         "coeffs": In("MorphCoeffs", "first sequence"),
         "coeffs_b": In("MorphCoeffs", "second sequence", optional=True),
@@ -323,7 +246,9 @@ class AnimationCurves(Node):
 
     def run(self, ctx: RunContext, coeffs: MorphCoeffs, coeffs_b: MorphCoeffs | None = None,
             coeffs_c: MorphCoeffs | None = None) -> dict[str, Any]:
-        from .figures import animation_curves, save_png
+        from nodes.figures import save_png
+
+        from .figures import animation_curves
 
         labels = list(self.params.labels) + ["b", "c"]
         series = [(labels[i], c) for i, c in enumerate((coeffs, coeffs_b, coeffs_c)) if c is not None]
@@ -341,32 +266,25 @@ class EvaluateHDTF(Node):
     switches of the same nodes (w/o style, w/o matting, w/o F_app) and the geometric warp-only
     pipeline. Writes the tables as markdown and logs them."""
 
-
     category = "hdtf/evaluate"
-    code_dependencies = (*_MODEL, *_FAPP, *TRAINING_CODE, "nodes.hdtf.evaluate", "nodes.metrics", "nodes.warp")
     inputs = {
         "dataset": In("Path", DATASET_DOC),
-        "animation_checkpoint": In("Checkpoint", "overrides the animation_checkpoint parameter", optional=True),
-        "video_checkpoint": In("Checkpoint", "overrides the video_checkpoint parameter", optional=True),
+        "animation_checkpoint": CheckpointInput(ANIMATION_GENERATOR, "overrides the animation_checkpoint parameter"),
+        "video_checkpoint": CheckpointInput(FLOW_VIDEO_GENERATOR, "overrides the video_checkpoint parameter"),
     }
     outputs = {"metrics": Out("Metrics", "'table.row.metric' -> value"), "report": Out("String", "the tables (markdown)")}
 
     class Params(BaseModel):
         split: Literal["train", "val", "test"] = Field("test", description="which clips to evaluate on")
-        animation_checkpoint: str = InputFile("", description="empty: the bundled animation checkpoint", extensions=(".pt",))
-        video_checkpoint: str = InputFile("", description="empty: the bundled video checkpoint", extensions=(".pt",))
         tables: Literal["both", "table3", "table4"] = "both"
         max_clips: int = Field(0, ge=0, description="evaluate at most this many clips (0: all of the split)")
         max_frames: int = Field(50, ge=1, le=100_000, description="Table 4: frames per clip")
         path: str = OutputFile("hdtf_eval.md", description="where to write the markdown tables", extensions=(".md",))
 
     def implicit_files(self, connected: frozenset[str]) -> dict:
-        p = self.params
-        return {**(fallback("bundled animation checkpoint", p.animation_checkpoint, BUNDLED["animation_generator"], connected,
-                            "animation_checkpoint") if p.tables != "table4" else {}),
-                **(fallback("bundled video checkpoint", p.video_checkpoint, BUNDLED["flow_video_generator"], connected,
-                            "video_checkpoint") if p.tables != "table3" else {}),
-                **face_model_files("", connected, port=None)}  # evaluate.py fits and builds F_app with the bundled model
+        unused = {"table3": "bundled video checkpoint", "table4": "bundled animation checkpoint"}.get(self.params.tables)
+        files = {k: v for k, v in super().implicit_files(connected).items() if k != unused}
+        return {**files, **bundled_face_model()}  # evaluate.py fits and builds F_app with the bundled face model
 
     def run(self, ctx: RunContext, dataset: str, animation_checkpoint: CheckpointBlob | None = None,
             video_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -377,13 +295,11 @@ class EvaluateHDTF(Node):
         table3 = table4 = None
         about = [f"Held-out split `{p.split}` of `{Path(data).name}`."]
         if p.tables in ("both", "table3"):
-            gen, exp = load_generator(_checkpoint_source(ctx, p.animation_checkpoint, animation_checkpoint, "animation_generator"),
-                                      "animation_generator", ctx.device)
+            gen, exp = load_checkpoint(self, ctx, "animation_checkpoint", animation_checkpoint)
             table3 = evaluate_animation(gen, data, p.split, p.max_clips, progress=lambda i, n: ctx.progress(i, n, "Table 3 clips"))
             about.append(f"Animation generator: {exp['model_config'].get('channels')} channels, {exp['step']} steps.")
         if p.tables in ("both", "table4"):
-            gen, exp = load_generator(_checkpoint_source(ctx, p.video_checkpoint, video_checkpoint, "flow_video_generator"),
-                                      "flow_video_generator", ctx.device)
+            gen, exp = load_checkpoint(self, ctx, "video_checkpoint", video_checkpoint)
             size = int(exp.get("data", {}).get("settings", {}).get("frame_size", 256))
             table4 = evaluate_video(gen, data, p.split, frame_size=size, max_clips=p.max_clips, max_frames=p.max_frames,
                                     progress=lambda i, n: ctx.progress(i, n, "Table 4 clips"))

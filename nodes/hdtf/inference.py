@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nodes.face.pose_deltas import apply_pose_delta
 from nodes.types import MorphCoeffs
-
-from .coeffs import apply_pose_delta
 
 EXPRESSION_MAX = 1.5  # the face model's fitted coefficient box (nodes/face/model.py)
 

@@ -23,14 +23,16 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.face.pose_deltas import pose_delta
+from nodes.model_registry import model_config
 from trainers.data import ClipStore, sample_windows
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import l1_loss, lsgan_d_loss, lsgan_g_loss, sequence_ssim
 
-from .animation_generator import PARTS, AnimationDiscriminators, AnimationGenerator
-from .coeffs import pose_delta, split_expression
+from .animation_generator import PARTS, AnimationDiscriminators, AnimationGeneratorNet
+from .coeffs import split_expression
 from .identity import IdentityEncoder, spread_floor
-from .model_registry import model_config
+from .models import ANIMATION_GENERATOR
 
 SSIM_C1, SSIM_C2 = (0.01 * 6) ** 2, (0.03 * 6) ** 2
 SSIM_OFFSET = 3.0
@@ -67,7 +69,7 @@ class AnimationTask(TrainTask):
 
     def __init__(self, settings: AnimationTrainSettings) -> None:
         self.s = settings
-        self.arch = model_config("animation_generator", settings.preset)
+        self.arch = model_config(ANIMATION_GENERATOR, settings.preset)
         encoder = IdentityEncoder(settings.identity, settings.vggface_weights)
         self.arch = self.arch.model_copy(update={"identity": settings.identity, "identity_dim": encoder.dim})
         self.store = ClipStore(settings.dataset, settings.split, fields=("expression", "pose", "shape"),
@@ -101,7 +103,7 @@ class AnimationTask(TrainTask):
     # --- TrainTask ---
 
     def build(self) -> None:
-        g = AnimationGenerator(self.arch)
+        g = AnimationGeneratorNet(self.arch)
         g.audio_norm.set(*map(torch.from_numpy, self.stats["audio"]))
         g.identity_norm.set(*map(torch.from_numpy, self.stats["identity"]))
         for key in PARTS:
@@ -110,7 +112,7 @@ class AnimationTask(TrainTask):
         self.discriminator = AnimationDiscriminators(self.arch)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "animation_generator", **self.arch.model_dump()}
+        return {"arch": ANIMATION_GENERATOR.name, **self.arch.model_dump()}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.store.describe(), "window": self.s.window, "feature": self.s.feature, "settings": self.s.model_dump()}

@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.model_registry import model_config
 from trainers.data import ClipStore, crop_resize, random_crop_box
 from trainers.discriminators import MultiScalePatchDiscriminator
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import PerceptualLoss, feature_matching_loss, lsgan_d_loss, lsgan_g_loss
 
 from .blocks import pixel_flow_to_normalized
-from .flow_video_generator import FlowVideoGenerator
-from .model_registry import model_config
+from .flow_video_generator import FlowVideoGeneratorNet
+from .models import FLOW_VIDEO_GENERATOR
 
 # D^vid widths per preset (the discriminator is not part of the inference checkpoint)
 DISCRIMINATORS = {
@@ -60,7 +61,7 @@ class FlowVideoTask(TrainTask):
 
     def __init__(self, settings: FlowVideoTrainSettings, flow_builder: FlowBuilder | None = None) -> None:
         self.s = settings
-        self.arch = model_config("flow_video_generator", settings.preset)
+        self.arch = model_config(FLOW_VIDEO_GENERATOR, settings.preset)
         self.store = ClipStore(settings.dataset, settings.split, fields=("frames", "landmarks", "expression", "pose", "shape"),
                                frame_size=settings.frame_size, min_frames=2)
         self.flow_builder = flow_builder or default_flow_builder()
@@ -71,12 +72,12 @@ class FlowVideoTask(TrainTask):
             raise ValueError(f"training size {size} must be a multiple of {m}")
 
     def build(self) -> None:
-        self.generator = FlowVideoGenerator(self.arch)
+        self.generator = FlowVideoGeneratorNet(self.arch)
         d = DISCRIMINATORS.get(self.s.preset, DISCRIMINATORS["tiny"])
         self.discriminator = MultiScalePatchDiscriminator(self.arch.channels, 0, **d)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "flow_video_generator", **self.arch.model_dump()}
+        return {"arch": FLOW_VIDEO_GENERATOR.name, **self.arch.model_dump()}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.store.describe(), "settings": self.s.model_dump()}

@@ -20,6 +20,7 @@ import numpy as np
 
 from graphcore.node import NodeError
 from nodes.types import AudioClip
+from trainers.data.audio_features import frame_count, resample_audio
 
 AUDIO_RATE = 16000
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
@@ -75,18 +76,6 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
     if a.ndim == 2:
         a = a.mean(axis=1)
     return a.astype(np.float32, copy=False)
-
-
-def resample_audio(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Polyphase resampling (Kaiser-windowed FIR) of mono float samples."""
-    from scipy.signal import resample_poly
-
-    from_rate, to_rate = int(from_rate), int(to_rate)
-    if from_rate == to_rate or len(samples) == 0:
-        return np.asarray(samples, dtype=np.float32)
-    g = math.gcd(from_rate, to_rate)
-    out = resample_poly(np.asarray(samples, dtype=np.float64), to_rate // g, from_rate // g)
-    return out.astype(np.float32)
 
 
 def _decode_audio_stream(container, stream) -> tuple[np.ndarray, int]:
@@ -286,16 +275,6 @@ def read_video(
         keep = int(round(len(frames) / info.fps * clip.sample_rate))
         clip = AudioClip(clip.samples[:keep], clip.sample_rate)
     return Video(frames, info.fps, clip)
-
-
-def frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
-    """Video frames covering `num_samples` of audio: round-half-up of duration·fps.
-
-    Exact for integer rates (computed on integers), so e.g. 1.02 s at 25 fps is 26 frames and
-    1.0199 s is 25, whatever the float error.
-    """
-    f = Fraction(fps).limit_denominator(1_000_000)
-    return int((2 * num_samples * f.numerator + sample_rate * f.denominator) // (2 * sample_rate * f.denominator))
 
 
 def _even_pad(frames: np.ndarray) -> np.ndarray:

@@ -13,14 +13,11 @@ from graphcore.node import In, InputFile, Node, Out, OutputFile, RunContext
 from nodes.io import media
 from nodes.types import AudioClip
 
-MEDIA_CODE = ("nodes.io.media", "nodes.types")  # what these nodes run besides their class
-
 
 class LoadImage(Node):
     """Read an image file (png, jpg, webp, ...) as uint8 RGB; EXIF orientation is applied."""
 
     category = "io"
-    code_dependencies = MEDIA_CODE
     outputs = {"image": Out("Image")}
 
     class Params(BaseModel):
@@ -34,7 +31,6 @@ class LoadAudio(Node):
     """Read the sound of an audio or video file as mono float32, resampled (16 kHz by default)."""
 
     category = "io"
-    code_dependencies = MEDIA_CODE
     outputs = {"audio": Out("Audio")}
 
     class Params(BaseModel):
@@ -53,7 +49,6 @@ class LoadVideo(Node):
     """
 
     category = "io"
-    code_dependencies = MEDIA_CODE
     outputs = {
         "frames": Out("Frames"),
         "audio": Out("Audio"),
@@ -87,7 +82,6 @@ class SaveVideo(Node):
     """
 
     category = "io"
-    code_dependencies = MEDIA_CODE
     inputs = {
         "frames": In("Frames"),
         "audio": In("Audio", "sound to mux", optional=True),

@@ -1,1 +1,1 @@
-"""The synthetic talking-face generator (DESIGN §5): espeak-ng speech, visemes, motion, rendering, datasets."""
+"""The synthetic talking-face generator (docs/nodes/synth.md): espeak-ng speech, visemes, motion, rendering, datasets."""

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from trainers.data.dataset import DatasetWriter, assign_splits
+
 from .animate import AnimationSettings, animate
-from .dataset import DatasetWriter, assign_splits
 from .render import Driving, landmark_tracks, render_chunks
 from .speech import synthesize
 
@@ -145,9 +146,9 @@ def generate_dataset(url: str, portrait: Portrait, model, settings: SynthDataset
                      progress: Callable[[int, int, str], None] = lambda i, n, m: None,
                      log: Callable[[str], None] = lambda m: None) -> dict[str, float]:
     """Write the dataset; returns a summary (clips, frames, seconds of audio, clips per split)."""
-    from nodes.audio.features import audio_features
-    from nodes.io.media import frame_count, write_video
+    from nodes.io.media import write_video
     from nodes.types import AudioClip
+    from trainers.data.audio_features import audio_features, frame_count
 
     s = settings
     writer = DatasetWriter(url, fps=s.fps, frame_size=(s.size, s.size), source="synthetic",

@@ -45,11 +45,10 @@ def blink_curve(n_frames: int, fps: float, seed: int, rate_per_min: float = 17.0
 def pitch_track(samples: np.ndarray, sample_rate: int, n_frames: int, fps: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
     """F0 in Hz per video frame (0 where unvoiced) and the voiced fraction of the frame in [0, 1].
 
-    The YIN pitch rows of nodes/audio/features.py (100 per second); a video frame is voiced when
+    The YIN pitch rows of trainers/data/audio_features.py (100 per second); a video frame is voiced when
     at least half of the rows centred inside it are, and its F0 is their mean.
     """
-    from nodes.audio.features import ROW_RATE, SAMPLE_RATE, first_rows, mean_over_frames, pitch_rows
-    from nodes.io.media import resample_audio
+    from trainers.data.audio_features import ROW_RATE, SAMPLE_RATE, first_rows, mean_over_frames, pitch_rows, resample_audio
 
     x = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE).astype(np.float64)
     f0, voiced, _ = pitch_rows(x)

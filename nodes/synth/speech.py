@@ -110,7 +110,7 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
     if pcm.size == 0:
         raise SpeechError(f"espeak-ng produced no audio for {text[:60]!r}")
     track = _track(events, len(pcm), native)
-    from nodes.io.media import resample_audio
+    from trainers.data.audio_features import resample_audio
 
     audio = np.clip(resample_audio(pcm.astype(np.float32) / 32768.0, native, sample_rate), -1.0, 1.0)
     if len(track):  # measured at the native rate: end exactly at the resampled length

@@ -1,4 +1,4 @@
-"""Nodes of the synthetic talking-face generator (DESIGN §5).
+"""Nodes of the synthetic talking-face generator (docs/nodes/synth.md).
 
     SynthesizeSpeech      text -> Audio (16 kHz) + PhonemeTrack          (espeak-ng)
     AnimateFromPhonemes   phonemes + audio + the portrait's fitted 3DMM -> driving MorphCoeffs + blinks
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from graphcore.types import RecordType, TypeValidationError, register_type
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 from nodes.types import AudioClip, MorphCoeffs
 
 from .speech import PhonemeTrack
@@ -36,9 +36,6 @@ PHONEME_TRACK = register_type(RecordType(
 ), "talkgraph")
 
 
-# What these nodes run besides their class (`code_dependencies`).
-SPEECH_CODE = ("nodes.synth.speech", "nodes.synth.espeak", "nodes.io.media", "nodes.types")
-RENDER_CODE = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.synth.render", "nodes.warp", "nodes.types")
 
 
 class SynthesizeSpeech(Node):
@@ -48,7 +45,6 @@ class SynthesizeSpeech(Node):
     """
 
     category = "synth"
-    code_dependencies = (*SPEECH_CODE,)
     outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack")}
 
     class Params(BaseModel):
@@ -79,7 +75,6 @@ class AnimateFromPhonemes(Node):
     """
 
     category = "synth"
-    code_dependencies = (*SPEECH_CODE, "nodes.audio.features", "nodes.synth.animate", "nodes.synth.motion", "nodes.synth.visemes")
     inputs = {
         "phonemes": In("PhonemeTrack"),
         "audio": In("Audio", "the speech the phonemes belong to (pitch and loudness)"),
@@ -99,7 +94,7 @@ class AnimateFromPhonemes(Node):
         head_amplitude: float = Field(1.0, ge=0, le=3, description="scales the head motion (0 = still)")
 
     def run(self, ctx: RunContext, phonemes: PhonemeTrack, audio: AudioClip, reference: MorphCoeffs) -> dict[str, Any]:
-        from nodes.io.media import frame_count
+        from trainers.data.audio_features import frame_count
 
         from .animate import AnimationSettings, animate
 
@@ -129,22 +124,17 @@ class RenderTalkingFace(Node):
     """
 
     category = "synth"
-    code_dependencies = (*RENDER_CODE,)
     inputs = {
         "image": In("Image", "the portrait the reference coefficients were fitted to"),
         "reference": In("MorphCoeffs", "the portrait's fitted coefficients (first frame)"),
         "driving": In("MorphCoeffs", "per-frame expression and pose to render"),
         "blink": In("Array", "eyelid closure per frame (T,) in [0, 1]", optional=True),
-        "model": In("FaceModel", optional=True),
+        "model": FaceModelInput(),
     }
     outputs = {"frames": Out("Frames")}
 
     class Params(BaseModel):
-        model_path: str = model_path_param()
         chunk: int = Field(8, ge=1, le=256, description="frames rendered at once (memory vs. speed)")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, image: np.ndarray, reference: MorphCoeffs, driving: MorphCoeffs,
             blink: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:

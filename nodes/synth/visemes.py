@@ -186,7 +186,7 @@ def frame_times(n_frames: int, fps: float) -> np.ndarray:
 
 
 def n_frames_for(duration: float, fps: float) -> int:
-    """Video frames for `duration` seconds of audio: round half up, as `nodes.io.media.frame_count`."""
+    """Video frames for `duration` seconds of audio: round half up, as `trainers.data.audio_features.frame_count`."""
     return max(1, int(np.floor(duration * fps + 0.5)))
 
 

@@ -17,7 +17,7 @@ Departures, and why:
 - Expression is the project's 33 coefficients (28 mouth + 5 brow, nodes/face/model.py) instead
   of the 64 FaceWarehouse ones; pose is the project's 6-D MorphCoeffs pose (pitch, yaw, roll,
   tx, ty, log-scale) as deltas from the clip's (at inference: the target video's) mean pose,
-  with tx, ty in fractions of the image size (nodes/hdtf/coeffs.py), so one model serves every
+  with tx, ty in fractions of the image size (nodes/face/pose_deltas.py), so one model serves every
   resolution and the personalised model learns the target's motion around its own rest pose.
 - Inputs and outputs are standardised inside the model with training-set statistics (buffers
   saved in the checkpoint) and eq. 2 is evaluated in those units: expression coefficients,
@@ -32,10 +32,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nodes.hdtf.animation_generator import Standardizer
-from nodes.hdtf.model_registry import register_architecture
+from nodes.standardizer import Standardizer
 
-ARCH = "yi_audio_exp_pose"
 N_EXPRESSION, N_POSE = 33, 6
 MFCC_FRAMES, MFCC_COEFFS = 28, 12
 
@@ -79,7 +77,7 @@ class AudioEncoder(nn.Module):
         return self.fc(self.conv(mfcc.unsqueeze(1)).flatten(1))
 
 
-class AudioToExpPose(nn.Module):
+class AudioToExpressionPoseNet(nn.Module):
     """forward(mfcc (B, T, 28, 12)) -> (expression (B, T, 33), pose delta (B, T, 6)) in raw units
     (pose delta: radians, image fractions, log-scale; see the module docstring)."""
 
@@ -117,10 +115,3 @@ def exp_pose_loss(pred_exp: torch.Tensor, pred_pose: torch.Tensor, exp: torch.Te
     l_smooth = (pred_pose[:, 1:] - pred_pose[:, :-1]).pow(2).mean(-1).sum(1).mean()
     total = l_exp + lambda_pose * l_pose + lambda_smooth * l_smooth
     return total, {"exp_mse": l_exp.item(), "pose_mse": l_pose.item(), "pose_smooth": l_smooth.item()}
-
-
-PRESETS = {
-    "paper": AudioExpPoseConfig(),
-    "tiny": AudioExpPoseConfig(channels=(8, 16, 32, 32, 32), fc_hidden=128, embed=64, lstm_hidden=64),
-}
-register_architecture(ARCH, AudioExpPoseConfig, AudioToExpPose, PRESETS)

@@ -1,38 +1,18 @@
-"""Inference with trained Yi et al. models: checkpoints, audio -> coefficients, frame refinement."""
+"""Inference with trained Yi et al. models: audio -> coefficients, frame refinement."""
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nodes.hdtf.checkpoints import REPO_ROOT, TRAINERS, load_generator
-from nodes.hdtf.coeffs import apply_pose_delta
+from nodes.face.pose_deltas import apply_pose_delta
 from nodes.types import MorphCoeffs
 
-from . import audio_to_exp_pose, memory_gan
-from .checkpoint_files import BUNDLED
-
-AUDIO_ARCH, GAN_ARCH = audio_to_exp_pose.ARCH, memory_gan.ARCH
-TRAINERS.update({
-    AUDIO_ARCH: "the TrainAudioToExpressionPose node (workflows/train_yi_audio.yaml) or, for one target, "
-                "PersonalizeAudioToExpressionPose (workflows/personalize_memorygan.yaml)",
-    GAN_ARCH: "the TrainMemoryGAN node (workflows/train_memorygan.yaml) or, for one target, "
-              "PersonalizeMemoryGAN (workflows/personalize_memorygan.yaml)",
-})
-
-
-def bundled(arch: str) -> Path:
-    return REPO_ROOT / BUNDLED[arch]
-
-
-def load(source, arch: str, device: str = "cpu"):
-    """(model in eval mode, export dict) from a checkpoint file or blob (NodeError when missing)."""
-    return load_generator(source, arch, device)
+from . import memory_gan
 
 
 @torch.no_grad()

@@ -46,10 +46,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from nodes.hdtf.model_registry import register_architecture
 from trainers.discriminators import MultiScalePatchDiscriminator
 
-ARCH = "yi_memory_gan"
 WINDOW = 3  # rendered frames per generator input (r_{t-2}, r_{t-1}, r_t)
 
 
@@ -300,7 +298,7 @@ def smooth_features(features: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.normalize(out, dim=1)
 
 
-class MemoryGAN(nn.Module):
+class MemoryGANNet(nn.Module):
     """What a checkpoint holds for inference: G, the memory network (key encoder + items) and
     the training set's mean identity (the 'without identity feature and memory' switch)."""
 
@@ -329,11 +327,3 @@ def build_discriminator(cfg: MemoryGANConfig) -> MultiScalePatchDiscriminator:
     """D(window, checked frame): PatchGAN over the 3 rendered frames + the frame judged."""
     return MultiScalePatchDiscriminator(in_channels=3, cond_channels=3 * WINDOW, channels=cfg.ndf,
                                         n_layers=cfg.d_layers, num_scales=1)
-
-
-PRESETS = {
-    "paper": MemoryGANConfig(),
-    "tiny": MemoryGANConfig(ngf=16, levels=7, identity="own", identity_dim=84, mlp_dim=256, dropout=0.0, ndf=16, d_layers=3,
-                            encoder_widths=(8, 16, 32, 64), key_dim=64, memory_size=512, encoder_size=96),
-}
-register_architecture(ARCH, MemoryGANConfig, MemoryGAN, PRESETS)

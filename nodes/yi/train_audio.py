@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from nodes.hdtf.coeffs import pose_delta
-from nodes.hdtf.model_registry import model_config
+from nodes.face.pose_deltas import pose_delta
+from nodes.model_registry import ModelSpec, model_config
 from trainers.fingerprint import arrays_fingerprint
 from trainers.loop import StepOutput, TrainTask
 
-from .audio_to_exp_pose import ARCH, MFCC_COEFFS, AudioToExpPose, exp_pose_loss
+from .audio_to_exp_pose import MFCC_COEFFS, AudioToExpressionPoseNet, exp_pose_loss
+from .models import AUDIO_EXP_POSE
 
 
 @dataclasses.dataclass
@@ -57,11 +58,9 @@ def dataset_clips(url: str, split: str = "train", min_frames: int = 2) -> tuple[
     return clips, store.describe()
 
 
-def start_config(arch: str, preset: str, init: dict[str, Any] | None) -> BaseModel:
+def start_config(model: ModelSpec, preset: str, init: dict[str, Any] | None) -> BaseModel:
     """The model config to train: a preset's, or (fine-tuning) the one of the `init` export."""
-    if init is None:
-        return model_config(arch, preset)
-    return model_config(arch, {k: v for k, v in init["model_config"].items() if k != "arch"})
+    return model_config(model, preset if init is None else init["model_config"])
 
 
 class AudioTrainSettings(BaseModel):
@@ -83,11 +82,11 @@ class AudioExpPoseTask(TrainTask):
         if not clips:
             raise ValueError("no training clips")
         self.s, self.clips, self.data, self.init = settings, clips, data, init
-        self.arch = start_config(ARCH, settings.preset, init)
+        self.arch = start_config(AUDIO_EXP_POSE, settings.preset, init)
         self.lengths = np.array([len(c.mfcc) for c in clips])
 
     def build(self) -> None:
-        g = AudioToExpPose(self.arch)
+        g = AudioToExpressionPoseNet(self.arch)
         if self.init is not None:
             g.load_state_dict(self.init["generator"])
         else:
@@ -101,7 +100,7 @@ class AudioExpPoseTask(TrainTask):
         self.discriminator = None
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": ARCH, **self.arch.model_dump(mode="json")}
+        return {"arch": AUDIO_EXP_POSE.name, **self.arch.model_dump(mode="json")}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.data, "settings": self.s.model_dump(), "personalised": self.init is not None,

@@ -33,7 +33,8 @@ from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.loop import StepOutput, TrainTask
 
 from .identity import DIMS, THRESHOLDS, IdentityFeatures
-from .memory_gan import ARCH, WINDOW, MemoryGAN, attention_losses, build_discriminator
+from .memory_gan import WINDOW, MemoryGANNet, attention_losses, build_discriminator
+from .models import MEMORY_GAN
 from .train_audio import start_config
 
 
@@ -168,7 +169,7 @@ class MemoryGANTask(TrainTask):
         if not clips:
             raise ValueError("no training clips")
         self.s, self.clips, self.data, self.init = settings, clips, data, init
-        self.arch = start_config(ARCH, settings.preset, init)
+        self.arch = start_config(MEMORY_GAN, settings.preset, init)
         if init is None:
             self.arch = self.arch.model_copy(update={"identity": settings.identity, "identity_dim": DIMS[settings.identity]})
         dim = clips[0].identity.shape[1]
@@ -178,7 +179,7 @@ class MemoryGANTask(TrainTask):
         self.lengths = np.array([len(c.real) for c in clips])
 
     def build(self) -> None:
-        m = MemoryGAN(self.arch)
+        m = MemoryGANNet(self.arch)
         if self.init is not None:
             m.load_state_dict(self.init["generator"])
         else:
@@ -189,7 +190,7 @@ class MemoryGANTask(TrainTask):
         self.discriminator = build_discriminator(self.arch)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": ARCH, **self.arch.model_dump(mode="json")}
+        return {"arch": MEMORY_GAN.name, **self.arch.model_dump(mode="json")}
 
     def data_description(self) -> dict[str, Any]:
         h, w = self.clips[0].real.shape[1:3]

@@ -10,7 +10,6 @@ HeadPoseSimilarity is the HS metric of §4.4. Heavy imports stay inside function
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -18,68 +17,12 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.bundled import fallback
-from nodes.face.model_nodes import FACE_MODEL_CODE, face_model_files, model_path_param, resolve_model
-from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
+from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
-from .checkpoint_files import AUDIO_ARCH, BUNDLED, GAN_ARCH
-
-AUDIO_CKPT, GAN_CKPT = BUNDLED[AUDIO_ARCH], BUNDLED[GAN_ARCH]
-# the official code's sizes: ATC_net (Audio/code/models.py) and unetac_adain_256 + ResNet-18 keys
-OFFICIAL = {AUDIO_ARCH: {"network": 29.4e6}, GAN_ARCH: {"generator": 259e6, "key_encoder": 11.44e6}}
-
-
-# The modules each node runs besides its class (`code_dependencies`).
-_MODELS = ("nodes.types", "nodes.yi.inference", "nodes.yi.checkpoint_files", "nodes.yi.audio_to_exp_pose",
-           "nodes.yi.memory_gan", "nodes.hdtf.model_registry", "nodes.hdtf.checkpoints", "nodes.hdtf.coeffs", "nodes.hdtf.blocks",
-           "nodes.hdtf.animation_generator", "nodes.hdtf.flow_video_generator", "trainers.exports", "trainers.loop",
-           "trainers.fingerprint", "trainers.discriminators")
-_RENDER = (*FACE_MODEL_CODE, "nodes.face.flow", "nodes.face.raster", "nodes.face.topology", "nodes.yi.render3dmm", "nodes.ports",
-           "nodes.types")
-_GAN_TRAINING = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.identity", "nodes.yi.train_audio", "nodes.yi.train_memorygan")
-
-
-def _bundled(name: str, param: str, arch: str, connected: frozenset[str], port: str) -> dict:
-    """The bundled checkpoint of `arch`, when the node falls back to it."""
-    return fallback(name, param, BUNDLED[arch], connected, port)
-
-
-@functools.cache
-def parameter_counts(arch: str) -> dict[str, Any]:
-    """Parameters per preset (and per part of the memory GAN), counted on the meta device."""
-    import torch
-
-    from nodes.hdtf.model_registry import count_parameters, create_model
-
-    from . import audio_to_exp_pose, memory_gan
-
-    presets = {AUDIO_ARCH: audio_to_exp_pose.PRESETS, GAN_ARCH: memory_gan.PRESETS}[arch]
-    out: dict[str, Any] = {}
-    for name in presets:
-        with torch.device("meta"):
-            m = create_model(arch, name)
-        if arch == GAN_ARCH:
-            d = memory_gan.build_discriminator(m.cfg)
-            out[name] = {"generator": count_parameters(m.generator), "key_encoder": count_parameters(m.encoder),
-                         "discriminator": count_parameters(d)}
-        else:
-            out[name] = {"network": count_parameters(m)}
-    return {"parameters": out, "official_parameters": OFFICIAL[arch]}
-
-
-def _source(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
-    from .inference import bundled
-
-    if connected is not None:
-        return connected
-    return ctx.resolve_path(param) if param else bundled(arch)
-
-
-def _load(ctx: RunContext, param: str, connected: CheckpointBlob | None, arch: str):
-    from .inference import load
-
-    return load(_source(ctx, param, connected, arch), arch, ctx.device)
+from .models import AUDIO_EXP_POSE, MEMORY_GAN
 
 
 def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
@@ -97,24 +40,15 @@ class AudioToExpressionPose(Node):
     the target's identity (shape) and image size, ready for Render3DMM."""
 
     category = "yi"
-    code_dependencies = _MODELS
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12)"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its video or image): identity and rest pose"),
-        "checkpoint": In("Checkpoint", "a trained or personalised model (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(AUDIO_EXP_POSE, "a trained or personalised model (overrides the checkpoint parameter)"),
     }
     outputs = {"coeffs": Out("MorphCoeffs", "expression and pose per audio frame, with the target's identity")}
 
     class Params(BaseModel):
-        checkpoint: str = InputFile("", description=f"model checkpoint; empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
         predict_pose: bool = Field(True, description="off: keep the target's mean pose (the §4.2 'without pose' ablation)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return parameter_counts(AUDIO_ARCH)
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return {**_bundled("bundled checkpoint", self.params.checkpoint, AUDIO_ARCH, connected, "checkpoint")}
 
     def run(self, ctx: RunContext, features: FeatureSeq, target: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_coeffs
@@ -122,7 +56,7 @@ class AudioToExpressionPose(Node):
         mfcc = _check_mfcc("AudioToExpressionPose", features)
         if len(target.pose) == 0:
             raise NodeError("AudioToExpressionPose: the target coefficients have no frames")
-        model, export = _load(ctx, self.params.checkpoint, checkpoint, AUDIO_ARCH)
+        model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         ctx.log(f"audio->expression+pose: {export['step']} training steps"
                 f"{' (personalised)' if export.get('data', {}).get('personalised') else ''}")
         return {"coeffs": predict_coeffs(model, mfcc, target, predict_pose=self.params.predict_pose, device=ctx.device)}
@@ -140,13 +74,12 @@ class Render3DMM(Node):
     """
 
     category = "yi"
-    code_dependencies = _RENDER
     inputs = {
         "coeffs": In("MorphCoeffs", "driving expression + pose, with the target's identity"),
         "target_coeffs": In("MorphCoeffs", "the target's fitted coefficients, one row per target frame"),
         "target_frames": In("Frames", "the target video (connect this or target_image)", optional=True),
         "target_image": In("Image", "a single target image (connect this or target_frames)", optional=True),
-        "model": In("FaceModel", optional=True),
+        "model": FaceModelInput(),
     }
     outputs = {
         "frames": Out("Frames", "rendered frames"),
@@ -156,7 +89,6 @@ class Render3DMM(Node):
     }
 
     class Params(BaseModel):
-        model_path: str = model_path_param()
         albedo: Literal["detailed", "low"] = Field("detailed", description="detailed texture or low-frequency albedo (§3.3)")
         background: Literal["match", "reference", "black"] = Field(
             "match", description="match: key-pose matching over the target video; reference: the target's first frame; black")
@@ -165,9 +97,6 @@ class Render3DMM(Node):
         fit_pose: bool = Field(True, description="shift the pose between key frames to fit the matched backgrounds")
         lighting_frames: int = Field(16, ge=1, le=1000, description="target frames the lighting and albedo are fitted on")
         chunk: int = Field(16, ge=1, le=1024, description="frames rendered at once")
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected)
 
     def run(self, ctx: RunContext, coeffs: MorphCoeffs, target_coeffs: MorphCoeffs, target_frames: np.ndarray | None = None,
             target_image: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
@@ -226,10 +155,9 @@ class MemoryGAN(Node):
     size gets the refinement's change resized onto it."""
 
     category = "yi"
-    code_dependencies = _MODELS
     inputs = {
         "rendered": In("Frames", "Render3DMM frames"),
-        "checkpoint": In("Checkpoint", "a trained or personalised model (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(MEMORY_GAN, "a trained or personalised model (overrides the checkpoint parameter)"),
     }
     outputs = {
         "frames": Out("Frames", "refined frames o_t"),
@@ -239,25 +167,17 @@ class MemoryGAN(Node):
     }
 
     class Params(BaseModel):
-        checkpoint: str = InputFile("", description=f"model checkpoint; empty: the bundled {GAN_CKPT}", extensions=(".pt",))
         identity: Literal["memory", "mean"] = Field(
             "memory", description="memory: retrieved identity features; mean: the training set's mean (the §4.2 ablation)")
         smoothing: float = Field(2.0, ge=0, le=50, description="temporal smoothing of retrieved features (Gaussian sigma, frames)")
         size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
 
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return parameter_counts(GAN_ARCH)
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return {**_bundled("bundled checkpoint", self.params.checkpoint, GAN_ARCH, connected, "checkpoint")}
-
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
 
         p = self.params
-        gan, export = _load(ctx, p.checkpoint, checkpoint, GAN_ARCH)
+        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         if len(rendered) == 0:
             raise NodeError("MemoryGAN: no rendered frames")
         size = p.size or int(export.get("data", {}).get("frame_size", [0])[0]) or None
@@ -281,7 +201,6 @@ class HeadPoseSimilarity(Node):
     by the range, averaged over the three angles (nodes/metrics/head_pose.py). 1: same distribution."""
 
     category = "metrics"
-    code_dependencies = ("nodes.metrics.head_pose", "nodes.types")
     inputs = {
         "real": In("MorphCoeffs", "coefficients of the real video (e.g. Fit3DMM)"),
         "generated": In("MorphCoeffs", "coefficients of the generated video"),
@@ -326,16 +245,11 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
-    code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
         pass
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return parameter_counts(AUDIO_ARCH)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_audio import AudioExpPoseTask, dataset_clips
@@ -354,30 +268,24 @@ class PersonalizeAudioToExpressionPose(Node):
     300 frames): its audio's mfcc_window features and the coefficients Fit3DMM found on its frames."""
 
     category = "yi/train"
-    code_dependencies = (*_MODELS, *TRAINING_CODE, "nodes.yi.train_audio")
     inputs = {
         "features": In("AudioFeatures", "mfcc_window features of the target video's sound"),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
-        "checkpoint": In("Checkpoint", "the general model (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(AUDIO_EXP_POSE, "the general model (overrides the checkpoint parameter)"),
     }
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
         steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
         lr_g: float = Field(2e-4, gt=0, le=1)
-        checkpoint: str = InputFile("", description=f"general model; empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
         max_frames: int = Field(300, ge=2, le=1_000_000, description="use the first this many frames (the paper: 300)")
 
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return {**_bundled("bundled checkpoint", self.params.checkpoint, AUDIO_ARCH, connected, "checkpoint")}
-
     def run(self, ctx: RunContext, features: FeatureSeq, coeffs: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .inference import load
         from .train_audio import AudioExpPoseTask, clip_from_coeffs
 
         p = self.params
         mfcc = _check_mfcc("PersonalizeAudioToExpressionPose", features)[:p.max_frames]
-        _, export = load(_source(ctx, p.checkpoint, checkpoint, AUDIO_ARCH), AUDIO_ARCH)
+        _, export = load_checkpoint(self, ctx, "checkpoint", checkpoint, device="cpu")
         try:
             clip = clip_from_coeffs("target", mfcc, coeffs)
             task = AudioExpPoseTask([clip], _audio_settings(p), {"source": "target video", "frames": len(clip.mfcc)}, init=export)
@@ -424,22 +332,14 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
-    code_dependencies = _GAN_TRAINING
     inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
         frame_size: int = Field(128, ge=32, le=2048, description="frames are loaded (and rendered) at this size")
         identity_variants: int = Field(4, ge=1, le=64, description="recoloured copies of each clip as extra pseudo-identities")
         max_clips: int = Field(0, ge=0, description="use at most this many training clips (0: all)")
         model_path: str = model_path_param()
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return parameter_counts(GAN_ARCH)
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return face_model_files(self.params.model_path, connected, port=None)
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         import hashlib
@@ -483,35 +383,28 @@ class PersonalizeMemoryGAN(Node):
     identity features under the keys of its renders."""
 
     category = "yi/train"
-    code_dependencies = _GAN_TRAINING
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "its landmarks (DetectLandmarks)"),
         "coeffs": In("MorphCoeffs", "its fitted coefficients (Fit3DMM)"),
-        "checkpoint": In("Checkpoint", "the general model (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(MEMORY_GAN, "the general model (overrides the checkpoint parameter)"),
     }
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
         steps: int = Field(300, ge=1, le=10_000_000, description="fine-tuning updates")
         lr_g: float = Field(1e-4, gt=0, le=1)
         lr_d: float = Field(1e-4, gt=0, le=1)
         albedo: Literal["detailed", "low"] = Field("low", description="albedo of the renders (the paper: low-frequency here)")
-        checkpoint: str = InputFile("", description=f"general model; empty: the bundled {GAN_CKPT}", extensions=(".pt",))
         max_frames: int = Field(300, ge=3, le=1_000_000, description="use the first this many frames (the paper: 300)")
         model_path: str = model_path_param()
 
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return {**_bundled("bundled checkpoint", self.params.checkpoint, GAN_ARCH, connected, "checkpoint"),
-                **face_model_files(self.params.model_path, connected, port=None)}
-
     def run(self, ctx: RunContext, frames: np.ndarray, landmarks: np.ndarray, coeffs: MorphCoeffs,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .inference import load
         from .train_memorygan import MemoryGANTask, prepare_clip
 
         p = self.params
-        _, export = load(_source(ctx, p.checkpoint, checkpoint, GAN_ARCH), GAN_ARCH)
+        _, export = load_checkpoint(self, ctx, "checkpoint", checkpoint, device="cpu")
         n = min(len(frames), len(landmarks), len(coeffs.expression), p.max_frames)
         if n < 3:
             raise NodeError(f"PersonalizeMemoryGAN: needs at least 3 frames with landmarks and coefficients, got {n}")
@@ -552,29 +445,23 @@ class EvaluateYi(Node):
     switches (no identity feature/memory; no pose prediction), HS (eq. 6). Writes markdown."""
 
     category = "yi/evaluate"
-    code_dependencies = (*_MODELS, *_RENDER, *TRAINING_CODE, "nodes.yi.evaluate", "nodes.yi.identity", "nodes.metrics")
     inputs = {
         "dataset": In("String", "dataset location with a held-out split"),
-        "audio_checkpoint": In("Checkpoint", "overrides the audio_checkpoint parameter", optional=True),
-        "gan_checkpoint": In("Checkpoint", "overrides the gan_checkpoint parameter", optional=True),
+        "audio_checkpoint": CheckpointInput(AUDIO_EXP_POSE, "overrides the audio_checkpoint parameter"),
+        "gan_checkpoint": CheckpointInput(MEMORY_GAN, "overrides the gan_checkpoint parameter"),
     }
     outputs = {"metrics": Out("Metrics", "'table.row.metric' -> value"), "report": Out("String", "the tables (markdown)"),
                "figure": Out("Image", "frames of the first clip: real, rendered, refined, attention, audio-driven")}
 
     class Params(BaseModel):
         split: Literal["train", "val", "test"] = Field("test", description="which clips to evaluate on")
-        audio_checkpoint: str = InputFile("", description=f"empty: the bundled {AUDIO_CKPT}", extensions=(".pt",))
-        gan_checkpoint: str = InputFile("", description=f"empty: the bundled {GAN_CKPT}", extensions=(".pt",))
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all of the split)")
         max_frames: int = Field(100, ge=3, le=100_000, description="frames per clip")
         path: str = OutputFile("yi_eval.md", description="where to write the markdown tables", extensions=(".md",))
         figure_path: str = OutputFile("yi_eval.png", description="where to write the figure", extensions=(".png",))
 
     def implicit_files(self, connected: frozenset[str]) -> dict:
-        p = self.params
-        return {**_bundled("bundled audio checkpoint", p.audio_checkpoint, AUDIO_ARCH, connected, "audio_checkpoint"),
-                **_bundled("bundled GAN checkpoint", p.gan_checkpoint, GAN_ARCH, connected, "gan_checkpoint"),
-                **face_model_files("", connected, port=None)}  # evaluate.py renders with the bundled model
+        return {**super().implicit_files(connected), **bundled_face_model()}  # evaluate.py renders with the bundled model
 
     def run(self, ctx: RunContext, dataset: str, audio_checkpoint: CheckpointBlob | None = None,
             gan_checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -583,8 +470,8 @@ class EvaluateYi(Node):
         from .evaluate import evaluate, report
 
         p = self.params
-        audio, a_exp = _load(ctx, p.audio_checkpoint, audio_checkpoint, AUDIO_ARCH)
-        gan, g_exp = _load(ctx, p.gan_checkpoint, gan_checkpoint, GAN_ARCH)
+        audio, a_exp = load_checkpoint(self, ctx, "audio_checkpoint", audio_checkpoint)
+        gan, g_exp = load_checkpoint(self, ctx, "gan_checkpoint", gan_checkpoint)
         try:
             result = evaluate(dataset_path(ctx, dataset, "EvaluateYi"), audio, gan, split=p.split, max_clips=p.max_clips,
                               max_frames=p.max_frames, device=ctx.device, progress=lambda i, n: ctx.progress(i, n, "clips"))

@@ -1,7 +1,7 @@
 """Clips of a talking-face dataset held in memory, plus the sampling helpers trainers share.
 
 A dataset written by the synthetic generator or the real-video preparation (the same layout,
-see docs/dataset-format.md) is read through `nodes.synth.dataset.open_dataset`; `ClipStore`
+see docs/dataset-format.md) is read through `trainers.data.dataset.open_dataset`; `ClipStore`
 loads the fields a trainer needs once per clip (frames optionally downscaled on load), and
 computes audio features from the clip's audio when the dataset does not store them, so
 features always stay aligned with the frames (feature row t belongs to frame t).
@@ -19,7 +19,7 @@ class ClipStore:
 
     def __init__(self, url: str, split: str | None = "train", *, fields: Sequence[str] = ("expression", "pose"),
                  feature: str | None = None, frame_size: int | None = None, min_frames: int = 1) -> None:
-        from nodes.synth.dataset import DatasetError, open_dataset
+        from trainers.data.dataset import DatasetError, open_dataset
 
         self.dataset = open_dataset(url)
         self.url, self.split, self.fields, self.feature = str(url), split, tuple(fields), feature
@@ -56,12 +56,12 @@ class ClipStore:
                 frames = resize_frames(frames, self.frame_size)
             out["frames"] = frames
         coeffs = clip.coeffs
-        out["image_size"] = tuple(int(s * scale) for s in coeffs.image_size)
+        out["image_size"] = tuple(int(s * scale) for s in clip.image_size)
         for f in self.fields:
             if f in ("expression", "shape", "error"):
-                out[f] = np.asarray(getattr(coeffs, f), np.float32)
+                out[f] = np.asarray(coeffs[f], np.float32)
             elif f == "pose":
-                pose = np.asarray(coeffs.pose, np.float32).copy()
+                pose = np.asarray(coeffs["pose"], np.float32).copy()
                 pose[:, 3:5] = rescale_pixels(pose[:, 3:5], scale)  # translations are pixels of the frames
                 pose[:, 5] += np.log(scale)  # and so is the projection scale
                 out[f] = pose
@@ -95,7 +95,7 @@ def clip_features(clip, variant: str, fps: float) -> np.ndarray:
     """The clip's stored audio features, or ones computed from its audio (same frame alignment)."""
     if variant in clip.feature_names():
         return np.asarray(clip.features(variant)[...], np.float32)
-    from nodes.audio.features import audio_features
+    from trainers.data.audio_features import audio_features
 
     return audio_features(clip.audio, clip.dataset.sample_rate, variant, fps=fps, num_frames=clip.n_frames)
 

@@ -1,5 +1,5 @@
-"""The signal processing behind the Envelope node, kept apart from the node class: the node
-declares this module in its `code_dependencies`, so editing it invalidates cached envelopes."""
+"""The signal processing behind the Envelope node, kept apart from the node class. The node
+imports it, so the engine counts it as the node's code: editing it invalidates cached envelopes."""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -27,7 +27,6 @@ class Envelope(Node):
 
     category = "example"
     version = 1
-    code_dependencies = ("graphrun_example.dsp",)  # the computation lives there: part of the cache key
     inputs = {"signal": In("Array", "a 1-D signal")}
     outputs = {"envelope": Out(ENVELOPE, "RMS over the window, same length as the signal")}
 

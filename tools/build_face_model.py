@@ -1,6 +1,6 @@
 """Build the project's 3DMM asset deterministically (see nodes/face/model.py for the recipe).
 
-    python -m nodes.face.build_model [--out assets/face_model/talkgraph_3dmm_v1.npz]
+    python -m tools.build_face_model [--out assets/face_model/talkgraph_3dmm_v1.npz]
 
 Writes the .npz (fixed zip timestamps, so equal arrays give an equal file hash) and a JSON
 manifest beside it with the version, sha256 and how it was built.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import topology as topo
-from .model import (
+from nodes.face import topology as topo
+from nodes.face.model import (
     AUX_COMPONENTS,
     BROW_COMPONENTS,
     DEFAULT_MODEL_PATH,
@@ -630,8 +630,8 @@ def write_manifest(path: Path, sha: str, meta: dict) -> Path:
         "version": meta["version"],
         "sha256": sha,
         "bytes": path.stat().st_size,
-        "built_by": "python -m nodes.face.build_model --out " + _display_path(path),
-        "script": "nodes/face/build_model.py",
+        "built_by": "python -m tools.build_face_model --out " + _display_path(path),
+        "script": "tools/build_face_model.py",
         "source": "skimage.data.astronaut() (public domain, NASA) through MediaPipe face mesh "
                   f"{mediapipe.__version__} (static image mode, refined landmarks)",
         "how": "mean: symmetrised, frontalised, scaled (outer eye corners 90 mm) and neutralised "

@@ -6,7 +6,7 @@ Per video, with flat memory (frames are streamed in chunks, never held whole):
 2. decode again at full size, retime to the target frame rate (nearest source frame), crop and
    resize to `size`, detect landmarks on the crops (video tracking) and write frames + landmarks;
 3. fit the 3DMM to the landmarks (`nodes.face.fitting.fit_coefficients`, as the Fit3DMM node);
-4. read the sound (16 kHz) and compute the requested audio features (`nodes.audio.features`).
+4. read the sound (16 kHz) and compute the requested audio features (`trainers.data.audio_features`).
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from graphcore.node import NodeError
-
-from .dataset import DatasetWriter
+from trainers.data.dataset import DatasetWriter
 
 LOCATE_SIDE = 480  # longer side of the decode used to place the crop window
 LOCATE_FPS = 5.0  # frames per second looked at to place it
@@ -97,11 +96,11 @@ def file_sha256(path: Path) -> str:
 def prepare_video(path: Path, writer: DatasetWriter, name: str, split: str, model, settings: PrepareSettings,
                   log: Callable[[str], None] = lambda m: None) -> int:
     """Write one video as clip `name`; returns its frame count. Errors name the file."""
-    from nodes.audio.features import audio_features
     from nodes.face.crop import crop_frames, crop_window
     from nodes.face.fitting import fit_coefficients
     from nodes.face.landmarks import FaceMeshDetector, interpolate_missing
     from nodes.io import media
+    from trainers.data.audio_features import audio_features
 
     s = settings
     located, n_source, frame_hw, source_fps, has_audio = locate_face(path)

@@ -1,6 +1,6 @@
 """Make the bundled sample inputs: assets/samples/portrait.png, speech.wav and MANIFEST.json.
 
-    python -m nodes.synth.make_samples [--out assets/samples]
+    python -m tools.make_samples [--out assets/samples]
 
 - portrait.png: the astronaut photo shipped in scikit-image (`skimage.data.astronaut()`, Eileen
   Collins, NASA; public domain), cropped to a square around the face found by MediaPipe's face
@@ -65,7 +65,7 @@ def make_portrait(path: Path) -> dict:
 def make_speech(path: Path) -> dict:
     import soundfile as sf
 
-    from .speech import synthesize
+    from nodes.synth.speech import synthesize
 
     speech = synthesize(SENTENCE, voice=VOICE, rate=RATE, pitch=PITCH)
     sf.write(str(path), speech.samples, speech.sample_rate, subtype="PCM_16")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         entry["sha256"] = sha256(out / name)
         entry["bytes"] = (out / name).stat().st_size
     manifest = {
-        "made_by": "python -m nodes.synth.make_samples --out " + args.out,
+        "made_by": "python -m tools.make_samples --out " + args.out,
         "date": datetime.date.today().isoformat(),
         "files": entries,
     }

@@ -2,7 +2,8 @@
 
 One Zarr v3 group per clip holding time-aligned frames, audio, landmarks, 3DMM coefficients,
 optional audio features and phonemes. The synthetic generator and the real-video preparation
-workflow both write it; the trainers read it through `open_dataset`:
+workflow both write it (nodes/synth), whatever the source; trainers and nodes read it through
+`open_dataset`. It hands out plain arrays, never node types, so it sits below the node library:
 
     ds = open_dataset("data/synth.zarr")
     clip = ds.clip(0)                      # lazy: arrays are read on access
@@ -21,6 +22,7 @@ import numpy as np
 FORMAT = "talkgraph-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+COEFF_FIELDS = ("shape", "expression", "pose", "error")
 _CHUNK_BYTES = 4 * 1024 * 1024
 
 
@@ -209,20 +211,25 @@ class Clip:
         return np.asarray(self.group["audio"][...])
 
     @property
-    def coeffs(self):
-        """The clip's 3DMM coefficients as a MorphCoeffs record."""
-        from nodes.types import MorphCoeffs
-
+    def coeffs(self) -> dict[str, np.ndarray]:
+        """The clip's 3DMM coefficients: shape (60,), expression (T, 33), pose (T, 6), error (T,)
+        (the fields of nodes.types.MorphCoeffs, which adds `image_size`)."""
         g = self.group["coeffs"]
-        size = tuple(g.attrs.get("image_size", self.dataset.frame_size))
-        return MorphCoeffs(*(np.asarray(g[k][...]) for k in ("shape", "expression", "pose", "error")), image_size=size)
+        return {k: np.asarray(g[k][...]) for k in COEFF_FIELDS}
 
     @property
-    def phonemes(self):
-        from .speech import PhonemeTrack
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the frames the coefficients' pose refers to."""
+        stored = self.group["coeffs"].attrs.get("image_size") if "coeffs" in self.group else None
+        size = stored or self.dataset.frame_size
+        return (int(size[0]), int(size[1]))
 
+    @property
+    def phoneme_items(self) -> list[tuple[str, float, float]] | None:
+        """(phoneme, start s, end s) per phoneme, when the writer recorded them (the synthetic
+        generator does; prepared real videos have none)."""
         items = self.attrs.get("phonemes")
-        return None if items is None else PhonemeTrack.from_items([tuple(i) for i in items])
+        return None if items is None else [(str(p), float(s), float(e)) for p, s, e in items]
 
     def feature_names(self) -> list[str]:
         return sorted(self.group["features"].array_keys()) if "features" in self.group else []

@@ -28,7 +28,7 @@ periodicity 1 − d'(τ*) (zeroed below the loudness floor) as its two pitch dim
 (pitch, NCCF) pair; `a2h` uses F0 in Hz and the 0/1 voiced flag.
 
 Alignment to video. The clip gives T = round-half-up(duration · fps) frames
-(`nodes.io.media.frame_count`), unless a count is imposed. Video frame t spans
+(`frame_count` below), unless a count is imposed. Video frame t spans
 [t/fps, (t+1)/fps); with r = 100 rows/s its first row is s_t = ceil(t·r/fps) (exact rational
 arithmetic, so 25 fps gives s_t = 4t):
 - `mfcc_pitch` averages rows s_t .. s_{t+1}−1 (the rows centred inside the frame);
@@ -48,6 +48,7 @@ with pitch (YIN dominates; it runs over chunks of 512 rows so its FFT buffers st
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Literal
 
@@ -242,14 +243,45 @@ def mean_over_frames(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> 
     return (cs[ends] - cs[starts]) / (ends - starts)[:, None]
 
 
+# ------------------------------------------------------------------------------------ alignment
+
+
+def frame_count(num_samples: int, sample_rate: int, fps: float) -> int:
+    """Video frames covering `num_samples` of audio: round-half-up of duration·fps.
+
+    Exact for integer rates (computed on integers), so e.g. 1.02 s at 25 fps is 26 frames and
+    1.0199 s is 25, whatever the float error.
+    """
+    f = Fraction(fps).limit_denominator(1_000_000)
+    return int((2 * num_samples * f.numerator + sample_rate * f.denominator) // (2 * sample_rate * f.denominator))
+
+
+def resample_audio(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling (Kaiser-windowed FIR) of mono float samples."""
+    from scipy.signal import resample_poly
+
+    from_rate, to_rate = int(from_rate), int(to_rate)
+    if from_rate == to_rate or len(samples) == 0:
+        return np.asarray(samples, dtype=np.float32)
+    g = math.gcd(from_rate, to_rate)
+    out = resample_poly(np.asarray(samples, dtype=np.float64), to_rate // g, from_rate // g)
+    return out.astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------ entry
+
+
+def check_variants(variants: list[str]) -> list[str]:
+    """`variants` unchanged, or a ValueError naming the unknown ones (a parameter validator)."""
+    bad = [v for v in variants if v not in SHAPES]
+    if bad:
+        raise ValueError(f"unknown audio feature variant(s) {bad}; choose from {list(SHAPES)}")
+    return variants
 
 
 def audio_features(samples: np.ndarray, sample_rate: int, variant: Variant, *, fps: float = 25.0,
                    num_frames: int | None = None, mel_align: Literal["centre", "start"] = "centre") -> np.ndarray:
     """Features of one clip aligned to video frames: float32 (T, *SHAPES[variant])."""
-    from nodes.io.media import frame_count, resample_audio
-
     if variant not in SHAPES:
         raise ValueError(f"unknown audio feature variant {variant!r}; choose from {sorted(SHAPES)}")
     if not 0 < fps <= ROW_RATE:
