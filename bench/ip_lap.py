@@ -29,7 +29,7 @@ def renderer_fps(preset: str, size: int, refs: int, frames: int, chunk: int, dev
     """Frames/s of the renderer's per-frame work (the references' encodings computed once, as the node does)."""
     import torch
 
-    from nodes.ip_lap.models import create_model, model_config
+    from nodes.model_registry import create_model, model_config
 
     torch.manual_seed(0)
     cfg = {**model_config("ip_lap_renderer", preset).model_dump(), "size": size}
@@ -53,7 +53,7 @@ def renderer_fps(preset: str, size: int, refs: int, frames: int, chunk: int, dev
 def generator_ms_per_frame(preset: str, device: str, windows: int = 16) -> float:
     import torch
 
-    from nodes.ip_lap.models import create_model
+    from nodes.model_registry import create_model
 
     m = create_model("ip_lap_landmark_generator", preset).to(device).eval()
     args = (torch.randn(windows, 5, 80, 16, device=device), torch.rand(windows, 5, 2, 74, device=device),

@@ -64,7 +64,7 @@ def test_continuity_loss_ignores_a_constant_offset_but_not_motion():
 
 @pytest.mark.parametrize("arch", ["ip_lap_landmark_generator", "ip_lap_renderer"])
 def test_tiny_networks_shapes_and_gradients(arch):
-    from nodes.ip_lap.models import create_model
+    from nodes.model_registry import create_model
 
     torch.manual_seed(0)
     m = create_model(arch, "tiny")
@@ -82,7 +82,7 @@ def test_tiny_networks_shapes_and_gradients(arch):
 
 
 def test_reference_encodings_once_per_clip_give_the_same_faces():
-    from nodes.ip_lap.models import create_model
+    from nodes.model_registry import create_model
 
     torch.manual_seed(1)
     m = create_model("ip_lap_renderer", "tiny").eval()

@@ -55,13 +55,16 @@ def imported(request, tmp_path_factory):
 
 
 def test_official_parameter_counts_match_the_fixtures():
-    from nodes.ip_lap.models import preset_parameter_counts
-    from nodes.ip_lap.official import GENERATOR, OFFICIAL_PARAMETERS, RENDERER
+    from nodes.ip_lap.models import LANDMARK_GENERATOR, OFFICIAL_RENDERER_WITH_VGG, OFFICIAL_VGG19, RENDERER
+    from nodes.model_registry import count_preset
 
-    for folder, arch in (("landmark_generator", GENERATOR), ("renderer", RENDERER)):
-        assert json.loads((FIX / folder / "keys.json").read_text())["parameters"] == OFFICIAL_PARAMETERS[arch]
-    assert preset_parameter_counts(GENERATOR)["paper"] == OFFICIAL_PARAMETERS[GENERATOR]
-    assert preset_parameter_counts(RENDERER)["paper"] == OFFICIAL_PARAMETERS[RENDERER] - OFFICIAL_PARAMETERS["vgg19"]
+    keys = {folder: json.loads((FIX / folder / "keys.json").read_text())["parameters"] for folder in ("landmark_generator", "renderer")}
+    assert keys == {"landmark_generator": 13_724_394, "renderer": OFFICIAL_RENDERER_WITH_VGG}
+    assert LANDMARK_GENERATOR.official_parameters == {"total": keys["landmark_generator"]}
+    assert RENDERER.official_parameters == {"total": keys["renderer"] - OFFICIAL_VGG19}
+    # exactly equal, not within the registry's tolerance
+    assert count_preset(LANDMARK_GENERATOR, "paper")["total"] == keys["landmark_generator"]
+    assert count_preset(RENDERER, "paper")["total"] == keys["renderer"] - OFFICIAL_VGG19
 
 
 def _landmark_inputs():
@@ -71,7 +74,8 @@ def _landmark_inputs():
 
 
 def test_landmark_generator_matches_official(imported):
-    from nodes.ip_lap.checkpoints import is_bgr, load_model
+    from nodes.checkpoints import load_model
+    from nodes.ip_lap.pipeline import is_bgr
 
     model, export = load_model(imported["landmark_generator"], "ip_lap_landmark_generator")
     assert is_bgr(export)
@@ -87,7 +91,7 @@ def test_landmark_generator_check_can_fail(imported):
     """Under the scaled rule the comparison sees a convention slip: mel windows fed time-major
     instead of bin-major. (Under the base rule the official outputs do not depend on the inputs
     at all: tests/conformance/ip_lap/README.md.)"""
-    from nodes.ip_lap.checkpoints import load_model
+    from nodes.checkpoints import load_model
 
     if imported["rule"] != "scaled":
         pytest.skip("the base rule's outputs do not depend on the inputs")
@@ -101,7 +105,7 @@ def test_landmark_generator_check_can_fail(imported):
 
 
 def test_renderer_and_its_perceptual_loss_match_official(imported):
-    from nodes.ip_lap.checkpoints import load_model
+    from nodes.checkpoints import load_model
     from nodes.ip_lap.losses import VGGPerceptual
 
     model, _ = load_model(imported["renderer"], "ip_lap_renderer")

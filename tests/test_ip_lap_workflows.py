@@ -23,8 +23,8 @@ def test_workflows_validate(name):
 def test_bundled_checkpoints_match_manifest():
     folder = ROOT / "assets/checkpoints/ip_lap"
     manifest = json.loads((folder / "MANIFEST.json").read_text())
-    assert set(manifest["files"]) == {p.name for p in folder.glob("*.pt")} == {"landmark_generator_tiny.pt", "renderer_tiny.pt"}
-    for name, entry in manifest["files"].items():
+    assert set(manifest["checkpoints"]) == {p.name for p in folder.glob("*.pt")} == {"landmark_generator_tiny.pt", "renderer_tiny.pt"}
+    for name, entry in manifest["checkpoints"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"], name
         assert entry["steps"] > 0 and entry["final_losses"]
 
@@ -46,15 +46,18 @@ def test_dubbing_workflow_makes_a_video_with_the_new_speech(tmp_path: Path):
                    "--set", "render.references=2", "--set", "target.max_frames=20", "--set", f"save.path={video}",
                    "--set", "save.preset=ultrafast", timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
-    from nodes.io.media import read_video
+    from nodes.io.media import read_video, write_video
 
     v = read_video(video)
     target = read_video(ROOT / "assets/samples/yi/target.mp4", max_frames=12)
     assert v.frames.shape == (12, 256, 256, 3) and v.audio is not None and abs(v.fps - 25) < 1e-6
-    diff = np.abs(v.frames.astype(int) - target.frames.astype(int)).mean(axis=-1)
+    # against the video's own frames through the same encoder settings (a re-encode alone moves
+    # every pixel by ~1.7 grey levels on average; through the same settings by < 0.01)
+    same_codec = read_video(write_video(tmp_path / "target.mp4", target.frames, 25.0, preset="ultrafast")).frames
+    diff = np.abs(v.frames.astype(int) - same_codec.astype(int)).mean(axis=-1)
     # the face changed, the corners (background) did not
     assert diff[:, 100:200, 90:170].mean() > 1.0
-    assert diff[:, :40, :40].mean() < 1.0 and diff[:, :40, -40:].mean() < 1.0
+    assert diff[:, :40, :40].mean() < 0.1 and diff[:, :40, -40:].mean() < 0.1
 
 
 def test_nodes_name_what_is_wrong(tmp_path: Path):

@@ -16,31 +16,13 @@ from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
 from graphcore.types import CheckpointBlob
-from nodes.bundled import fallback
-from nodes.training import TRAIN_OUTPUTS, TRAINING_CODE, TrainParams, dataset_path, run_training
+from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.training import DATASET_DOC, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq
 
-from .checkpoints import BUNDLED, TRAINERS
+from .models import LANDMARK_GENERATOR, RENDERER
 
 MEL_SHAPE = (16, 80)
-_MODEL = ("nodes.ip_lap.facemesh", "nodes.ip_lap.blocks", "nodes.ip_lap.landmark_generator", "nodes.ip_lap.renderer",
-          "nodes.ip_lap.models", "nodes.ip_lap.checkpoints", "nodes.ip_lap.pipeline", "nodes.attention", "trainers.exports",
-          "trainers.loop", "trainers.fingerprint", "nodes.types")
-_TRAIN = (*_MODEL, *TRAINING_CODE, "nodes.ip_lap.data", "nodes.ip_lap.losses", "nodes.ip_lap.train_landmarks",
-          "nodes.ip_lap.train_renderer", "trainers.data.clips")
-
-
-def _checkpoint_param(arch: str) -> Any:
-    return InputFile("", description=f"checkpoint; empty: the bundled {BUNDLED[arch]} (made by {TRAINERS[arch]})",
-                     extensions=(".pt",))
-
-
-def _counts(arch: str) -> dict[str, Any]:
-    from .models import preset_parameter_counts
-    from .official import OFFICIAL_PARAMETERS
-
-    return {"parameters": preset_parameter_counts(arch), "official_parameters": OFFICIAL_PARAMETERS[arch],
-            **({"official_vgg19_parameters": OFFICIAL_PARAMETERS["vgg19"]} if arch.endswith("renderer") else {})}
 
 
 def _mels(features: FeatureSeq, node: str) -> np.ndarray:
@@ -67,28 +49,7 @@ def _track(frames: np.ndarray, landmarks: np.ndarray, margin: float, size: int, 
         raise NodeError(f"{node}: {exc}") from None
 
 
-class _IPLAPNode(Node):
-    """An IP_LAP network run on a video: reads its checkpoint from the `checkpoint` input, else the
-    `checkpoint` parameter, else the bundled file (then keyed by its content)."""
-
-    abstract = True
-    arch: str = ""
-    code_dependencies = _MODEL
-
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        return fallback("bundled checkpoint", self.params.checkpoint, BUNDLED[self.arch], connected, "checkpoint")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts(cls.arch)
-
-    def _load(self, ctx: RunContext, checkpoint: CheckpointBlob | None):
-        from .checkpoints import checkpoint_source, load_model
-
-        return load_model(checkpoint_source(ctx.resolve_path, self.params.checkpoint, checkpoint, self.arch), self.arch, ctx.device)
-
-
-class LandmarkGenerator(_IPLAPNode):
+class LandmarkGenerator(Node):
     """IP_LAP §3.1: the new speech's jaw and lip landmarks for the target video.
 
     A transformer over N_l reference landmarks (frames spread over the video's mouth openings),
@@ -99,17 +60,15 @@ class LandmarkGenerator(_IPLAPNode):
     """
 
     category = "ip_lap"
-    arch = "ip_lap_landmark_generator"
     inputs = {
         "frames": In("Frames", "the target video (its size sets the landmarks' normalisation)"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks (T, 478, 2|3), one per frame"),
         "features": In("AudioFeatures", "AudioFeatures variant mel (mel_align centre) of the new speech"),
-        "checkpoint": In("Checkpoint", "a trained landmark generator (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(LANDMARK_GENERATOR),
     }
     outputs = {"landmarks": Out("Landmarks", "one frame per audio frame: the video's landmarks, jaw and lips from the speech")}
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("ip_lap_landmark_generator")
         references: int = Field(15, ge=1, le=256, description="N_l reference landmarks (paper 15)")
         margin: float = Field(25, ge=0, le=500, description="face box margin in pixels (official inference: 25)")
         batch: int = Field(16, ge=1, le=1024, description="windows per forward pass")
@@ -123,7 +82,7 @@ class LandmarkGenerator(_IPLAPNode):
         if len(landmarks) != len(frames):
             raise NodeError(f"LandmarkGenerator: {len(landmarks)} landmark frames for {len(frames)} video frames")
         track = _track(frames, landmarks, p.margin, 128, "LandmarkGenerator")
-        model, export = self._load(ctx, checkpoint)
+        model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         content = generate_content(model, track, mels, p.references, ctx.device, p.batch,
                                    progress=lambda i, n: ctx.progress(i, n, "windows"))
         ctx.log(f"{len(content)} frames of jaw + lip landmarks from a generator trained {export.get('step')} steps "
@@ -131,7 +90,7 @@ class LandmarkGenerator(_IPLAPNode):
         return {"landmarks": content_landmarks_px(track, content, landmarks)}
 
 
-class LandmarkRenderer(_IPLAPNode):
+class LandmarkRenderer(Node):
     """IP_LAP §3.2: the target video with its lower face redrawn to the driving landmarks.
 
     Per output frame: the sketch of the driving landmarks (and its 2 neighbours on each side), the
@@ -143,13 +102,12 @@ class LandmarkRenderer(_IPLAPNode):
     """
 
     category = "ip_lap"
-    arch = "ip_lap_renderer"
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks, one per frame"),
         "driving": In("Landmarks", "the landmarks to render, one per output frame (LandmarkGenerator)"),
         "features": In("AudioFeatures", "AudioFeatures variant mel of the speech, one row per output frame"),
-        "checkpoint": In("Checkpoint", "a trained renderer (overrides the checkpoint parameter)", optional=True),
+        "checkpoint": CheckpointInput(RENDERER),
     }
     outputs = {
         "frames": Out("Frames", "the dubbed video at the target's size"),
@@ -159,7 +117,6 @@ class LandmarkRenderer(_IPLAPNode):
     }
 
     class Params(BaseModel):
-        checkpoint: str = _checkpoint_param("ip_lap_renderer")
         references: int = Field(0, ge=0, le=1024, description="N reference images; 0: 1/5 of the video length (paper)")
         margin: float = Field(25, ge=0, le=500, description="face box margin in pixels (official inference: 25)")
         batch: int = Field(8, ge=1, le=256, description="frames per forward pass")
@@ -169,8 +126,7 @@ class LandmarkRenderer(_IPLAPNode):
     def run(self, ctx: RunContext, frames: np.ndarray, landmarks: np.ndarray, driving: np.ndarray, features: FeatureSeq,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from . import facemesh as fm
-        from .checkpoints import is_bgr
-        from .pipeline import paste_faces, render_faces, template_indices
+        from .pipeline import is_bgr, paste_faces, render_faces, template_indices
 
         p = self.params
         mels = _mels(features, "LandmarkRenderer")
@@ -181,7 +137,7 @@ class LandmarkRenderer(_IPLAPNode):
                             "they must describe the same output frames")
         if driving.shape[1] < 468 or not np.isfinite(driving[:, fm.CONTENT_IDX, :2]).all():
             raise NodeError("LandmarkRenderer: the driving landmarks must be MediaPipe's (478 points) with finite jaw and lips")
-        model, export = self._load(ctx, checkpoint)
+        model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         track = _track(frames, landmarks, p.margin, model.cfg.size, "LandmarkRenderer")
         idx = template_indices(len(track), len(driving))
         norm = fm.to_normalised(driving, track.frame_hw)
@@ -198,7 +154,7 @@ class LandmarkRenderer(_IPLAPNode):
 
 # --- trainers (the shared loop of trainers/loop.py) ---
 
-_DATASET = In("Path", "dataset location (MakeSyntheticDataset / PrepareDataset output, or a path)")
+_DATASET = In("Path", DATASET_DOC)
 
 
 class _IPLAPTrainParams(TrainParams):
@@ -211,17 +167,12 @@ class TrainLandmarkGenerator(Node):
     frames with N_l reference frames from the same clip."""
 
     category = "ip_lap/train"
-    code_dependencies = _TRAIN
     inputs = {"dataset": _DATASET}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(LANDMARK_GENERATOR)
 
     class Params(_IPLAPTrainParams):
         references: int = Field(15, ge=1, le=64, description="N_l reference landmarks per sample (paper 15)")
         lambda_c: float = Field(1.0, ge=0, description="continuity weight (eq. 12)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("ip_lap_landmark_generator")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_landmarks import LandmarkGeneratorTask, LandmarkTrainSettings
@@ -238,9 +189,8 @@ class TrainLandmarkRenderer(Node):
     matching (eq. 20). Perceptual terms use VGG-19 when `vgg_weights` is given, else the fallback."""
 
     category = "ip_lap/train"
-    code_dependencies = _TRAIN
     inputs = {"dataset": _DATASET}
-    outputs = TRAIN_OUTPUTS
+    outputs = train_outputs(RENDERER)
 
     class Params(_IPLAPTrainParams):
         references: int = Field(3, ge=1, le=64, description="N reference images per sample (paper: 3 in training)")
@@ -252,10 +202,6 @@ class TrainLandmarkRenderer(Node):
         lambda_g: float = Field(0.25, ge=0)
         lambda_f: float = Field(2.5, ge=0)
         disc_channels: int = Field(32, ge=4, le=512, description="discriminator width (pix2pixHD: 64)")
-
-    @classmethod
-    def extra_schema(cls) -> dict[str, Any]:
-        return _counts("ip_lap_renderer")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_renderer import RendererTask, RendererTrainSettings
@@ -275,19 +221,15 @@ class EvaluateIPLAP(Node):
     error. Writes the table as markdown when `path` is set (nodes/ip_lap/evaluate.py)."""
 
     category = "ip_lap/evaluate"
-    code_dependencies = (*_MODEL, "nodes.ip_lap.evaluate", "nodes.metrics.image_quality", "nodes.face.landmarks",
-                         "nodes.face.fitting", "nodes.face.model", "nodes.yi.identity", "trainers.data.clips",
-                         "nodes.synth.dataset", "nodes.audio.features", "nodes.io.media")
     inputs = {
         "dataset": _DATASET,
-        "generator": In("Checkpoint", "landmark generator (overrides generator_checkpoint)", optional=True),
-        "renderer": In("Checkpoint", "renderer (overrides renderer_checkpoint)", optional=True),
+        "generator": CheckpointInput(LANDMARK_GENERATOR, "landmark generator (overrides generator_checkpoint)",
+                                     param="generator_checkpoint"),
+        "renderer": CheckpointInput(RENDERER, "renderer (overrides renderer_checkpoint)", param="renderer_checkpoint"),
     }
     outputs = {"metrics": Out("Metrics", "the table's rows and the landmark error")}
 
     class Params(BaseModel):
-        generator_checkpoint: str = _checkpoint_param("ip_lap_landmark_generator")
-        renderer_checkpoint: str = _checkpoint_param("ip_lap_renderer")
         splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="held-out splits to evaluate")
         max_frames: int = Field(50, ge=5, le=10000, description="frames per clip (from its start)")
         references: list[int] = Field(default_factory=lambda: [1, 5, 10, 25], description="Table 5: reference counts N to compare")
@@ -297,20 +239,15 @@ class EvaluateIPLAP(Node):
         figure: str = OutputFile("", description="also write frames of the first clip here (real; GT-landmark and full-model "
                                                  "sketches and frames)", extensions=(".jpg", ".png"))
 
-    def implicit_files(self, connected: frozenset[str]) -> dict:
-        p = self.params
-        return {**fallback("bundled landmark generator", p.generator_checkpoint, BUNDLED["ip_lap_landmark_generator"], connected, "generator"),
-                **fallback("bundled renderer", p.renderer_checkpoint, BUNDLED["ip_lap_renderer"], connected, "renderer")}
-
     def run(self, ctx: RunContext, dataset: str, generator: CheckpointBlob | None = None,
             renderer: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .checkpoints import checkpoint_source, is_bgr, load_model
         from .evaluate import evaluate, table_markdown
+        from .pipeline import is_bgr
 
         p = self.params
         path = dataset_path(ctx, dataset, "EvaluateIPLAP")
-        gen, _ = load_model(checkpoint_source(ctx.resolve_path, p.generator_checkpoint, generator, "ip_lap_landmark_generator"), "ip_lap_landmark_generator", ctx.device)
-        ren, export = load_model(checkpoint_source(ctx.resolve_path, p.renderer_checkpoint, renderer, "ip_lap_renderer"), "ip_lap_renderer", ctx.device)
+        gen, _ = load_checkpoint(self, ctx, "generator", generator)
+        ren, export = load_checkpoint(self, ctx, "renderer", renderer)
         try:
             result = evaluate(path, gen, ren, splits=tuple(p.splits), max_frames=p.max_frames, references=tuple(p.references),
                               margin=p.margin, renderer_bgr=is_bgr(export),

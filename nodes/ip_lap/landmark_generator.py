@@ -106,15 +106,3 @@ class LandmarkGeneratorNet(nn.Module):
         # (x, y) pairs per point, jaw first: (B, T, 57, 2) -> (B, T, 2, 57)
         return torch.cat([jaw, lips], dim=2).view(b, t, N_CONTENT, 2).transpose(2, 3)
 
-
-CONFIG = LandmarkGeneratorConfig
-PRESETS = {
-    # the official Landmark_generator(T=5, d_model=512, nlayers=4, nhead=4, dim_feedforward=1024): 13,724,394 parameters
-    "paper": LandmarkGeneratorConfig(),
-    "tiny": LandmarkGeneratorConfig(dim=128, layers=2, heads=4, ff_dim=256, audio_widths=(16, 32, 48, 64),
-                                    landmark_widths=(4, 8, 16, 32, 48, 64, 96)),
-}
-
-
-def build(cfg: LandmarkGeneratorConfig) -> LandmarkGeneratorNet:
-    return LandmarkGeneratorNet(cfg)

@@ -1,55 +1,62 @@
-"""The IP_LAP architectures and their size presets, by name.
+"""The IP_LAP networks in the model registry (nodes/model_registry.py): sizes, parameter counts
+against the official code, bundled checkpoints and the trainers that make them (the official
+release converts with nodes/ip_lap/official.py). No torch here: the architectures are imported
+when a model is first built.
 
-    create_model("ip_lap_landmark_generator", "tiny")
-    create_model("ip_lap_renderer", {"c1": 16, ...})   # an explicit config
-
-`paper`: the official code's layout and widths (tensor for tensor: see nodes/ip_lap/official.py);
-`tiny`: the same structure with small widths for CPU training, tests and the bundled demo.
+`paper`: the official code's layout and widths (tensor for tensor: nodes/ip_lap/official.py,
+tests/test_ip_lap_conformance.py); `tiny`: the same structure with small widths for CPU training,
+tests and the bundled demo.
 """
 from __future__ import annotations
 
-import functools
-import importlib
-from typing import Any
+from nodes.model_registry import ModelSpec, register_model
 
-from pydantic import BaseModel
-from torch import nn
-
-ARCHITECTURES = {
-    "ip_lap_landmark_generator": "nodes.ip_lap.landmark_generator",
-    "ip_lap_renderer": "nodes.ip_lap.renderer",
-}
+OFFICIAL_SOURCE = "Weizhi-Zhong/IP_LAP models/, instantiated with the defaults of its inference script"
+# the official Renderer's VGG-19 (`perceptual.model.network`), a loss network: the project keeps it
+# out of the model (trainers/vgg.py; `graphrun weights import ip_lap` writes it as vgg19.pt)
+OFFICIAL_RENDERER_WITH_VGG, OFFICIAL_VGG19 = 38_987_619, 20_024_384
 
 
-def _module(arch: str):
-    if arch not in ARCHITECTURES:
-        raise KeyError(f"unknown IP_LAP architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    return importlib.import_module(ARCHITECTURES[arch])
+def _landmark_generator():
+    from .landmark_generator import LandmarkGeneratorConfig, LandmarkGeneratorNet
+
+    return LandmarkGeneratorConfig, LandmarkGeneratorNet
 
 
-def presets(arch: str) -> dict[str, BaseModel]:
-    return dict(_module(arch).PRESETS)
+def _renderer():
+    from .renderer import LandmarkRendererNet, RendererConfig
+
+    return RendererConfig, LandmarkRendererNet
 
 
-def model_config(arch: str, preset: str | dict[str, Any] | BaseModel) -> BaseModel:
-    mod = _module(arch)
-    if isinstance(preset, BaseModel):
-        return mod.CONFIG.model_validate(preset.model_dump())
-    if isinstance(preset, str):
-        if preset not in mod.PRESETS:
-            raise KeyError(f"unknown {arch} preset {preset!r}; known: {sorted(mod.PRESETS)}")
-        return mod.PRESETS[preset].model_copy()
-    return mod.CONFIG.model_validate(preset)
+LANDMARK_GENERATOR = register_model(ModelSpec(
+    name="ip_lap_landmark_generator", family="ip_lap", title="IP_LAP landmark generator", paper="IP_LAP §3.1, Fig. 2",
+    architecture=_landmark_generator,
+    presets={
+        "paper": {},  # Landmark_generator(T=5, d_model=512, nlayers=4, nhead=4, dim_feedforward=1024)
+        "tiny": {"dim": 128, "layers": 2, "heads": 4, "ff_dim": 256, "audio_widths": (16, 32, 48, 64),
+                 "landmark_widths": (4, 8, 16, 32, 48, 64, 96)},
+    },
+    parameters={"paper": 13_724_394, "tiny": 877_146},
+    official_parameters=13_724_394, official_source=f"{OFFICIAL_SOURCE}: Landmark_generator",
+    bundled="checkpoints/ip_lap/landmark_generator_tiny.pt",
+    trainer="the TrainLandmarkGenerator node (workflows/train_ip_lap.yaml), or import the official "
+            "landmarkgenerator_checkpoint.pth with `graphrun weights import ip_lap FILE`",
+))
 
-
-def create_model(arch: str, preset: str | dict[str, Any] | BaseModel = "tiny") -> nn.Module:
-    return _module(arch).build(model_config(arch, preset))
-
-
-@functools.cache
-def preset_parameter_counts(arch: str) -> dict[str, int]:
-    """Parameters of each preset, counted on the meta device (no memory, no initialisation)."""
-    import torch
-
-    with torch.device("meta"):
-        return {name: sum(p.numel() for p in create_model(arch, name).parameters()) for name in presets(arch)}
+RENDERER = register_model(ModelSpec(
+    name="ip_lap_renderer", family="ip_lap", title="IP_LAP renderer", paper="IP_LAP §3.2, Fig. 3",
+    architecture=_renderer,
+    presets={
+        "paper": {},  # Renderer(): flow_module + translation
+        # CPU: 64-px faces (a quarter of the pixels) and narrow layers; one reference costs ~20 ms per frame
+        "tiny": {"size": 64, "c1": 8, "c2": 48, "spade_hidden": 16, "audio_widths": (8, 16, 32, 48), "audio_dim": 64,
+                 "adain_hidden": 16, "weight_hidden": 8},
+    },
+    parameters={"paper": 18_963_235, "tiny": 441_671},
+    official_parameters=OFFICIAL_RENDERER_WITH_VGG - OFFICIAL_VGG19,
+    official_source=f"{OFFICIAL_SOURCE}: Renderer (38,987,619) less the VGG-19 of its perceptual loss (20,024,384)",
+    bundled="checkpoints/ip_lap/renderer_tiny.pt",
+    trainer="the TrainLandmarkRenderer node (workflows/train_ip_lap.yaml), or import the official "
+            "renderer_checkpoint.pth with `graphrun weights import ip_lap FILE`",
+))

@@ -27,7 +27,6 @@ import torch
 CONVERTER_VERSION = 1
 GENERATOR, RENDERER = "ip_lap_landmark_generator", "ip_lap_renderer"
 FILES = {GENERATOR: "landmarkgenerator_checkpoint.pth", RENDERER: "renderer_checkpoint.pth"}
-OFFICIAL_PARAMETERS = {GENERATOR: 13_724_394, RENDERER: 38_987_619, "vgg19": 20_024_384}  # the renderer incl. its VGG-19
 
 # (pattern, replacement), applied in order to each official key
 _CONV_NORM = [(r"\.conv_block\.0\.", ".conv."), (r"\.conv_block\.1\.", ".norm.")]
@@ -106,8 +105,9 @@ def _convert(state: dict[str, torch.Tensor], rules, model: torch.nn.Module, what
 
 def convert_landmark_generator(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official Landmark_generator state -> LandmarkGeneratorNet (`paper` preset) state."""
+    from nodes.model_registry import create_model
+
     from .blocks import sinusoidal_positions
-    from .landmark_generator import PRESETS, build
 
     state = dict(state)
     for k in POSITION_KEYS:
@@ -118,18 +118,18 @@ def convert_landmark_generator(state: dict[str, torch.Tensor]) -> dict[str, torc
         if pe.shape[-1] != 512 or (pe.reshape(want.shape) - want).abs().max() > 1e-5:
             raise OfficialWeightsError(f"landmark generator: {k!r} is not the sinusoidal table the architecture computes")
     with torch.device("meta"):
-        model = build(PRESETS["paper"])
+        model = create_model(GENERATOR, "paper")
     return _convert(state, GENERATOR_RULES, model, "landmark generator")
 
 
 def convert_renderer(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Official Renderer state -> (LandmarkRendererNet `paper` state, VGG-19 features state in torchvision layout)."""
-    from .renderer import PRESETS, build
+    from nodes.model_registry import create_model
 
     vgg = {"features." + k[len(VGG_PREFIX):]: v for k, v in state.items() if k.startswith(VGG_PREFIX)}
     rest = {k: v for k, v in state.items() if not k.startswith(VGG_PREFIX)}
     with torch.device("meta"):
-        model = build(PRESETS["paper"])
+        model = create_model(RENDERER, "paper")
     converted = _convert(rest, RENDERER_RULES, model, "renderer")
     if vgg:
         from trainers.vgg import make_features
@@ -148,9 +148,8 @@ def nn_wrap(features: torch.nn.Module) -> torch.nn.Module:
 
 def export_dict(arch: str, state: dict[str, torch.Tensor], source: dict[str, Any]) -> dict[str, Any]:
     """A model export in the training loop's format (trainers/loop.py MODEL_FORMAT) for `arch`'s paper preset."""
+    from nodes.model_registry import model_config
     from trainers.loop import MODEL_FORMAT
-
-    from .models import model_config
 
     return {"format": MODEL_FORMAT, "task": f"official_{arch}", "model_config": {"arch": arch, **model_config(arch, "paper").model_dump(mode="json")},
             "train_config": {}, "data": {"official": source}, "step": 0, "wall_s": 0.0, "final_losses": {},

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,11 @@ import torch
 from . import facemesh as fm
 
 Progress = Callable[[int, int], None]
+
+
+def is_bgr(export: dict[str, Any]) -> bool:
+    """Whether a renderer checkpoint was trained on BGR images (the official release) rather than RGB."""
+    return (export.get("extra") or {}).get("channels") == "bgr"
 
 
 @dataclasses.dataclass

@@ -148,16 +148,3 @@ class LandmarkRendererNet(nn.Module):
         out = self.translation(mask_lower_half(face), target_sketches, image_bar, h1_bar, h2_bar, mel)
         return {"face": out, "warped": image_bar}
 
-
-CONFIG = RendererConfig
-PRESETS = {
-    # the official Renderer (flow_module + translation), its VGG-19 aside
-    "paper": RendererConfig(),
-    # CPU: 64-px faces (a quarter of the pixels) and narrow layers; one reference costs ~20 ms per frame here
-    "tiny": RendererConfig(size=64, c1=8, c2=48, spade_hidden=16, audio_widths=(8, 16, 32, 48), audio_dim=64, adain_hidden=16,
-                           weight_hidden=8),
-}
-
-
-def build(cfg: RendererConfig) -> LandmarkRendererNet:
-    return LandmarkRendererNet(cfg)

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.model_registry import create_model, model_config
 from trainers.loop import StepOutput, TrainTask
 
 from .data import FaceClips
 from .losses import landmark_continuity, landmark_l1
-from .models import create_model, model_config
+from .models import LANDMARK_GENERATOR
 
 
 class LandmarkTrainSettings(BaseModel):
@@ -37,15 +38,15 @@ class LandmarkGeneratorTask(TrainTask):
 
     def __init__(self, settings: LandmarkTrainSettings) -> None:
         self.s = settings
-        self.cfg = model_config("ip_lap_landmark_generator", settings.preset)
+        self.cfg = model_config(LANDMARK_GENERATOR.name, settings.preset)
         self.clips = FaceClips(settings.dataset, settings.split, margin=settings.margin,
                                min_frames=self.cfg.frames + settings.references, images=False)
 
     def build(self) -> None:
-        self.generator = create_model("ip_lap_landmark_generator", self.cfg)
+        self.generator = create_model(LANDMARK_GENERATOR.name, self.cfg)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "ip_lap_landmark_generator", **self.cfg.model_dump(mode="json")}
+        return {"arch": LANDMARK_GENERATOR.name, **self.cfg.model_dump(mode="json")}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.clips.describe(), "settings": self.s.model_dump()}

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.model_registry import create_model, model_config
 from trainers.discriminators import MultiScalePatchDiscriminator
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import feature_matching_loss, lsgan_d_loss, lsgan_g_loss
 
 from .data import FaceClips
 from .losses import RenderLoss
-from .models import create_model, model_config
+from .models import RENDERER
 
 
 class RendererTrainSettings(BaseModel):
@@ -52,17 +53,17 @@ class RendererTask(TrainTask):
 
     def __init__(self, settings: RendererTrainSettings) -> None:
         self.s = settings
-        self.cfg = model_config("ip_lap_renderer", settings.preset)
+        self.cfg = model_config(RENDERER.name, settings.preset)
         self.clips = FaceClips(settings.dataset, settings.split, size=self.cfg.size, margin=settings.margin,
                                min_frames=max(self.cfg.sketches, settings.references))
         self.loss = RenderLoss(settings.vgg_weights, settings.style)
 
     def build(self) -> None:
-        self.generator = create_model("ip_lap_renderer", self.cfg)
+        self.generator = create_model(RENDERER.name, self.cfg)
         self.discriminator = MultiScalePatchDiscriminator(3, channels=self.s.disc_channels, n_layers=3, num_scales=2)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": "ip_lap_renderer", **self.cfg.model_dump(mode="json")}
+        return {"arch": RENDERER.name, **self.cfg.model_dump(mode="json")}
 
     def data_description(self) -> dict[str, Any]:
         return {**self.clips.describe(), "settings": self.s.model_dump()}
