@@ -62,6 +62,23 @@ def test_continuity_loss_ignores_a_constant_offset_but_not_motion():
     assert landmark_continuity(moved, target).item() > 0.1
 
 
+def test_mouth_opening_loss_sees_the_lip_gap_not_a_shift():
+    import numpy as np
+
+    from nodes.ip_lap.facemesh import CONTENT_IDX
+    from nodes.ip_lap.losses import OPENING_PAIRS, mouth_opening_l1
+
+    target = torch.rand(2, 5, 2, 57)
+    assert mouth_opening_l1(target + 0.3, target).item() < 1e-6  # the whole mouth moved: no gap changed
+    opened = target.clone()
+    opened[:, :, 1, int(np.flatnonzero(CONTENT_IDX == 14)[0])] += 0.09  # the lower inner lip's middle drops
+    n_pairs = len(OPENING_PAIRS)
+    assert mouth_opening_l1(opened, target).item() == pytest.approx(0.09 / (2 * n_pairs), rel=1e-4)
+    unrelated = target.clone()
+    unrelated[:, :, :, int(np.flatnonzero(CONTENT_IDX == 61)[0])] += 0.2  # a mouth corner: in no pair
+    assert mouth_opening_l1(unrelated, target).item() < 1e-6
+
+
 @pytest.mark.parametrize("arch", ["ip_lap_landmark_generator", "ip_lap_renderer"])
 def test_tiny_networks_shapes_and_gradients(arch):
     from nodes.model_registry import create_model

@@ -173,13 +173,16 @@ class TrainLandmarkGenerator(Node):
     class Params(_IPLAPTrainParams):
         references: int = Field(15, ge=1, le=64, description="N_l reference landmarks per sample (paper 15)")
         lambda_c: float = Field(1.0, ge=0, description="continuity weight (eq. 12)")
+        lambda_open: float = Field(0.0, ge=0, description="weight of a mouth-opening term (not in the paper: the error "
+                                                          "of the lip and chin gaps the speech drives; 0: eq. 12 only)")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_landmarks import LandmarkGeneratorTask, LandmarkTrainSettings
 
         p = self.params
         settings = LandmarkTrainSettings(dataset=dataset_path(ctx, dataset, "TrainLandmarkGenerator"), preset=p.preset,
-                                         references=p.references, margin=p.margin, lambda_c=p.lambda_c)
+                                         references=p.references, margin=p.margin, lambda_c=p.lambda_c,
+                                         lambda_open=p.lambda_open)
         return run_training(ctx, "TrainLandmarkGenerator", lambda: LandmarkGeneratorTask(settings), p)
 
 

@@ -3,6 +3,10 @@
 Landmarks: L1 on the jaw and lip points (eq. 10, a mean over points as the official code) plus
 the continuity term (eq. 11): the L2 norm over all 57 points' coordinates of the difference
 between predicted and true frame-to-frame motion, averaged over the T-1 steps; lambda_c = 1.
+Not in the paper (an option of the trainer, off by default): `mouth_opening_l1`, the error of the
+vertical lip and chin distances that the speech drives; eq. 10 averages them in among 114
+coordinates whose static shape the pose and references already give, so a short CPU run learns a
+constant mouth with eq. 10 alone.
 
 Rendering: eq. 17-19 are VGG-19 perceptual terms at relu1_1 .. relu5_1 (weight 1 each, L1 means,
 at full and half resolution, as the official PerceptualLoss with num_scales=2) and a style term
@@ -22,6 +26,20 @@ from torch import nn
 def landmark_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 10: mean absolute error of the content landmarks (B, T, 2, 57)."""
     return (pred - target).abs().mean()
+
+
+# (upper, lower) MediaPipe points whose distance opens with the mouth: inner lips, outer lips, chin
+OPENING_PAIRS = ((82, 87), (13, 14), (312, 317), (81, 178), (311, 402), (37, 84), (0, 17), (267, 314), (0, 152))
+
+
+def mouth_opening_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of the OPENING_PAIRS' difference vectors, content landmarks (B, T, 2, 57)."""
+    from .facemesh import CONTENT_IDX
+
+    slot = {int(m): i for i, m in enumerate(CONTENT_IDX)}
+    upper = [slot[a] for a, _ in OPENING_PAIRS]
+    lower = [slot[b] for _, b in OPENING_PAIRS]
+    return ((pred[..., lower] - pred[..., upper]) - (target[..., lower] - target[..., upper])).abs().mean()
 
 
 def landmark_continuity(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 A sample: T consecutive frames of a clip (mel windows, pose-prior landmarks, the true jaw and
 lips) and N_l reference frames from the rest of the clip (nodes/ip_lap/data.py). Loss, eq. 12:
-L1 (eq. 10) + lambda_c * continuity (eq. 11), lambda_c = 1. No discriminator. The official run
+L1 (eq. 10) + lambda_c * continuity (eq. 11), lambda_c = 1; plus, when lambda_open > 0 (not in the
+paper), lambda_open * the mouth-opening error (losses.mouth_opening_l1). No discriminator. The official run
 used Adam at lr 1e-4, batch 128, until the validation L1 stopped falling (about 6e-3).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from nodes.model_registry import create_model, model_config
 from trainers.loop import StepOutput, TrainTask
 
 from .data import FaceClips
-from .losses import landmark_continuity, landmark_l1
+from .losses import landmark_continuity, landmark_l1, mouth_opening_l1
 from .models import LANDMARK_GENERATOR
 
 
@@ -31,6 +32,7 @@ class LandmarkTrainSettings(BaseModel):
     references: int = Field(15, ge=1, le=64, description="N_l reference landmarks per sample (paper 15)")
     margin: float = Field(25, ge=0, le=200, description="face box margin in pixels of the dataset's frames")
     lambda_c: float = Field(1.0, ge=0, description="weight of the continuity term (eq. 12)")
+    lambda_open: float = Field(0.0, ge=0, description="weight of the mouth-opening term (not in the paper; 0: eq. 12 only)")
 
 
 class LandmarkGeneratorTask(TrainTask):
@@ -65,4 +67,9 @@ class LandmarkGeneratorTask(TrainTask):
         l1 = landmark_l1(pred, batch["content"])
         cont = landmark_continuity(pred, batch["content"])
         loss = l1 + self.s.lambda_c * cont
-        return StepOutput(loss, {"l1": l1.item(), "continuity": cont.item()})
+        logged = {"l1": l1.item(), "continuity": cont.item()}
+        if self.s.lambda_open > 0:
+            opening = mouth_opening_l1(pred, batch["content"])
+            loss = loss + self.s.lambda_open * opening
+            logged["opening"] = opening.item()
+        return StepOutput(loss, logged)
