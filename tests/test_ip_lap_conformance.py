@@ -39,8 +39,9 @@ RULES = {"base": "outputs.npz", "scaled": "outputs_scaled.npz"}
 
 @pytest.fixture(scope="module", params=sorted(RULES))
 def imported(request, tmp_path_factory):
-    """Both official-layout files made by a weight rule, imported with the importer into one folder."""
-    from nodes.ip_lap.official import import_official
+    """Both official-layout files made by a weight rule, imported into one folder as
+    `graphrun weights import ip_lap FOLDER` does."""
+    from nodes.weights import import_weights
 
     rule = request.param
     src = tmp_path_factory.mktemp(f"official_{rule}")
@@ -49,8 +50,11 @@ def imported(request, tmp_path_factory):
                     seeded_official_state(FIX / "landmark_generator" / "keys.json", seed, _sinusoid, rule))
     _write_official(src / "renderer_checkpoint.pth", seeded_official_state(FIX / "renderer" / "keys.json", seed, rule=rule))
     out = tmp_path_factory.mktemp(f"imported_{rule}")
-    written = import_official([src], out)
-    assert sorted(written) == ["landmark_generator", "renderer", "vgg19"]
+    manifest = import_weights("ip_lap", src, out)
+    assert sorted(manifest["exports"]) == ["landmark_generator.pt", "renderer.pt", "vgg19.pt"]
+    assert sorted(manifest["sources"]) == ["landmarkgenerator_checkpoint.pth", "renderer_checkpoint.pth"]
+    assert manifest["parameters"] == {"lips.checkpoint": "landmark_generator.pt", "render.checkpoint": "renderer.pt"}
+    written = {name: out / f"{name}.pt" for name in ("landmark_generator", "renderer", "vgg19")}
     return {"rule": rule, "outputs": RULES[rule], **written}
 
 
@@ -78,7 +82,7 @@ def test_landmark_generator_matches_official(imported):
     from nodes.ip_lap.pipeline import is_bgr
 
     model, export = load_model(imported["landmark_generator"], "ip_lap_landmark_generator")
-    assert is_bgr(export)
+    assert is_bgr(export) and export["official"]["family"] == "ip_lap"
     with torch.no_grad():
         out = model(*_landmark_inputs())
     want = np.load(FIX / "landmark_generator" / imported["outputs"])["predict_content"]  # (B*T, 2, 57)
@@ -183,3 +187,13 @@ def test_import_command_writes_exports_and_says_how_to_use_them(tmp_path, capsys
     out = capsys.readouterr().out
     assert "--set lips.checkpoint=" in out and (tmp_path / "w" / "landmark_generator.pt").is_file()
     assert main([str(tmp_path / "nothing_here"), "--out", str(tmp_path / "w2")]) == 1
+
+    from nodes.weights import main as weights_main  # `graphrun weights import ip_lap FILE`
+
+    assert weights_main(["import", "ip_lap", str(src), "--out", str(tmp_path / "w3")]) == 0
+    out = capsys.readouterr().out
+    assert f"--set lips.checkpoint={tmp_path / 'w3' / 'landmark_generator.pt'}" in out and "Apache-2.0" in out
+    junk = tmp_path / "renderer_checkpoint.pth"
+    junk.write_bytes(b"truncated")
+    assert weights_main(["import", "ip_lap", str(junk), "--out", str(tmp_path / "w4")]) == 1
+    assert "cannot be read" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.training import DATASET_DOC, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq
+from nodes.weights import missing_weights_hint
 
 from .models import LANDMARK_GENERATOR, RENDERER
 
@@ -60,6 +61,7 @@ class LandmarkGenerator(Node):
     """
 
     category = "ip_lap"
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
     inputs = {
         "frames": In("Frames", "the target video (its size sets the landmarks' normalisation)"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks (T, 478, 2|3), one per frame"),
@@ -102,6 +104,7 @@ class LandmarkRenderer(Node):
     """
 
     category = "ip_lap"
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
     inputs = {
         "frames": In("Frames", "the target video"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks, one per frame"),
@@ -224,6 +227,7 @@ class EvaluateIPLAP(Node):
     error. Writes the table as markdown when `path` is set (nodes/ip_lap/evaluate.py)."""
 
     category = "ip_lap/evaluate"
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
     inputs = {
         "dataset": _DATASET,
         "generator": CheckpointInput(LANDMARK_GENERATOR, "landmark generator (overrides generator_checkpoint)",

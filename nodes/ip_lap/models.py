@@ -1,7 +1,7 @@
 """The IP_LAP networks in the model registry (nodes/model_registry.py): sizes, parameter counts
-against the official code, bundled checkpoints and the trainers that make them (the official
-release converts with nodes/ip_lap/official.py). No torch here: the architectures are imported
-when a model is first built.
+against the official code, bundled checkpoints, the trainers that make them and the importer of
+the official release (`graphrun weights import ip_lap`, nodes/ip_lap/official.py). No torch here:
+the architectures are imported when a model is first built.
 
 `paper`: the official code's layout and widths (tensor for tensor: nodes/ip_lap/official.py,
 tests/test_ip_lap_conformance.py); `tiny`: the same structure with small widths for CPU training,
@@ -10,6 +10,7 @@ tests and the bundled demo.
 from __future__ import annotations
 
 from nodes.model_registry import ModelSpec, register_model
+from nodes.weights import OfficialImport
 
 OFFICIAL_SOURCE = "Weizhi-Zhong/IP_LAP models/, instantiated with the defaults of its inference script"
 # the official Renderer's VGG-19 (`perceptual.model.network`), a loss network: the project keeps it
@@ -42,6 +43,7 @@ LANDMARK_GENERATOR = register_model(ModelSpec(
     bundled="checkpoints/ip_lap/landmark_generator_tiny.pt",
     trainer="the TrainLandmarkGenerator node (workflows/train_ip_lap.yaml), or import the official "
             "landmarkgenerator_checkpoint.pth with `graphrun weights import ip_lap FILE`",
+    convert_official=OfficialImport("ip_lap"),
 ))
 
 RENDERER = register_model(ModelSpec(
@@ -59,4 +61,5 @@ RENDERER = register_model(ModelSpec(
     bundled="checkpoints/ip_lap/renderer_tiny.pt",
     trainer="the TrainLandmarkRenderer node (workflows/train_ip_lap.yaml), or import the official "
             "renderer_checkpoint.pth with `graphrun weights import ip_lap FILE`",
+    convert_official=OfficialImport("ip_lap"),
 ))

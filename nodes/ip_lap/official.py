@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from nodes.weights import WeightsError
+
 CONVERTER_VERSION = 1
 GENERATOR, RENDERER = "ip_lap_landmark_generator", "ip_lap_renderer"
 FILES = {GENERATOR: "landmarkgenerator_checkpoint.pth", RENDERER: "renderer_checkpoint.pth"}
@@ -58,7 +60,7 @@ VGG_PREFIX = "perceptual.model.network."
 POSITION_KEYS = ("fusion_transformer.position_v.pe", "fusion_transformer.position_a.pe")
 
 
-class OfficialWeightsError(ValueError):
+class OfficialWeightsError(WeightsError, ValueError):
     """A file that is not (or not a complete) official IP_LAP checkpoint of the expected kind."""
 
 
@@ -146,17 +148,20 @@ def nn_wrap(features: torch.nn.Module) -> torch.nn.Module:
     return holder
 
 
-def export_dict(arch: str, state: dict[str, torch.Tensor], source: dict[str, Any]) -> dict[str, Any]:
+def export_dict(arch: str, state: dict[str, torch.Tensor], source: dict[str, Any],
+                official: dict[str, Any] | None = None) -> dict[str, Any]:
     """A model export in the training loop's format (trainers/loop.py MODEL_FORMAT) for `arch`'s paper preset."""
     from nodes.model_registry import model_config
     from trainers.loop import MODEL_FORMAT
 
     return {"format": MODEL_FORMAT, "task": f"official_{arch}", "model_config": {"arch": arch, **model_config(arch, "paper").model_dump(mode="json")},
             "train_config": {}, "data": {"official": source}, "step": 0, "wall_s": 0.0, "final_losses": {},
-            "generator": state, "extra": {"channels": "bgr", "official": True, "converter_version": CONVERTER_VERSION}}
+            "generator": state, "extra": {"channels": "bgr", "official": True, "converter_version": CONVERTER_VERSION},
+            **({"official": official} if official else {})}
 
 
-def import_official(sources: list[str | os.PathLike], out_dir: str | os.PathLike) -> dict[str, Path]:
+def import_official(sources: list[str | os.PathLike], out_dir: str | os.PathLike,
+                    source_info: dict[str, Any] | None = None) -> dict[str, Path]:
     """Convert the official files found among `sources` (files, or folders holding them under the
     release names) into `out_dir`: landmark_generator.pt, renderer.pt and vgg19.pt (when the
     renderer carries its VGG-19). Returns {name: path written}."""
@@ -177,10 +182,10 @@ def import_official(sources: list[str | os.PathLike], out_dir: str | os.PathLike
         state, sha = loaded or read_state_dict(path)
         source = {"file": path.name, "sha256": sha, "family": "ip_lap", "converter_version": CONVERTER_VERSION}
         if arch == GENERATOR:
-            exports = {"landmark_generator": export_dict(arch, convert_landmark_generator(state), source)}
+            exports = {"landmark_generator": export_dict(arch, convert_landmark_generator(state), source, source_info)}
         else:
             model_state, vgg = convert_renderer(state)
-            exports = {"renderer": export_dict(arch, model_state, source)}
+            exports = {"renderer": export_dict(arch, model_state, source, source_info)}
             if vgg:
                 exports["vgg19"] = vgg
         for name, obj in exports.items():
@@ -204,7 +209,7 @@ def classify(state: dict[str, torch.Tensor], path: Path) -> str:
 def convert(files: dict[str, Path], out_dir: Path, source_info: dict[str, Any]) -> list[Path]:
     """`graphrun weights import ip_lap SOURCE`'s converter (nodes/weights.py interface): the release's
     files by name -> landmark_generator.pt, renderer.pt and vgg19.pt in `out_dir`."""
-    written = import_official([files[name] for name in sorted(files)], out_dir)
+    written = import_official([files[name] for name in sorted(files)], out_dir, source_info)
     return [written[k] for k in ("landmark_generator", "renderer", "vgg19") if k in written]
 
 
