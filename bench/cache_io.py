@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,15 @@ def video_frames(noise_sigma: float = 2.0, seed: int = 0) -> np.ndarray:
             frame = frame + rng.normal(0, noise_sigma, frame.shape).astype(np.float32)
         frames[t] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
+
+
+# The three kinds of frames both cache benchmarks read: realistic video, incompressible noise,
+# and flat frames that compress well (made on demand: each is ~100 MB).
+CONTENTS: dict[str, Callable[[], np.ndarray]] = {
+    "video": lambda: video_frames(noise_sigma=2.0),
+    "noise": lambda: np.random.default_rng(1).integers(0, 256, SHAPE, dtype=np.uint8),
+    "flat": lambda: video_frames(noise_sigma=0.0) // 32 * 32,
+}
 
 
 def _numpy_round(arr: np.ndarray, folder: str) -> tuple[float, float]:
@@ -134,13 +144,8 @@ def run(rounds: int = 7, folder: str | None = None, ls_entries: int = 1000) -> d
     print(f"cache write+read vs np.save+np.load, {SHAPE} uint8 ({np.prod(SHAPE) / 1e6:.0f} MB), "
           f"{rounds} rounds, in {work}", flush=True)
     try:
-        contents = {
-            "video": lambda: video_frames(noise_sigma=2.0),
-            "noise": lambda: np.random.default_rng(1).integers(0, 256, SHAPE, dtype=np.uint8),
-            "flat": lambda: video_frames(noise_sigma=0.0) // 32 * 32,
-        }
         results = []
-        for name, make in contents.items():
+        for name, make in CONTENTS.items():
             results.append(measure(name, make(), work, rounds))
             _print_result(results[-1], rounds)
         ls = measure_ls(work, ls_entries)

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.cache_io import SHAPE, video_frames
+from bench.cache_io import CONTENTS, SHAPE
 from graphcore.cache import CacheStore
 from graphcore.types import ARRAY
 
@@ -75,13 +75,8 @@ def run(rounds: int = 9, folder: str | None = None) -> dict:
     print(f"verified vs unverified cache reads, {SHAPE} uint8 ({np.prod(SHAPE) / 1e6:.0f} MB), {rounds} rounds, "
           f"in {work}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     try:
-        contents = {
-            "video": lambda: video_frames(noise_sigma=2.0),
-            "noise": lambda: np.random.default_rng(1).integers(0, 256, SHAPE, dtype=np.uint8),
-            "flat": lambda: video_frames(noise_sigma=0.0) // 32 * 32,
-        }
         results = []
-        for name, make in contents.items():
+        for name, make in CONTENTS.items():
             r = measure(name, make(), work, rounds)
             results.append(r)
             print(f"  {name:<6} ({r['codec']})  unverified {r['plain_best_s']:.3f}s  verified {r['verified_best_s']:.3f}s  "
