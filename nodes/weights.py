@@ -77,6 +77,12 @@ register_importer(Importer(
     workflow="workflows/official/yi.yaml", parameters={"refine.checkpoint": "memory_gan.pt"},
     origin="yiranran/Audio-driven-TalkingFace-HeadPose readme: 'Download pre-trained models' (BaiduYun / Google Drive)",
     licence="research purposes only (patent-protected; commercial use needs the authors' permission)"))
+register_importer(Importer(
+    family="ip_lap", files=("landmarkgenerator_checkpoint.pth", "renderer_checkpoint.pth"), module="nodes.ip_lap.official",
+    version=1, workflow="workflows/official/ip_lap.yaml",
+    parameters={"lips.checkpoint": "landmark_generator.pt", "render.checkpoint": "renderer.pt"},
+    origin="Weizhi-Zhong/IP_LAP README, section 'Test': the OneDrive / jianguoyun links",
+    licence="Apache-2.0"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,8 @@ from official_fixtures import write_audio2head, write_hdtf
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHRUN = Path(sys.executable).with_name("graphrun")
-WORKFLOWS = {"audio2head": ["head_motion", "motion_field", "render"], "hdtf": ["video"], "yi": ["refine"]}
+WORKFLOWS = {"audio2head": ["head_motion", "motion_field", "render"], "hdtf": ["video"], "yi": ["refine"],
+             "ip_lap": ["lips", "render"]}
 
 
 def graphrun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -46,9 +47,10 @@ def test_weights_is_a_graphrun_command(tmp_path):
     assert "import|ls" in graphrun("weights", "--help").stdout
     proc = graphrun("weights", "ls", "--root", str(tmp_path))
     assert proc.returncode == 0 and f"no imported weights under {tmp_path}" in proc.stdout
-    assert "importable families: audio2head (audio2head.pth.tar), hdtf (checkpoint_animation2video.pth), yi" in proc.stdout
+    assert ("importable families: audio2head (audio2head.pth.tar), hdtf (checkpoint_animation2video.pth), "
+            "ip_lap (landmarkgenerator_checkpoint.pth renderer_checkpoint.pth), yi") in proc.stdout
     proc = graphrun("weights", "import", "nosuch", str(tmp_path))
-    assert proc.returncode == 1 and "unknown family 'nosuch'; known: audio2head, hdtf, yi" in proc.stderr
+    assert proc.returncode == 1 and "unknown family 'nosuch'; known: audio2head, hdtf, ip_lap, yi" in proc.stderr
 
 
 def test_registry_specs_point_at_their_family_importer():
@@ -59,7 +61,8 @@ def test_registry_specs_point_at_their_family_importer():
 
     pointing = {n: model_spec(n).convert_official.family for n in list_models() if model_spec(n).convert_official}
     assert pointing == {"keypoint_autoencoder": "audio2head", "head_motion": "audio2head", "motion_field": "audio2head",
-                        "flow_video_generator": "hdtf", "yi_audio_exp_pose": "yi", "yi_memory_gan": "yi"}
+                        "flow_video_generator": "hdtf", "yi_audio_exp_pose": "yi", "yi_memory_gan": "yi",
+                        "ip_lap_landmark_generator": "ip_lap", "ip_lap_renderer": "ip_lap"}
     assert set(pointing.values()) == set(importers())
     assert model_spec("head_motion").describe()["official_weights"] == "graphrun weights import audio2head SOURCE"
 
@@ -71,7 +74,7 @@ def test_official_workflows_use_the_conventions():
     assert a2h["features"]["params"]["variant"] == "a2h_official"
     for wf in WORKFLOWS:
         nodes = yaml.safe_load((ROOT / f"workflows/official/{wf}.yaml").read_text())["nodes"]
-        assert {"speech", "portrait" if wf != "yi" else "target"} <= set(nodes)
+        assert {"speech", "target" if wf in ("yi", "ip_lap") else "portrait"} <= set(nodes)
 
 
 def _import_and_run(family: str, source: Path, tmp_path: Path, seconds: float, *sets: str, change: float = 0.5) -> list[np.ndarray]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, OutputPath, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
@@ -142,6 +142,7 @@ class KeypointDetector(Node):
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"keypoints": Out("Keypoints")}
+    exactly_one_of = (("image", "frames"),)
     missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
@@ -409,7 +410,7 @@ class EvaluateAudio2Head(Node):
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
         max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
         path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
-        figures_dir: str = Field("", description="also write frames.png and head_pose.png here (empty: no files)")
+        figures_dir: str = OutputPath("", folder=True, description="also write frames.png and head_pose.png here (empty: no files)")
 
     def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None, head_motion: CheckpointBlob | None = None,
             head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class Render3DMM(Node):
         "coeffs": Out("MorphCoeffs", "the coefficients rendered (pose fitted to the backgrounds)"),
         "background": Out("Frames", "the matched/interpolated backgrounds"),
     }
+    exactly_one_of = (("target_frames", "target_image"),)
 
     class Params(BaseModel):
         albedo: Literal["detailed", "low"] = Field("detailed", description="detailed texture or low-frequency albedo (§3.3)")
@@ -260,7 +261,7 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
@@ -347,7 +348,7 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
@@ -461,7 +462,7 @@ class EvaluateYi(Node):
 
     category = "yi/evaluate"
     inputs = {
-        "dataset": In("String", "dataset location with a held-out split"),
+        "dataset": In("Path", "dataset location with a held-out split"),
         "audio_checkpoint": CheckpointInput(AUDIO_EXP_POSE, "overrides the audio_checkpoint parameter"),
         "gan_checkpoint": CheckpointInput(MEMORY_GAN, "overrides the gan_checkpoint parameter"),
     }
