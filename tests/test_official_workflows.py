@@ -1,5 +1,5 @@
 """workflows/official/*.yaml: valid workflows that say how to get their weights when they are
-missing, and (slow) Audio2Head end to end from an imported file of the release's structure."""
+missing, and (slow) Audio2Head and HDTF end to end from imported files of the releases' structure."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from official_fixtures import write_audio2head
+from official_fixtures import write_audio2head, write_hdtf
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHRUN = Path(sys.executable).with_name("graphrun")
@@ -77,33 +77,52 @@ def test_official_workflows_use_the_conventions():
         assert {"speech", "target" if wf in ("yi", "ip_lap") else "portrait"} <= set(nodes)
 
 
-@pytest.mark.slow  # paper-size Audio2Head on CPU: ~1 GB of weights, one 64-frame motion-field window, 39 frames rendered
-@pytest.mark.timeout(1800)  # ~2.5 CPU minutes; on a machine shared with other jobs much longer
-def test_audio2head_official_end_to_end(tmp_path):
-    """`graphrun weights import audio2head audio2head.pth.tar` on a file with the release's
-    structure, then `graphrun workflows/official/audio2head.yaml` makes a video with sound."""
+def _import_and_run(family: str, source: Path, tmp_path: Path, seconds: float, *sets: str, change: float = 0.5) -> list[np.ndarray]:
+    """`graphrun weights import FAMILY SOURCE`, then its official workflow on the first `seconds` of
+    the sample speech with the printed --set options; the decoded frames of its h264 + aac video."""
     import av
 
     from nodes.io.media import read_audio, write_audio
     from nodes.types import AudioClip
 
-    source = write_audio2head(tmp_path)
-    out = tmp_path / "weights" / "audio2head"
-    proc = graphrun("weights", "import", "audio2head", str(source), "--out", str(out))
+    out = tmp_path / "weights" / family
+    proc = graphrun("weights", "import", family, str(source), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     source.unlink()
-    sets = [a for line in proc.stdout.splitlines() if line.startswith("workflow parameters:") for a in line.split()[2:]]
-    assert sets.count("--set") == 3
+    printed = [a for line in proc.stdout.splitlines() if line.startswith("workflow parameters:") for a in line.split()[2:]]
+    assert printed.count("--set") == len(WORKFLOWS[family])
     clip = read_audio(ROOT / "assets/samples/speech.wav")
-    # 1.6 s: 159 feature rows of 10 ms (python_speech_features' framing), so the release's T = rows // 4 = 39 frames
-    speech = write_audio(tmp_path / "speech.wav", AudioClip(clip.samples[: int(1.6 * clip.sample_rate)], clip.sample_rate))
-    video = tmp_path / "a2h.mp4"
-    proc = graphrun("workflows/official/audio2head.yaml", *sets, "--set", f"speech.path={speech}", "--set", f"save.path={video}",
-                    "--cache", str(tmp_path / "cache"))
+    speech = write_audio(tmp_path / "speech.wav", AudioClip(clip.samples[: int(seconds * clip.sample_rate)], clip.sample_rate))
+    video = tmp_path / f"{family}.mp4"
+    proc = graphrun(f"workflows/official/{family}.yaml", *printed, "--set", f"speech.path={speech}", "--set", f"save.path={video}",
+                    *sets, "--cache", str(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with av.open(str(video)) as container:
         kinds = {s.type: s for s in container.streams}
         assert kinds["video"].codec_context.name == "h264" and kinds["audio"].codec_context.name == "aac"
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert np.std(np.stack(frames).astype(np.float32), axis=0).mean() > change  # the frames change over time
+    return frames
+
+
+@pytest.mark.slow  # paper-size Audio2Head on CPU: ~1 GB of weights, one 64-frame motion-field window, 39 frames rendered
+@pytest.mark.timeout(1800)  # ~2.5 CPU minutes; on a machine shared with other jobs much longer
+def test_audio2head_official_end_to_end(tmp_path):
+    """`graphrun weights import audio2head audio2head.pth.tar` on a file with the release's
+    structure, then `graphrun workflows/official/audio2head.yaml` makes a video with sound."""
+    # 1.6 s: 159 feature rows of 10 ms (python_speech_features' framing), so the release's T = rows // 4 = 39 frames
+    frames = _import_and_run("audio2head", write_audio2head(tmp_path), tmp_path, 1.6)
     assert len(frames) == 39 and frames[0].shape == (256, 256, 3)
-    assert np.std(np.stack(frames).astype(np.float32), axis=0).mean() > 0.5  # the frames change over time
+
+
+@pytest.mark.slow  # the paper-size generator at 512 x 512 on CPU: ~80 CPU seconds for 25 frames
+@pytest.mark.timeout(1800)
+def test_hdtf_official_end_to_end(tmp_path):
+    """The same for HDTF's checkpoint_animation2video.pth and workflows/official/hdtf.yaml (its
+    figures written too)."""
+    (tmp_path / "release").mkdir()
+    frames = _import_and_run("hdtf", write_hdtf(tmp_path / "release"), tmp_path, 1.0,
+                             "--set", f"fig8.path={tmp_path / 'fig8.png'}", "--set", f"fig9.path={tmp_path / 'fig9.png'}",
+                             change=0.05)  # rule-drawn weights: the warped mouth moves, most pixels are the net's own texture (0.19 measured)
+    assert len(frames) == 25 and frames[0].shape == (512, 512, 3)
+    assert (tmp_path / "fig8.png").stat().st_size > 0 and (tmp_path / "fig9.png").stat().st_size > 0
