@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 MANIFEST = "MANIFEST.json"
 WEIGHTS_ENV = "TALKGRAPH_WEIGHTS"
@@ -97,6 +97,24 @@ class OfficialImport:
 
     def __str__(self) -> str:
         return f"graphrun weights import {self.family} SOURCE"
+
+
+OfficialMode = Literal["auto", "on", "off"]
+
+
+def official_mode_field(what: str) -> Any:
+    """The `official` parameter of a node whose network runs the same weights either way (`what`:
+    what the mode changes)."""
+    from pydantic import Field
+
+    return Field("auto", description=f"the release's conventions ({what}). auto: as the checkpoint says (on for "
+                                     "imported official weights, off for the project's); on / off force them for "
+                                     "the same weights (docs/official-weights.md)")
+
+
+def official_config(mode: str, on: Mapping[str, Any], off: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The model-config override a node's `official` parameter asks for (None: the checkpoint's own)."""
+    return None if mode == "auto" else on if mode == "on" else off
 
 
 # --- reading and converting -----------------------------------------------------------------------
