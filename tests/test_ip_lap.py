@@ -119,3 +119,16 @@ def test_face_track_checks_its_inputs():
         FaceTrack.from_frames(frames, np.zeros((3, 68, 2), np.float32))
     with pytest.raises(ValueError, match="3 video frames"):
         FaceTrack.from_frames(frames, np.zeros((2, 478, 2), np.float32))
+
+
+def test_evaluation_result_fits_the_metrics_port():
+    """EvaluateIPLAP's output port is Metrics (numbers only): the nested table is flattened."""
+    from graphcore.types import MetricsType, TypeValidationError
+    from nodes.ip_lap.ip_lap_nodes import flat_metrics
+
+    result = {"rows": {"GT landmarks": {"psnr": 30.5, "lmd": 0.01}, "full model, N = 5": {"psnr": np.float32(28.0)}},
+              "landmark_l1": 0.009, "clips": ["clip_00002"], "frames_per_clip": 40, "csim": "own"}
+    with pytest.raises(TypeValidationError):
+        MetricsType().validate(result)
+    assert MetricsType().validate(flat_metrics(result)) == {
+        "GT landmarks/psnr": 30.5, "GT landmarks/lmd": 0.01, "full model, N = 5/psnr": 28.0, "landmark_l1": 0.009}

@@ -220,6 +220,12 @@ class TrainLandmarkRenderer(Node):
         return run_training(ctx, "TrainLandmarkRenderer", lambda: RendererTask(settings), p)
 
 
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """EvaluateIPLAP's table as a flat Metrics mapping (the port type holds numbers only)."""
+    cells = {f"{row}/{name}": float(value) for row, r in result["rows"].items() for name, value in r.items()}
+    return {**cells, "landmark_l1": float(result["landmark_l1"])}
+
+
 class EvaluateIPLAP(Node):
     """IP_LAP Table 1 (reconstruction: each held-out clip dubbed with its own speech) and Table 5
     (number of reference images) on a dataset's held-out clips: PSNR, SSIM (frames and face box),
@@ -234,7 +240,8 @@ class EvaluateIPLAP(Node):
                                      param="generator_checkpoint"),
         "renderer": CheckpointInput(RENDERER, "renderer (overrides renderer_checkpoint)", param="renderer_checkpoint"),
     }
-    outputs = {"metrics": Out("Metrics", "the table's rows and the landmark error")}
+    outputs = {"metrics": Out("Metrics", "the table's cells as '<row>/<metric>' (e.g. 'full model/psnr') and "
+                                         "'landmark_l1'")}
 
     class Params(BaseModel):
         splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="held-out splits to evaluate")
@@ -268,4 +275,4 @@ class EvaluateIPLAP(Node):
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(table_markdown(result), encoding="utf-8")
             ctx.log(f"wrote {out}")
-        return {"metrics": result}
+        return {"metrics": flat_metrics(result)}
