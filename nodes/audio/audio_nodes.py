@@ -18,6 +18,9 @@ class AudioFeatures(Node):
     `phonetic` (T, 44) soft phone classes + voicing + loudness + speech activity from
     PocketSphinx (speaker- and level-independent; trainers/data/phonetic.py): connect
     RecognizePhonemes' `phonemes` to reuse its track, or give a `transcript` to align.
+    `a2h_official` (T, 4, 41) the same layout as the Audio2Head release computes it
+    (python_speech_features + pyworld, peak-normalised 16 kHz audio, T = rows // 4 at 25 fps),
+    for imported official checkpoints (docs/official-weights.md).
     """
 
     category = "audio"
@@ -29,7 +32,7 @@ class AudioFeatures(Node):
     outputs = {"features": Out("AudioFeatures")}
 
     class Params(BaseModel):
-        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "phonetic"] = Field(
+        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "phonetic", "a2h_official"] = Field(
             "mfcc_pitch", description="feature layout (see the node description)")
         fps: float = Field(25.0, gt=0, le=100, description="video frame rate the features align to")
         num_frames: int = Field(0, ge=0, description="force this many frames (0: round(duration · fps)); edges are padded")
@@ -54,6 +57,12 @@ class AudioFeatures(Node):
                 data = phonetic_features(audio.samples, audio.sample_rate, fps=rate, num_frames=p.num_frames or None,
                                          transcript=p.transcript or None,
                                          items=None if phonemes is None else phonemes.items())
+            elif p.variant == "a2h_official":
+                from .a2h_official import official_frame_features
+
+                if rate != 25.0 or p.num_frames:
+                    raise ValueError("the official Audio2Head features are 4 rows of 10 ms per frame: 25 fps, num_frames 0")
+                data = official_frame_features(audio.samples, audio.sample_rate)
             else:
                 data = audio_features(audio.samples, audio.sample_rate, p.variant, fps=rate,
                                       num_frames=p.num_frames or None, mel_align=p.mel_align)

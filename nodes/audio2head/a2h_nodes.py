@@ -14,16 +14,23 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, OutputPath, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
 
 A2H_SHAPE = (4, 41)
 
+
+def _check_convention(model, features: FeatureSeq, node: str) -> None:
+    """An imported official checkpoint reads the release's features (AudioFeatures a2h_official)."""
+    if getattr(model.cfg, "official", False) and features.variant != "a2h_official":
+        raise NodeError(f"{node}: this is an official Audio2Head checkpoint (graphrun weights import); it needs "
+                        f"AudioFeatures variant a2h_official, got {features.variant!r}")
 
 
 def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
@@ -63,6 +70,7 @@ class HeadMotionPredictor(Node):
         "checkpoint": CheckpointInput(HEAD_MOTION),
     }
     outputs = {"pose": Out("HeadPose", "one pose per audio frame")}
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_head_motion
@@ -70,8 +78,11 @@ class HeadMotionPredictor(Node):
         data = _a2h_features(features, "HeadMotionPredictor")
         _square(reference, "HeadMotionPredictor")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        _check_convention(model, features, "HeadMotionPredictor")
         pose = predict_head_motion(model, reference, data, ctx.device)
-        ctx.log(f"{len(pose)} head poses from a predictor trained {export.get('step')} steps")
+        origin = "the imported official release (official pose convention)" if "official" in export else \
+            f"a predictor trained {export.get('step')} steps"
+        ctx.log(f"{len(pose)} head poses from {origin}")
         return {"pose": pose.astype(np.float32)}
 
 
@@ -94,6 +105,7 @@ class MotionFieldGenerator(Node):
         "keypoints": Out("Keypoints", "driving keypoints per frame"),
         "pose_boxes": Out("Mask", "the pose boxes V_S the generator saw, (T, S, S)"),
     }
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         jacobians: bool = Field(True, description="off: identity Jacobians (the paper's 'w/o Jacobians' ablation, Fig. 8)")
@@ -111,6 +123,7 @@ class MotionFieldGenerator(Node):
         if not np.isfinite(pose).all() or np.any(pose[:, 5] <= 0):
             raise NodeError("MotionFieldGenerator: head poses must be finite with positive depth tz (camera-space HeadPose)")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        _check_convention(model, features, "MotionFieldGenerator")
         kp, boxes = motion_field(model, reference, data, pose, ctx.device, self.params.batch,
                                  progress=lambda i, n: ctx.progress(i, n, "windows"))
         if not self.params.jacobians:
@@ -129,6 +142,8 @@ class KeypointDetector(Node):
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"keypoints": Out("Keypoints")}
+    exactly_one_of = (("image", "frames"),)
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         size: int = Field(256, ge=32, le=2048, description="images are resized to size x size first (the training size)")
@@ -164,6 +179,7 @@ class KeypointRenderer(Node):
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"frames": Out("Frames"), "occlusion": Out("Mask", "the occlusion map per frame (feature resolution)")}
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         size: int = Field(256, ge=32, le=2048, description="output size; the reference is resized to it")
@@ -172,16 +188,26 @@ class KeypointRenderer(Node):
             "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
+        official: OfficialMode = official_mode_field("align_corners=False warps and resizes, the reference cv2-resized to 256")
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import detect_keypoints, relative_keypoints, render
 
         p = self.params
-        ref = _resized(reference, p.size, "KeypointRenderer")
         _check_keypoints(keypoints, "keypoints")
-        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint, config=official_config(
+            p.official, {"renderer": {"align_corners": False}}, {"renderer": {"align_corners": True}}))
         renderer = models.renderer
+        if renderer.cfg.align_corners:
+            ref = _resized(reference, p.size, "KeypointRenderer")
+        else:  # an official checkpoint: the release's cv2.resize to 256
+            from .inference import official_reference
+
+            _square(reference, "KeypointRenderer")
+            if p.size != 256:
+                raise NodeError("KeypointRenderer: an official Audio2Head checkpoint renders at size 256")
+            ref = official_reference(reference)
         if p.size % renderer.multiple:
             raise NodeError(f"KeypointRenderer: size {p.size} must be a multiple of {renderer.multiple} for this checkpoint")
         if keypoints.value.shape[1] != renderer.cfg.num_kp:
@@ -384,7 +410,7 @@ class EvaluateAudio2Head(Node):
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
         max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
         path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
-        figures_dir: str = Field("", description="also write frames.png and head_pose.png here (empty: no files)")
+        figures_dir: str = OutputPath("", folder=True, description="also write frames.png and head_pose.png here (empty: no files)")
 
     def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None, head_motion: CheckpointBlob | None = None,
             head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from graphcore.node import NodeError
+from graphcore.outputs import part_path
 from nodes.types import AudioClip
 from trainers.data.audio_features import frame_count, resample_audio
 
@@ -373,7 +374,7 @@ def write_video(
         raise MediaError(f"{p}: nothing to write (0 frames" + (", or audio shorter than half a frame)" if audio is not None else ")"))
     rate = Fraction(fps).limit_denominator(1001)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.stem}.{os.getpid()}.part{p.suffix or '.mp4'}")
+    tmp = part_path(p)  # renamed into place when complete; a killed run's is swept by the next
     try:
         with av.open(str(tmp), "w", format="mp4") as container:
             h, w = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2

@@ -21,6 +21,7 @@ from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
 
@@ -32,6 +33,16 @@ def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
     if len(features.data) < 2:
         raise NodeError(f"{node}: the audio is shorter than two video frames")
     return features.data
+
+
+def _refuse_released_atcnet(model, node: str) -> None:
+    """The released ATC_net predicts other coefficients than this project's: say what it is good for."""
+    if model.cfg.official:
+        raise NodeError(f"{node}: this is the released ATC_net (graphrun weights import yi): its 70 outputs are "
+                        "Deep3DFaceRecon's 64 expression + 6 pose coefficients, which the project's 3DMM and Render3DMM "
+                        "cannot use. Use it to initialise PersonalizeAudioToExpressionPose (its audio encoder and LSTM; a "
+                        "new output layer is trained), or drive the renderer with a project checkpoint "
+                        "(docs/official-weights.md)")
 
 
 class AudioToExpressionPose(Node):
@@ -57,6 +68,7 @@ class AudioToExpressionPose(Node):
         if len(target.pose) == 0:
             raise NodeError("AudioToExpressionPose: the target coefficients have no frames")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        _refuse_released_atcnet(model, "AudioToExpressionPose")
         ctx.log(f"audio->expression+pose: {export['step']} training steps"
                 f"{' (personalised)' if export.get('data', {}).get('personalised') else ''}")
         return {"coeffs": predict_coeffs(model, mfcc, target, predict_pose=self.params.predict_pose, device=ctx.device)}
@@ -87,6 +99,7 @@ class Render3DMM(Node):
         "coeffs": Out("MorphCoeffs", "the coefficients rendered (pose fitted to the backgrounds)"),
         "background": Out("Frames", "the matched/interpolated backgrounds"),
     }
+    exactly_one_of = (("target_frames", "target_image"),)
 
     class Params(BaseModel):
         albedo: Literal["detailed", "low"] = Field("detailed", description="detailed texture or low-frequency albedo (§3.3)")
@@ -165,6 +178,7 @@ class MemoryGAN(Node):
         "colour": Out("Frames", "colour mask C_t"),
         "retrieval_score": Out("Array", "(T,) cosine of the memory key each frame retrieved (NaN without memory)"),
     }
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         identity: Literal["memory", "mean"] = Field(
@@ -172,12 +186,14 @@ class MemoryGAN(Node):
         smoothing: float = Field(2.0, ge=0, le=50, description="temporal smoothing of retrieved features (Gaussian sigma, frames)")
         size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
+        official: OfficialMode = official_mode_field("the memory's key encoder reads ImageNet-normalised frames")
 
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
 
         p = self.params
-        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint,
+                                      config=official_config(p.official, {"official": True}, {"official": False}))
         if len(rendered) == 0:
             raise NodeError("MemoryGAN: no rendered frames")
         size = p.size or int(export.get("data", {}).get("frame_size", [0])[0]) or None
@@ -245,7 +261,7 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
@@ -332,7 +348,7 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
@@ -446,7 +462,7 @@ class EvaluateYi(Node):
 
     category = "yi/evaluate"
     inputs = {
-        "dataset": In("String", "dataset location with a held-out split"),
+        "dataset": In("Path", "dataset location with a held-out split"),
         "audio_checkpoint": CheckpointInput(AUDIO_EXP_POSE, "overrides the audio_checkpoint parameter"),
         "gan_checkpoint": CheckpointInput(MEMORY_GAN, "overrides the gan_checkpoint parameter"),
     }
@@ -471,6 +487,7 @@ class EvaluateYi(Node):
 
         p = self.params
         audio, a_exp = load_checkpoint(self, ctx, "audio_checkpoint", audio_checkpoint)
+        _refuse_released_atcnet(audio, "EvaluateYi")
         gan, g_exp = load_checkpoint(self, ctx, "gan_checkpoint", gan_checkpoint)
         try:
             result = evaluate(dataset_path(ctx, dataset, "EvaluateYi"), audio, gan, split=p.split, max_clips=p.max_clips,
