@@ -76,7 +76,7 @@ def test_feature_warp_matches_the_project_pixel_warp():
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
 def test_animation_generator_shapes(preset):
     g = create_model("animation_generator", preset).eval()
-    audio, ident = torch.randn(2, 37, 15), torch.randn(2, g.cfg.identity_dim)
+    audio, ident = torch.randn(2, 37, g.cfg.audio_dim), torch.randn(2, g.cfg.identity_dim)
     with torch.no_grad():
         out = g(audio, ident)
     assert out["mouth"].shape == (2, 37, 28) and out["brow"].shape == (2, 37, 5) and out["pose"].shape == (2, 37, 6)
@@ -84,7 +84,7 @@ def test_animation_generator_shapes(preset):
 
 def test_animation_generator_style_switch_and_standardisation():
     g = create_model("animation_generator", "tiny").eval()
-    audio, ident = torch.randn(1, 40, 15), torch.randn(1, g.cfg.identity_dim) * 3
+    audio, ident = torch.randn(1, 40, g.cfg.audio_dim), torch.randn(1, g.cfg.identity_dim) * 3
     with torch.no_grad():
         styled, plain = g(audio, ident), g(audio, ident, style=False)
         other = g(audio, ident * -1)
@@ -101,5 +101,5 @@ def test_animation_discriminators():
     cfg = model_config("animation_generator", "tiny")
     d = AnimationDiscriminators(cfg)
     params = {"mouth": torch.randn(2, 32, 28), "brow": torch.randn(2, 32, 5), "pose": torch.randn(2, 32, 6)}
-    out = d(params, torch.randn(2, 32, 15))
+    out = d(params, torch.randn(2, 32, cfg.audio_dim))
     assert set(out) == {"mouth", "brow", "pose"} and all(o[0][-1].shape[:2] == (2, 1) for o in out.values())

@@ -76,6 +76,8 @@ def test_wrong_features_and_missing_checkpoint_are_clear(trained, tmp_path):
         H.AnimationGenerator().run(ctx_for(tmp_path), features=mel, reference=img, landmarks=lm, coeffs=coeffs,
                                    checkpoint=out["checkpoint"])
     feats = FeatureSeq(np.zeros((30, 15), np.float32), 25.0, "mfcc_pitch")
+    with pytest.raises(NodeError, match="trained on phonetic features .*set AudioFeatures variant: phonetic"):
+        H.AnimationGenerator().run(ctx_for(tmp_path), features=feats, reference=img, landmarks=lm, coeffs=coeffs)
     with pytest.raises(NodeError, match="TrainAnimationGenerator"):
         H.AnimationGenerator({"checkpoint": str(tmp_path / "nope.pt")}).run(
             ctx_for(tmp_path), features=feats, reference=img, landmarks=lm, coeffs=coeffs)

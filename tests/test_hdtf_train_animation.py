@@ -24,6 +24,16 @@ def test_task_batches_and_statistics(toy_dataset):
     assert np.allclose(task.clips[0]["pose"][0], 0)
 
 
+def test_phonetic_features_size_the_input_layer(toy_dataset):
+    task = AnimationTask(AnimationTrainSettings(dataset=toy_dataset, window=32, feature="phonetic"))
+    assert task.arch.audio_dim == 44  # computed from each clip's audio (the toy dataset stores none)
+    batch = task.sample_batch(np.random.default_rng(0), 2)
+    assert batch["audio"].shape == (2, 32, 44)
+    task.build()
+    out = task.generator(batch["audio"], batch["identity"])
+    assert out["mouth"].shape == (2, 32, 28)
+
+
 def test_training_reduces_losses_and_exports_a_standardised_generator(toy_dataset, tmp_path):
     settings = AnimationTrainSettings(dataset=toy_dataset, window=32)
     cfg = TrainConfig(steps=80, batch_size=8, lr_g=1e-3, log_every=10, checkpoint_every=1000, progress_bar=False,

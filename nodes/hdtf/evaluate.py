@@ -31,7 +31,7 @@ TABLE3 = ("mouth_mse", "lmd3d_mm", "brow_ssim", "pose_cca")
 TABLE4 = ("psnr", "ssim", "cpbd")
 
 
-def evaluate_animation(generator, dataset: str, split: str = "test", max_clips: int = 0,
+def evaluate_animation(generator, dataset: str, split: str = "test", max_clips: int = 0, feature: str = "mfcc_pitch",
                        progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, float]]:
     from nodes.face.model import load_face_model
     from nodes.metrics.motion import cca_score, lip_landmark_distance, mse, sequence_ssim
@@ -40,7 +40,7 @@ def evaluate_animation(generator, dataset: str, split: str = "test", max_clips: 
     from .identity import IdentityEncoder
     from .inference import animate
 
-    store = ClipStore(dataset, split, fields=("expression", "pose", "shape"), feature="mfcc_pitch", min_frames=2)
+    store = ClipStore(dataset, split, fields=("expression", "pose", "shape"), feature=feature, min_frames=2)
     face_model = load_face_model()
     encoder = IdentityEncoder(generator.cfg.identity) if generator.cfg.identity == "morph" else None
     if encoder is None:

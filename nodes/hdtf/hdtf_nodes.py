@@ -27,6 +27,11 @@ from nodes.weights import OfficialMode, missing_weights_hint, official_config, o
 from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
 
 
+def trained_feature(export: dict[str, Any]) -> str:
+    """The audio feature variant an animation checkpoint was trained on (older ones: mfcc_pitch)."""
+    return str((export.get("data") or {}).get("feature") or "mfcc_pitch")
+
+
 def _first(arr: np.ndarray, what: str, node: str) -> np.ndarray:
     if arr.ndim == 3:
         if arr.shape[0] < 1:
@@ -45,7 +50,8 @@ class AnimationGenerator(Node):
 
     category = "hdtf"
     inputs = {
-        "features": In("AudioFeatures", "mfcc_pitch features of the driving audio (13 MFCC + 2 pitch per frame)"),
+        "features": In("AudioFeatures", "features of the driving audio, the variant the checkpoint was trained on "
+                                        "(the bundled one: phonetic; the paper: mfcc_pitch)"),
         "reference": In("Image", "the reference portrait"),
         "landmarks": In("Landmarks", "the reference's landmarks (DetectLandmarks); the first frame is used"),
         "coeffs": In("MorphCoeffs", "the reference's fitted 3DMM coefficients (Fit3DMM); the first frame is used"),
@@ -65,9 +71,11 @@ class AnimationGenerator(Node):
         p = self.params
         generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         cfg = generator.cfg
-        if features.data.ndim != 2 or features.data.shape[1] != cfg.audio_dim:
-            raise NodeError(f"AnimationGenerator needs {cfg.audio_dim} audio features per frame (AudioFeatures variant "
-                            f"mfcc_pitch), got variant {features.variant!r} with shape {features.data.shape[1:]}")
+        trained = trained_feature(export)
+        if features.data.ndim != 2 or features.data.shape[1] != cfg.audio_dim or features.variant != trained:
+            raise NodeError(f"AnimationGenerator: the checkpoint was trained on {trained} features ({cfg.audio_dim} per frame; "
+                            f"set AudioFeatures variant: {trained}), got variant {features.variant!r} with shape "
+                            f"{features.data.shape[1:]}")
         if features.data.shape[0] < 2:
             raise NodeError("AnimationGenerator: the driving audio is shorter than two video frames")
         lm = _first(np.asarray(landmarks), "landmarks", "AnimationGenerator")
@@ -147,6 +155,9 @@ class TrainAnimationGenerator(Node):
 
     class Params(TrainParams):
         window: int = Field(64, ge=8, le=1024, description="frames per training window")
+        feature: Literal["mfcc_pitch", "phonetic"] = Field(
+            "mfcc_pitch", description="audio features: mfcc_pitch (the paper's) or phonetic (speaker-independent, "
+                                      "works on real speech: docs/lipsync.md); computed from the audio if the dataset lacks them")
         lambda_mouth: float = Field(10.0, ge=0, description="weight of the mouth L1 (eq. 3)")
         lambda_brow: float = Field(5.0, ge=0, description="weight of the eyebrow SSIM loss (eq. 5)")
         lambda_pose: float = Field(5.0, ge=0, description="weight of the head-pose SSIM loss")
@@ -160,7 +171,7 @@ class TrainAnimationGenerator(Node):
         p = self.params
         settings = AnimationTrainSettings(
             dataset=dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
-            identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
+            feature=p.feature, identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
             lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise)
         return run_training(ctx, "TrainAnimationGenerator", lambda: AnimationTask(settings), p)
 
@@ -301,7 +312,7 @@ class EvaluateHDTF(Node):
         about = [f"Held-out split `{p.split}` of `{Path(data).name}`."]
         if p.tables in ("both", "table3"):
             gen, exp = load_checkpoint(self, ctx, "animation_checkpoint", animation_checkpoint)
-            table3 = evaluate_animation(gen, data, p.split, p.max_clips, progress=lambda i, n: ctx.progress(i, n, "Table 3 clips"))
+            table3 = evaluate_animation(gen, data, p.split, p.max_clips, feature=trained_feature(exp), progress=lambda i, n: ctx.progress(i, n, "Table 3 clips"))
             about.append(f"Animation generator: {exp['model_config'].get('channels')} channels, {exp['step']} steps.")
         if p.tables in ("both", "table4"):
             gen, exp = load_checkpoint(self, ctx, "video_checkpoint", video_checkpoint)

@@ -24,10 +24,12 @@ ANIMATION_GENERATOR = register_model(ModelSpec(
     architecture=_animation_generator,
     presets={
         "paper": {},  # the paper gives no widths and the official code has no animation generator
-        "tiny": {"channels": 64, "encoder_blocks": 2, "decoder_channels": 32, "temporal_levels": 3, "style_hidden": 64,
-                 "disc_channels": 32, "disc_layers": 3},
+        # tiny: CPU widths, and the phonetic features (44 per frame, docs/lipsync.md) instead of the
+        # paper's 13 MFCC + 2 pitch; the trainer sizes the input layer to the feature it trains on
+        "tiny": {"audio_dim": 44, "channels": 64, "encoder_blocks": 2, "decoder_channels": 32, "temporal_levels": 3,
+                 "style_hidden": 64, "disc_channels": 32, "disc_layers": 3},
     },
-    parameters={"paper": 8_928_295, "tiny": 468_519},
+    parameters={"paper": 8_928_295, "tiny": 477_799},
     bundled="checkpoints/hdtf_animation_tiny.pt",
     trainer="the TrainAnimationGenerator node (workflows/train_animation.yaml)",
 ))

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nodes.face.pose_deltas import pose_delta
 from nodes.model_registry import model_config
 from trainers.data import ClipStore, sample_windows
+from trainers.data.audio_features import SHAPES
 from trainers.loop import StepOutput, TrainTask
 from trainers.losses import l1_loss, lsgan_d_loss, lsgan_g_loss, sequence_ssim
 
@@ -51,7 +52,9 @@ class AnimationTrainSettings(BaseModel):
     split: str = "train"
     preset: str = Field("tiny", description="size preset: tiny or paper")
     window: int = Field(64, ge=8, le=1024, description="frames per training window (T)")
-    feature: str = Field("mfcc_pitch", description="audio feature variant (15 per frame)")
+    feature: Literal["mfcc_pitch", "phonetic"] = Field(
+        "mfcc_pitch", description="audio feature variant: mfcc_pitch (the paper's 13 MFCC + 2 pitch) or phonetic (44 per "
+                                  "frame, speaker-independent: docs/lipsync.md); the input layer is sized to it")
     identity: Literal["morph", "vggface"] = "morph"
     vggface_weights: str | None = None
     lambda_mouth: float = Field(10.0, ge=0)
@@ -71,7 +74,8 @@ class AnimationTask(TrainTask):
         self.s = settings
         self.arch = model_config(ANIMATION_GENERATOR, settings.preset)
         encoder = IdentityEncoder(settings.identity, settings.vggface_weights)
-        self.arch = self.arch.model_copy(update={"identity": settings.identity, "identity_dim": encoder.dim})
+        self.arch = self.arch.model_copy(update={"identity": settings.identity, "identity_dim": encoder.dim,
+                                                 "audio_dim": SHAPES[settings.feature][0]})
         self.store = ClipStore(settings.dataset, settings.split, fields=("expression", "pose", "shape"),
                                feature=settings.feature, min_frames=settings.window)
         self.clips = [self._prepare(k, encoder) for k in range(len(self.store))]

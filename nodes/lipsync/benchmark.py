@@ -16,7 +16,9 @@ Methods:
 - pipelines (`PIPELINES`): a workflow run in-process up to the node that carries the mouth,
   with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
   3DMM (HDTF's animation generator, Yi's audio-to-expression net) or measured with MediaPipe on
-  its frames (Audio2Head, whose keypoints have no 3DMM).
+  its frames (Audio2Head, whose keypoints have no 3DMM). A pipeline method may carry workflow
+  overrides after colons, e.g. `hdtf:features.variant=mfcc_pitch:animation.checkpoint=OLD.pt`
+  (an ablation scored in the same run).
 
 The truth is synthetic: real speech may differ (the hidden real clip of issue 11 is the judge).
 `python -m nodes.lipsync.benchmark` prints the table; `EvaluateLipSync` is the node form.
@@ -209,10 +211,11 @@ def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, t
     from nodes.io.media import write_audio
     from nodes.types import AudioClip
 
-    workflow, node, port, kind = PIPELINES[method]
+    base, *overrides = method.split(":")
+    workflow, node, port, kind = PIPELINES[base]
     wav = Path(tmp) / f"clip_{abs(hash((clip.name, clip.condition))) % 10**8}.wav"
     write_audio(wav, AudioClip(clip.samples, 16000))
-    value = runner.run(workflow, node, port, wav)
+    value = runner.run(workflow, node, port, wav, overrides)
     return coeffs_gap(value) if kind == "coeffs" else frames_gap(value)
 
 
@@ -226,7 +229,7 @@ def silence_check(methods: Sequence[str], seconds: float = 3.0, cache_dir: Path 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         runner = PipelineRunner(Path(__file__).resolve().parents[2] / "workflows", cache_dir or Path(tmp) / "cache") \
-            if any(m in PIPELINES for m in methods) else None
+            if any(m.split(":")[0] in PIPELINES for m in methods) else None
         for m in methods:
             quiet = method_gaps(m, silence, runner, Path(tmp))
             talk = method_gaps(m, speech, runner, Path(tmp))
@@ -245,7 +248,7 @@ def evaluate(clips: Sequence[Clip], methods: Sequence[str], workflows_dir: Path 
     out: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     with tempfile.TemporaryDirectory() as tmp:
         runner = None
-        if any(m in PIPELINES for m in methods):
+        if any(m.split(":")[0] in PIPELINES for m in methods):
             runner = PipelineRunner(workflows_dir or root / "workflows", cache_dir or Path(tmp) / "cache")
         total, done = len(methods) * len(clips), 0
         for m in methods:
@@ -275,14 +278,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--sentences", type=int, default=2, help="how many EVAL_SENTENCES (from the second)")
     ap.add_argument("--cache", default=None, help="cache folder for the pipelines' shared nodes")
+    ap.add_argument("--scores", default=None, help="also write each clip's score here (JSON lines)")
+    ap.add_argument("--silence", action="store_true", help="also run silence_check for the methods")
     a = ap.parse_args(argv)
+    import json
+
     from nodes.synth.sentences import EVAL_SENTENCES
 
-    conditions = a.conditions.split(",")
+    conditions, methods = a.conditions.split(","), a.methods.split(",")
+    cache = Path(a.cache) if a.cache else None
     clips = make_clips(sentences=EVAL_SENTENCES[1:1 + a.sentences], conditions=conditions)
-    scores = evaluate(clips, a.methods.split(","), cache_dir=Path(a.cache) if a.cache else None,
-                      progress=lambda i, n, m: print(f"[{i}/{n}] {m}", flush=True))
+    scores = evaluate(clips, methods, cache_dir=cache, progress=lambda i, n, m: print(f"[{i}/{n}] {m}", flush=True))
     print(table(scores, conditions))
+    if a.scores:
+        with open(a.scores, "w") as f:
+            for m, by in scores.items():
+                for c in conditions:
+                    for clip, r in zip([k for k in clips if k.condition == c], by.get(c, []), strict=True):
+                        f.write(json.dumps({"method": m, "condition": c, "clip": clip.name, "r": round(float(r), 4)}) + "\n")
+    if a.silence:
+        for m, v in silence_check(methods, cache_dir=cache).items():
+            print(f"silence {m}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
 
 
 if __name__ == "__main__":

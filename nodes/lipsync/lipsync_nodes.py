@@ -118,7 +118,7 @@ class EvaluateLipSync(Node):
         from .benchmark import CONDITIONS, METHODS, PIPELINES, evaluate, make_clips, table
 
         p = self.params
-        bad = [m for m in p.methods if m not in METHODS and m not in PIPELINES]
+        bad = [m for m in p.methods if m not in METHODS and m.split(":")[0] not in PIPELINES]
         bad += [c for c in p.conditions if c not in CONDITIONS]
         if bad:
             raise NodeError(f"EvaluateLipSync: unknown methods/conditions {bad}; methods: {[*METHODS, *PIPELINES]}, "

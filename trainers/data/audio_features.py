@@ -65,8 +65,11 @@ MEL_RATE = SAMPLE_RATE // MEL_HOP  # 80 rows per second
 YIN_FRAME, F0_MIN, F0_MAX, YIN_THRESHOLD, VOICED_FLOOR_DB = 1024, 60.0, 500.0, 0.15, -40.0
 EPS = np.finfo(np.float64).eps
 
-Variant = Literal["mfcc_pitch", "a2h", "mel", "mfcc_window"]
-SHAPES: dict[str, tuple[int, ...]] = {"mfcc_pitch": (15,), "a2h": (4, 41), "mel": (MEL_STEP, MEL_BINS), "mfcc_window": (28, 12)}
+Variant = Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "phonetic"]
+# phonetic: trainers/data/phonetic.py (FEATURE_DIM), free recognition; computed there, listed here so
+# datasets can store it and trainers can ask for it like any other variant
+SHAPES: dict[str, tuple[int, ...]] = {"mfcc_pitch": (15,), "a2h": (4, 41), "mel": (MEL_STEP, MEL_BINS), "mfcc_window": (28, 12),
+                                      "phonetic": (44,)}
 
 
 # ------------------------------------------------------------------------------ spectral pieces
@@ -286,6 +289,10 @@ def audio_features(samples: np.ndarray, sample_rate: int, variant: Variant, *, f
         raise ValueError(f"unknown audio feature variant {variant!r}; choose from {sorted(SHAPES)}")
     if not 0 < fps <= ROW_RATE:
         raise ValueError(f"frame rate must be in (0, {ROW_RATE}], got {fps}")
+    if variant == "phonetic":
+        from .phonetic import phonetic_features
+
+        return phonetic_features(samples, sample_rate, fps=fps, num_frames=num_frames)
     samples = np.asarray(samples, dtype=np.float32)
     t_count = frame_count(len(samples), int(sample_rate), fps) if num_frames is None else int(num_frames)
     if t_count <= 0:
