@@ -35,6 +35,7 @@ def test_every_family_is_registered():
     assert list_models("hdtf") == ["animation_generator", "flow_video_generator"]
     assert list_models("audio2head") == ["head_motion", "keypoint_autoencoder", "motion_field"]
     assert list_models("yi") == ["yi_audio_exp_pose", "yi_memory_gan"]
+    assert list_models("metatalk") == ["metatalk_a2e", "metatalk_face_renderer"]
 
 
 @pytest.mark.parametrize(("name", "preset"), PRESETS)

@@ -14,7 +14,8 @@ class AudioFeatures(Node):
 
     Variants: `mfcc_pitch` (T, 15) 13 MFCC + 2 pitch (HDTF); `a2h` (T, 4, 41) MFCC, fbank,
     pitch and voicing over four 25 ms / 10 ms windows (Audio2Head); `mel` (T, 16, 80)
-    Wav2Lip's log-mel window (IP_LAP); `mfcc_window` (T, 28, 12) MFCC windows (Yi et al.).
+    Wav2Lip's log-mel window (IP_LAP); `mfcc_window` (T, 28, 12) MFCC windows (Yi et al.);
+    `mfcc80_window` (T, 28, 80) MFCC windows (MetaTalk).
     """
 
     category = "audio"
@@ -25,7 +26,7 @@ class AudioFeatures(Node):
     outputs = {"features": Out("AudioFeatures")}
 
     class Params(BaseModel):
-        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window"] = Field("mfcc_pitch", description="feature layout (see the node description)")
+        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "mfcc80_window"] = Field("mfcc_pitch", description="feature layout (see the node description)")
         fps: float = Field(25.0, gt=0, le=100, description="video frame rate the features align to")
         num_frames: int = Field(0, ge=0, description="force this many frames (0: round(duration · fps)); edges are padded")
         mel_align: Literal["centre", "start"] = Field(
