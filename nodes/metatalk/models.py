@@ -25,7 +25,7 @@ A2E = register_model(ModelSpec(
     presets={"paper": {}, "tiny": {"encoder_widths": (8, 16, 16, 16)}},
     # no official release (the paper is the specification); Table 1's H is 24,655 of these (33 outputs), the rest the AT-net stand-in
     parameters={"paper": 1_724_431, "tiny": 112_831},
-    bundled=None,  # no trainer-made checkpoint shipped yet: connect TrainA2E or name a file
+    bundled="checkpoints/metatalk/a2e_tiny.pt",
     trainer=f"the TrainA2E node ({TRAINER})",
 ))
 
@@ -35,6 +35,6 @@ NEURAL_FACE_RENDERER = register_model(ModelSpec(
     architecture=_renderer,
     presets={"paper": {}, "tiny": {"ngf": 8, "max_levels": 6, "ndf": 16}},
     parameters={"paper": 54_419_459, "tiny": 459_011},  # at 512 (8 levels); 768: 7 levels
-    bundled=None,  # idem: connect TrainNeuralFaceRenderer or name a file
+    bundled="checkpoints/metatalk/face_renderer_tiny.pt",
     trainer=f"the TrainNeuralFaceRenderer node ({TRAINER})",
 ))
