@@ -134,3 +134,17 @@ def test_renderer_errors(tmp_path):
     with pytest.raises(NodeError, match="train_metatalk.yaml"):
         M.NeuralFaceRenderer({"checkpoint": "nope.pt"}).run(ctx_for(tmp_path), rendered=real,
                                                            face_mask=np.zeros(real.shape[:3], np.float32), frames=real)
+
+
+def test_evaluate_scores_a_perfect_result_perfectly_and_a_worse_one_worse(tmp_path):
+    real = crops(2)
+    target = coeffs(2)
+    perfect = M.EvaluateMetaTalk().run(ctx_for(tmp_path), real=real, generated=real, target=target, driven=target)["metrics"]
+    assert perfect["ssim_lower_half"] == pytest.approx(1.0) and perfect["lip_vertex_distance_mm"] == 0.0
+    assert perfect["lip_vertex_distance_mean_mm"] > 0
+    noisy = np.clip(real + np.random.default_rng(0).normal(0, 20, real.shape), 0, 255).astype(np.uint8)
+    mask = np.ones(real.shape[:3], np.float32)
+    worse = M.EvaluateMetaTalk().run(ctx_for(tmp_path), real=real, generated=noisy, rendered=noisy, face_mask=mask,
+                                     target=target, driven=coeffs(3))["metrics"]
+    assert worse["ssim_lower_half"] < 0.9 and worse["ssim_lower_half_synthetic"] == pytest.approx(worse["ssim_lower_half"])
+    assert worse["lip_vertex_distance_mm"] > 0 and worse["frames"] == 2

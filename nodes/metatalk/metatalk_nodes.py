@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.face.model_nodes import FaceModelInput, resolve_model
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
 
@@ -263,3 +264,53 @@ class TrainNeuralFaceRenderer(Node):
         task = RendererTask(np.ascontiguousarray(synthetic), np.ascontiguousarray(lower_half(frames)),
                             RendererTrainSettings(preset=p.preset, lambda_adv=p.lambda_adv), {"source": "target video"})
         return run_training(ctx, "TrainNeuralFaceRenderer", task, p)
+
+
+class EvaluateMetaTalk(Node):
+    """What of MetaTalk's Tables 2-3 the project can compute, on a target driven by its own
+    speech (the paper's SSIM/FID protocol: "driven by original audios to compare with original
+    videos"): SSIM and PSNR of the lower half of the crops, generated vs real, and of the
+    synthetic input (the render drawn over the crop: the renderer's starting point), and, for
+    lip sync, the lip-vertex distance (LMD^3D, mm) between A2E's expression and the one fitted
+    on the real frames — a stand-in for LSE-C/LSE-D, which need SyncNet weights (not shipped)."""
+
+    category = "metatalk/evaluate"
+    inputs = {
+        "real": In("Frames", "the target's face crops"),
+        "generated": In("Frames", "NeuralFaceRenderer's crops driven by the target's own speech"),
+        "rendered": In("Frames", "the Render3DMM frames the generated ones came from", optional=True),
+        "face_mask": In("Mask", "their face_mask (with `rendered`)", optional=True),
+        "target": In("MorphCoeffs", "Fit3DMM's coefficients of the real crops"),
+        "driven": In("MorphCoeffs", "A2E's coefficients for the target's own speech"),
+        "model": FaceModelInput(),
+    }
+    outputs = {"metrics": Out("Metrics")}
+
+    def run(self, ctx: RunContext, real: np.ndarray, generated: np.ndarray, target: MorphCoeffs, driven: MorphCoeffs,
+            rendered: np.ndarray | None = None, face_mask: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
+        from nodes.metrics.image_quality import psnr, ssim
+        from nodes.metrics.motion import lip_landmark_distance
+
+        from .train import compose, lower_half
+
+        n = min(len(real), len(generated), len(target.expression), len(driven.expression))
+        if n == 0 or real.shape[1:] != generated.shape[1:]:
+            raise NodeError(f"EvaluateMetaTalk: real {real.shape} and generated {generated.shape} frames must be "
+                            "non-empty crops of one size")
+        if (rendered is None) != (face_mask is None):
+            raise NodeError("EvaluateMetaTalk: connect both `rendered` and `face_mask`, or neither")
+        face_model = resolve_model(ctx, "EvaluateMetaTalk", model, self.params.model_path)
+        real_half, gen_half = lower_half(real[:n]), lower_half(generated[:n])
+        out = {"frames": n,
+               "ssim_lower_half": float(np.mean([ssim(g, r) for g, r in zip(gen_half, real_half)])),
+               "psnr_lower_half": float(np.mean([psnr(g, r) for g, r in zip(gen_half, real_half)])),
+               "lip_vertex_distance_mm": lip_landmark_distance(face_model, target.shape, driven.expression[:n],
+                                                               target.expression[:n]),
+               "lip_vertex_distance_mean_mm": lip_landmark_distance(
+                   face_model, target.shape, np.broadcast_to(target.expression[:n].mean(0), (n, target.expression.shape[1])),
+                   target.expression[:n])}
+        if rendered is not None and face_mask is not None:
+            synthetic = lower_half(compose(rendered[:n], face_mask[:n], real[:n]))
+            out["ssim_lower_half_synthetic"] = float(np.mean([ssim(g, r) for g, r in zip(synthetic, real_half)]))
+        ctx.log("EvaluateMetaTalk: " + ", ".join(f"{k} {v:.4g}" for k, v in out.items()))
+        return {"metrics": out}
