@@ -6,7 +6,7 @@ TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
-APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium
+APT_PACKAGES := espeak-ng libespeak-ng1 ffmpeg sox chromium flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 STAMP_PY := $(VENV)/.stamp-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 STAMP_NPM := ui/node_modules/.stamp-$(shell cat ui/package.json ui/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 # The engine's own example runs until the node library ships workflows/hdtf.yaml.
@@ -33,7 +33,7 @@ $(STAMP_PY): pyproject.toml constraints.txt
 	# torch first and pinned, so nothing else resolves another version. Which build (CPU or
 	# CUDA) pip picks is its configuration's choice; TORCH_INDEX=URL names the index to take it from.
 	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PIP) install -q -c constraints.txt -e '.[nodes,ui,test]'
+	$(PIP) install -q -c constraints.txt -e '.[nodes,ui,s3,test]'
 	rm -f $(VENV)/.stamp-*; touch $@
 
 npm: $(STAMP_NPM)
@@ -59,8 +59,8 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 # Every benchmark the docs cite; each prints its figures as ratios against a baseline measured in
-# the same run. engine.py runs scheduler_overhead.py and cache_io.py.
-BENCHMARKS := engine nodes hdtf yi audio2head
+# the same run. engine.py runs scheduler_overhead.py and cache_io.py; cache_verify.py the read-verification overhead.
+BENCHMARKS := engine cache_verify nodes hdtf yi audio2head phonetic
 bench: setup
 	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 

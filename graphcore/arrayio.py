@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -32,6 +32,7 @@ TARGET_CHUNK_BYTES = 32 * 1024 * 1024
 MIN_SAVING = 0.25  # compress only if the sample shrinks to <= 75 % of its size
 _ALWAYS_COMPRESS_BELOW = 1024 * 1024  # small arrays: compression costs nothing worth measuring
 _SAMPLE_WINDOWS, _SAMPLE_BYTES = 4, 256 * 1024
+_HASH_STEP = 1 << 20  # verified raw reads hash each MiB right after reading it, while it is cached
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -90,11 +91,22 @@ def _row_blocks(n_rows: int, rows_per_chunk: int) -> list[slice]:
 
 
 def _run_parallel(fn: Any, blocks: list[slice]) -> None:
+    """fn(block) for every block on the I/O pool. On a failure, blocks not started are
+    cancelled and those running are waited for before the first error is raised: a caller
+    that then deletes what was being written must not find writes still in flight."""
     if len(blocks) == 1:
         fn(blocks[0])
         return
-    for future in [_io_pool().submit(fn, b) for b in blocks]:
-        future.result()  # re-raises the first failure
+    futures = [_io_pool().submit(fn, b) for b in blocks]
+    wait(futures, return_when=FIRST_EXCEPTION)
+    failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+    if failed is not None:
+        for f in futures:
+            f.cancel()
+        wait(futures)
+        raise cast(BaseException, failed.exception())  # chosen above for holding one
+    for f in futures:
+        f.result()
 
 
 def write_array(group: Any, name: str, arr: np.ndarray) -> Any:
@@ -132,9 +144,11 @@ def read_array(zarray: Any) -> np.ndarray:
     out = np.empty(zarray.shape, dtype=zarray.dtype)
     blocks = _row_blocks(zarray.shape[0], zarray.chunks[0])
     chunk_files = _raw_local_chunk_files(zarray)
+    verified = hasattr(zarray.store, "expected")
     if chunk_files is not None:
         def read_block(block: slice) -> None:
-            _read_raw_chunk(chunk_files(block.start // zarray.chunks[0]), out[block], zarray.metadata.fill_value)
+            path, key, expected = chunk_files(block.start // zarray.chunks[0])
+            _read_raw_chunk(path, out[block], zarray.metadata.fill_value, key, expected, verified)
     else:
         from zarr.core.buffer import default_buffer_prototype
 
@@ -149,39 +163,74 @@ def read_array(zarray: Any) -> np.ndarray:
 
 def _raw_local_chunk_files(zarray: Any) -> Any:
     """For an uncompressed, native-endian array on a local disk chunked along axis 0 only,
-    a function chunk index -> file path; else None (read through zarr).
+    a function chunk index -> (file path, store key, expected digest or None); else None
+    (read through zarr).
 
     Such a chunk file is the chunk's bytes in C order, so it can be read straight into the
-    output (one copy, like np.load) instead of into a buffer that zarr then copies."""
+    output (one copy, like np.load) instead of into a buffer that zarr then copies. Behind a
+    VerifyingStore (a committed cache entry) each file is checked against its digest."""
     import zarr
     from zarr.codecs import BytesCodec
 
     meta = zarray.metadata
     codecs: tuple[Any, ...] = getattr(meta, "codecs", ())
-    if not isinstance(zarray.store, zarr.storage.LocalStore) or len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+    store = zarray.store
+    expected = getattr(store, "expected", None)
+    local = getattr(store, "_store", store) if expected is not None else store
+    if not isinstance(local, zarr.storage.LocalStore) or len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
         return None
     native = "little" if sys.byteorder == "little" else "big"
     if zarray.dtype.itemsize > 1 and (codecs[0].endian is None or codecs[0].endian.value != native):
         return None
     if tuple(zarray.chunks[1:]) != tuple(zarray.shape[1:]) or zarray.dtype.hasobject:
         return None
-    folder = os.path.join(str(zarray.store.root), zarray.path)
+    folder = os.path.join(str(local.root), zarray.path)
     zeros = (0,) * (zarray.ndim - 1)
-    return lambda i: os.path.join(folder, *meta.encode_chunk_key((i, *zeros)).split("/"))
+
+    def chunk_file(i: int) -> tuple[str, str, str | None]:
+        rel = meta.encode_chunk_key((i, *zeros))
+        key = f"{zarray.path}/{rel}" if zarray.path else rel
+        return os.path.join(folder, *rel.split("/")), key, expected(key) if expected is not None else None
+
+    return chunk_file
 
 
-def _read_raw_chunk(path: str, out: np.ndarray, fill_value: Any) -> None:
+def _read_raw_chunk(path: str, out: np.ndarray, fill_value: Any, key: str = "", expected: str | None = None,
+                    verified: bool = False) -> None:
+    """Read one raw chunk file into `out`. `verified`: the file belongs to a committed entry
+    that lists `expected`, its digest (checked over the whole file: a partial last chunk is
+    stored at full size, so its tail is read and hashed too), or None if it never wrote it."""
+    from .digests import DamagedData, new_hasher
+
+    if verified and expected is None:  # not part of the entry: a chunk never written
+        out[...] = fill_value
+        return
     view = out.reshape(-1).view(np.uint8).data  # `out` is a C-contiguous row block
+    hasher = new_hasher() if expected is not None else None
+    step = _HASH_STEP if hasher is not None else len(view)
     got = 0
     try:
         with open(path, "rb", buffering=0) as f:
             while got < len(view):  # a partial last chunk reads only the rows that exist
-                n = f.readinto(view[got:])
+                n = f.readinto(view[got:got + step])
                 if not n:
                     break
+                if hasher is not None:  # while the bytes are still in the CPU cache
+                    hasher.update(view[got:got + n])
                 got += n
+            tail = f.read() if hasher is not None else b""
     except FileNotFoundError:  # a chunk never written holds the fill value
+        if expected is not None:
+            raise DamagedData(key, "missing") from None
         out[...] = fill_value
         return
+    except OSError as exc:
+        if expected is not None:
+            raise DamagedData(key, f"unreadable ({exc})") from None
+        raise
+    if hasher is not None:
+        hasher.update(tail)
+        if hasher.hexdigest() != expected:
+            raise DamagedData(key, f"content changed ({got + len(tail)} bytes, not what was written)")
     if got != len(view):
         raise OSError(f"cache chunk {path} is truncated: {got} of {len(view)} bytes")

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .node import CachePolicy, In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from .outputs import atomic_output
 
 
 class Value(Node):
@@ -141,8 +142,8 @@ class SaveArray(Node):
 
     def run(self, ctx: RunContext, array: np.ndarray) -> dict[str, Any]:
         path = ctx.resolve_path(self.params.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, array)
+        with atomic_output(path) as part, open(part, "wb") as f:
+            np.save(f, array)
         return {"path": str(path)}
 
 
@@ -175,12 +176,12 @@ class SaveJSON(Node):
 
     def run(self, ctx: RunContext, data: Any) -> dict[str, Any]:
         path = ctx.resolve_path(self.params.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             text = json.dumps(data, indent=2, sort_keys=True, default=_json_default)
         except TypeError as exc:
             raise NodeError(f"cannot write {type(data).__name__} as JSON: {exc}") from None
-        path.write_text(text + "\n", encoding="utf-8")
+        with atomic_output(path) as part:
+            part.write_text(text + "\n", encoding="utf-8")
         return {"path": str(path)}
 
 

@@ -1,4 +1,4 @@
-"""`graphrun cache ls | info KEY | gc --max-size SIZE [--dry-run] | clear [--yes] | rm KEY...`
+"""`graphrun cache ls | info KEY | verify [--repair] | gc --max-size SIZE [--dry-run] | clear [--yes] | rm KEY...`
 
 `add_cache_commands(subparsers)` adds the `cache` command to graphrun's parser; every leaf
 command sets `args.func`, a callable taking the parsed args and returning the exit code.
@@ -15,8 +15,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .cache import CacheError, CacheStore, EntryMeta, default_cache_url, keep_score
+from .cache import CacheError, CacheStore, EntryMeta, StoreUnreachable, default_cache_url, keep_score
 from .inline import describe
+
+EXIT_STORE = 3  # as graphrun's: the cache's storage cannot be reached
 
 if TYPE_CHECKING:  # a name rich defines for type checkers only
     from rich.text import JustifyMethod
@@ -59,11 +61,16 @@ def _console(stderr: bool = False) -> Any:
 
     stream = sys.stderr if stderr else sys.stdout
     # Piped output is not wrapped to 80 columns: keys and paths stay on one line.
-    return Console(file=stream, width=None if stream.isatty() else 200, highlight=False)
+    return Console(file=stream, width=None if stream.isatty() else 200, highlight=False, soft_wrap=stderr)
 
 
 def _store(args: argparse.Namespace) -> CacheStore:
-    return CacheStore(getattr(args, "cache", None) or default_cache_url())
+    from .cache_config import cache_settings
+
+    url, options = cache_settings(getattr(args, "cache", None), getattr(args, "cache_option", None) or ())
+    store = CacheStore(url, options)
+    store.check_reachable()
+    return store
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -195,9 +202,42 @@ def cmd_gc(args: argparse.Namespace) -> int:
     out.print(
         f"{verb} {len(report.evicted)} entries ({format_size(report.freed_bytes)}, cheapest to recompute per byte first); "
         f"{report.kept} kept, {format_size(report.total_after)} of max {format_size(report.max_size)}"
-        + (f"; removed {report.swept} unfinished attempts" if report.swept else "")
     )
+    if report.sweep.total:
+        out.print(f"removed what interrupted writers left: {report.sweep.describe()} ({format_size(report.sweep.bytes)})")
+    if report.quarantine_freed:
+        out.print(f"{'would free' if report.dry_run else 'freed'} {report.quarantine_freed} quarantined entries "
+                  f"({format_size(report.quarantine_bytes)}); their records stay (`cache verify` lists them)")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read every file of every entry and check it against the digest recorded at commit."""
+    from rich.table import Table
+
+    store = _store(args)
+    found = store.verify_all()
+    out = _console()
+    if found.damaged:
+        table = Table(title="damaged entries", title_justify="left")
+        for col in ("key", "node", "reason"):
+            table.add_column(col, no_wrap=col == "key")
+        for key, node_id, reason in found.damaged:
+            table.add_row(key[:12], node_id, reason)
+        out.print(table)
+    out.print(f"verified {found.entries} entries in {store.url}: {len(found.damaged)} damaged"
+              + (f", {found.outdated} of an older format (not served; `cache gc` removes them)" if found.outdated else ""))
+    if found.damaged and args.repair:
+        moved = sum(store.repair(key, reason) for key, _, reason in found.damaged)
+        out.print(f"moved {moved} damaged {'entry' if moved == 1 else 'entries'} to quarantine: the next run "
+                  "that needs them recomputes them")
+    quarantined = store.quarantined()
+    if quarantined:
+        out.print(f"{len(quarantined)} entries in quarantine ({store.url}/quarantine; `cache gc` frees their data):")
+        for record in quarantined[-10:]:
+            out.print(f"  {format_time(record.get('time', 0))}  {str(record.get('key'))[:12]}  {record.get('node_id')}: "
+                      f"{record.get('reason')}")
+    return 1 if found.damaged and not args.repair else 0
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
@@ -229,11 +269,15 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _guard(fn: Any) -> Any:
-    """Cache problems print one clear line and exit 1, without a traceback."""
+    """Cache problems print one clear line and exit 1 (3 when the storage cannot be reached),
+    without a traceback."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
+        except StoreUnreachable as exc:
+            _console(stderr=True).print(f"[red]error:[/red] {exc}")
+            return EXIT_STORE
         except (CacheError, ValueError, OSError) as exc:
             _console(stderr=True).print(f"[red]error:[/red] {exc}")
             return 1
@@ -243,11 +287,14 @@ def _guard(fn: Any) -> Any:
 
 
 def add_cache_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `cache` (with ls, info, gc, clear, rm) to an argparse subparsers object."""
+    """Add `cache` (with ls, info, verify, gc, clear, rm) to an argparse subparsers object."""
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an unset --cache here never hides a --cache given to the parent parser.
     common.add_argument("--cache", metavar="URL", default=argparse.SUPPRESS,
-                        help=f"cache location: a folder or fsspec URL (default: $GRAPHRUN_CACHE or {default_cache_url()})")
+                        help=f"cache location: a folder or fsspec URL (default: $GRAPHRUN_CACHE, the config file or "
+                             f"{default_cache_url()})")
+    common.add_argument("--cache-option", action="append", metavar="KEY=VALUE", default=argparse.SUPPRESS,
+                        help="a storage option of the cache's filesystem, e.g. endpoint_url=http://127.0.0.1:9000")
     cache = subparsers.add_parser("cache", help="inspect and trim the result cache",
                                   description="Inspect and trim the result cache.")
     sub = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
@@ -261,6 +308,13 @@ def add_cache_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("key", help="the entry's key or a unique prefix of it (as `cache ls` shows)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=_guard(cmd_info))
+
+    p = sub.add_parser("verify", parents=[common], help="check every entry against its digests",
+                       description="Read every file of every entry and check it against the digests recorded at "
+                                   "commit (runs check what they read as they read it). Exit 1 if any is damaged.")
+    p.add_argument("--repair", action="store_true",
+                   help="move damaged entries to quarantine, so the next run that needs them recomputes them")
+    p.set_defaults(func=_guard(cmd_verify))
 
     p = sub.add_parser("gc", parents=[common], help="evict entries down to a size",
                        description="Evict entries until the cache holds at most --max-size. Entries cheapest to "

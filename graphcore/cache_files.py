@@ -17,16 +17,23 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-TEMP_PREFIX = ".tmp-"
+from .liveness import writer_tag
+
+TEMP_PREFIX = ".tmp-"  # temp files of earlier versions, next to their target
 
 
 class LocalFiles:
-    """Plain POSIX files (fast paths, exclusive create, fsync when `durable`)."""
+    """Plain POSIX files (fast paths, exclusive create, fsync when `durable`).
+
+    Temp files go to `temp_dir` (on the same filesystem, so a link or rename publishes them),
+    named `<writer tag>-<random>-<name>`: a killed writer's are found by listing one small
+    folder and swept once its process is gone (graphcore/liveness.py)."""
 
     is_local = True
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, temp_dir: str | None = None) -> None:
         self.durable = durable
+        self.temp_dir = temp_dir
 
     def read(self, path: str) -> bytes | None:
         try:
@@ -45,7 +52,11 @@ class LocalFiles:
 
     def _write_temp(self, path: str, data: bytes, durable: bool) -> str:
         folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(16).hex()}-{name}")
+        if self.temp_dir is not None:
+            folder, name = self.temp_dir, f"{writer_tag()}-{os.urandom(8).hex()}-{name}"
+        else:
+            name = f"{TEMP_PREFIX}{os.urandom(16).hex()}-{name}"
+        tmp = os.path.join(folder, name)
         try:
             f = open(tmp, "xb")
         except FileNotFoundError:  # the folder's first file (checked lazily: one syscall saved per write)
@@ -65,10 +76,19 @@ class LocalFiles:
         finally:
             os.close(fd)
 
+    @staticmethod
+    def _into_folder(op: Any, tmp: str, path: str) -> None:
+        """`op(tmp, path)`, creating the target's folder if it is the folder's first file."""
+        try:
+            op(tmp, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            op(tmp, path)
+
     def write_atomic(self, path: str, data: bytes, durable: bool = False) -> None:
         tmp = self._write_temp(path, data, durable)
         try:
-            os.replace(tmp, path)
+            self._into_folder(os.replace, tmp, path)
         except BaseException:
             self.remove(tmp)
             raise
@@ -93,7 +113,7 @@ class LocalFiles:
     def publish(self, path: str, data: bytes) -> bool:
         tmp = self._write_temp(path, data, durable=self.durable)
         try:
-            os.link(tmp, path)  # atomic and exclusive: fails if `path` exists
+            self._into_folder(os.link, tmp, path)  # atomic and exclusive: fails if `path` exists
             created = True
         except FileExistsError:
             created = False
@@ -148,6 +168,26 @@ class LocalFiles:
             os.rmdir(path)
         except OSError:
             pass
+
+    def move_tree(self, source: str, dest: str) -> None:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(source, dest)
+
+    def put_file(self, local: str, path: str) -> None:
+        """Copy a local file to `path`, atomically (a temp copy renamed into place)."""
+        import shutil
+
+        tmp = self._write_temp(path, b"", durable=False)
+        try:
+            shutil.copyfile(local, tmp)
+            self._into_folder(os.replace, tmp, path)
+        finally:
+            self.remove(tmp)
+
+    def get_file(self, path: str, local: str) -> None:
+        import shutil
+
+        shutil.copyfile(path, local)
 
     def tree_size(self, path: str) -> int:
         total = 0
@@ -231,6 +271,16 @@ class FsspecFiles:
                 self.fs.rmdir(path)
         except (OSError, NotImplementedError):
             pass  # object stores have no real folders
+
+    def move_tree(self, source: str, dest: str) -> None:
+        self.fs.invalidate_cache(source)
+        self.fs.mv(source, dest, recursive=True)  # copy + delete on object stores
+
+    def put_file(self, local: str, path: str) -> None:
+        self.fs.put_file(local, path)  # an object appears only once complete
+
+    def get_file(self, path: str, local: str) -> None:
+        self.fs.get_file(path, local)
 
     def tree_size(self, path: str) -> int:
         try:

@@ -4,11 +4,13 @@
                            [--jobs N] [--plugins PATH]... [--events FILE.jsonl] [--device cpu|cuda]
     graphrun validate WORKFLOW.yaml
     graphrun nodes [--json]            graphrun nodes describe TYPE [--json]
-    graphrun cache ls|info KEY|gc --max-size SIZE|clear
+    graphrun cache ls|info KEY|verify [--repair]|gc --max-size SIZE|clear|rm KEY...
     graphrun COMMAND ...               a command an installed package adds (commands.py), e.g. `graphrun ui`
 
-Exit codes: 0 success, 1 a node failed, 2 the workflow or the command line is wrong.
-User errors are printed as messages, never as Python tracebacks.
+Exit codes: 0 success, 1 a node failed, 2 the workflow or the command line is wrong,
+3 the cache's storage cannot be reached (an object store that is down, a wrong endpoint,
+missing credentials), 130 interrupted. User errors are printed as messages, never as Python
+tracebacks.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 COMMANDS = ("run", "validate", "nodes", "cache")  # the engine's own; packages add more (commands.py)
 
 
@@ -91,6 +93,7 @@ def _add_plugin_option(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .cache import CacheError
     from .events import JsonLinesSink
     from .executors import ExecutorError
     from .progress import ProgressDisplay, print_summary
@@ -104,7 +107,12 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         graph = _load_graph(args, registry)
     except WorkflowError as exc:
         return _print_problems(err, exc.problems)
-    cache = _open_cache(args.cache)
+    cache = _open_cache(args.cache, args.cache_option)
+    try:
+        cache.check_reachable()
+    except CacheError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_STORE
     jobs = args.jobs if args.jobs is not None else (0 if args.executor == "dask" else 1)
     if args.executor == "dask" and jobs == 0:
         import os
@@ -131,13 +139,19 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _open_cache(url: str | None) -> Any:
-    from .cache import CacheStore, default_cache_url
+def _open_cache(url: str | None, options: Sequence[str] = ()) -> Any:
+    """The cache from --cache/--cache-option, $GRAPHRUN_CACHE and the config file."""
+    from .cache import CacheStore
+    from .cache_config import ConfigError, cache_settings
 
     try:
-        return CacheStore(url or default_cache_url())
-    except (OSError, ValueError, ImportError) as exc:
-        raise UserError(f"cannot open the cache {url or default_cache_url()}: {exc}") from None
+        url, storage_options = cache_settings(url, options or ())
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        return CacheStore(url, storage_options)
+    except (OSError, ValueError, ImportError, TypeError) as exc:
+        raise UserError(f"cannot open the cache {url}: {exc}") from None
 
 
 def cmd_validate(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -312,6 +326,9 @@ def build_parser(installed: dict[str, Any] | None = None) -> argparse.ArgumentPa
     _add_workflow_options(run)
     run.add_argument("--cache", metavar="URL", help="cache location: a folder or fsspec URL "
                                                   "(default $GRAPHRUN_CACHE or the user cache folder)")
+    run.add_argument("--cache-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="a storage option of the cache's filesystem, e.g. endpoint_url=http://127.0.0.1:9000 "
+                          "(repeatable; also [cache.storage_options] in the config file, see docs/deploy.md)")
     run.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT",
                      help="where nodes run: in this process (default), on a local dask cluster, or on a "
                           "running dask scheduler (the cache must then be reachable from its workers)")

@@ -6,6 +6,13 @@ then `started`, any number of `progress` (data: i, n, message) and `log` (data: 
 `finished` (data: seconds) or `failed` (data: error); `skipped` (data: error, naming the
 failed upstream) for dependents of a failure. A run begins with `run_started` (data: nodes,
 keys) and ends with `run_finished` (data: ok, seconds, counts).
+
+`quarantined` (data: reason, moved_to, key): the node's cache entry failed verification and
+was moved aside; the node runs again (`queued` follows). It may come after the node's
+`cached`, when the damage was found by a reader: the node then runs after all. `log`
+events with no node id are about the run (e.g. what a sweep of interrupted runs removed).
+`retrying` (data: worker, reason): the node's task is run again (its dask worker was lost);
+another `started` follows.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from typing import Any
 
 KINDS = frozenset({
     "run_started", "queued", "cached", "started", "progress", "log", "finished", "failed", "skipped", "run_finished",
+    "quarantined", "retrying",
 })
 
 log = logging.getLogger(__name__)
@@ -79,7 +87,7 @@ class JsonLinesSink:
         if self._file is None:
             return
         self._file.write(json.dumps(event.to_dict(), default=str) + "\n")
-        if event.kind in ("run_finished", "failed", "finished"):
+        if event.kind in ("run_finished", "failed", "finished", "started", "retrying", "quarantined"):
             self._file.flush()
 
     def close(self) -> None:

@@ -23,11 +23,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from .cache import CacheMiss
 from .keys import node_code
 from .node import Node, NodeError, RunContext
 from .outputs import MissingOutput, record_outputs
 from .plan import RunPlan, TaskNode
 from .registry import NodeRegistry, build_registry
+from .threads import pin_threads
 from .types import PortType, TypeValidationError
 from .workflow import BoundGraph, Edge, Literal
 
@@ -48,6 +50,18 @@ class NodeFailure(Exception):
 
     def __str__(self) -> str:
         return f"node '{self.node_id}' ({self.node_type}): {self.message}"
+
+
+class InputLost(NodeFailure):
+    """An input's cache entry could not be served after all: it failed verification (and was
+    moved to quarantine, `moved_to`) or vanished while being read. Not the node's fault: the
+    scheduler runs the producer `upstream` again, then this node."""
+
+    def __init__(self, node_id: str, node_type: str, message: str, upstream: str, reason: str,
+                 moved_to: str | None = None) -> None:
+        super().__init__(node_id, node_type, message)
+        self.upstream, self.reason, self.moved_to = upstream, reason, moved_to
+        self.args = (node_id, node_type, message, upstream, reason, moved_to)  # for pickling (dask)
 
 
 @dataclasses.dataclass
@@ -179,6 +193,10 @@ class ExecEnv:
     factory: NodeFactory
     emit: Emit
     run_memo: RunMemo | None = None  # local executor only
+    # On a worker that may not share the client's disk: the node's output files were redirected
+    # to scratch (graphcore/staging.py); parameter -> the path the user asked for. They are
+    # stored in the entry, and the client writes them there.
+    staged_outputs: dict[str, str] | None = None
     workflow_dir: Path = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -191,17 +209,52 @@ def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
     ran: list[tuple[str, str, float]] = []
     cls = env.factory.node_class(task)
     inputs = gather_inputs(env, task, ran)
-    outputs, seconds = run_node(env, task, inputs)
-    try:
-        files = record_outputs(task.output_files, task.output_folders)
-    except MissingOutput as exc:
-        raise NodeFailure(task.id, task.type, str(exc)) from None
-    persist(env, task, cls, outputs, seconds, files)
+    with env.cache.writer(task.key) as writer:  # aborted (its data deleted) unless committed
+        if task.output_files:  # `.part` files a kill would leave: swept by a later run
+            writer.claim_files(list(task.output_files.values()))
+        outputs, seconds = run_node(env, task, inputs)
+        try:
+            files = record_outputs(task.output_files, task.output_folders)
+        except MissingOutput as exc:
+            raise NodeFailure(task.id, task.type, str(exc)) from None
+        if env.staged_outputs:
+            files = store_output_files(task, writer, files, env.staged_outputs)
+            outputs = unstage_paths(task, outputs, env.staged_outputs)
+        persist(env, task, cls, writer, outputs, seconds, files)
     if env.run_memo is not None:
         env.run_memo.put(task.id, outputs)
     ran.append((task.id, task.type, seconds))
     env.emit("finished", task, {"seconds": seconds})
     return NodeResult(task.id, task.key, seconds, ran, files)
+
+
+def store_output_files(task: TaskNode, writer: Any, files: dict[str, dict], asked: Mapping[str, str]) -> dict[str, dict]:
+    """Output files written to scratch go into the entry; their records name where the user
+    asked for them (the client writes them there)."""
+    out = {}
+    for param, record in files.items():
+        try:
+            writer.save_files(param, record["path"])
+        except OSError as exc:
+            raise NodeFailure(task.id, task.type, f"cannot store its output '{param}' in the cache: {exc}") from None
+        out[param] = {**record, "path": asked[param], "stored": True}
+    return out
+
+
+def unstage_paths(task: TaskNode, outputs: dict[str, Any], asked: Mapping[str, str]) -> dict[str, Any]:
+    """Outputs that name a redirected output file (or a path inside a redirected folder) name
+    it where the user asked: the same key gives the same value on every executor."""
+    local = {**task.output_files, **task.output_folders}
+    moves = sorted(((local[p], asked[p]) for p in asked), key=lambda m: -len(m[0]))
+
+    def unstage(value: Any) -> Any:
+        if isinstance(value, str):
+            for here, there in moves:
+                if value == here or value.startswith(here + "/"):
+                    return there + value[len(here):]
+        return value
+
+    return {port: unstage(value) for port, value in outputs.items()}
 
 
 def gather_inputs(env: ExecEnv, task: TaskNode, ran: list) -> dict[str, Any]:
@@ -226,6 +279,9 @@ def input_value(env: ExecEnv, task: TaskNode, port: str, source: Edge, ran: list
     port_type = env.factory.node_class(up).outputs[source.port].port_type
     try:
         return env.cache.load(up.key, source.port, port_type)
+    except CacheMiss as exc:
+        raise InputLost(task.id, task.type, f"input '{port}' ({source}): {exc}", up.id, getattr(exc, "reason", str(exc)),
+                        getattr(exc, "moved_to", None)) from None
     except Exception as exc:
         raise NodeFailure(task.id, task.type, f"cannot load input '{port}' ({source}, cache entry {up.key[:12]}) "
                           f"from {env.cache.url}: {type(exc).__name__}: {exc}") from None
@@ -252,6 +308,7 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
         if decl.optional and port not in inputs:
             inputs[port] = None
     env.emit("started", task, {})
+    pin_threads()  # the same thread pools on every executor: the same bytes under one key
     ctx = NodeContext(
         node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
         seed=task.seed, emit=_context_emitter(env, task), workflow_dir=env.workflow_dir,
@@ -329,20 +386,19 @@ def check_outputs(task: TaskNode, cls: type[Node], result: Any) -> dict[str, Any
     return checked
 
 
-def persist(env: ExecEnv, task: TaskNode, cls: type[Node], outputs: Mapping[str, Any], seconds: float,
+def persist(env: ExecEnv, task: TaskNode, cls: type[Node], writer: Any, outputs: Mapping[str, Any], seconds: float,
             files: dict[str, dict]) -> None:
     if (task.output_files or task.output_folders) and env.cache.has(task.key):
         # Re-run because an output file or folder went missing or was edited: the committed
         # entry records the old one's hash, so replace it rather than keep it.
         env.cache.delete(task.key)
     try:
-        with env.cache.writer(task.key) as writer:
-            for port in task.persistent_ports:
-                writer.save(port, cls.outputs[port].port_type, outputs[port])
-            writer.commit({
-                "node_id": task.id, "node_type": task.type, "params": task.params, "seconds": seconds,
-                "outputs": {p: cls.outputs[p].port_type.name for p in task.persistent_ports}, "files": files,
-            })
+        for port in task.persistent_ports:
+            writer.save(port, cls.outputs[port].port_type, outputs[port])
+        writer.commit({
+            "node_id": task.id, "node_type": task.type, "params": task.params, "seconds": seconds,
+            "outputs": {p: cls.outputs[p].port_type.name for p in task.persistent_ports}, "files": files,
+        })
     except TypeValidationError as exc:
         raise NodeFailure(task.id, task.type, f"cannot store its outputs: {exc}") from None
     except Exception as exc:

@@ -309,6 +309,12 @@ class Node:
         """Hook for nodes to add facts to their schema (e.g. a model's parameter count)."""
         return {}
 
+    @classmethod
+    def missing_file_hint(cls, param: str, path: str) -> str:
+        """Hook: advice appended when the file parameter `param` names a missing `path` (e.g.
+        the command that makes that file)."""
+        return ""
+
 
 def _port_facts(cls: type[Node]) -> dict[str, Any]:
     out: dict[str, Any] = {}

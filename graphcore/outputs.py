@@ -1,5 +1,10 @@
 """Files and folders a node writes outside the cache (OutputFile / OutputFolder parameters).
 
+A node writes an output file under `part_path(path)` (`.<stem>.<writer tag>.part<suffix>`
+next to it) and renames it into place when complete, so a killed run never leaves a
+truncated file at `path`; the `.part` file it leaves is swept by the next run once its
+process is gone (`sweep_part_files`, graphcore/liveness.py).
+
 At commit the engine records what the node wrote: a file's sha256, or a folder's manifest hash
 (sha256 over the sorted relative paths, sizes and mtimes of every file in the tree: cheap even
 for a Zarr dataset of thousands of chunks, since no file is read). On a cache hit it checks the
@@ -8,12 +13,76 @@ node runs again, so an entry never claims a dataset that is no longer there.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .fingerprint import file_content_hash
+from .liveness import host_tag, writer_gone, writer_tag
+
+_PART = re.compile(r"^\.(?P<stem>.*)\.(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)\.part(?P<suffix>.*)$")
+
+
+def part_path(path: str | os.PathLike, tag: str | None = None) -> Path:
+    """Where this process writes `path` before renaming it into place."""
+    p = Path(path)
+    return p.with_name(f".{p.stem}.{tag or writer_tag()}.part{p.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields `part_path(path)` to write; renames it to `path` when the block completes, and
+    removes it if the block raises. Creates the folder."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(target)
+    try:
+        yield part
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def part_files(path: str | os.PathLike) -> list[tuple[Path, tuple[str, int]]]:
+    """The `.part` files of `path` next to it, each with its writer (host tag, pid); those
+    written before part names carried a host tag count as this host's."""
+    p = Path(path)
+    try:
+        names = os.listdir(p.parent)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        m = _PART.match(name)
+        if m and m.group("stem") == p.stem and m.group("suffix") in (p.suffix, p.suffix or ".mp4"):
+            out.append((p.parent / name, (m.group("host") or host_tag(), int(m.group("pid")))))
+    return out
+
+
+def sweep_part_files(paths: Iterable[str | os.PathLike], *, only_gone: bool = True,
+                     writer: str | None = None) -> tuple[int, int]:
+    """Remove `.part` files next to `paths` left by writers of this host that are gone (or,
+    with `only_gone=False`, those of `writer`, a tag known to be gone). (count, bytes)."""
+    count = size = 0
+    for path in paths:
+        for part, tag in part_files(path):
+            if writer is not None and f"{tag[0]}-{tag[1]}" != writer:
+                continue
+            try:
+                st = part.stat()
+            except OSError:
+                continue
+            if only_gone and not writer_gone(tag, st.st_mtime):
+                continue
+            try:
+                part.unlink()
+            except OSError:
+                continue
+            count, size = count + 1, size + st.st_size
+    return count, size
 
 
 class MissingOutput(Exception):

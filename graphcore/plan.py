@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from .keys import node_code, resolve_against
+from .keys import implicit_files, node_code, path_content_hash, resolve_against
 from .node import CachePolicy, Node, file_params
 from .workflow import BoundGraph, BoundNode, Edge, Literal
 
@@ -30,6 +30,10 @@ class TaskNode:
     seed: int
     output_files: dict[str, str]  # OutputFile parameter -> absolute path
     output_folders: dict[str, str] = dataclasses.field(default_factory=dict)  # OutputFolder parameter -> absolute path
+    # Files the node reads, as keyed: InputFile parameter (or "implicit:<name>") -> {"path" (absolute),
+    # "sha256" (keys.path_content_hash), "param" (an InputFile parameter: may be redirected to a
+    # staged copy), "folder"}. Workers check them (graphcore/staging.py).
+    input_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def upstream(self) -> list[str]:
         return sorted({s.node for s in self.inputs.values() if isinstance(s, Edge)})
@@ -92,6 +96,20 @@ def written_paths(cls: type[Node], params: dict[str, Any], base_dir: Path, mode:
     }
 
 
+def read_paths(bound: BoundNode, params: dict[str, Any], base_dir: Path) -> dict[str, dict[str, Any]]:
+    """The files a node reads, with the content hashes its key was made with (memoised: keys
+    hashed them already)."""
+    cls = bound.cls
+    out: dict[str, dict[str, Any]] = {}
+    named = {name: params[name] for name, mode in file_params(cls.Params).items()
+             if mode == "read" and isinstance(params.get(name), str) and params[name] and "://" not in params[name]}
+    implicit = {f"implicit:{name}": path for name, path in implicit_files(cls, bound.params, bound.inputs).items()}
+    for name, value in {**named, **implicit}.items():
+        path = resolve_against(value, base_dir)
+        out[name] = {"path": str(path), "sha256": path_content_hash(path), "param": name in named, "folder": path.is_dir()}
+    return out
+
+
 def build_plan(
     graph: BoundGraph, keys: dict[str, str], *, run_id: str, device: str = "cpu", plugin_paths: tuple[str, ...] = ()
 ) -> RunPlan:
@@ -114,5 +132,6 @@ def build_plan(
             seed=derive_seed(bound, keys[node_id]),
             output_files=written_paths(cls, params, base_dir, "write"),
             output_folders=written_paths(cls, params, base_dir, "write-folder"),
+            input_files=read_paths(bound, params, base_dir),
         )
     return RunPlan(run_id, str(base_dir), device, tuple(plugin_paths), nodes)

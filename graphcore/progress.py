@@ -66,7 +66,17 @@ class ProgressDisplay:
                 self.progress.update(task, total=ev.data.get("n"), completed=ev.data.get("i"),
                                      description=who + (f" [dim]{escape(msg)}[/]" if msg else ""))
         elif ev.kind == "log":
-            self._print(f"  {who}: {escape(str(ev.data.get('message', '')))}")
+            message = escape(str(ev.data.get("message", "")))
+            self._print(f"  {who}: {message}" if ev.node_id else f"[dim]{message}[/]")
+        elif ev.kind == "retrying":
+            task = self._tasks.pop(node, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            self._print(f"[yellow]↻[/] {who}: {escape(str(ev.data.get('reason', '')))} "
+                        f"({escape(str(ev.data.get('worker', '')))}); running it again")
+        elif ev.kind == "quarantined":
+            self._print(f"[yellow]![/] {who}: its cache entry is damaged ({escape(str(ev.data.get('reason', '')))}); "
+                        f"moved to {escape(str(ev.data.get('moved_to', '')))}, recomputing")
         elif ev.kind in ("finished", "failed", "skipped"):
             task = self._tasks.pop(node, None)
             if task is not None:

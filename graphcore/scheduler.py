@@ -13,6 +13,7 @@ committed, so a re-run resumes from the cache.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -21,18 +22,22 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .cache import CacheError, DamagedEntry
 from .events import Event, EventBus, Listener
-from .execute import NodeFailure, NodeResult, traceback_tail
+from .execute import InputLost, NodeFailure, NodeResult, traceback_tail
 from .executors import Executor, make_executor
 from .keys import compute_keys
-from .outputs import stale_output
+from .outputs import stale_output, sweep_part_files
 from .plan import RunPlan, build_plan
 from .registry import PLUGINS_ENV
 from .workflow import BoundGraph, Edge
 
+log = logging.getLogger(__name__)
+
 STATUSES = ("cached", "ran", "failed", "skipped")
+MAX_TRIES = 3  # times a task is sent back because an input's cache entry was lost
 REMOTE_LOOKUPS = 16  # concurrent cache lookups on remote stores
-_LIVE_KINDS = frozenset({"started", "progress", "log", "finished"})
+_LIVE_KINDS = frozenset({"started", "progress", "log", "finished", "retrying"})
 _TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped"})
 
 
@@ -152,6 +157,9 @@ class Scheduler:
         self._terminal: set[str] = set()
         self._gate = threading.Lock()
         self.stale: dict[str, str] = {}  # node id -> why its cache hit was refused
+        self.damaged: dict[str, tuple[str, str | None]] = {}  # node id -> (why, quarantine folder)
+        self.restored: dict[str, str] = {}  # node id -> why its output files were written from the cache
+        self.tries: dict[str, int] = {}  # node id -> times its task was sent back for a lost input
 
     # --- events ---
 
@@ -203,19 +211,37 @@ class Scheduler:
         return out
 
     def is_cached(self, node_id: str) -> bool:
-        """Committed, and every file or folder it wrote is still as it left it (otherwise the
-        reason is kept, and logged when the node is queued to run again)."""
+        """Committed, its ref verified, and every file or folder it wrote still as it left it
+        (otherwise the reason is kept, and reported when the node is queued to run again)."""
         task = self.plan.nodes[node_id]
-        if not self.cache.has(task.key):
+        found = self.cache.lookup(task.key)
+        if found.ref is None:
+            if found.damage:
+                self.damaged[node_id] = (found.damage, found.moved_to)
             return False
         if task.output_files or task.output_folders:
-            meta = self.cache.meta(task.key)
-            reason = "its cache entry cannot be read" if meta is None else \
-                stale_output(meta.files or {}, task.output_files, task.output_folders)
+            records = found.ref.get("files") or {}
+            reason = stale_output(records, task.output_files, task.output_folders)
+            if reason is not None and records and all(r.get("stored") for r in records.values()):
+                reason = self.restore_outputs(node_id, records, reason)
             if reason is not None:
                 self.stale[node_id] = reason
                 return False
         return True
+
+    def restore_outputs(self, node_id: str, records: dict[str, dict], why: str) -> str | None:
+        """Write the output files an entry holds (a dask worker made them) where they belong;
+        None when done, else why the node must run again."""
+        task = self.plan.nodes[node_id]
+        try:
+            for param, record in records.items():
+                self.cache.restore_files(task.key, param, record["path"])
+        except (CacheError, OSError) as exc:
+            if isinstance(exc, DamagedEntry):
+                self.damaged[node_id] = (exc.reason, exc.moved_to)
+            return f"{why}, and it cannot be restored from the cache ({exc})"
+        self.restored[node_id] = why
+        return None
 
     def cached_nodes(self, node_ids: list[str]) -> set[str]:
         """Which nodes are committed. On a remote cache (s3://, ...) each lookup is a round
@@ -228,10 +254,27 @@ class Scheduler:
 
     # --- running ---
 
+    def sweep(self) -> None:
+        """What earlier runs on this host left when they were killed: unfinished cache
+        attempts, temp files, `.part` files next to this run's output files."""
+        try:
+            report = self.cache.sweep_dead_writers()
+            files = [p for t in self.plan.nodes.values() for p in t.output_files.values()]
+            count, size = sweep_part_files(files)
+            report.part_files += count
+            report.bytes += size
+        except Exception as exc:  # housekeeping never fails a run: a read-only cache still serves
+            log.debug("could not sweep the cache %s: %s", self.cache.url, exc)
+            return
+        if report.total:
+            self.emit("log", None, message=f"removed what interrupted runs left: {report.describe()} "
+                                           f"({report.bytes / 2**20:.1f} MiB)")
+
     def run(self, executor: Executor) -> RunReport:
         start = time.perf_counter()
         executor.start(self.graph, self.plan, self.cache, self.deliver)  # fail early: e.g. no dask scheduler
         try:
+            self.sweep()
             to_run, closures = self.announce()
             self.drive(executor, to_run)
         finally:
@@ -263,10 +306,15 @@ class Scheduler:
         hits = []
         for n in self.order:
             if n in closures or n in needed:
+                if n in self.damaged:
+                    reason, moved_to = self.damaged[n]
+                    self.emit("quarantined", n, reason=reason, moved_to=moved_to, key=plan.nodes[n].key)
                 self.emit("queued", n)
                 if n in self.stale:
                     self.emit("log", n, message=f"running again: {self.stale[n]}")
             else:
+                if n in self.restored:  # (before `cached`, after which live events are dropped)
+                    self.emit("log", n, message=f"{self.restored[n]}: written again from its cache entry")
                 self.status[n] = "cached"
                 self.emit("cached", n)
                 if not plan.nodes[n].in_process:
@@ -303,8 +351,36 @@ class Scheduler:
             ready = []
             node_id, outcome = executor.next_completed()
             in_flight.discard(node_id)
+            if isinstance(outcome, InputLost) and self.tries.get(node_id, 0) < MAX_TRIES:
+                # An input's entry turned out damaged (now in quarantine) or vanished: run
+                # its producer again, then this node; nothing is marked failed.
+                self.tries[node_id] = self.tries.get(node_id, 0) + 1
+                up = outcome.upstream
+                if self.status.get(up) == "cached" and up not in pending:
+                    self.revive(up, outcome)
+                    pending.add(up)
+                    deps[up] = self.effective_upstream(up)
+                    waiting[up] = deps[up] & pending
+                    for u in deps[up]:
+                        readers[u] = readers.get(u, 0) + 1
+                    readers.setdefault(up, 0)
+                    for child in self.dependents_in(up, pending):
+                        if child not in in_flight and child != node_id:
+                            waiting[child].add(up)
+                    if not waiting[up]:
+                        ready.append(up)
+                if up in pending:
+                    waiting[node_id] = {up}
+                else:  # recomputed in the meantime: read it again
+                    ready.append(node_id)
+                continue
             if isinstance(outcome, NodeResult):
-                self.record_success(outcome)
+                try:
+                    self.record_success(outcome)
+                except (CacheError, OSError) as exc:  # its output files could not be written here
+                    outcome = NodeFailure(node_id, self.plan.nodes[node_id].type,
+                                          f"cannot write its output files from the cache: {exc}")
+            if isinstance(outcome, NodeResult):
                 done_with(node_id)
                 for child in self.dependents_in(node_id, pending):
                     waiting[child].discard(node_id)
@@ -343,7 +419,22 @@ class Scheduler:
                     out.append(child)
         return out
 
+    def revive(self, node_id: str, lost: InputLost) -> None:
+        """A node reported `cached` whose entry could not be read after all: it runs again."""
+        with self._gate:
+            self._terminal.discard(node_id)
+        self.status.pop(node_id, None)
+        if lost.moved_to:
+            self.emit("quarantined", node_id, reason=lost.reason, moved_to=lost.moved_to, key=self.plan.nodes[node_id].key)
+        else:
+            self.emit("log", node_id, message=f"running again: {lost.reason}")
+        self.emit("queued", node_id)
+
     def record_success(self, result: NodeResult) -> None:
+        task = self.plan.nodes[result.node_id]
+        for param, record in result.files.items():  # written on a worker: put where the user asked
+            if record.get("stored"):
+                self.cache.restore_files(task.key, param, record["path"])
         for node_id, _, seconds in result.ran:
             self.status[node_id] = "ran"
             self.seconds[node_id] = self.seconds.get(node_id, 0.0) + seconds

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,11 @@ def _short(value: Any, limit: int = 60) -> str:
 # The workflow checks
 
 
+def _missing_file_hint(cls: type[Node], param: str, resolved: Path) -> str:
+    """The node's advice for a missing file (Node.missing_file_hint), e.g. the command that makes it."""
+    return cls.missing_file_hint(param, str(resolved))
+
+
 class _Checker:
     def __init__(self, wf: Workflow, registry: Any) -> None:
         self.wf, self.registry = wf, registry
@@ -211,7 +217,8 @@ class _Checker:
                 continue
             value = valid.get(name, model.model_fields[name].default)
             if isinstance(value, (str, os.PathLike)) and str(value):
-                self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name))
+                self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name),
+                                functools.partial(_missing_file_hint, cls, name))
         if not bad:
             self.check_implicit_files(spec, cls, valid)
 
@@ -227,10 +234,16 @@ class _Checker:
             if not resolved.exists():
                 self.add(spec, f"{spec.type} reads the file '{name}' = {resolved}, which does not exist", "file")
 
-    def check_file(self, spec: NodeSpec, value: Any, what: str, line: int | None) -> None:
+    def check_file(self, spec: NodeSpec, value: Any, what: str, line: int | None,
+                   hint: Callable[[Path], str] | None = None) -> None:
         resolved = resolve_workflow_path(self.wf, value)
         if not resolved.exists():
-            self.add(spec, f"{what}: file not found: '{os.fspath(value)}' (looked for {resolved})", "file", line)
+            try:
+                advice = hint(resolved) if hint else ""
+            except Exception:  # a hint is a courtesy: never let it hide the problem itself
+                advice = ""
+            self.add(spec, f"{what}: file not found: '{os.fspath(value)}' (looked for {resolved})" + (f"; {advice}" if advice else ""),
+                     "file", line)
 
     def check_inputs(self, spec: NodeSpec, cls: type[Node] | None) -> None:
         if cls is not None:

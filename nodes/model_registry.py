@@ -113,6 +113,8 @@ class ModelSpec:
             out["bundled"] = self.bundled_name
         if self.trainer:
             out["trainer"] = self.trainer
+        if self.convert_official is not None:
+            out["official_weights"] = str(self.convert_official)
         return out
 
 

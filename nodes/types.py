@@ -12,6 +12,7 @@ Conventions shared by every node:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -133,3 +134,56 @@ class CropTransform:
 
 
 CROP = _reg(RecordType("CropTransform", CropTransform, color="#7a7a30"))
+
+
+@dataclasses.dataclass
+class PhonemeTrack:
+    """Phonemes with their times in seconds: `labels[i]` sounds from `start[i]` to `end[i]`.
+
+    `alphabet` names the label set: "espeak" (eSpeak mnemonics, from SynthesizeSpeech) or
+    "arpabet" (the CMU / PocketSphinx set, from RecognizePhonemes). `confidence` (P,) in
+    [0, 1] is 1 for synthesiser timings and forced alignments.
+    """
+
+    labels: list
+    start: np.ndarray  # float32 (P,)
+    end: np.ndarray  # float32 (P,)
+    confidence: np.ndarray | None = None  # float32 (P,); None means all 1
+    alphabet: str = "espeak"
+
+    def __post_init__(self) -> None:
+        if self.confidence is None:
+            self.confidence = np.ones(len(self.labels), np.float32)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def items(self) -> list[tuple[str, float, float]]:
+        return [(p, float(s), float(e)) for p, s, e in zip(self.labels, self.start, self.end)]
+
+    @classmethod
+    def from_items(cls, items: Sequence[tuple], alphabet: str = "espeak") -> PhonemeTrack:
+        """From [(label, start, end)] or [(label, start, end, confidence)]."""
+        return cls([str(it[0]) for it in items],
+                   np.array([it[1] for it in items], np.float32).reshape(-1),
+                   np.array([it[2] for it in items], np.float32).reshape(-1),
+                   np.array([it[3] if len(it) > 3 else 1.0 for it in items], np.float32).reshape(-1),
+                   alphabet)
+
+
+def _check_track(t: PhonemeTrack) -> None:
+    n = len(t.labels)
+    conf = np.asarray(t.confidence)
+    if t.start.shape != (n,) or t.end.shape != (n,) or conf.shape != (n,):
+        raise TypeValidationError(f"phoneme track: {n} labels but start {t.start.shape}, end {t.end.shape}, "
+                                  f"confidence {conf.shape}")
+    if n and (np.any(t.end < t.start) or np.any(np.diff(t.start) < 0)):
+        raise TypeValidationError("phoneme track times must be ordered with end >= start")
+    if n and not (np.all(conf >= 0) and np.all(conf <= 1)):
+        raise TypeValidationError("phoneme confidences must lie in [0, 1]")
+    if t.alphabet not in ("espeak", "arpabet"):
+        raise TypeValidationError(f"phoneme alphabet must be 'espeak' or 'arpabet', got {t.alphabet!r}")
+
+
+PHONEME_TRACK = _reg(RecordType("PhonemeTrack", PhonemeTrack, check=_check_track, color="#5fb0a0",
+                                doc="Phonemes with start/end times (s) and confidence; eSpeak or ARPAbet labels."))

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore import CachePolicy, FileSource, In, InputFile, Node, NodeError, Out, OutputFolder, RunContext
+from graphcore import CachePolicy, FileSource, In, InputFile, Node, NodeError, Out, OutputFile, OutputFolder, RunContext
+from graphcore.outputs import atomic_output
 
 
 class Rendezvous(Node):
@@ -210,6 +211,52 @@ class ReadTable(Node):
         if table_in is not None:
             return {"text": table_in}
         return {"text": ctx.resolve_path(self.params.table or self.params.fallback).read_text()}
+
+
+class SlowFile(Node):
+    """Writes `blocks` blocks to an output file (through its `.part` file), `delay` s apart,
+    printing "writing" once the first block is out (for killing it mid-write)."""
+
+    category = "test"
+    inputs = {"x": In("Array", optional=True)}
+    outputs = {"path": Out("Path")}
+
+    class Params(BaseModel):
+        path: str = OutputFile("slow.bin", description="the file written")
+        blocks: int = 4
+        delay: float = 0.0
+
+    def run(self, ctx: RunContext, x: Any = None) -> dict[str, Any]:
+        path = ctx.resolve_path(self.params.path)
+        with atomic_output(path) as part, open(part, "wb") as f:
+            for i in range(self.params.blocks):
+                f.write(bytes([i]) * 65536)
+                f.flush()
+                if i == 0:
+                    print("writing", flush=True)
+                time.sleep(self.params.delay)
+        return {"path": str(path)}
+
+
+class ThreadProbe(Node):
+    """Float32 reductions whose last bits depend on the thread count, and the thread settings
+    the node saw (for the executor-independence tests)."""
+
+    category = "test"
+    outputs = {"sums": Out("Array"), "settings": Out("Any")}
+
+    class Params(BaseModel):
+        seed: int = 0
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        import torch
+
+        from graphcore.threads import thread_settings
+
+        g = torch.Generator().manual_seed(self.params.seed)
+        x, w = torch.randn(2_000_000, generator=g), torch.randn(384, 384, generator=g)
+        sums = torch.stack([x.sum(), (w @ w).sum(), torch.nn.functional.conv2d(w[None, None], w[None, None, :7, :7]).sum()])
+        return {"sums": sums.numpy(), "settings": {k: str(v) for k, v in thread_settings().items()}}
 
 
 class ReadTableSource(Node):

@@ -335,14 +335,25 @@ def test_kill_9_during_a_large_write_leaves_nothing_served(tmp_path):
     assert not store.has("bigkey") and store.meta("bigkey") is None and store.ls() == []
     with pytest.raises(CacheMiss):
         store.load("bigkey", "frames", ARRAY)
-    assert store.sweep_incomplete() == 0  # a fresh orphan might be a live writer: kept for an hour
+    assert os.listdir(Path(cache_dir) / "pending") == [f"bigkey.{attempt_dir.name}.json"]  # who was writing
 
     commit_one(store, "bigkey", {"frames": (ARRAY, BIG)})  # the clean recompute
     assert_same(BIG, store.load("bigkey", "frames", ARRAY))
-    assert store.sweep_incomplete(older_than_s=0) == 1
-    assert not attempt_dir.exists()
+    swept = store.sweep_dead_writers()  # what every run does first: the writer's process is gone
+    assert swept.attempts == 1 and swept.bytes >= 2**20 and not attempt_dir.exists()
     assert os.listdir(Path(cache_dir) / "objects" / "bigkey") == [store.attempt_of("bigkey")]
+    assert os.listdir(Path(cache_dir) / "pending") == []
     assert_same(BIG, store.load("bigkey", "frames", ARRAY))
+
+
+def test_a_live_writers_attempt_is_never_swept(tmp_path):
+    store = CacheStore(str(tmp_path))
+    w = store.writer("busy")  # this process: alive
+    w.save("y", ARRAY, BIG)
+    assert store.sweep_dead_writers().total == 0 and store.sweep_incomplete() == 0
+    assert os.path.isdir(w.path)
+    meta = w.commit({"node_id": "busy"})
+    assert meta.size_bytes > 0 and os.listdir(tmp_path / "pending") == []
 
 
 RACER = """

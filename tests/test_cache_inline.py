@@ -16,6 +16,7 @@ from test_cache import BIG, VALUES, assert_same, commit_one, race, run_python
 import graphcore.cache as cache_mod
 from graphcore import cache_cli
 from graphcore.cache import CacheStore
+from graphcore.liveness import writer_tag
 from graphcore.types import ANY, ARRAY, SCALAR, ArrayType, stores_inline
 
 LIMIT = cache_mod.INLINE_MAX_BYTES
@@ -87,7 +88,7 @@ def test_mixed_entry_sizes_cli_and_delete(tmp_path, capsys):
                               "info": (ANY, {"fps": 25, "name": "clip"})}, node_id="mixer")
     commit_one(store, "tiny", {"y": (ARRAY, np.arange(4.0))}, node_id="tiny")
     ref = json.loads((tmp_path / "refs" / "mix.json").read_bytes())
-    assert ref["format"] == 2 and sorted(ref["inline"]) == ["info", "pose"]
+    assert ref["format"] == 3 and sorted(ref["inline"]) == ["info", "pose"]
     attempt_bytes = sum(f.stat().st_size for f in (tmp_path / "objects" / "mix").rglob("*") if f.is_file())
     inline_bytes = len(json.dumps(ref["inline"], separators=(",", ":")))
     assert store.meta("mix").size_bytes == attempt_bytes + inline_bytes
@@ -130,21 +131,38 @@ def test_types_with_their_own_zarr_layout_stay_in_zarr(tmp_path):
     assert_same(np.arange(5), store.load("both", "y", OwnInline("B")))
 
 
-def test_format_1_refs_are_still_read_and_bad_refs_ignored(tmp_path):
+def test_refs_of_earlier_formats_are_not_served_and_a_commit_replaces_them(tmp_path):
+    """Refs written before digests were recorded cannot be verified: they are a miss (not
+    damage: nothing is quarantined), a new commit replaces them and gc removes them."""
     store = CacheStore(str(tmp_path))
     commit_one(store, "old", {"y": (ARRAY, BIG)})
     ref_path = tmp_path / "refs" / "old.json"
     ref = json.loads(ref_path.read_bytes())
-    ref["format"] = 1
-    del ref["inline"]
-    ref_path.write_text(json.dumps(ref))  # as the previous version wrote it
-    assert store.has("old") and [m.key for m in store.ls()] == ["old"]
-    assert_same(BIG, store.load("old", "y", ARRAY))
-    ref["attempt"] = None  # format 1 always had an attempt
-    ref_path.write_text(json.dumps(ref))
-    assert not store.has("old") and store.ls() == []
-    ref_path.write_text(json.dumps({**ref, "format": 2, "inline": ["not", "a", "dict"]}))
-    assert not store.has("old") and store.ls() == []
+    for field in ("check", "digests"):
+        del ref[field]
+    for fmt in (1, 2):
+        ref_path.write_text(json.dumps({**ref, "format": fmt}))  # as earlier versions wrote it
+        assert not store.has("old") and store.ls() == [] and store.quarantined() == []
+    commit_one(store, "old", {"y": (ARRAY, BIG + 1)})
+    assert_same(BIG + 1, store.load("old", "y", ARRAY))
+    ref_path.write_text(json.dumps({**ref, "format": 2}))
+    assert store.sweep(older_than_s=3600).refs == 1 and not ref_path.exists()
+
+
+def test_refs_that_fail_their_check_are_quarantined(tmp_path):
+    store = CacheStore(str(tmp_path))
+    commit_one(store, "bad", {"y": (ARRAY, np.arange(4.0))}, node_id="tiny")
+    ref_path = tmp_path / "refs" / "bad.json"
+    good = ref_path.read_bytes()
+    for damaged in (good.replace(b'"node_id":"tiny"', b'"node_id":"tinY"'), good[:-20], b"{}", b"\x00" * 10):
+        ref_path.write_bytes(damaged)
+        assert store.ls() == []  # listing never moves anything
+        found = store.lookup("bad")
+        assert found.ref is None and "is damaged" in found.damage and not ref_path.exists()
+        record = store.quarantined()[-1]
+        assert record["key"] == "bad" and record["folder"] == found.moved_to
+        assert (Path(found.moved_to) / "ref.json").read_bytes() == damaged
+    assert len(store.quarantined()) == 4
 
 
 @pytest.mark.parametrize("make_url", [lambda p: "memory://inline-test", lambda p: (p / "c").as_uri()],
@@ -182,7 +200,7 @@ if where == "mid-temp":  # the temp file is half written when the process dies
         def write(self, data):
             self.f.write(data[: len(data) // 2]); self.f.flush()
             print("stalled", flush=True); time.sleep(60)
-    cf.open = lambda path, mode="r", *a, **k: Stall(real_open(path, mode, *a, **k)) if "/refs/" in path else real_open(path, mode, *a, **k)
+    cf.open = lambda path, mode="r", *a, **k: Stall(real_open(path, mode, *a, **k)) if path.startswith(os.path.join(sys.argv[1], "tmp", "")) else real_open(path, mode, *a, **k)
 else:  # the temp file is complete, the ref not yet published
     def stall(src, dst):
         print("stalled", flush=True); time.sleep(60)
@@ -205,14 +223,15 @@ def test_kill_9_during_an_inline_commit(tmp_path, where):
     finally:
         proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    leftovers = os.listdir(tmp_path / "refs")
-    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-")  # only the temp file
+    assert not (tmp_path / "refs").exists() or os.listdir(tmp_path / "refs") == []
+    [leftover] = os.listdir(tmp_path / "tmp")  # only the temp file, named by its writer
+    assert leftover.startswith(f"{writer_tag(proc.pid)}-")
     store = CacheStore(str(tmp_path))
     assert not store.has("k") and store.meta("k") is None and store.ls() == []
     commit_one(store, "k", {"y": (ARRAY, np.arange(1000.0))})  # the clean recompute
     assert_same(np.arange(1000.0), store.load("k", "y", ARRAY))
-    store.sweep_incomplete(older_than_s=0)
-    assert os.listdir(tmp_path / "refs") == ["k.json"]
+    assert store.sweep_dead_writers().temp_files == 1  # the next run sweeps it: its writer is gone
+    assert os.listdir(tmp_path / "refs") == ["k.json"] and os.listdir(tmp_path / "tmp") == []
 
 
 COMMIT_FOREVER = """

@@ -66,6 +66,17 @@ def test_same_keys_and_outputs_as_local(tmp_path, cluster):
     again, rec2 = run(wf, CacheStore(str(tmp_path / "dask")), cluster.scheduler_address)
     assert set(again.status.values()) == {"cached"} and rec2.nodes("started") == set()
 
+    # the workers wrote the output files to their scratch; the entry holds them, the client
+    # wrote them out, and writes them again when they go missing (no node runs)
+    record = CacheStore(str(tmp_path / "dask")).meta(remote.keys["save_signal"]).files["path"]
+    assert record["stored"] and record["path"] == str(tmp_path / "out" / "smoothed.npy")
+    expected = (tmp_path / "out" / "smoothed.npy").read_bytes()
+    (tmp_path / "out" / "smoothed.npy").unlink()
+    third, rec3 = run(wf, CacheStore(str(tmp_path / "dask")), "local")
+    assert set(third.status.values()) == {"cached"} and rec3.nodes("started") == set()
+    assert (tmp_path / "out" / "smoothed.npy").read_bytes() == expected
+    assert any("written again from its cache entry" in e.data.get("message", "") for e in rec3.events if e.kind == "log")
+
 
 def test_progress_and_logs_from_workers_reach_the_client(tmp_path, cluster):
     wf = write_workflow(tmp_path, """
@@ -146,3 +157,37 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     wf = write_workflow(tmp_path, "version: 1\nnodes:\n  x: {type: Range}\n")
     with pytest.raises(ExecutorError, match="cannot connect to the dask scheduler at tcp://127.0.0.1:1"):
         run_graph(compile_file(wf), cache=CacheStore(str(tmp_path / "c")), executor="dask://127.0.0.1:1")
+
+
+PROBES = """
+version: 1
+nodes:
+  a: {type: ThreadProbe, params: {seed: 0}}
+  b: {type: ThreadProbe, params: {seed: 1}}
+"""
+
+
+def test_same_bytes_under_the_same_key_on_every_executor(tmp_path, cluster):
+    """torch reductions differ in their last bits between 1 and 2 threads; the engine pins
+    every node run to graphcore.threads.NODE_THREADS, so local (inline or --jobs 2, in a
+    process whose torch has more threads) and dask workers give the same bytes."""
+    import torch
+
+    wf = write_workflow(tmp_path, PROBES)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)  # what a local process has by default on 2 cores
+    try:
+        runs = {name: run(wf, CacheStore(str(tmp_path / name)), executor, jobs=jobs)[0]
+                for name, executor, jobs in (("inline", "local", 1), ("threads", "local", 2),
+                                             ("dask", cluster.scheduler_address, 1))}
+    finally:
+        torch.set_num_threads(saved)
+    for report in runs.values():
+        assert report.ok, report.errors
+    assert runs["inline"].keys == runs["threads"].keys == runs["dask"].keys
+    for node in ("a", "b"):
+        sums = {name: r.load_output(node, "sums").tobytes() for name, r in runs.items()}
+        assert len(set(sums.values())) == 1, sums
+        settings = {name: r.load_output(node, "settings") for name, r in runs.items()}
+        for seen in settings.values():
+            assert seen["torch"] == "1" and seen["OMP_NUM_THREADS"] == "1", settings

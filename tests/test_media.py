@@ -253,3 +253,67 @@ def test_image_is_not_a_video(tmp_path):
     (tmp_path / "t.mp4").write_text("hello")
     with pytest.raises(media.MediaError, match="t.mp4"):
         media.read_video(tmp_path / "t.mp4")
+
+
+def _talking_file(tmp_path: Path, codec: str, ext: str, video: bool = True, faststart: bool = True) -> Path:
+    """A 2 s clip (440 Hz tone, optional 64x64 test video) written by the ffmpeg command line."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    out = tmp_path / f"{codec}{'_v' if video else ''}{'' if faststart else '_moov_last'}.{ext}"
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=2"]
+    if video:
+        cmd += ["-f", "lavfi", "-i", "testsrc=size=64x64:rate=25:duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+    cmd += ["-c:a", codec] + (["-movflags", "+faststart"] if faststart and ext in ("mp4", "m4a") else []) + [str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+def _truncate(path: Path, nbytes: int) -> Path:
+    cut = path.with_name("cut_" + path.name)
+    cut.write_bytes(path.read_bytes()[:-nbytes])
+    return cut
+
+
+@pytest.mark.parametrize("codec,ext", [("ac3", "mp4"), ("aac", "mp4"), ("aac", "m4a"), ("ac3", "ac3")])
+def test_truncated_last_audio_frame_loads_with_a_warning(tmp_path, codec, ext):
+    whole = _talking_file(tmp_path, codec, ext, video=ext == "mp4")
+    full = media.read_audio(whole).samples
+    cut = _truncate(whole, 300)  # the last packet of the file (an audio frame) loses its tail
+    events: list = []
+    clip = LoadAudio({"path": str(cut)}).run(make_ctx(tmp_path, events))["audio"]
+    warnings = [str(data) for _, data in events]
+    assert 0.85 * len(full) < len(clip.samples) <= len(full)
+    # what was decoded is the same sound
+    n = len(clip.samples) - 2000
+    assert np.abs(clip.samples[1000:n] - full[1000:n]).max() < 1e-3
+    if ext != "ac3":  # a raw .ac3 stream just ends: FFmpeg's parser drops the partial frame silently
+        assert any(str(cut) in w and " s skipped" in w for w in warnings), warnings
+        secs = [float(w.split(" packet at ")[1].split(" s ")[0]) for w in warnings if " packet at " in w]
+        assert all(1.5 < s < 2.0 for s in secs), warnings  # names the time: near the end
+
+
+def test_truncated_video_file_loads_frames_and_sound(tmp_path):
+    cut = _truncate(_talking_file(tmp_path, "ac3", "mp4"), 300)
+    events: list = []
+    out = LoadVideo({"path": str(cut)}).run(make_ctx(tmp_path, events))
+    warnings = [str(data) for _, data in events]
+    assert out["frames"].shape[1:] == (64, 64, 3) and len(out["frames"]) >= 45
+    assert len(out["audio"].samples) > 0.9 * len(out["frames"]) / 25.0 * 16000
+    assert any(str(cut) in w and "audio packet" in w for w in warnings), warnings
+
+
+def test_really_undecodable_audio_is_refused(tmp_path):
+    # moov at the end: cutting the file loses its index, as with the ffmpeg command line
+    cut = _truncate(_talking_file(tmp_path, "aac", "mp4", faststart=False), 300)
+    with pytest.raises(media.MediaError, match=str(cut.name)):
+        media.read_audio(cut)
+    # a header followed by garbage: nothing decodes
+    whole = _talking_file(tmp_path, "aac", "m4a")
+    data = bytearray(whole.read_bytes())
+    start = data.find(b"mdat") + 4
+    data[start:] = bytes(len(data) - start)
+    zeroed = tmp_path / "zeroed.m4a"
+    zeroed.write_bytes(bytes(data))
+    with pytest.raises(media.MediaError, match="could not be decoded"):
+        media.read_audio(zeroed)
+

@@ -193,7 +193,7 @@ def test_dataset_node_rejects_bad_parameters(portrait, tmp_path):
     ref = MorphCoeffs(face.shape, face.expression[None], face.pose[None], np.zeros(1, np.float32), (256, 256))
     ctx = RunContext("d", "MakeSyntheticDataset", "k", workflow_dir=tmp_path)
     args = dict(portrait=face.image, landmarks=face.landmarks[None], reference=ref, model=model)
-    with pytest.raises(NodeError, match="unknown espeak-ng voice"):
+    with pytest.raises(NodeError, match="unknown voice"):
         MakeSyntheticDataset({"voices": ["en-us", "klingon"]}).run(ctx, **args)
     with pytest.raises(NodeError, match="min_rate"):
         MakeSyntheticDataset({"min_rate": 200, "max_rate": 150}).run(ctx, **args)

@@ -111,8 +111,8 @@ def test_synthesize_speech_node_and_phoneme_track_port(tmp_path):
 
     from graphcore.node import NodeError, RunContext
     from graphcore.types import TypeValidationError
-    from nodes.synth.synth_nodes import PHONEME_TRACK, SynthesizeSpeech
-    from nodes.types import AUDIO
+    from nodes.synth.synth_nodes import SynthesizeSpeech
+    from nodes.types import AUDIO, PHONEME_TRACK
 
     logs = []
     ctx = RunContext("speech", "SynthesizeSpeech", "k", emit=lambda kind, data: logs.append(data))

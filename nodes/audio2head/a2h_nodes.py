@@ -19,11 +19,18 @@ from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
+from nodes.weights import missing_weights_hint
 
 from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
 
 A2H_SHAPE = (4, 41)
 
+
+def _check_convention(model, features: FeatureSeq, node: str) -> None:
+    """An imported official checkpoint reads the release's features (AudioFeatures a2h_official)."""
+    if getattr(model.cfg, "official", False) and features.variant != "a2h_official":
+        raise NodeError(f"{node}: this is an official Audio2Head checkpoint (graphrun weights import); it needs "
+                        f"AudioFeatures variant a2h_official, got {features.variant!r}")
 
 
 def _a2h_features(features: FeatureSeq, node: str) -> np.ndarray:
@@ -63,6 +70,7 @@ class HeadMotionPredictor(Node):
         "checkpoint": CheckpointInput(HEAD_MOTION),
     }
     outputs = {"pose": Out("HeadPose", "one pose per audio frame")}
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     def run(self, ctx: RunContext, reference: np.ndarray, features: FeatureSeq, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_head_motion
@@ -70,8 +78,11 @@ class HeadMotionPredictor(Node):
         data = _a2h_features(features, "HeadMotionPredictor")
         _square(reference, "HeadMotionPredictor")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        _check_convention(model, features, "HeadMotionPredictor")
         pose = predict_head_motion(model, reference, data, ctx.device)
-        ctx.log(f"{len(pose)} head poses from a predictor trained {export.get('step')} steps")
+        origin = "the imported official release (official pose convention)" if "official" in export else \
+            f"a predictor trained {export.get('step')} steps"
+        ctx.log(f"{len(pose)} head poses from {origin}")
         return {"pose": pose.astype(np.float32)}
 
 
@@ -94,6 +105,7 @@ class MotionFieldGenerator(Node):
         "keypoints": Out("Keypoints", "driving keypoints per frame"),
         "pose_boxes": Out("Mask", "the pose boxes V_S the generator saw, (T, S, S)"),
     }
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         jacobians: bool = Field(True, description="off: identity Jacobians (the paper's 'w/o Jacobians' ablation, Fig. 8)")
@@ -111,6 +123,7 @@ class MotionFieldGenerator(Node):
         if not np.isfinite(pose).all() or np.any(pose[:, 5] <= 0):
             raise NodeError("MotionFieldGenerator: head poses must be finite with positive depth tz (camera-space HeadPose)")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        _check_convention(model, features, "MotionFieldGenerator")
         kp, boxes = motion_field(model, reference, data, pose, ctx.device, self.params.batch,
                                  progress=lambda i, n: ctx.progress(i, n, "windows"))
         if not self.params.jacobians:
@@ -129,6 +142,7 @@ class KeypointDetector(Node):
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"keypoints": Out("Keypoints")}
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         size: int = Field(256, ge=32, le=2048, description="images are resized to size x size first (the training size)")
@@ -164,6 +178,7 @@ class KeypointRenderer(Node):
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"frames": Out("Frames"), "occlusion": Out("Mask", "the occlusion map per frame (feature resolution)")}
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         size: int = Field(256, ge=32, le=2048, description="output size; the reference is resized to it")
@@ -178,10 +193,18 @@ class KeypointRenderer(Node):
         from .inference import detect_keypoints, relative_keypoints, render
 
         p = self.params
-        ref = _resized(reference, p.size, "KeypointRenderer")
         _check_keypoints(keypoints, "keypoints")
         models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         renderer = models.renderer
+        if renderer.cfg.align_corners:
+            ref = _resized(reference, p.size, "KeypointRenderer")
+        else:  # an official checkpoint: the release's cv2.resize to 256
+            from .inference import official_reference
+
+            _square(reference, "KeypointRenderer")
+            if p.size != 256:
+                raise NodeError("KeypointRenderer: an official Audio2Head checkpoint renders at size 256")
+            ref = official_reference(reference)
         if p.size % renderer.multiple:
             raise NodeError(f"KeypointRenderer: size {p.size} must be a multiple of {renderer.multiple} for this checkpoint")
         if keypoints.value.shape[1] != renderer.cfg.num_kp:

@@ -1,6 +1,6 @@
 """Building blocks shared by the Audio2Head networks (FOMM, Siarohin et al. 2019, and §3 of
 Audio2Head): coordinate grids and soft-argmax keypoints, Gaussian keypoint maps, the 2-D and
-3-D hourglasses, band-limited downsampling and the ResNet-34 encoder of §3.2.
+3-D hourglasses and the ResNet-34 encoder of §3.2.
 
 Coordinates are normalised to [-1, 1] with (x, y) order, -1/+1 at the centres of the first/last
 pixel — the convention of `grid_sample(..., align_corners=True)`, used everywhere here so that
@@ -48,32 +48,6 @@ def keypoint_gaussians(kp: torch.Tensor, h: int, w: int, variance: float) -> tor
     grid = coordinate_grid(h, w, device=kp.device, dtype=kp.dtype)
     d = grid - kp[..., None, None, :]
     return torch.exp(-0.5 * (d**2).sum(-1) / variance)
-
-
-class AntiAliasDownsample(nn.Module):
-    """Gaussian blur then nearest resampling by `scale` (FOMM's band-limited downsampling),
-    applied per channel. A fixed buffer, no parameters."""
-
-    def __init__(self, channels: int, scale: float) -> None:
-        super().__init__()
-        self.scale = scale
-        if scale == 1.0:
-            return
-        sigma = (1 / scale - 1) / 2
-        size = 2 * round(sigma * 4) + 1
-        x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-        g = torch.exp(-(x**2) / (2 * sigma**2))
-        k = g[:, None] * g[None, :]
-        self.register_buffer("kernel", (k / k.sum()).expand(channels, 1, size, size).clone(), persistent=False)
-        self.pad = size // 2
-        self.channels = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale == 1.0:
-            return x
-        out = F.conv2d(F.pad(x, (self.pad,) * 4), self.kernel.to(x.dtype), groups=self.channels)
-        size = (int(x.shape[-2] * self.scale), int(x.shape[-1] * self.scale))
-        return F.interpolate(out, size=size, mode="nearest")
 
 
 # --- 2-D and 3-D convolution blocks (FOMM's modules/util, widths by the caller) ---

@@ -13,7 +13,9 @@ by O, then decoded (Johnson-style: 2 down blocks, 6 residual blocks, 2 up blocks
 `use_jacobians=False` replaces J_s J_d^-1 by the identity (pure translations): the paper's
 "w/o Jacobians" ablation (§5.4, Fig. 8) as a switch.
 Departures: BatchNorm instead of synchronised BatchNorm; align_corners=True warps so the
-[-1, 1] keypoint convention is exact.
+[-1, 1] keypoint convention is exact. `align_corners=False` (the official release's warps and
+resizes, as torch >= 1.3 runs them) is the `official` mode of imported checkpoints
+(docs/official-weights.md).
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .blocks import AntiAliasDownsample, Hourglass, ResBlock, UpBlock, conv_bn_relu, coordinate_grid, keypoint_gaussians
+from nodes.antialias import AntiAliasDownsample
+
+from .blocks import Hourglass, ResBlock, UpBlock, conv_bn_relu, coordinate_grid, keypoint_gaussians
 
 
 class DenseMotionConfig(BaseModel):
@@ -46,6 +50,7 @@ class KeypointRendererConfig(BaseModel):
     num_bottleneck_blocks: int = Field(6, ge=0, le=32)
     occlusion: bool = True
     dense_motion: DenseMotionConfig = DenseMotionConfig()
+    align_corners: bool = Field(True, description="grid_sample / bilinear resize convention (False: the official release)")
 
 
 def sparse_motions(kp_source: dict, kp_driving: dict, h: int, w: int, use_jacobians: bool = True) -> torch.Tensor:
@@ -61,9 +66,9 @@ def sparse_motions(kp_source: dict, kp_driving: dict, h: int, w: int, use_jacobi
 
 
 class DenseMotionNetwork(nn.Module):
-    def __init__(self, cfg: DenseMotionConfig, num_kp: int, channels: int, occlusion: bool) -> None:
+    def __init__(self, cfg: DenseMotionConfig, num_kp: int, channels: int, occlusion: bool, align_corners: bool = True) -> None:
         super().__init__()
-        self.cfg, self.num_kp = cfg, num_kp
+        self.cfg, self.num_kp, self.align_corners = cfg, num_kp, align_corners
         self.down = AntiAliasDownsample(channels, cfg.scale_factor)
         self.hourglass = Hourglass((num_kp + 1) * (channels + 1), cfg.block_expansion, cfg.num_blocks, cfg.max_features)
         c = self.hourglass.out_channels
@@ -79,7 +84,7 @@ class DenseMotionNetwork(nn.Module):
         heat = torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1)  # (B, K+1, h, w)
         motions = sparse_motions(kp_source, kp_driving, h, w, use_jacobians)  # (B, K+1, h, w, 2)
         warped = F.grid_sample(src.repeat_interleave(k + 1, 0), motions.reshape(b * (k + 1), h, w, 2),
-                               align_corners=True).view(b, k + 1, c, h, w)
+                               align_corners=self.align_corners).view(b, k + 1, c, h, w)
         feats = self.hourglass(torch.cat([heat.unsqueeze(2), warped], dim=2).view(b, -1, h, w))
         mask = F.softmax(self.mask(feats), dim=1)
         deformation = (mask.unsqueeze(-1) * motions).sum(dim=1)  # (B, h, w, 2)
@@ -89,10 +94,10 @@ class DenseMotionNetwork(nn.Module):
         return out
 
 
-def _resize_grid(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _resize_grid(grid: torch.Tensor, h: int, w: int, align_corners: bool = True) -> torch.Tensor:
     if grid.shape[1:3] == (h, w):
         return grid
-    return F.interpolate(grid.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+    return F.interpolate(grid.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=align_corners).permute(0, 2, 3, 1)
 
 
 class KeypointRendererNet(nn.Module):
@@ -105,7 +110,7 @@ class KeypointRendererNet(nn.Module):
         self.cfg = cfg
         be, mx = cfg.block_expansion, cfg.max_features
         width = lambda i: min(mx, be * 2**i)  # noqa: E731
-        self.dense_motion = DenseMotionNetwork(cfg.dense_motion, cfg.num_kp, cfg.channels, cfg.occlusion)
+        self.dense_motion = DenseMotionNetwork(cfg.dense_motion, cfg.num_kp, cfg.channels, cfg.occlusion, cfg.align_corners)
         self.first = conv_bn_relu(cfg.channels, be, kernel=7)
         self.down = nn.ModuleList(
             nn.Sequential(conv_bn_relu(width(i), width(i + 1)), nn.AvgPool2d(2)) for i in range(cfg.num_down_blocks))
@@ -120,16 +125,17 @@ class KeypointRendererNet(nn.Module):
             feat = block(feat)
         motion = self.dense_motion(source, kp_source, kp_driving, use_jacobians)
         h, w = feat.shape[-2:]
-        feat = F.grid_sample(feat, _resize_grid(motion["deformation"], h, w), align_corners=True)
+        ac = self.cfg.align_corners
+        feat = F.grid_sample(feat, _resize_grid(motion["deformation"], h, w, ac), align_corners=ac)
         if "occlusion_map" in motion:
             occ = motion["occlusion_map"]
-            feat = feat * (occ if occ.shape[-2:] == (h, w) else F.interpolate(occ, size=(h, w), mode="bilinear", align_corners=True))
+            feat = feat * (occ if occ.shape[-2:] == (h, w) else F.interpolate(occ, size=(h, w), mode="bilinear", align_corners=ac))
         feat = self.bottleneck(feat)
         for block in self.up:
             feat = block(feat)
         out = dict(motion)
         out["prediction"] = torch.sigmoid(self.final(feat))
-        out["deformed"] = F.grid_sample(source, _resize_grid(motion["deformation"], *source.shape[-2:]), align_corners=True)
+        out["deformed"] = F.grid_sample(source, _resize_grid(motion["deformation"], *source.shape[-2:], ac), align_corners=ac)
         return out
 
     @property

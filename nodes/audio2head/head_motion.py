@@ -13,6 +13,11 @@ training set held as buffers (they travel inside the checkpoint).
 
 Departures: the reference is resized to `image_size` before E_I (256 in the paper preset);
 BatchNorm instead of synchronised BatchNorm.
+
+`official=True` marks an imported official checkpoint (docs/official-weights.md): the network is
+the same; its poses are the release's (a Rodrigues rotation vector and a translation for
+cv2.projectPoints, scaled to [-1, 1] by fixed min/max constants, held here as pose_mean/std),
+and the pipeline gives frame i the pose s_i (s_0: the reference's) as the release does.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ class HeadMotionConfig(BaseModel):
     embedding: int = Field(256, ge=4, description="size of e_i and of the audio embedding")
     lstm_layers: int = Field(2, ge=1, le=4)
     pose_dim: int = 6
+    official: bool = Field(False, description="an imported official checkpoint: official pose convention (Rodrigues vector + mm)")
 
 
 class HeadMotionPredictorNet(nn.Module):

@@ -27,12 +27,24 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interp)
 
 
+def official_reference(image: np.ndarray) -> np.ndarray:
+    """The release's reference: cv2.resize (bilinear) to 256 x 256."""
+    import cv2
+
+    return image if image.shape[:2] == (256, 256) else cv2.resize(image, (256, 256))
+
+
 @torch.no_grad()
 def predict_head_motion(model, reference: np.ndarray, features: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """HeadPose (T, 6) for the T audio frames (s_1 .. s_T of eq. 1-2), in camera units."""
+    """HeadPose (T, 6) for the T audio frames (s_1 .. s_T of eq. 1-2), in camera units.
+    An official checkpoint: the release's pose rows (Rodrigues vector, mm), frame i taking s_i
+    (s_0: the reference's own pose) as its inference.py does."""
+    if model.cfg.official:
+        reference = official_reference(reference)
     image = image_tensor(reference[None]).to(device)
     poses = model(image, torch.from_numpy(features[None]).to(device))
-    return model.denormalize_pose(poses[0, 1:]).float().cpu().numpy()
+    chosen = poses[0, :-1] if model.cfg.official else poses[0, 1:]
+    return model.denormalize_pose(chosen).float().cpu().numpy()
 
 
 @torch.no_grad()
@@ -43,9 +55,38 @@ def reference_pose(model, reference: np.ndarray, device: str = "cpu") -> np.ndar
     return model.denormalize_pose(poses[0, 0]).float().cpu().numpy()
 
 
+def official_windows(model, reference: torch.Tensor, features: np.ndarray, drawings: np.ndarray,
+                     progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """The release's windowing: windows of T frames every T/2, zero audio and the last pose past
+    the end; the first window gives frames [0, 3T/4), each later one its [T/4, 3T/4)."""
+    n, t = len(features), model.cfg.window
+    starts = list(range(0, n, t // 2))
+    values, jacobians = [], []
+    for k, s in enumerate(starts):
+        idx = np.minimum(np.arange(s, s + t), n - 1)
+        audio = np.where((np.arange(s, s + t) < n)[:, None, None], features[idx], 0.0).astype(np.float32)
+        out = model(reference, torch.from_numpy(audio)[None].to(reference.device), torch.from_numpy(drawings[idx])[None].to(reference.device))
+        keep = slice(0 if k == 0 else t // 4, 3 * t // 4)
+        values.append(out["value"][0, keep].float().cpu().numpy())
+        jacobians.append(out["jacobian"][0, keep].float().cpu().numpy())
+        if progress:
+            progress(k + 1, len(starts))
+        if s + 3 * t // 4 >= n:
+            break
+    return {"value": np.concatenate(values)[:n], "jacobian": np.concatenate(jacobians)[:n]}
+
+
+@torch.no_grad()
 def motion_field(model, reference: np.ndarray, features: np.ndarray, poses: np.ndarray, device: str = "cpu",
                  batch: int = 4, progress: Progress | None = None) -> tuple[Keypoints, np.ndarray]:
     """Keypoints for every frame and the pose-box maps that conditioned them."""
+    if model.cfg.official:  # the release's pose boxes at 256 px, its reference size and windows
+        from .release import draw_pose_boxes as draw_official
+
+        drawings = draw_official(poses)
+        ref = image_tensor(official_reference(reference)[None]).to(device)
+        out = official_windows(model, ref, features.astype(np.float32), drawings, progress)
+        return Keypoints(value=out["value"], jacobian=out["jacobian"]), (drawings / 255.0).astype(np.float32)
     boxes = draw_pose_boxes(poses, reference.shape[:2], model.cfg.size)
     ref = image_tensor(reference[None]).to(device)
     out = predict_windows(model, ref, features.astype(np.float32), boxes, batch=batch, progress=progress)

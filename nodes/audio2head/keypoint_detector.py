@@ -13,7 +13,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .blocks import AntiAliasDownsample, Hourglass, heatmap_to_keypoints, spatial_softmax, weighted_jacobians
+from nodes.antialias import AntiAliasDownsample
+
+from .blocks import Hourglass, heatmap_to_keypoints, spatial_softmax, weighted_jacobians
 
 
 class KeypointDetectorConfig(BaseModel):

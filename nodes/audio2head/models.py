@@ -4,6 +4,7 @@ make them. No torch here: the architectures are imported when a model is first b
 from __future__ import annotations
 
 from nodes.model_registry import ModelSpec, register_model
+from nodes.weights import OfficialImport
 
 
 def _keypoint_autoencoder():
@@ -38,6 +39,7 @@ KEYPOINT_AUTOENCODER = register_model(ModelSpec(
     official_parameters={"detector": 14.2e6, "renderer": 45.6e6}, official_source="audio2head.pth.tar",
     bundled="checkpoints/audio2head/keypoints_tiny.pt",
     trainer="the TrainKeypointRenderer node (workflows/train_audio2head.yaml)",
+    convert_official=OfficialImport("audio2head"),
 ))
 
 HEAD_MOTION = register_model(ModelSpec(
@@ -51,6 +53,7 @@ HEAD_MOTION = register_model(ModelSpec(
     official_parameters=44.1e6, official_source="audio2head.pth.tar",
     bundled="checkpoints/audio2head/head_motion_tiny.pt",
     trainer="the TrainHeadMotionPredictor node (workflows/train_audio2head.yaml)",
+    convert_official=OfficialImport("audio2head"),
 ))
 
 MOTION_FIELD = register_model(ModelSpec(
@@ -65,6 +68,7 @@ MOTION_FIELD = register_model(ModelSpec(
     official_parameters=84.9e6, official_source="audio2head.pth.tar",
     bundled="checkpoints/audio2head/motion_field_tiny.pt",
     trainer="the TrainMotionFieldGenerator node, stages 1 and 2 (workflows/train_audio2head.yaml)",
+    convert_official=OfficialImport("audio2head"),
 ))
 
 # the "with L1" ablation of the head motion predictor (pose_loss: l1), for EvaluateAudio2Head

@@ -17,6 +17,12 @@ boundaries (the official code instead keeps the middle half of each window, whic
 Departures: BatchNorm instead of synchronised BatchNorm; the audio map encoder's layout (the
 paper gives only its output shape); the reference is resized with torch's antialiased
 interpolation rather than the Gaussian-then-nearest downsampling.
+
+`official=True` (imported official checkpoints, docs/official-weights.md) is the released
+model's forward: the audio encoder of the release (a transposed 29x14 convolution, BatchNorm,
+ReLU and a 13x13 convolution to 2 x 32 x 32, then nearest x2), channels ordered [audio 2,
+image 3, pose 1], the reference and the 256-px pose drawings (pose_maps of 4S x 4S pixels,
+nodes/audio2head/official.py) brought to S by Gaussian blur + nearest, raw audio features.
 """
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from nodes.antialias import AntiAliasDownsample
 
 from .blocks import Hourglass, conv_bn_relu, heatmap_to_keypoints, spatial_softmax, weighted_jacobians
 from .head_motion import AUDIO_SHAPE
@@ -45,6 +53,7 @@ class MotionFieldConfig(BaseModel):
     jacobians: bool = True
     audio_width: int = Field(8, ge=1, description="channels of the audio map encoder")
     head_kernel: int = Field(7, ge=1)
+    official: bool = Field(False, description="the official release's audio encoder, input order and downsampling (S = 64)")
 
 
 class AudioMapEncoder(nn.Module):
@@ -69,6 +78,20 @@ class AudioMapEncoder(nn.Module):
         return h if h.shape[-1] == self.size else F.interpolate(h, size=(self.size, self.size), mode="bilinear", align_corners=False)
 
 
+class OfficialAudioMapEncoder(nn.Module):
+    """The released audio encoder: (N, 4, 41) raw features -> (N, 2, 64, 64)."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.transposed = nn.ConvTranspose2d(1, width, (29, 14), padding=(0, 11))  # 4 x 41 -> 32 x 32
+        self.norm = nn.BatchNorm2d(width)
+        self.out = nn.Conv2d(width, 2, 13, padding=6)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        h = self.out(F.relu(self.norm(self.transposed(audio.unsqueeze(1)))))
+        return F.interpolate(h, scale_factor=2.0, mode="nearest")
+
+
 class MotionFieldGeneratorNet(nn.Module):
     """(reference (B, 3, H, W) in [0, 1], audio (B, T, 4, 41), pose maps (B, T, S, S)) ->
     {"value": (B, T, K, 2), "jacobian": (B, T, K, 2, 2), "heatmap": (B, T, K, h, w)}.
@@ -77,7 +100,13 @@ class MotionFieldGeneratorNet(nn.Module):
     def __init__(self, cfg: MotionFieldConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.audio_encoder = AudioMapEncoder(cfg.size, cfg.audio_width)
+        if cfg.official:
+            if cfg.size != 64:
+                raise ValueError("the official motion field works at S = 64")
+            self.audio_encoder = OfficialAudioMapEncoder(cfg.audio_width)
+            self.down = AntiAliasDownsample(1, 0.25)  # reference channels and pose drawings alike
+        else:
+            self.audio_encoder = AudioMapEncoder(cfg.size, cfg.audio_width)
         self.hourglass = Hourglass(3 + 1 + 2, cfg.block_expansion, cfg.num_blocks, cfg.max_features, dim=3)
         c = self.hourglass.out_channels
         k = cfg.head_kernel
@@ -101,14 +130,26 @@ class MotionFieldGeneratorNet(nn.Module):
             reference = F.interpolate(reference, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         return reference
 
+    def _official_down(self, x: torch.Tensor) -> torch.Tensor:
+        """Gaussian blur + nearest to S, per channel (FOMM's AntiAliasInterpolation2d at 1/4)."""
+        s = self.cfg.size
+        if x.shape[-2:] != (4 * s, 4 * s):
+            raise ValueError(f"official mode takes the reference and pose drawings at {4 * s} px, got {tuple(x.shape[-2:])}")
+        b, c = x.shape[:2]
+        return self.down(x.reshape(b * c, 1, 4 * s, 4 * s)).view(b, c, s, s)
+
     def forward(self, reference: torch.Tensor, audio: torch.Tensor, pose_maps: torch.Tensor) -> dict[str, torch.Tensor]:
         b, t = audio.shape[:2]
         s, k = self.cfg.size, self.cfg.num_kp
         a = (audio - self.audio_mean) / self.audio_std
         v_a = self.audio_encoder(a.reshape(b * t, *AUDIO_SHAPE)).view(b, t, 2, s, s).permute(0, 2, 1, 3, 4)
-        v_i = self.reference_volume(reference).unsqueeze(2).expand(b, 3, t, s, s)
-        v_s = pose_maps.unsqueeze(1)
-        feats = self.hourglass(torch.cat([v_i, v_s, v_a], dim=1))  # (B, F, T, S, S)
+        if self.cfg.official:
+            v_i = self._official_down(reference).unsqueeze(2).expand(b, 3, t, s, s)
+            volume = torch.cat([v_a, v_i, self._official_down(pose_maps).unsqueeze(1)], dim=1)
+        else:
+            v_i = self.reference_volume(reference).unsqueeze(2).expand(b, 3, t, s, s)
+            volume = torch.cat([v_i, pose_maps.unsqueeze(1), v_a], dim=1)
+        feats = self.hourglass(volume)  # (B, F, T, S, S)
         logits = self.kp_head(feats).permute(0, 2, 1, 3, 4)  # (B, T, K, h, w)
         heatmap = spatial_softmax(logits, self.cfg.temperature)
         out = {"value": heatmap_to_keypoints(heatmap), "heatmap": heatmap}

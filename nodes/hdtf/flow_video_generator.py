@@ -11,6 +11,12 @@ The `paper` preset follows the official release's widths (encoder 64->256 over 2
 hourglass 5 blocks of width 64 capped at 512, 2 residual blocks): about 20.4M parameters.
 Departure: flows are the project's backward pixel flows, converted to resolution-independent
 normalised displacements (the official code feeds absolute sampling grids).
+
+`official=True` (imported official checkpoints, docs/official-weights.md) runs the released
+forward on the same inputs: the image in BGR order, the flow as an absolute sampling grid
+(identity + displacement), image and grid brought to feature size by a 13x13 Gaussian blur with
+zero padding then nearest sampling, warps with align_corners=False and zero padding, the
+revised flow M_f * F_app + (1 - M_f) * identity; outputs are turned back to RGB and displacements.
 """
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from nodes.antialias import AntiAliasDownsample
+from nodes.warp import base_grid
 
 from .blocks import ConvBlock2d, Hourglass, ResBlock2d, _width, warp
 
@@ -33,6 +42,7 @@ class FlowVideoConfig(BaseModel):
     hourglass_width: int = 64
     hourglass_max: int = 512
     bottleneck_blocks: int = 2
+    official: bool = Field(False, description="the released forward: BGR, absolute grids, Gaussian+nearest downsampling, align_corners=False")
 
     @property
     def feature_channels(self) -> int:
@@ -83,6 +93,8 @@ class FlowVideoGeneratorNet(nn.Module):
             *[ConvBlock2d(_width(w, i + 1, cap), _width(w, i, cap), resample="up") for i in reversed(range(n))],
             nn.Conv2d(w, c, 7, padding=3),
         )
+        if cfg.official:
+            self.gaussian_down = AntiAliasDownsample(1, self.matting.scale)
 
     @property
     def size_multiple(self) -> int:
@@ -90,10 +102,16 @@ class FlowVideoGeneratorNet(nn.Module):
         return 2**self.cfg.encoder_down
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.official:  # per channel: Gaussian blur (zero padding), then nearest
+            b, c, h, w = x.shape
+            out = self.gaussian_down(x.reshape(b * c, 1, h, w))
+            return out.view(b, c, *out.shape[-2:])
         return F.interpolate(x, scale_factor=self.matting.scale, mode="area")
 
     def encode_reference(self, reference: torch.Tensor) -> dict[str, torch.Tensor]:
         """What depends on the reference only: computed once per video, reused for every frame."""
+        if self.cfg.official:
+            reference = reference.flip(1)  # RGB -> BGR, as the release reads images with cv2
         return {"features": self.encoder(reference), "small": self.downsample(reference)}
 
     def forward(self, reference: torch.Tensor, flow: torch.Tensor, *, matting: bool = True,
@@ -107,6 +125,8 @@ class FlowVideoGeneratorNet(nn.Module):
         feats, small = enc["features"], enc["small"]
         if feats.shape[0] != b:
             feats, small = feats.expand(b, *feats.shape[1:]), small.expand(b, *small.shape[1:])
+        if self.cfg.official:
+            return self._forward_official(feats, small, flow, matting)
         out = self.matting(small, self.downsample(flow))
         warped = warp(feats, out["flow"])
         if matting:  # eq. 9
@@ -116,3 +136,24 @@ class FlowVideoGeneratorNet(nn.Module):
         out["image"] = torch.sigmoid(self.decoder(self.bottleneck(feats_hat)))
         return out
 
+    def _forward_official(self, feats: torch.Tensor, small: torch.Tensor, flow: torch.Tensor, matting: bool) -> dict[str, torch.Tensor]:
+        """The released forward (feats, small: of the BGR reference); returns project conventions."""
+        h, w = flow.shape[-2:]
+        grid = base_grid(h, w, device=flow.device, dtype=flow.dtype).permute(2, 0, 1) + flow  # absolute (B, 2, H, W)
+        grid_small = self.downsample(grid)
+        sh, sw = grid_small.shape[-2:]
+        identity = base_grid(sh, sw, device=flow.device, dtype=flow.dtype).permute(2, 0, 1)
+        m = self.matting
+        warped = F.grid_sample(small, grid_small.permute(0, 2, 3, 1), align_corners=False)
+        hg = m.hourglass(torch.cat([small, grid_small, warped], dim=1))
+        m_f = torch.sigmoid(m.foreground_mask(hg))
+        revised = grid_small * m_f + (1 - m_f) * identity
+        m_m = torch.sigmoid(m.matting_mask(hg))
+        g = m.matting_image(hg)
+        warped_feats = F.grid_sample(feats, revised.permute(0, 2, 3, 1), align_corners=False)
+        feats_hat = warped_feats * m_m + (1 - m_m) * g if matting else warped_feats
+        return {
+            "warped_reference": warped.flip(1), "foreground_mask": m_f, "flow": revised - identity,
+            "matting_mask": m_m, "matting_image": g,
+            "image": torch.sigmoid(self.decoder(self.bottleneck(feats_hat))).flip(1),
+        }

@@ -22,6 +22,7 @@ from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import bundled_face_model
 from nodes.training import DATASET_DOC, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
+from nodes.weights import missing_weights_hint
 
 from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
 
@@ -105,6 +106,7 @@ class FlowVideoGenerator(Node):
         "warped_reference": Out("Frames", "the reference warped by F_app, at feature resolution"),
         "revised_flow": Out("FlowField", "F = F_app * M_f at feature resolution (pixels of that grid)"),
     }
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         matting: bool = Field(True, description="eq. 9 matting; off: eq. 14, the 'w/o matting' ablation")

@@ -4,6 +4,7 @@ imported when a model is first built."""
 from __future__ import annotations
 
 from nodes.model_registry import ModelSpec, register_model
+from nodes.weights import OfficialImport
 
 
 def _animation_generator():
@@ -43,4 +44,5 @@ FLOW_VIDEO_GENERATOR = register_model(ModelSpec(
     official_parameters=20.4e6, official_source="MRzzm/HDTF code_animation2video, default options",
     bundled="checkpoints/hdtf_flow_video_tiny.pt",
     trainer="the TrainFlowVideoGenerator node (workflows/train_flow_video.yaml)",
+    convert_official=OfficialImport("hdtf"),
 ))

@@ -6,10 +6,17 @@ shown to users without a traceback) naming the file and what was wrong with it.
 Backends: Pillow for images, soundfile (libsndfile) for wav/flac/ogg, PyAV (FFmpeg) for
 everything else and for video. Audio is returned as float32 mono in [-1, 1], resampled with a
 polyphase filter (`scipy.signal.resample_poly`) to the rate asked for (16 kHz by default).
+
+Decoding is tolerant, as the ffmpeg command line is: a packet the decoder rejects (typically a
+truncated last AC-3 / AAC frame of a file cut short) is skipped with a warning naming the file
+and the time, and its duration is filled with silence so later sound keeps its time; a demuxer
+error ends the stream where it happened, with a warning. Only input of which nothing decodes
+is refused. Warnings go to `warn` (the nodes pass their run log) or to this module's logger.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -19,9 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from graphcore.node import NodeError
+from graphcore.outputs import part_path
 from nodes.types import AudioClip
 from trainers.data.audio_features import frame_count, resample_audio
 
+LOG = logging.getLogger(__name__)
+Warn = Callable[[str], None]
 AUDIO_RATE = 16000
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -78,40 +88,78 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
     return a.astype(np.float32, copy=False)
 
 
-def _decode_audio_stream(container, stream) -> tuple[np.ndarray, int]:
-    """All samples of one PyAV audio stream as float32 mono at the stream's own rate."""
+def _packet_time(packet, stream) -> float:
+    pts = packet.pts if packet.pts is not None else packet.dts
+    return float(pts * stream.time_base) if pts is not None and stream.time_base else float("nan")
+
+
+def _tolerant_packets(container, stream, p: Path, warn: Warn, what: str):
+    """(packet, decoded frames) of one stream; corrupt packets give (packet, None) after a warning."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            if packet.is_corrupt:  # the demuxer flags a packet cut short (a truncated last frame)
+                warn(f"{p}: corrupt (truncated) {what} packet at {_packet_time(packet, stream):.3f} s skipped")
+                yield packet, None
+                continue
+            try:
+                yield packet, packet.decode()
+            except av.FFmpegError as e:
+                warn(f"{p}: corrupt {what} packet at {_packet_time(packet, stream):.3f} s skipped ({e})")
+                yield packet, None
+    except av.FFmpegError as e:  # the container itself ends early (cut short, damaged index)
+        warn(f"{p}: {what} stream ends early, after a demuxing error ({e})")
+
+
+def _decode_audio_stream(container, stream, p: Path, warn: Warn) -> tuple[np.ndarray, int]:
+    """All samples of one PyAV audio stream as float32 mono at the stream's own rate.
+
+    A packet that does not decode becomes silence of its duration (when the container says it).
+    """
     import av
 
     resampler = av.AudioResampler(format="fltp")  # keep layout and rate, planar float
     rate = int(stream.codec_context.sample_rate or stream.rate or 0)
     parts: list[np.ndarray] = []
-    for frame in container.decode(stream):
-        rate = int(frame.sample_rate) or rate
-        for f in resampler.resample(frame):
-            parts.append(f.to_ndarray().mean(axis=0))
+    decoded = 0
+    for packet, frames in _tolerant_packets(container, stream, p, warn, "audio"):
+        if frames is None:
+            if parts and packet.duration and stream.time_base and rate:
+                parts.append(np.zeros(int(round(float(packet.duration * stream.time_base) * rate)), np.float32))
+            continue
+        for frame in frames:
+            rate = int(frame.sample_rate) or rate
+            decoded += frame.samples
+            for f in resampler.resample(frame):
+                parts.append(f.to_ndarray().mean(axis=0))
     for f in resampler.resample(None):
         parts.append(f.to_ndarray().mean(axis=0))
-    samples = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    if decoded == 0:
+        raise MediaError(f"{p}: audio could not be decoded (no packet of its {stream.codec_context.name} stream decodes)")
+    samples = np.concatenate(parts).astype(np.float32)
     return samples, rate
 
 
-def _read_audio_av(p: Path) -> tuple[np.ndarray, int]:
+def _read_audio_av(p: Path, warn: Warn) -> tuple[np.ndarray, int]:
     import av
 
     try:
         with av.open(str(p)) as container:
             if not container.streams.audio:
                 raise MediaError(f"{p}: has no audio stream")
-            return _decode_audio_stream(container, container.streams.audio[0])
+            return _decode_audio_stream(container, container.streams.audio[0], p, warn)
     except av.FFmpegError as e:
         raise MediaError(f"{p}: audio could not be decoded ({e})") from None
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = AUDIO_RATE) -> AudioClip:
+def read_audio(path: str | os.PathLike, sample_rate: int = AUDIO_RATE, warn: Warn | None = None) -> AudioClip:
     """An audio file (or the first audio stream of a video) as float32 mono at `sample_rate`.
 
-    wav/flac/ogg go through soundfile; other containers (mp3, m4a, mp4, ...) through PyAV.
+    wav/flac/ogg go through soundfile; other containers (mp3, m4a, mp4, ...) through PyAV,
+    tolerantly (see the module docstring; `warn` receives the warnings).
     """
+    warn = warn or LOG.warning
     p = _existing_file(path)
     samples = rate = None
     if p.suffix.lower() in SOUNDFILE_EXTENSIONS:
@@ -123,7 +171,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = AUDIO_RATE) -> AudioC
         except (sf.LibsndfileError, RuntimeError, TypeError):
             samples = None  # e.g. a .wav with a codec libsndfile lacks: let FFmpeg try
     if samples is None:
-        samples, rate = _read_audio_av(p)
+        samples, rate = _read_audio_av(p, warn)
     if len(samples) == 0 or not rate:
         raise MediaError(f"{p}: contains no audio samples")
     if not np.isfinite(samples).all():
@@ -196,13 +244,16 @@ def iter_video_frames(
     chunk: int = 64,
     max_frames: int | None = None,
     size: tuple[int, int] | None = None,
+    warn: Warn | None = None,
 ) -> Iterator[np.ndarray]:
     """Decoded frames in chunks of uint8 RGB (n, H, W, 3), for flat-memory processing.
 
     `size` = (width, height) rescales each frame with FFmpeg's bicubic scaler while decoding.
+    A packet that does not decode is skipped with a warning (see the module docstring).
     """
     import av
 
+    warn = warn or LOG.warning
     p = _existing_file(path)
     container = _open_video(p)
     try:
@@ -211,15 +262,18 @@ def iter_video_frames(
         buf: list[np.ndarray] = []
         n = 0
         width, height = size if size else (None, None)
-        for frame in container.decode(stream):
+        for _, frames in _tolerant_packets(container, stream, p, warn, "video"):
+            for frame in frames or ():
+                if max_frames is not None and n >= max_frames:
+                    break
+                buf.append(frame.to_ndarray(format="rgb24", width=width, height=height,
+                                            interpolation="BICUBIC" if size else None))
+                n += 1
+                if len(buf) == chunk:
+                    yield np.stack(buf)
+                    buf = []
             if max_frames is not None and n >= max_frames:
                 break
-            buf.append(frame.to_ndarray(format="rgb24", width=width, height=height,
-                                        interpolation="BICUBIC" if size else None))
-            n += 1
-            if len(buf) == chunk:
-                yield np.stack(buf)
-                buf = []
         if buf:
             yield np.stack(buf)
         if n == 0:
@@ -250,20 +304,22 @@ def read_video(
     audio: bool = True,
     sample_rate: int = AUDIO_RATE,
     progress: Callable[[int, int], None] | None = None,
+    warn: Warn | None = None,
 ) -> Video:
     """Frames (T, H, W, 3) uint8, the average frame rate and the sound (None if it has none).
 
     Frames are taken in decode order (variable-rate videos are not retimed); `width`/`height`
     resize (0 = keep, or follow the other's aspect ratio). The sound is cut to the duration of
     the frames returned (AAC decoders add up to one codec frame of padding, and `max_frames`
-    may stop early); it is never padded. `progress(done, total)` follows decoding.
+    may stop early); it is never padded. `progress(done, total)` follows decoding; `warn`
+    receives the warnings of tolerant decoding.
     """
     info = probe_video(path)
     size = scaled_size(info.width, info.height, width, height)
     total = max_frames or info.frames
     chunks: list[np.ndarray] = []
     done = 0
-    for chunk in iter_video_frames(path, max_frames=max_frames, size=size):
+    for chunk in iter_video_frames(path, max_frames=max_frames, size=size, warn=warn):
         chunks.append(chunk)
         done += len(chunk)
         if progress is not None:
@@ -271,7 +327,7 @@ def read_video(
     frames = np.concatenate(chunks)
     clip = None
     if audio and info.has_audio:
-        clip = read_audio(path, sample_rate)
+        clip = read_audio(path, sample_rate, warn=warn)
         keep = int(round(len(frames) / info.fps * clip.sample_rate))
         clip = AudioClip(clip.samples[:keep], clip.sample_rate)
     return Video(frames, info.fps, clip)
@@ -318,7 +374,7 @@ def write_video(
         raise MediaError(f"{p}: nothing to write (0 frames" + (", or audio shorter than half a frame)" if audio is not None else ")"))
     rate = Fraction(fps).limit_denominator(1001)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.stem}.{os.getpid()}.part{p.suffix or '.mp4'}")
+    tmp = part_path(p)  # renamed into place when complete; a killed run's is swept by the next
     try:
         with av.open(str(tmp), "w", format="mp4") as container:
             h, w = frames.shape[1] + frames.shape[1] % 2, frames.shape[2] + frames.shape[2] % 2

@@ -39,7 +39,7 @@ class LoadAudio(Node):
         sample_rate: int = Field(media.AUDIO_RATE, ge=8000, le=192000, description="output sample rate in Hz")
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        return {"audio": media.read_audio(ctx.resolve_path(self.params.path), self.params.sample_rate)}
+        return {"audio": media.read_audio(ctx.resolve_path(self.params.path), self.params.sample_rate, warn=ctx.log)}
 
 
 class LoadVideo(Node):
@@ -66,7 +66,8 @@ class LoadVideo(Node):
         p = self.params
         path = ctx.resolve_path(p.path)
         video = media.read_video(path, max_frames=p.max_frames or None, width=p.width, height=p.height,
-                                 sample_rate=p.sample_rate, progress=lambda i, n: ctx.progress(i, n, "decoding frames"))
+                                 sample_rate=p.sample_rate, progress=lambda i, n: ctx.progress(i, n, "decoding frames"),
+                                 warn=ctx.log)
         frames, audio = video.frames, video.audio
         if audio is None:
             ctx.log(f"{path.name} has no sound: the audio output is silence of the video's length")

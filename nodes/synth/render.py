@@ -105,8 +105,9 @@ def landmark_tracks(model, ref_landmarks: np.ndarray, ref_shape: np.ndarray, ref
                     ref_pose: np.ndarray, driving: Driving) -> np.ndarray:
     """(T, 478, 2): the portrait's detected landmarks moved as the 3DMM moves.
 
-    L_t = L_ref + P(shape, expr_t, pose_t, blink_t) - P(shape, expr_ref, pose_ref) at the model's
-    landmark embedding; the 10 iris points move with the mean of their eye region (without the
+    L_t = L_ref + P(shape_t, expr_t, pose_t, blink_t) - P(shape_ref, expr_ref, pose_ref) at the model's
+    landmark embedding (shape_t = driving.shape: the same as the reference's for a talking clip, a
+    new one when an identity is made from the portrait); the 10 iris points move with the mean of their eye region (without the
     blink: the eyeball does not move when the lid closes).
     """
     from nodes.face.camera import project
@@ -115,13 +116,13 @@ def landmark_tracks(model, ref_landmarks: np.ndarray, ref_shape: np.ndarray, ref
     blink = np.repeat(np.asarray(driving.blink, np.float32)[:, None], 2, axis=1)
     v_ref = model.vertices(ref_shape, np.asarray(ref_expression, np.float32).reshape(-1))
     p_ref, _ = project(model.landmark_points(v_ref), np.asarray(ref_pose, np.float64).reshape(6))
-    v = model.vertices(ref_shape, driving.expression, blink)
+    v = model.vertices(driving.shape, driving.expression, blink)
     p, _ = project(model.landmark_points(v), driving.pose)
     out = np.repeat(ref_landmarks[None], len(driving.expression), axis=0)
     out[:, model.landmark_ids] += (p - p_ref[None]).astype(np.float32)
     if ref_landmarks.shape[0] > 468:
         # iris points: the mean motion of the nearer eye's vertices, with the lids open
-        v_open = model.vertices(ref_shape, driving.expression)
+        v_open = model.vertices(driving.shape, driving.expression)
         vp_ref, _ = project(v_ref, np.asarray(ref_pose, np.float64).reshape(6))
         vp, _ = project(v_open, driving.pose)
         centres = {e: vp_ref[model.regions[e]].mean(0) for e in ("eye_left", "eye_right")}

@@ -1,8 +1,13 @@
-"""Speech with per-phoneme timings from espeak-ng (its C event API, see `espeak.py`).
+"""Speech with per-phoneme timings from espeak-ng (its C event API, see `espeak.py`), flite or
+festival (`engines.py`).
+
+A voice is `engine:name` — `espeak:en-us+f3`, `flite:slt`, `festival:cmu_us_slt_arctic_hts` — or a
+bare espeak-ng voice name (`en-gb`). Every engine's phonemes come as eSpeak mnemonics.
 
 libespeak-ng reports every phoneme as an `espeakEVENT_PHONEME` whose `id.string` is the
 phoneme's eSpeak mnemonic (`h @ l oU` for "hello"; the set is listed in `visemes.py`) and whose
-`sample` is its start at the native rate (22050 Hz). A phoneme lasts until the next one starts,
+`sample` is its start at the native rate (22050 Hz; moved 30 ms earlier, `EVENT_DELAY_S`, to
+where its sound starts). A phoneme lasts until the next one starts,
 the last until the end of the audio; audio before the first phoneme is a pause (`_`). Samples
 are resampled to 16 kHz (the project's audio rate) and times are returned in seconds.
 
@@ -21,31 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nodes.types import PhonemeTrack
+
 from .espeak import _ESPEAK, RATE_MAX, RATE_MIN, SpeechError
 
 TARGET_RATE = 16000
 _WORKER = Path(__file__).with_name("espeak.py")
-
-
-@dataclasses.dataclass
-class PhonemeTrack:
-    """Phonemes with their times in seconds: `labels[i]` sounds from `start[i]` to `end[i]`."""
-
-    labels: list
-    start: np.ndarray  # float32 (P,)
-    end: np.ndarray  # float32 (P,)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def items(self) -> list[tuple[str, float, float]]:
-        return [(p, float(s), float(e)) for p, s, e in zip(self.labels, self.start, self.end)]
-
-    @classmethod
-    def from_items(cls, items: Sequence[tuple[str, float, float]]) -> PhonemeTrack:
-        return cls([str(p) for p, _, _ in items],
-                   np.array([s for _, s, _ in items], np.float32).reshape(-1),
-                   np.array([e for _, _, e in items], np.float32).reshape(-1))
 
 
 @dataclasses.dataclass
@@ -60,10 +46,18 @@ def is_pause(phoneme: str) -> bool:
     return phoneme.startswith("_") or phoneme == ""
 
 
+# libespeak-ng's phoneme events come about 30 ms after the sound they name starts (measured with
+# the loudness envelope, tests/test_synth_voices.py::envelope_lag_ms, on 4 voices x 5 texts:
+# -20..-40 ms as reported, 0..+10 ms moved 30 ms earlier — where flite's and festival's are).
+EVENT_DELAY_S = 0.030
+
+
 def _track(events: Sequence[tuple[str, int]], n_samples: int, rate: int) -> PhonemeTrack:
-    """Consecutive phoneme intervals; events of zero length are dropped, leading silence is a pause."""
+    """Consecutive phoneme intervals; events of zero length are dropped, leading silence is a pause.
+    Event times are moved `EVENT_DELAY_S` earlier."""
     items: list[tuple[str, float, float]] = []
-    starts = [min(max(int(s), 0), n_samples) for _, s in events] + [n_samples]
+    delay = int(round(EVENT_DELAY_S * rate))
+    starts = [min(max(int(s) - delay, 0), n_samples) for _, s in events] + [n_samples]
     for i in range(1, len(starts)):  # a later event never starts before an earlier one
         starts[i] = max(starts[i], starts[i - 1])
     if events and starts[0] > 0:
@@ -89,19 +83,68 @@ def _synthesize_in_worker(text: str, voice: str, rate: int, pitch: int) -> tuple
     return pcm, int(meta["rate"]), [(str(n), int(s)) for n, s in meta["events"]]
 
 
+ENGINES = ("espeak", "flite", "festival")
+# The held-out split (docs/nodes/synth.md): these voices are never in training data; the lip-sync
+# evaluation speaks with them. The espeak-ng one is the voice of assets/samples/speech.wav.
+HELD_OUT_VOICES = ("espeak:en-gb-x-rp", "flite:awb", "festival:ked_diphone")
+TRAINING_VOICES = (
+    "espeak:en-us", "espeak:en-us+f3", "espeak:en-gb", "espeak:en-gb+f2", "espeak:en-us+m3", "espeak:en-us+f4",
+    "espeak:en-gb-scotland", "espeak:en-029", "espeak:en-gb-x-gbclan+f5", "espeak:en-gb-x-gbcwmd", "espeak:en-us-nyc+m5",
+    "flite:kal16", "flite:rms", "flite:slt",
+    "festival:kal_diphone", "festival:cmu_us_slt_arctic_hts",
+)
+
+
+def parse_voice(voice: str) -> tuple[str, str]:
+    """`engine:name` -> (engine, name); a bare name is an espeak-ng voice."""
+    engine, sep, name = voice.strip().partition(":")
+    if not sep:
+        return "espeak", engine
+    if engine not in ENGINES or not name:
+        raise SpeechError(f"voice {voice!r}: expected ENGINE:NAME with ENGINE one of {list(ENGINES)} "
+                          "(e.g. 'flite:slt', 'festival:kal_diphone', 'espeak:en-us+f3') or an espeak-ng voice name")
+    return engine, name
+
+
+def voice_id(voice: str) -> str:
+    """`engine:name` without an espeak-ng variant: the speaker a voice belongs to."""
+    engine, name = parse_voice(voice)
+    return f"{engine}:{name.split('+')[0]}" if engine == "espeak" else f"{engine}:{name}"
+
+
+def is_held_out_voice(voice: str) -> bool:
+    """Whether a voice (any variant of it) is kept for the evaluation (`HELD_OUT_VOICES`)."""
+    return voice_id(voice) in HELD_OUT_VOICES
+
+
 def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50,
                sample_rate: int = TARGET_RATE, isolated: bool = True) -> Speech:
-    """Speak `text` with espeak-ng; return float32 samples at `sample_rate` and the phoneme track.
+    """Speak `text`; return float32 samples at `sample_rate` and the phoneme track.
 
-    `voice` is an espeak-ng voice (`en-us`, `en-gb`, with an optional variant: `en-gb+f3`), `rate`
-    in words per minute (80–450), `pitch` the base pitch (0–100, 50 = normal).
+    `voice`: an espeak-ng voice (`en-us`, `en-gb`, with an optional variant: `en-gb+f3`), or
+    `engine:name` (`flite:slt`, `festival:kal_diphone`; see `engines.py`); `rate` in words per
+    minute (80–450; flite and festival take 160 as their own normal timing), `pitch` the base
+    pitch (0–100, 50 = the voice's normal; ±50 = ±6 half-tones for flite and festival).
     """
     if not text.strip():
         raise SpeechError("the text to speak is empty")
     if not RATE_MIN <= rate <= RATE_MAX:
-        raise SpeechError(f"rate {rate} wpm is outside espeak-ng's range {RATE_MIN}–{RATE_MAX}")
+        raise SpeechError(f"rate {rate} wpm is outside the range {RATE_MIN}–{RATE_MAX}")
     if not 0 <= pitch <= 100:
         raise SpeechError(f"pitch {pitch} is outside 0–100")
+    engine, name = parse_voice(voice)
+    if engine != "espeak":
+        from . import engines
+
+        samples, native, items = getattr(engines, engine)(text, name, float(rate), float(pitch))
+        from trainers.data.audio_features import resample_audio
+
+        audio = np.clip(resample_audio(samples, native, sample_rate), -1.0, 1.0)
+        track = PhonemeTrack.from_items(items)
+        if len(track):
+            track.end[-1] = np.float32(len(audio) / float(sample_rate))
+        return Speech(audio, sample_rate, track)
+    voice = name
     if isolated:
         pcm, native, events = _synthesize_in_worker(text, voice, int(rate), int(pitch))
     else:
@@ -119,5 +162,17 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
 
 
 def list_voices() -> list[str]:
-    """Names `synthesize` accepts: the voice files' languages (mbrola voices excluded)."""
-    return sorted({lang for _, ident, langs in _ESPEAK.voices() if not ident.startswith("mb/") for _, lang in langs})
+    """Names `synthesize` accepts: espeak-ng's voice languages (mbrola voices excluded), then the
+    installed flite and festival voices as `flite:NAME`, `festival:NAME`."""
+    from .engines import festival_voices, flite_voices
+
+    espeak = sorted({lang for _, ident, langs in _ESPEAK.voices() if not ident.startswith("mb/") for _, lang in langs})
+    return espeak + [f"flite:{v}" for v in flite_voices()] + [f"festival:{v}" for v in festival_voices()]
+
+
+def voice_known(voice: str, known: Sequence[str]) -> bool:
+    """Whether `voice` (with an optional espeak-ng +variant) names one of `known` (from list_voices)."""
+    engine, name = parse_voice(voice)
+    if engine == "espeak":
+        return name.split("+")[0] in known or f"espeak:{name.split('+')[0]}" in known
+    return f"{engine}:{name}" in known

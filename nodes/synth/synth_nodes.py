@@ -15,41 +15,25 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from graphcore.types import RecordType, TypeValidationError, register_type
 from nodes.face.model_nodes import FaceModelInput, resolve_model
-from nodes.types import AudioClip, MorphCoeffs
-
-from .speech import PhonemeTrack
-
-
-def _check_track(t: PhonemeTrack) -> None:
-    n = len(t.labels)
-    if t.start.shape != (n,) or t.end.shape != (n,):
-        raise TypeValidationError(f"phoneme track: {n} labels but start {t.start.shape}, end {t.end.shape}")
-    if n and (np.any(t.end < t.start) or np.any(np.diff(t.start) < 0)):
-        raise TypeValidationError("phoneme track times must be ordered with end >= start")
-
-
-PHONEME_TRACK = register_type(RecordType(
-    "PhonemeTrack", PhonemeTrack, check=_check_track, color="#5fb0a0",
-    doc="Phonemes (eSpeak mnemonics) with start/end times in seconds.",
-), "talkgraph")
-
-
+from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
 
 class SynthesizeSpeech(Node):
-    """Speak a text with espeak-ng: 16 kHz audio and each phoneme's start and end time.
+    """Speak a text with espeak-ng, flite or festival: 16 kHz audio and each phoneme's start and end time.
 
-    Timings come from libespeak-ng's phoneme events; the same request always gives the same audio.
+    Timings come from libespeak-ng's phoneme events, flite's and festival's segment tables (phones
+    converted to eSpeak mnemonics); the same request always gives the same audio.
     """
 
     category = "synth"
-    outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack")}
+    outputs = {"audio": Out("Audio"), "phonemes": Out("PhonemeTrack"),
+               "text": Out("String", "the text spoken (e.g. for RecognizePhonemes' forced alignment)")}
 
     class Params(BaseModel):
         text: str = Field("Hello! I am a synthetic talking face.", min_length=1, description="what to say")
-        voice: str = Field("en-us", description="espeak-ng voice, optionally with a variant: en-us, en-gb, en-gb+f3, en-us+m3")
+        voice: str = Field("en-us", description="espeak-ng voice (en-us, en-gb+f3, ...) or engine:name (flite:slt, flite:rms, "
+                                                 "festival:kal_diphone, festival:cmu_us_slt_arctic_hts)")
         rate: int = Field(160, ge=80, le=450, description="speaking rate in words per minute")
         pitch: int = Field(50, ge=0, le=100, description="base pitch (0-100, 50 = the voice's normal)")
 
@@ -62,7 +46,7 @@ class SynthesizeSpeech(Node):
         except SpeechError as e:
             raise NodeError(str(e)) from None
         ctx.log(f"{len(speech.phonemes)} phonemes, {len(speech.samples) / speech.sample_rate:.2f} s of speech")
-        return {"audio": AudioClip(speech.samples, speech.sample_rate), "phonemes": speech.phonemes}
+        return {"audio": AudioClip(speech.samples, speech.sample_rate), "phonemes": speech.phonemes, "text": p.text}
 
 
 class AnimateFromPhonemes(Node):
@@ -92,6 +76,7 @@ class AnimateFromPhonemes(Node):
         brow_gain: float = Field(0.5, ge=0, le=1.5, description="brow raise on the strongest pitch accents")
         blink_rate: float = Field(17.0, ge=0, le=60, description="blinks per minute")
         head_amplitude: float = Field(1.0, ge=0, le=3, description="scales the head motion (0 = still)")
+        mouth_lead: float = Field(0.0, ge=0, le=0.2, description="seconds the mouth leads the sound (real lips move first)")
 
     def run(self, ctx: RunContext, phonemes: PhonemeTrack, audio: AudioClip, reference: MorphCoeffs) -> dict[str, Any]:
         from trainers.data.audio_features import frame_count
@@ -105,7 +90,7 @@ class AnimateFromPhonemes(Node):
         if reference.expression.shape[0] == 0:
             raise NodeError("the reference coefficients have no frames")
         settings = AnimationSettings(fps=p.fps, seed=p.seed, mouth_amplitude=p.mouth_amplitude, brow_gain=p.brow_gain,
-                                     blink_rate=p.blink_rate, head_amplitude=p.head_amplitude)
+                                     blink_rate=p.blink_rate, head_amplitude=p.head_amplitude, mouth_lead=p.mouth_lead)
         anim = animate(phonemes.items(), audio.samples, audio.sample_rate, n,
                        reference.expression[0], reference.pose[0], settings)
         if anim.unknown_phonemes:

@@ -48,6 +48,7 @@ class AudioExpPoseConfig(BaseModel):
     lstm_layers: int = 3
     n_expression: int = N_EXPRESSION
     n_pose: int = N_POSE
+    official: bool = Field(False, description="the released ATC_net (64 Deep3DFaceRecon expression + 6 pose outputs, raw MFCC in)")
 
 
 def _conv(c_in: int, c_out: int) -> nn.Sequential:

@@ -35,6 +35,10 @@ Departures, and why:
   smoothness term is the paper's sum of squared neighbour differences per image, batch-averaged.
 - The depth (number of stride-2 levels) is a preset field: `tiny` uses 7 levels so that it
   trains at 128 px on a CPU; the structure is otherwise the paper's.
+
+`official=True` (imported official checkpoints, docs/official-weights.md): the key encoder takes
+the rendered frame as the release does, ImageNet-normalised at the frame's own size (256 px);
+the weights are converted by nodes/yi/official.py (the AdaIN MLP's output rows re-ordered).
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ from torch import nn
 
 from trainers.discriminators import MultiScalePatchDiscriminator
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 WINDOW = 3  # rendered frames per generator input (r_{t-2}, r_{t-1}, r_t)
 
 
@@ -67,6 +72,7 @@ class MemoryGANConfig(BaseModel):
     key_dim: int = Field(512, description="spatial feature (key) size")
     memory_size: int = Field(30000, ge=2, description="memory items (official default)")
     encoder_size: int = Field(224, ge=32, description="rendered frames are resized to this for the key encoder")
+    official: bool = Field(False, description="an imported official checkpoint: ImageNet-normalised key encoder input")
 
 
 class AdaIN2d(nn.Module):
@@ -182,9 +188,10 @@ class BasicBlock(nn.Module):
 class SpatialEncoder(nn.Module):
     """ResNet-18 layout (7x7 stem, max-pool, 4 stages of 2 basic blocks) -> 'pool5' -> FC -> L2 norm."""
 
-    def __init__(self, widths: tuple[int, int, int, int], key_dim: int, input_size: int) -> None:
+    def __init__(self, widths: tuple[int, int, int, int], key_dim: int, input_size: int, imagenet_input: bool = False) -> None:
         super().__init__()
         self.input_size = input_size
+        self.imagenet_input = imagenet_input
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(),
                                   nn.MaxPool2d(3, 2, 1))
         blocks, c = [], widths[0]
@@ -199,6 +206,10 @@ class SpatialEncoder(nn.Module):
         if frame.shape[-1] != self.input_size or frame.shape[-2] != self.input_size:
             frame = F.interpolate(frame, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
                                   antialias=True)
+        if self.imagenet_input:  # [-1, 1] -> [0, 1] -> ImageNet mean/std, the release's torchvision ResNet-18 input
+            mean = frame.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = frame.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            frame = (frame * 0.5 + 0.5 - mean) / std
         pooled = self.blocks(self.stem(frame)).mean((2, 3))
         return F.normalize(self.fc(pooled), dim=1)
 
@@ -306,7 +317,7 @@ class MemoryGANNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.generator = AttentionUNet(cfg)
-        self.encoder = SpatialEncoder(cfg.encoder_widths, cfg.key_dim, cfg.encoder_size)
+        self.encoder = SpatialEncoder(cfg.encoder_widths, cfg.key_dim, cfg.encoder_size, imagenet_input=cfg.official)
         self.memory = IdentityMemory(cfg.memory_size, cfg.key_dim, cfg.identity_dim)
         self.register_buffer("mean_identity", torch.zeros(cfg.identity_dim))
 

@@ -4,6 +4,7 @@ torch here: the architectures are imported when a model is first built."""
 from __future__ import annotations
 
 from nodes.model_registry import ModelSpec, register_model
+from nodes.weights import OfficialImport
 
 
 def _audio_exp_pose():
@@ -31,6 +32,7 @@ AUDIO_EXP_POSE = register_model(ModelSpec(
     bundled="checkpoints/yi/audio_exp_pose_tiny.pt",
     trainer="the TrainAudioToExpressionPose node (workflows/train_yi_audio.yaml) or, for one target, "
             "PersonalizeAudioToExpressionPose (workflows/personalize_memorygan.yaml)",
+    convert_official=OfficialImport("yi"),
 ))
 
 MEMORY_GAN = register_model(ModelSpec(
@@ -47,4 +49,5 @@ MEMORY_GAN = register_model(ModelSpec(
     bundled="checkpoints/yi/memory_gan_tiny.pt",
     trainer="the TrainMemoryGAN node (workflows/train_memorygan.yaml) or, for one target, "
             "PersonalizeMemoryGAN (workflows/personalize_memorygan.yaml)",
+    convert_official=OfficialImport("yi"),
 ))

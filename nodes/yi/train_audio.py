@@ -82,12 +82,15 @@ class AudioExpPoseTask(TrainTask):
         if not clips:
             raise ValueError("no training clips")
         self.s, self.clips, self.data, self.init = settings, clips, data, init
-        self.arch = start_config(AUDIO_EXP_POSE, settings.preset, init)
+        # the released ATC_net (graphrun weights import yi): its 70 outputs mean Deep3DFaceRecon's
+        # coefficients, so only its audio encoder and LSTM start a project model (paper preset, new head)
+        self.official_init = init is not None and bool(init["model_config"].get("official"))
+        self.arch = model_config(AUDIO_EXP_POSE, "paper") if self.official_init else start_config(AUDIO_EXP_POSE, settings.preset, init)
         self.lengths = np.array([len(c.mfcc) for c in clips])
 
     def build(self) -> None:
         g = AudioToExpressionPoseNet(self.arch)
-        if self.init is not None:
+        if self.init is not None and not self.official_init:
             g.load_state_dict(self.init["generator"])
         else:
             cat = lambda f: np.concatenate([getattr(c, f) for c in self.clips])  # noqa: E731
@@ -96,6 +99,11 @@ class AudioExpPoseTask(TrainTask):
             for norm, x in ((g.expression_norm, cat("expression")), (g.pose_norm, cat("pose"))):
                 norm.set(torch.from_numpy(x.mean(0)), torch.from_numpy(x.std(0) + 1e-5))
             g.pose_norm.mean.zero_()  # deltas from each clip's mean pose: centred by construction
+            if self.official_init:  # raw MFCC in, as the release was trained; encoder + LSTM from it
+                g.mfcc_norm.set(torch.zeros(MFCC_COEFFS), torch.ones(MFCC_COEFFS))
+                body = {k: v for k, v in self.init["generator"].items() if k.startswith(("encoder.", "lstm."))}
+                missing, unexpected = g.load_state_dict(body, strict=False)
+                assert not unexpected and all(k.startswith(("head.", "mfcc_norm.", "expression_norm.", "pose_norm.")) for k in missing)
         self.generator = g
         self.discriminator = None
 

@@ -21,6 +21,7 @@ from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
+from nodes.weights import missing_weights_hint
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
 
@@ -32,6 +33,16 @@ def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
     if len(features.data) < 2:
         raise NodeError(f"{node}: the audio is shorter than two video frames")
     return features.data
+
+
+def _refuse_released_atcnet(model, node: str) -> None:
+    """The released ATC_net predicts other coefficients than this project's: say what it is good for."""
+    if model.cfg.official:
+        raise NodeError(f"{node}: this is the released ATC_net (graphrun weights import yi): its 70 outputs are "
+                        "Deep3DFaceRecon's 64 expression + 6 pose coefficients, which the project's 3DMM and Render3DMM "
+                        "cannot use. Use it to initialise PersonalizeAudioToExpressionPose (its audio encoder and LSTM; a "
+                        "new output layer is trained), or drive the renderer with a project checkpoint "
+                        "(docs/official-weights.md)")
 
 
 class AudioToExpressionPose(Node):
@@ -57,6 +68,7 @@ class AudioToExpressionPose(Node):
         if len(target.pose) == 0:
             raise NodeError("AudioToExpressionPose: the target coefficients have no frames")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        _refuse_released_atcnet(model, "AudioToExpressionPose")
         ctx.log(f"audio->expression+pose: {export['step']} training steps"
                 f"{' (personalised)' if export.get('data', {}).get('personalised') else ''}")
         return {"coeffs": predict_coeffs(model, mfcc, target, predict_pose=self.params.predict_pose, device=ctx.device)}
@@ -165,6 +177,7 @@ class MemoryGAN(Node):
         "colour": Out("Frames", "colour mask C_t"),
         "retrieval_score": Out("Array", "(T,) cosine of the memory key each frame retrieved (NaN without memory)"),
     }
+    missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
         identity: Literal["memory", "mean"] = Field(
@@ -471,6 +484,7 @@ class EvaluateYi(Node):
 
         p = self.params
         audio, a_exp = load_checkpoint(self, ctx, "audio_checkpoint", audio_checkpoint)
+        _refuse_released_atcnet(audio, "EvaluateYi")
         gan, g_exp = load_checkpoint(self, ctx, "gan_checkpoint", gan_checkpoint)
         try:
             result = evaluate(dataset_path(ctx, dataset, "EvaluateYi"), audio, gan, split=p.split, max_clips=p.max_clips,

@@ -74,10 +74,14 @@ class ClipStore:
         return out
 
     def frame(self, k: int, t: int) -> dict[str, Any]:
-        """One frame of the k-th clip with its landmarks, read directly (not kept in memory)."""
+        """One frame of the k-th clip with its landmarks, read directly (not kept in memory). Frame 0
+        of a dataset written without frames is the clip's still face (its identity's portrait)."""
         clip = self.dataset.clip(self.clip_ids[k])
-        image = np.asarray(clip.frames[t])
-        landmarks = np.asarray(clip.landmarks[t], np.float32)
+        if t == 0 and not clip.has_frames:
+            image, landmarks = clip.reference()
+        else:
+            image = np.asarray(clip.frames[t])
+            landmarks = np.asarray(clip.landmarks[t], np.float32)
         if self.frame_size and image.shape[0] != self.frame_size:
             scale = self.frame_size / image.shape[0]
             image, landmarks = resize_frames(image[None], self.frame_size)[0], rescale_pixels(landmarks, scale)

@@ -63,9 +63,12 @@ def assign_splits(n: int, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1
     frac = np.asarray(fractions, np.float64)
     frac = frac / frac.sum()
     counts = np.floor(frac * n).astype(int)
-    if n >= 3:
-        counts[1:] = np.maximum(counts[1:], 1)
+    if n >= 3:  # every split asked for gets at least one clip
+        counts[1:] = np.where(frac[1:] > 0, np.maximum(counts[1:], 1), 0)
     counts[0] = n - counts[1:].sum()
+    if counts[0] < 0 or (frac[0] == 0 and counts[0] > 0):  # no training split asked for: the rest is test
+        counts[2] += counts[0]
+        counts[0] = 0
     labels = np.repeat(np.array(SPLITS), counts)
     return list(labels[np.random.default_rng([seed, 0x5917]).permutation(n)])
 
@@ -77,15 +80,18 @@ def assign_splits(n: int, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1
 class ClipWriter:
     """Writes one clip; frames may arrive in chunks (`write_frames`) to keep memory flat."""
 
-    def __init__(self, group, n_frames: int, frame_size: tuple[int, int], samples_per_frame: int) -> None:
+    def __init__(self, group, n_frames: int, frame_size: tuple[int, int], samples_per_frame: int,
+                 frames: bool = True) -> None:
         self.group, self.n_frames, self.spf = group, int(n_frames), int(samples_per_frame)
         h, w = frame_size
         chunk_t = max(1, _CHUNK_BYTES // (h * w * 3))
-        self._frames = _create(group, "frames", (self.n_frames, h, w, 3), np.uint8, chunk_t)
+        self._frames = _create(group, "frames", (self.n_frames, h, w, 3), np.uint8, chunk_t) if frames else None
         self._landmarks = None
         self.written = 0
 
     def write_frames(self, t0: int, frames: np.ndarray) -> None:
+        if self._frames is None:
+            raise DatasetError("this dataset is written without frames (has_frames is false)")
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != self._frames.shape[1:]:
             raise DatasetError(f"frames must be uint8 {self._frames.shape[1:]}, got {frames.dtype} {frames.shape}")
         self._frames[t0:t0 + len(frames)] = frames
@@ -151,7 +157,20 @@ class DatasetWriter:
             "landmark_source": landmark_source, "clips": [], "complete": False, **dict(attrs or {}),
         })
 
-    def begin_clip(self, name: str, n_frames: int, *, split: str, attrs: Mapping[str, Any]) -> ClipWriter:
+    def write_identities(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], shape: Sequence[np.ndarray],
+                         expression: Sequence[np.ndarray], pose: Sequence[np.ndarray],
+                         info: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """The faces the clips were made from (group `identities`; a clip's `identity` attribute indexes them)."""
+        g = self.root.require_group("identities")
+        for name, arrs, dtype in (("image", images, np.uint8), ("landmarks", landmarks, np.float32),
+                                  ("shape", shape, np.float32), ("expression", expression, np.float32),
+                                  ("pose", pose, np.float32)):
+            data = np.stack([np.asarray(a) for a in arrs]).astype(dtype)
+            _create(g, name, data.shape, dtype, chunk_t=1)[...] = data
+        g.attrs["info"] = _jsonable({"items": list(info or [])})["items"]
+
+    def begin_clip(self, name: str, n_frames: int, *, split: str, attrs: Mapping[str, Any],
+                   frames: bool = True) -> ClipWriter:
         if split not in SPLITS:
             raise DatasetError(f"split {split!r} is not one of {SPLITS}")
         if name in self.clips:
@@ -162,7 +181,7 @@ class DatasetWriter:
         self.clips.append(name)
         self.splits[name] = split
         self.root.attrs["clips"] = list(self.clips)  # readable even if writing stops half-way
-        return ClipWriter(g, n_frames, self.frame_size, self.samples_per_frame)
+        return ClipWriter(g, n_frames, self.frame_size, self.samples_per_frame, frames=frames)
 
     def drop_clip(self, name: str) -> None:
         """Forget a clip that failed half-way (its group is deleted)."""
@@ -203,8 +222,27 @@ class Clip:
 
     split = property(lambda self: self.attrs["split"])
     text = property(lambda self: self.attrs.get("text"))
-    frames = property(lambda self: self.group["frames"])
     landmarks = property(lambda self: self.group["landmarks"])
+
+    @property
+    def has_frames(self) -> bool:
+        return "frames" in self.group
+
+    @property
+    def frames(self):
+        if not self.has_frames:
+            raise DatasetError(f"clip {self.name} of {self.dataset.url} has no frames (the dataset was made with "
+                               "render off); use a dataset with frames for trainers that look at images")
+        return self.group["frames"]
+
+    def reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The clip's still face and its landmarks (478, 2): the identity's portrait when the dataset
+        stores identities, else the first frame."""
+        ids = self.dataset.identities
+        k = self.attrs.get("identity")
+        if ids is not None and k is not None:
+            return np.asarray(ids["image"][int(k)]), np.asarray(ids["landmarks"][int(k)], np.float32)
+        return np.asarray(self.frames[0]), np.asarray(self.landmarks[0], np.float32)
 
     @property
     def audio(self) -> np.ndarray:
@@ -298,6 +336,8 @@ class Dataset:
         self.sample_rate = int(self.attrs["sample_rate"])
         self.samples_per_frame = int(self.attrs["samples_per_frame"])
         self.frame_size = tuple(self.attrs["frame_size"])
+        self.has_frames = bool(self.attrs.get("has_frames", True))
+        self.identities = self.root["identities"] if "identities" in self.root else None
         self._clips: dict[str, Clip] = {}
 
     def __len__(self) -> int:

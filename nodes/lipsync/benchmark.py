@@ -1,0 +1,289 @@
+"""Lip sync on speech nothing was trained on: the held-out evaluation of docs/lipsync.md.
+
+Clips: `EVAL_SENTENCES` spoken by the held-out voices (`HELD_OUT_VOICES`: espeak-ng
+en-gb-x-rp, flite awb, festival ked_diphone — no training workflow uses them), each under
+recording-like conditions built only from held-out degradation kinds (`CONDITIONS`). Truth:
+the mouth the synthetic generator would give each engine's own phoneme timings — the viseme
+table with co-articulation (`nodes.synth.visemes.mouth_curves`) on the 3DMM's mean face — as
+the inner-lip gap (`evaluate.model_lip_gap`). Score: Pearson correlation of a method's lip gap
+with the truth's, per clip, averaged per condition (the issue's metric).
+
+Methods:
+- `rms`: the RMS-envelope baseline (frame loudness in dB, smoothed).
+- `recogniser`: the issue's crude baseline — PocketSphinx all-phone phones, a per-phone mouth
+  openness table, smoothed.
+- `rules`: the rule-based LipSyncRules (nodes/lipsync/rules.py, default settings).
+- pipelines (`PIPELINES`): a workflow run in-process up to the node that carries the mouth,
+  with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
+  3DMM (HDTF's animation generator, Yi's audio-to-expression net) or measured with MediaPipe on
+  its frames (Audio2Head, whose keypoints have no 3DMM).
+
+The truth is synthetic: real speech may differ (the hidden real clip of issue 11 is the judge).
+`python -m nodes.lipsync.benchmark` prints the table; `EvaluateLipSync` is the node form.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluate import correlation, landmark_lip_gap, model_lip_gap
+
+FPS = 25.0
+# Held-out conditions: only evaluation-only degradation kinds (nodes/synth/augment.py).
+CONDITIONS: dict[str, list[dict[str, Any]]] = {
+    "clean": [],
+    "phone call": [{"kind": "sox_reverb", "reverberance": 45, "room": 60},
+                   {"kind": "noise", "noise": "babble", "snr_db": 12.0, "seed": 11},
+                   {"kind": "band", "low": 300, "high": 3400},
+                   {"kind": "codec", "name": "gsm", "bitrate": 13},
+                   {"kind": "gain", "db": -8.0, "clip": 0}],
+    "traffic 10 dB": [{"kind": "traffic", "snr_db": 10.0, "seed": 12}],
+    "codec2 2400": [{"kind": "band", "low": 300, "high": 3400}, {"kind": "codec", "name": "codec2", "bitrate": 2400}],
+    "pitch +2 st + pauses": [{"kind": "pitch", "semitones": 2.0}],
+}
+PAUSE_SECONDS = 0.8  # the "pauses" condition speaks the sentence in two halves with silence between and around
+METHODS = ("rms", "recogniser", "rules")
+# workflow, node carrying the mouth, its port, how to read the lip gap ("coeffs" or "frames")
+PIPELINES: dict[str, tuple[str, str, str, str]] = {
+    "hdtf": ("hdtf.yaml", "animation", "coeffs", "coeffs"),
+    "memorygan_image": ("memorygan_image.yaml", "animate", "coeffs", "coeffs"),
+    "audio2head": ("audio2head.yaml", "render", "frames", "frames"),
+}
+# Mouth openness per ARPAbet phone for the crude recogniser baseline (0 closed .. 1 wide open).
+OPENNESS = {"AA": 1.0, "AE": 0.9, "AH": 0.7, "AO": 0.8, "AW": 0.8, "AY": 0.85, "EH": 0.7, "ER": 0.5, "EY": 0.6,
+            "IH": 0.45, "IY": 0.35, "OW": 0.6, "OY": 0.6, "UH": 0.4, "UW": 0.3, "B": 0.0, "P": 0.0, "M": 0.0,
+            "F": 0.15, "V": 0.15, "W": 0.2, "SIL": 0.0}
+
+
+@dataclasses.dataclass
+class Clip:
+    name: str  # "voice | sentence k"
+    condition: str
+    samples: np.ndarray  # float32, 16 kHz
+    truth: np.ndarray  # (T,) lip gap of the generator's mouth for the clip's own timings
+
+
+def _pauses(samples: np.ndarray, track: list, sr: int = 16000) -> tuple[np.ndarray, list]:
+    """The clip split at its middle word boundary, PAUSE_SECONDS of silence before, between and after."""
+    from nodes.synth.speech import is_pause
+
+    mid = len(track) // 2
+    while mid < len(track) - 1 and not is_pause(track[mid][0]):
+        mid += 1
+    cut_t = track[mid][1] if mid < len(track) else track[-1][2] / 2
+    cut = int(round(cut_t * sr))
+    gap = np.zeros(int(PAUSE_SECONDS * sr), np.float32)
+    x = np.concatenate([gap, samples[:cut], gap, samples[cut:], gap])
+    shifted = [(p, s + (PAUSE_SECONDS if s < cut_t else 2 * PAUSE_SECONDS), e + (PAUSE_SECONDS if s < cut_t else 2 * PAUSE_SECONDS))
+               for p, s, e in track]
+    end = len(x) / sr
+    pauses = [("_", 0.0, PAUSE_SECONDS), ("_", cut / sr + PAUSE_SECONDS, cut / sr + 2 * PAUSE_SECONDS),
+              ("_", end - PAUSE_SECONDS, end)]
+    return x, sorted(shifted + pauses, key=lambda it: it[1])
+
+
+def make_clips(voices: Sequence[str] | None = None, sentences: Sequence[str] | None = None,
+               conditions: Sequence[str] | None = None, rate: int = 160) -> list[Clip]:
+    """The held-out clips (default: every held-out voice, the first two EVAL_SENTENCES, all conditions)."""
+    from nodes.synth.augment import apply_chain
+    from nodes.synth.sentences import EVAL_SENTENCES
+    from nodes.synth.speech import HELD_OUT_VOICES, synthesize
+    from nodes.synth.visemes import mouth_curves
+    from trainers.data.audio_features import frame_count
+
+    voices = list(voices or HELD_OUT_VOICES)
+    sentences = list(sentences or EVAL_SENTENCES[1:3])
+    conditions = list(conditions or CONDITIONS)
+    spoken = [(v, k, synthesize(s, voice=v, rate=rate)) for v in voices for k, s in enumerate(sentences)]
+    babble = np.concatenate([sp.samples for *_, sp in spoken])  # held-out voices only
+    clips = []
+    for v, k, sp in spoken:
+        for cond in conditions:
+            x, track = sp.samples, sp.phonemes.items()
+            if "pauses" in cond:
+                x, track = _pauses(x, track)
+            x, track = apply_chain(x, track, CONDITIONS[cond], babble_source=babble)
+            n = frame_count(len(x), 16000, FPS)
+            clips.append(Clip(f"{v} | sentence {k + 1}", cond, x, model_lip_gap(mouth_curves(track, n, FPS)[0])))
+    return clips
+
+
+# ------------------------------------------------------------------------------------- methods
+
+
+def rms_gap(samples: np.ndarray, n: int) -> np.ndarray:
+    """RMS-envelope baseline: frame loudness (dB), smoothed over ~3 frames."""
+    from scipy.ndimage import gaussian_filter1d
+
+    hop = int(16000 / FPS)
+    x = np.pad(np.asarray(samples, np.float64), (0, max(0, n * hop - len(samples))))
+    rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1))
+    return gaussian_filter1d(20 * np.log10(np.maximum(rms, 1e-5)), 1.0)
+
+
+def recogniser_gap(samples: np.ndarray, n: int) -> np.ndarray:
+    """The crude baseline: recognised phones -> OPENNESS (other consonants 0.3) per frame, smoothed."""
+    from scipy.ndimage import gaussian_filter1d
+
+    from trainers.data.phonetic import recognize
+
+    t = (np.arange(n) + 0.5) / FPS
+    y = np.zeros(n)
+    for p, s, e, _ in recognize(samples, 16000)[0].items:
+        y[(t >= s) & (t < e)] = OPENNESS.get(p, 0.3)
+    return gaussian_filter1d(y, 1.0)
+
+
+def rules_gap(samples: np.ndarray, n: int) -> np.ndarray:
+    from trainers.data.phonetic import recognize
+
+    from .rules import RuleSettings, frame_activity, rule_mouth
+
+    result, _ = recognize(samples, 16000)
+    loudness, _ = frame_activity(samples, 16000, n, FPS)
+    curves, _ = rule_mouth(result.items, n, RuleSettings(fps=FPS), confidence=[c for *_, c in result.items],
+                           loudness=loudness)
+    return model_lip_gap(curves)
+
+
+def coeffs_gap(coeffs) -> np.ndarray:
+    """Inner-lip gap of MorphCoeffs through the bundled 3DMM (pose-free)."""
+    from nodes.face.model import load_face_model
+
+    return landmark_lip_gap(load_face_model().vertices(coeffs.shape, coeffs.expression))
+
+
+def frames_gap(frames: np.ndarray) -> np.ndarray:
+    from nodes.face.landmarks import detect_landmarks
+
+    lm, _ = detect_landmarks(frames)
+    return landmark_lip_gap(lm)
+
+
+class PipelineRunner:
+    """Runs a workflow in-process up to one node, `speech.path` set to a clip (one shared cache,
+    so the portrait's landmarks and fit are computed once)."""
+
+    def __init__(self, workflows_dir: Path, cache_dir: Path) -> None:
+        from graphcore.cache import CacheStore
+        from graphcore.registry import build_registry
+
+        self.dir = Path(workflows_dir)
+        self.registry = build_registry(())
+        self.cache = CacheStore(str(cache_dir))
+
+    def run(self, workflow: str, node: str, port: str, wav: Path, overrides: Sequence[str] = ()) -> Any:
+        from graphcore.loader import apply_overrides, load_workflow
+        from graphcore.scheduler import run_graph
+        from graphcore.validation import compile_workflow
+        from graphcore.workflow import Edge
+
+        wf = load_workflow(self.dir / workflow)
+        keep, todo = set(), [node]
+        while todo:  # the node and everything upstream of it
+            nid = todo.pop()
+            if nid not in keep:
+                keep.add(nid)
+                todo += [e.node for e in wf.nodes[nid].inputs.values() if isinstance(e, Edge)]
+        wf.nodes = {k: v for k, v in wf.nodes.items() if k in keep}
+        apply_overrides(wf, [f"speech.path={wav}", *overrides], self.registry)
+        report = run_graph(compile_workflow(wf, self.registry), cache=self.cache)
+        if not report.ok:
+            raise RuntimeError(f"{workflow}: {'; '.join(str(e) for e in report.errors)}")
+        return report.load_output(node, port)
+
+
+def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, tmp: Path | None = None) -> np.ndarray:
+    n = len(clip.truth)
+    if method == "rms":
+        return rms_gap(clip.samples, n)
+    if method == "recogniser":
+        return recogniser_gap(clip.samples, n)
+    if method == "rules":
+        return rules_gap(clip.samples, n)
+    from nodes.io.media import write_audio
+    from nodes.types import AudioClip
+
+    workflow, node, port, kind = PIPELINES[method]
+    wav = Path(tmp) / f"clip_{abs(hash((clip.name, clip.condition))) % 10**8}.wav"
+    write_audio(wav, AudioClip(clip.samples, 16000))
+    value = runner.run(workflow, node, port, wav)
+    return coeffs_gap(value) if kind == "coeffs" else frames_gap(value)
+
+
+def silence_check(methods: Sequence[str], seconds: float = 3.0, cache_dir: Path | None = None) -> dict[str, dict[str, float]]:
+    """Each method on `seconds` of digital silence: the mean and spread of its lip gap (the mouth
+    should be closed and still), next to the same method's gap range on a held-out clip."""
+    speech = make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please remember to bring your passport."],
+                        conditions=["clean"])[0]
+    n = int(round(seconds * FPS))
+    silence = Clip("silence", "silence", np.zeros(int(seconds * 16000), np.float32), np.zeros(n))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = PipelineRunner(Path(__file__).resolve().parents[2] / "workflows", cache_dir or Path(tmp) / "cache") \
+            if any(m in PIPELINES for m in methods) else None
+        for m in methods:
+            quiet = method_gaps(m, silence, runner, Path(tmp))
+            talk = method_gaps(m, speech, runner, Path(tmp))
+            lo, hi = np.nanpercentile(talk, 5), np.nanpercentile(talk, 95)
+            out[m] = {"silence_mean": float(np.nanmean(quiet)), "silence_std": float(np.nanstd(quiet)),
+                      "speech_p5": float(lo), "speech_p95": float(hi),
+                      "silence_openness": float((np.nanmean(quiet) - lo) / max(hi - lo, 1e-9))}
+    return out
+
+
+def evaluate(clips: Sequence[Clip], methods: Sequence[str], workflows_dir: Path | None = None,
+             cache_dir: Path | None = None, progress: Callable[[int, int, str], None] = lambda i, n, m: None,
+             ) -> dict[str, dict[str, list[float]]]:
+    """Correlations {method: {condition: [r per clip]}}."""
+    root = Path(__file__).resolve().parents[2]
+    out: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = None
+        if any(m in PIPELINES for m in methods):
+            runner = PipelineRunner(workflows_dir or root / "workflows", cache_dir or Path(tmp) / "cache")
+        total, done = len(methods) * len(clips), 0
+        for m in methods:
+            for c in clips:
+                progress(done, total, f"{m}: {c.name}, {c.condition}")
+                r = correlation(c.truth, method_gaps(m, c, runner, Path(tmp)))
+                out[m].setdefault(c.condition, []).append(r)
+                done += 1
+    return out
+
+
+def table(scores: dict[str, dict[str, list[float]]], conditions: Sequence[str]) -> str:
+    """Markdown: one row per method, mean correlation per condition and overall."""
+    head = "| method | " + " | ".join(conditions) + " | mean |"
+    rows = [head, "|" + "---|" * (len(conditions) + 2)]
+    for m, by in scores.items():
+        vals = [float(np.mean(by[c])) if by.get(c) else float("nan") for c in conditions]
+        rows.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {np.nanmean(vals):.2f} |")
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", default=",".join((*METHODS, *PIPELINES)))
+    ap.add_argument("--conditions", default=",".join(CONDITIONS))
+    ap.add_argument("--sentences", type=int, default=2, help="how many EVAL_SENTENCES (from the second)")
+    ap.add_argument("--cache", default=None, help="cache folder for the pipelines' shared nodes")
+    a = ap.parse_args(argv)
+    from nodes.synth.sentences import EVAL_SENTENCES
+
+    conditions = a.conditions.split(",")
+    clips = make_clips(sentences=EVAL_SENTENCES[1:1 + a.sentences], conditions=conditions)
+    scores = evaluate(clips, a.methods.split(","), cache_dir=Path(a.cache) if a.cache else None,
+                      progress=lambda i, n, m: print(f"[{i}/{n}] {m}", flush=True))
+    print(table(scores, conditions))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The held-out lip-sync evaluation (nodes/lipsync/benchmark.py, EvaluateLipSync)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_helpers import ctx_for
+
+from nodes.lipsync import benchmark as B
+from nodes.lipsync.evaluate import correlation, landmark_lip_gap
+from nodes.lipsync.lipsync_nodes import EvaluateLipSync
+
+pytest.importorskip("pocketsphinx")
+
+
+def test_conditions_use_only_held_out_degradations():
+    from nodes.synth.augment import is_held_out
+
+    for name, chain in B.CONDITIONS.items():
+        if chain and "pitch" not in name:
+            assert is_held_out(chain), name
+    assert "pitch +2 st + pauses" in B.CONDITIONS  # pitch within the held-out +-2 st
+
+
+def test_correlation_and_lip_gap_measures():
+    a = np.sin(np.linspace(0, 6, 50))
+    assert correlation(a, 3 * a + 1) == pytest.approx(1.0) and correlation(a, -a) == pytest.approx(-1.0)
+    assert correlation(a, np.full(50, 2.0)) == 0.0  # a constant mouth: no correlation, not NaN
+    b = a.copy()
+    b[5] = np.nan
+    assert np.isfinite(correlation(a, b))
+    lm = np.zeros((2, 478, 2))
+    lm[:, 33], lm[:, 263] = (0, 0), (10, 0)
+    lm[:, 13], lm[:, 14] = (5, 5), [(5, 6), (5, 8)]
+    np.testing.assert_allclose(landmark_lip_gap(lm), [0.1, 0.3])
+
+
+def test_held_out_clips_and_baselines():
+    clips = B.make_clips(voices=["flite:awb"], sentences=["My father paid for the big blue boat with a pile of old coins."],
+                         conditions=["clean", "pitch +2 st + pauses"])
+    assert [c.condition for c in clips] == ["clean", "pitch +2 st + pauses"]
+    clean, paused = clips
+    assert len(paused.samples) > len(clean.samples) + 3 * B.PAUSE_SECONDS * 16000 * 0.9
+    assert paused.truth[:10].max() < np.percentile(paused.truth, 60)  # the leading pause is a closed mouth
+    scores = B.evaluate(clips, ["rms", "recogniser", "rules"])
+    for m in ("rms", "recogniser", "rules"):
+        assert all(np.isfinite(v) for c in scores[m].values() for v in c)
+    assert scores["rules"]["clean"][0] > 0.6 and scores["recogniser"]["clean"][0] > 0.4  # measured 0.88, 0.74
+    assert scores["rules"]["clean"][0] > scores["rms"]["clean"][0]
+    text = B.table(scores, ["clean", "pitch +2 st + pauses"])
+    assert text.splitlines()[0].startswith("| method | clean |") and "| rules |" in text
+
+
+def test_evaluate_lipsync_node_writes_the_table(tmp_path):
+    node = EvaluateLipSync({"methods": ["rms", "rules"], "conditions": ["clean"], "sentences": 1, "path": "t.md"})
+    out = node.run(ctx_for(tmp_path))
+    assert set(out["metrics"]) == {"rms.clean", "rules.clean"}
+    assert (tmp_path / "t.md").read_text().startswith("| method | clean | mean |")
+    from graphcore.node import NodeError
+
+    with pytest.raises(NodeError, match="unknown methods"):
+        EvaluateLipSync({"methods": ["nope"]}).run(ctx_for(tmp_path))
+
+
+@pytest.mark.slow
+def test_pipelines_are_scored_through_their_workflows(tmp_path):
+    clips = B.make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please pass me the blue bowl."], conditions=["clean"])
+    scores = B.evaluate(clips, ["hdtf", "memorygan_image"], cache_dir=tmp_path / "cache")
+    assert all(np.isfinite(scores[m]["clean"][0]) for m in ("hdtf", "memorygan_image"))

@@ -1,0 +1,136 @@
+"""The phonetic front-end: PocketSphinx recognition / alignment, PhonemeTrack, phonetic features.
+
+Speech comes from espeak-ng (its own phoneme timings are the truth); the mouth truth is the
+viseme table's lip gap through the 3DMM (`nodes/lipsync/evaluate.py`'s `model_lip_gap`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graphcore.node import NodeError
+from graphcore.types import TypeValidationError
+from nodes.audio.audio_nodes import AudioFeatures
+from nodes.audio.phonetic_nodes import RecognizePhonemes
+from nodes.synth.visemes import mouth_curves
+from nodes.types import PHONEME_TRACK, AudioClip, PhonemeTrack
+from trainers.data import phonetic as ph
+from trainers.data.audio_features import frame_count
+
+pytest.importorskip("pocketsphinx")
+TEXT = "My father paid for the big blue boat with a pile of old coins."
+
+
+@pytest.fixture(scope="module")
+def speech():
+    from nodes.synth.speech import synthesize
+
+    return synthesize(TEXT, voice="en-gb-x-rp", rate=160)
+
+
+def lip_gap(items, n, alphabet):
+    from nodes.lipsync.evaluate import model_lip_gap
+
+    return model_lip_gap(mouth_curves(items, n, alphabet=alphabet)[0])
+
+
+def test_model_ships_in_the_wheel():
+    m = ph.model_dir()
+    for f in ("en-us/mdef", "en-us/means", "en-us-phone.lm.bin", "cmudict-en-us.dict"):
+        assert (m / f).is_file(), f
+
+
+def test_recognition_follows_the_mouth_of_espeak_speech(speech):
+    result, post = ph.recognize(speech.samples, speech.sample_rate)
+    items = result.items
+    duration = len(speech.samples) / speech.sample_rate
+    assert result.mode == "recognised" and items[0][1] == 0.0 and items[-1][2] == pytest.approx(duration)
+    assert all(a[2] == pytest.approx(b[1]) for a, b in zip(items, items[1:])), "phones must be contiguous"
+    assert all(0.0 <= c <= 1.0 for *_, c in items) and {p for p, *_ in items} <= set(ph.PHONES)
+    assert post.shape[1] == ph.N_PHONES and np.allclose(post.sum(1), 1.0)
+    n = frame_count(len(speech.samples), speech.sample_rate, 25.0)
+    truth = lip_gap(speech.phonemes.items(), n, "espeak")
+    r = np.corrcoef(truth, lip_gap(items, n, "arpabet"))[0, 1]
+    assert r > 0.5, f"recognised phones' mouth correlates {r:.2f} with the truth"
+
+
+def test_forced_alignment_is_closer_than_recognition(speech):
+    aligned, _ = ph.align(speech.samples, speech.sample_rate, TEXT)
+    assert aligned.mode == "aligned" and not aligned.note
+    labels = [p for p, *_ in aligned.items if p != "SIL"]
+    assert labels[:5] == ["M", "AY", "F", "AA", "DH"]
+    n = frame_count(len(speech.samples), speech.sample_rate, 25.0)
+    truth = lip_gap(speech.phonemes.items(), n, "espeak")
+    r = np.corrcoef(truth, lip_gap(aligned.items, n, "arpabet"))[0, 1]
+    # 0.80 here: since espeak-ng's events moved 30 ms earlier (voices 0b7ffeb) the aligned phones sit
+    # ~20 ms after them (measured: 0.83 against the truth shifted 20 ms later, 0.60 shifted 40 ms earlier)
+    assert r > 0.75, r
+    # bilabial closures land where espeak put them (a 10 ms decoder frame, 1-3 frames of disagreement)
+    truth_b = [s for p, s, _ in speech.phonemes.items() if p in ("m", "b", "p")]
+    got_b = [s for p, s, *_ in aligned.items if p in ("M", "B", "P")]
+    assert len(truth_b) == len(got_b)
+    err = np.abs(np.array(truth_b) - got_b)
+    assert err.mean() < 0.035 and err.max() < 0.07, err
+
+
+def test_words_missing_from_the_dictionary_fall_back_to_recognition(speech):
+    result, _ = ph.align(speech.samples, speech.sample_rate, "my fathxqz paid")
+    assert result.mode == "recognised" and "fathxqz" in result.note
+
+
+def test_features_layout_silence_and_level_invariance(speech):
+    x = speech.samples
+    f = ph.phonetic_features(x, speech.sample_rate)
+    n = frame_count(len(x), speech.sample_rate, 25.0)
+    assert f.shape == (n, ph.FEATURE_DIM) and f.dtype == np.float32
+    assert np.allclose(f[:, :ph.N_PHONES].sum(1), 1.0, atol=1e-5)
+    assert f[:, ph.SPEECH].max() > 0.9 and f[:, ph.VOICING].max() > 0.5
+    quiet = ph.phonetic_features(0.05 * x, speech.sample_rate)  # -26 dB: same speech, other level
+    assert np.abs(quiet[:, ph.N_PHONES:] - f[:, ph.N_PHONES:]).mean() < 0.02
+    assert np.abs(quiet[:, :ph.N_PHONES] - f[:, :ph.N_PHONES]).sum(1).mean() < 0.3
+    # digital silence and silence with a little noise: all SIL, no voicing, no loudness, no speech
+    rng = np.random.default_rng(0)
+    for sil in (np.zeros(48000, np.float32), (1e-4 * rng.standard_normal(48000)).astype(np.float32)):
+        s = ph.phonetic_features(sil, 16000)
+        assert s.shape == (75, ph.FEATURE_DIM)
+        assert s[:, 0].min() > 0.95 and s[:, ph.SPEECH].max() < 0.05 and s[:, ph.VOICING].max() < 0.05
+
+
+def test_features_from_items_match_the_recognised_track(speech):
+    result, _ = ph.recognize(speech.samples, speech.sample_rate)
+    via_items = ph.phonetic_features(speech.samples, speech.sample_rate, items=result.items)
+    direct = ph.phonetic_features(speech.samples, speech.sample_rate)
+    main_class = direct[:, :ph.N_PHONES].argmax(1) == via_items[:, :ph.N_PHONES].argmax(1)
+    assert main_class.mean() > 0.8  # the direct features also carry the second decode
+
+
+def test_phoneme_track_type_checks():
+    ok = PhonemeTrack.from_items([("SIL", 0.0, 0.1, 1.0), ("AA", 0.1, 0.3, 0.4)], alphabet="arpabet")
+    PHONEME_TRACK.validate(ok)
+    assert ok.confidence.dtype == np.float32 and PhonemeTrack.from_items([("a", 0, 1)]).confidence.tolist() == [1.0]
+    bad = PhonemeTrack.from_items([("AA", 0.0, 0.3, 1.5)], alphabet="arpabet")
+    with pytest.raises(TypeValidationError, match="confidence"):
+        PHONEME_TRACK.validate(bad)
+    with pytest.raises(TypeValidationError, match="alphabet"):
+        PHONEME_TRACK.validate(PhonemeTrack.from_items([("AA", 0.0, 0.3)], alphabet="ipa"))
+
+
+def test_nodes_recognise_align_and_feed_features(speech, tmp_path):
+    from engine_helpers import ctx_for
+
+    logs: list = []
+    audio = AudioClip(speech.samples, speech.sample_rate)
+    track = RecognizePhonemes().run(ctx_for(tmp_path, logs=logs), audio)["phonemes"]
+    PHONEME_TRACK.validate(track)
+    assert track.alphabet == "arpabet" and any("recognised" in str(d) for _, d in logs)
+    aligned = RecognizePhonemes().run(ctx_for(tmp_path), audio, text=TEXT)["phonemes"]
+    assert [p for p in aligned.labels if p != "SIL"][:2] == ["M", "AY"] and np.all(aligned.confidence == 1.0)
+    node = AudioFeatures({"variant": "phonetic"})
+    feats = node.run(ctx_for(tmp_path), audio, phonemes=track)["features"]
+    assert feats.variant == "phonetic" and feats.data.shape[1] == ph.FEATURE_DIM
+    np.testing.assert_array_equal(feats.data, ph.phonetic_features(speech.samples, speech.sample_rate,
+                                                                   items=track.items()))
+    with pytest.raises(NodeError, match="ARPAbet"):
+        node.run(ctx_for(tmp_path), audio, phonemes=speech.phonemes)
+    with pytest.raises(NodeError, match="only used by the phonetic"):
+        AudioFeatures({"variant": "mel"}).run(ctx_for(tmp_path), audio, phonemes=track)

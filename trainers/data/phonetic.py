@@ -1,0 +1,355 @@
+"""Phonetic front-end: speech -> phonemes (PocketSphinx) -> per-video-frame phonetic features.
+
+One module for training and inference: the trainers call `phonetic_features` on their
+(synthetic) clips and the `AudioFeatures` node (variant `phonetic`) calls the same function on
+the user's recording, so a model sees the same representation in both places.
+
+Why phonetic features (a departure from the papers' MFCC / mel inputs): the project has no real
+audio-visual training data, only synthetic voices, and spectral features carry the voice — a
+model trained on them learns the synthesiser, not speech. A phone recogniser trained on real
+speech (PocketSphinx's en-us acoustic model, shipped in its wheel) turns any voice into the same
+symbols, and the few acoustic dims kept here are normalised per clip (level, noise floor), so
+what the model learns on synthetic voices carries over to real ones.
+
+Recognition (`recognize`). PocketSphinx's all-phone search (CI phone loop with the phone
+bigram `en-us-phone.lm.bin`), language weight 2 (its documented setting for phone decoding;
+the default 6.5 is for word search: measured here, lip-gap correlation of the viseme mouth
+with the truth on espeak-ng speech 0.66 at lw 2 against 0.47 at 6.5), beams 1e-20. The audio is
+16 kHz, scaled so its loud rows (95th percentile RMS) sit at -20 dBFS, padded with 0.3 s of faint seeded dither at both ends (the decoder needs silence around
+the speech; digital zeros break its cepstral mean normalisation), then 16-bit PCM. Each
+segment's confidence is the agreement of a second, differently weighted decode (lw 1): the
+fraction of the segment's 10 ms frames where that decode hears a phone of the same viseme
+class. With a transcript, forced alignment instead (`align`: the CMU dictionary's
+pronunciations, word pass then phone pass); words missing from the dictionary, or an
+alignment that fails, fall back to recognition and say so in `PhoneResult.note`.
+
+Features (`phonetic_features`, `FEATURE_DIM` = 44 per video frame, float32, aligned like
+`audio_features`: T = round-half-up(duration * fps), frame t covers [t/fps, (t+1)/fps)):
+
+| dims   | content                                                                              |
+|--------|--------------------------------------------------------------------------------------|
+| 0..39  | soft phone classes, order `PHONES` (SIL + 39 ARPAbet): 10 ms one-hot frames of the     |
+|        | decodes (weight 2/3 for the main decode, 1/3 for the second) smoothed by an           |
+|        | asymmetric co-articulation kernel (a phone is anticipated with decay 22 /s and         |
+|        | carried over with 32 /s, Cohen & Massaro's rates in nodes/synth/visemes.py), averaged   |
+|        | over the video frame; each row sums to 1                                              |
+| 40     | voicing: YIN periodicity 1 - d'(tau*) in [0, 1], zero below the loudness floor        |
+| 41     | loudness: frame log-RMS relative to the clip, (dB - floor) / (peak - floor) with       |
+|        | floor / peak the 10th / 95th percentiles (range at least 20 dB), clipped to [0, 1.5]  |
+| 42     | loudness change: dim 41 minus its value one video frame earlier                       |
+| 43     | speech: 1 - P(SIL) times a soft gate on loudness above the floor (sigmoid, 3 dB / 3 dB) |
+
+Everything is per clip and relative, so gain, microphone level and a constant noise floor do
+not change the features; silence gives SIL = 1, voicing = loudness = speech = 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from trainers.data.audio_features import first_rows, frame_count, resample_audio, yin_rows
+
+SAMPLE_RATE = 16000
+ROW_RATE = 100  # PocketSphinx frames per second (and the YIN rows')
+PHONES: tuple[str, ...] = (
+    "SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH",
+    "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW",
+    "V", "W", "Y", "Z", "ZH",
+)
+PHONE_INDEX = {p: i for i, p in enumerate(PHONES)}
+N_PHONES = len(PHONES)
+VOICING, LOUDNESS, LOUDNESS_DELTA, SPEECH = N_PHONES, N_PHONES + 1, N_PHONES + 2, N_PHONES + 3
+FEATURE_DIM = N_PHONES + 4
+ANTICIPATION, CARRY_OVER = 22.0, 32.0  # 1/s, the co-articulation decay before / after a phone
+MAIN_LW, SECOND_LW, BEAM = 2.0, 1.0, 1e-20
+PAD_SECONDS, DITHER = 0.3, 3e-5
+WINDOW_CENTRE = 0.0128  # s: a decoder frame's 25.6 ms window is centred this long after the frame's start
+SILENCE_DBFS = -70.0  # quieter than this is never speech
+GATE_DB = 3.0  # voice activity: this far over the clip's loudness floor (10th percentile)
+
+# Viseme classes of the phones, for the second decode's agreement (the mouth shape matters,
+# not the phone): bilabial, labiodental, rounded, open, spread, other consonant, silence.
+_CLASS = {
+    **dict.fromkeys(("B", "M", "P"), 0), **dict.fromkeys(("F", "V"), 1),
+    **dict.fromkeys(("W", "UW", "UH", "OW", "AO", "OY", "R", "SH", "ZH", "CH", "JH"), 2),
+    **dict.fromkeys(("AA", "AE", "AH", "AW", "AY", "EH", "ER", "EY"), 3),
+    **dict.fromkeys(("IY", "IH", "Y", "S", "Z"), 4), "SIL": 6,
+}
+
+
+def phone_class(phone: str) -> int:
+    return _CLASS.get(phone, 5)
+
+
+def normalize_phone(label: str) -> str:
+    """A recogniser / dictionary label as one of `PHONES` (fillers and noise -> SIL, stress dropped)."""
+    if not label or label[0] in "+[<" or label.upper() in ("SIL", "SP", "SPN", "NSN"):
+        return "SIL"
+    base = re.sub(r"(\(\d+\))?[0-2]?$", "", label.upper())
+    return base if base in PHONE_INDEX else "SIL"
+
+
+@dataclasses.dataclass
+class PhoneResult:
+    """Phones [(ARPAbet label, start s, end s, confidence)], contiguous from 0 to the clip's end."""
+
+    items: list
+    mode: str  # "recognised" or "aligned"
+    note: str = ""
+
+
+# ------------------------------------------------------------------------------ decoders
+
+def model_dir() -> Path:
+    """PocketSphinx's bundled en-us model folder (inside the wheel; nothing is downloaded)."""
+    from pocketsphinx import get_model_path
+
+    return Path(get_model_path()) / "en-us"
+
+
+def _decoder(kind: str, lw: float):
+    """A fresh decoder: PocketSphinx carries state from one utterance to the next (cepstral mean
+    and more), so reusing one would make a result depend on what was decoded before."""
+    from pocketsphinx import Decoder
+
+    m = model_dir()
+    common = dict(hmm=str(m / "en-us"), samprate=SAMPLE_RATE, loglevel="FATAL", lw=lw, beam=BEAM, pbeam=BEAM)
+    if kind == "allphone":
+        return Decoder(allphone=str(m / "en-us-phone.lm.bin"), **common)
+    return Decoder(dict=str(m / "cmudict-en-us.dict"), **{**common, "beam": 1e-48, "pbeam": 1e-48})
+
+
+def _pcm(samples: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
+    """16 kHz 16-bit PCM with PAD_SECONDS of seeded dither before and after; returns (bytes, pad frames)."""
+    x = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE).astype(np.float64)
+    # level normalisation: the loud rows (95th percentile RMS) at -20 dBFS, whatever the recording level
+    loud = np.percentile(rms_rows(x), 95) if len(x) else 0.0
+    if loud > 10 ** (SILENCE_DBFS / 20):
+        x = x * min(10 ** (-20.0 / 20) / loud, 1e3)
+    pad = int(PAD_SECONDS * SAMPLE_RATE)
+    x = np.concatenate([np.zeros(pad), x, np.zeros(pad)])
+    x += DITHER * np.random.default_rng(0).standard_normal(len(x))
+    return (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes(), int(PAD_SECONDS * ROW_RATE)
+
+
+def _frame_labels(segments: Sequence[tuple[str, int, int]], n_rows: int, offset: int) -> np.ndarray:
+    """Phone index per 10 ms row of the clip from decoder segments (first frame, last frame inclusive).
+
+    Row j is the one centred at j * 10 ms (like the YIN rows); decoder frame i is centred
+    WINDOW_CENTRE later than i * 10 ms, i.e. about one row later.
+    """
+    shift = offset - int(round(WINDOW_CENTRE * ROW_RATE))
+    labels = np.zeros(n_rows, np.int64)  # SIL
+    for phone, first, last in segments:
+        lo, hi = max(first - shift, 0), min(last + 1 - shift, n_rows)
+        if hi > lo:
+            labels[lo:hi] = PHONE_INDEX[normalize_phone(phone)]
+    return labels
+
+
+def _decode_allphone(pcm: bytes, lw: float) -> list[tuple[str, int, int]]:
+    dec = _decoder("allphone", lw)
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
+    return [(s.word, int(s.start_frame), int(s.end_frame)) for s in dec.seg()]
+
+
+def _segments_from_labels(labels: np.ndarray, confidence: np.ndarray, n_samples: int) -> list:
+    """Runs of equal labels -> [(phone, start s, end s, mean confidence)], the last ending at the clip's end."""
+    if len(labels) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(labels)) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(labels)]
+    duration = n_samples / SAMPLE_RATE
+    items = []
+    for s, e in zip(starts, ends):
+        items.append((PHONES[labels[s]], s / ROW_RATE, min(e / ROW_RATE, duration), float(confidence[s:e].mean())))
+    if items:
+        p, s, _, c = items[-1]
+        items[-1] = (p, s, duration, c)
+    return [it for it in items if it[2] > it[1]]
+
+
+def rms_rows(x16: np.ndarray) -> np.ndarray:
+    """RMS of 25 ms windows centred every 10 ms, (1 + n // 160,)."""
+    from scipy.ndimage import uniform_filter1d
+
+    x = np.asarray(x16, np.float64)
+    power = uniform_filter1d(x * x, size=400, mode="constant") if len(x) else np.zeros(1)
+    idx = np.minimum(np.arange(1 + len(x) // 160) * 160, max(len(x) - 1, 0))
+    return np.sqrt(np.maximum(power[idx], 0.0))
+
+
+def speech_gate(db: np.ndarray, floor: float) -> np.ndarray:
+    """Soft voice activity in [0, 1]: loudness GATE_DB over the clip's floor (and over -70 dBFS), 3 dB wide."""
+    return 1.0 / (1.0 + np.exp(-(db - max(floor, SILENCE_DBFS) - GATE_DB) / 3.0))
+
+
+def _gate(x16: np.ndarray, n_rows: int) -> np.ndarray:
+    _, db, floor = loudness_rows(rms_rows(x16))
+    g = speech_gate(db, floor)
+    return np.pad(g, (0, max(0, n_rows - len(g))), mode="edge")[:n_rows]
+
+
+def recognize(samples: np.ndarray, sample_rate: int) -> tuple[PhoneResult, np.ndarray]:
+    """Free phone recognition. Returns the phones and the soft 10 ms phone posteriors (N, 40).
+
+    Rows quieter than the voice-activity gate (`speech_gate`) are silence whatever the decoder
+    heard there (it hallucinates phones in silence and steady noise).
+    """
+    x16 = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE)
+    n16 = len(x16)
+    n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
+    pcm, offset = _pcm(samples, sample_rate)
+    main = _frame_labels(_decode_allphone(pcm, MAIN_LW), n_rows, offset)
+    second = _frame_labels(_decode_allphone(pcm, SECOND_LW), n_rows, offset)
+    gate = _gate(x16, n_rows)
+    main[gate < 0.5] = 0
+    classes = np.array([phone_class(p) for p in PHONES])
+    agree = (classes[main] == classes[second]).astype(np.float64)
+    post = np.zeros((n_rows, N_PHONES))
+    post[np.arange(n_rows), main] += 2.0 / 3.0
+    post[np.arange(n_rows), second] += 1.0 / 3.0
+    post = gate[:, None] * post + (1.0 - gate[:, None]) * np.eye(N_PHONES)[0]
+    return PhoneResult(_segments_from_labels(main, agree, n16), "recognised"), post
+
+
+def words_of(transcript: str) -> list[str]:
+    """Lower-case words of a transcript as the CMU dictionary spells them (letters and apostrophes)."""
+    return re.sub(r"[^a-z' ]+", " ", transcript.lower().replace("’", "'")).split()
+
+
+def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[PhoneResult, np.ndarray]:
+    """Forced alignment of a known text; falls back to `recognize` (with a note) when it cannot."""
+    words = [w.strip("'") for w in words_of(transcript)]
+    words = [w for w in words if w]
+    n16 = int(round(len(samples) * SAMPLE_RATE / int(sample_rate)))
+    n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
+    if not words:
+        result, post = recognize(samples, sample_rate)
+        result.note = "the transcript has no words: phones recognised instead"
+        return result, post
+    pcm, offset = _pcm(samples, sample_rate)
+    dec = _decoder("align", 6.5)
+    missing = [w for w in words if dec.lookup_word(w) is None]
+    phones = None
+    if not missing:
+        try:
+            dec.set_align_text(" ".join(words))
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            dec.set_alignment()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            phones = [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
+        except RuntimeError:
+            phones = None
+    if phones is None:
+        result, post = recognize(samples, sample_rate)
+        result.note = (f"words not in the pronunciation dictionary: {', '.join(sorted(set(missing))[:10])}"
+                       if missing else "forced alignment failed") + ": phones recognised instead"
+        return result, post
+    labels = _frame_labels(phones, n_rows, offset)
+    post = np.zeros((n_rows, N_PHONES))
+    post[np.arange(n_rows), labels] = 1.0
+    return PhoneResult(_segments_from_labels(labels, np.ones(n_rows), n16), "aligned"), post
+
+
+def phones(samples: np.ndarray, sample_rate: int, transcript: str | None = None) -> tuple[PhoneResult, np.ndarray]:
+    """`align` when a transcript is given, else `recognize`."""
+    if transcript and transcript.strip():
+        return align(samples, sample_rate, transcript)
+    return recognize(samples, sample_rate)
+
+
+def posteriors_from_items(items: Sequence[tuple], n_rows: int) -> np.ndarray:
+    """10 ms one-hot phone rows (N, 40) from [(ARPAbet label, start s, end s, ...)] (gaps are SIL)."""
+    post = np.zeros((n_rows, N_PHONES))
+    labels = np.zeros(n_rows, np.int64)
+    for it in items:
+        lo, hi = int(round(float(it[1]) * ROW_RATE)), int(round(float(it[2]) * ROW_RATE))
+        labels[max(lo, 0):min(hi, n_rows)] = PHONE_INDEX[normalize_phone(str(it[0]))]
+    post[np.arange(n_rows), labels] = 1.0
+    return post
+
+
+# ------------------------------------------------------------------------------ features
+
+
+def coarticulate(post: np.ndarray, rate: float = ROW_RATE, anticipation: float = ANTICIPATION,
+                 carry_over: float = CARRY_OVER) -> np.ndarray:
+    """Asymmetric exponential smoothing of (N, K) class rows along time, rows renormalised to sum 1.
+
+    Row t becomes sum_s w(s - t) post[s] with w = exp(-anticipation * dt) for later rows (dt > 0:
+    the mouth prepares for what comes) and exp(-carry_over * |dt|) for earlier ones.
+    """
+    from scipy.signal import lfilter
+
+    a_f, a_b = np.exp(-anticipation / rate), np.exp(-carry_over / rate)
+    fwd = lfilter([1.0], [1.0, -a_f], post[::-1], axis=0)[::-1]  # sum over s >= t of a_f^(s-t) post[s]
+    bwd = lfilter([1.0], [1.0, -a_b], post, axis=0)  # sum over s <= t of a_b^(t-s) post[s]
+    out = fwd + bwd - post
+    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+
+
+def loudness_rows(rms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(normalised loudness in [0, 1.5], dB, floor dB) of 100 Hz RMS rows, relative to the clip."""
+    db = 20.0 * np.log10(np.maximum(rms, 1e-5))
+    floor, peak = np.percentile(db, 10), np.percentile(db, 95)
+    span = max(peak - floor, 20.0)
+    return np.clip((db - floor) / span, 0.0, 1.5), db, float(floor)
+
+
+def frame_means(rows: np.ndarray, n_frames: int, fps: float) -> np.ndarray:
+    """(T, D) means of the 100 Hz rows inside each video frame (edge rows repeated)."""
+    starts = first_rows(n_frames, fps, ROW_RATE)
+    ends = np.maximum(first_rows(n_frames + 1, fps, ROW_RATE)[1:], starts + 1)
+    padded = rows[np.clip(np.arange(int(ends.max())), 0, len(rows) - 1)]
+    cs = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(padded, axis=0)])
+    return (cs[ends] - cs[starts]) / (ends - starts)[:, None]
+
+
+def features_from_posteriors(post: np.ndarray, samples16: np.ndarray, n_frames: int, fps: float = 25.0) -> np.ndarray:
+    """(T, 44) features from 10 ms phone posteriors (N, 40) and the 16 kHz samples they came from."""
+    n_rows = 1 + len(samples16) // (SAMPLE_RATE // ROW_RATE)
+    if len(post) < n_rows:
+        post = np.concatenate([post, np.tile(np.eye(N_PHONES)[:1], (n_rows - len(post), 1))])
+    post = coarticulate(post[:n_rows])
+    _, aperiodicity, _ = yin_rows(samples16.astype(np.float64))
+    loud, db, floor = loudness_rows(rms_rows(samples16))
+    gate = speech_gate(db, floor)
+    voiced = gate * (1.0 - aperiodicity)
+    rows = np.concatenate([post, voiced[:, None], loud[:, None], np.zeros((n_rows, 1)),
+                           ((1.0 - post[:, 0]) * gate)[:, None]], axis=1)
+    out = frame_means(rows, n_frames, fps)
+    out[1:, LOUDNESS_DELTA] = np.diff(out[:, LOUDNESS])
+    return out.astype(np.float32)
+
+
+def phonetic_features(samples: np.ndarray, sample_rate: int, *, fps: float = 25.0, num_frames: int | None = None,
+                      transcript: str | None = None, items: Sequence[tuple] | None = None,
+                      ) -> np.ndarray:
+    """Per-video-frame phonetic features (T, FEATURE_DIM) of one clip; see the module docstring.
+
+    Phones come from `items` when given ([(ARPAbet label, start s, end s, ...)], e.g. a
+    PhonemeTrack from RecognizePhonemes), else from forced alignment of `transcript`, else from
+    free recognition.
+    """
+    samples = np.asarray(samples, np.float32)
+    t_count = frame_count(len(samples), int(sample_rate), fps) if num_frames is None else int(num_frames)
+    if t_count <= 0:
+        raise ValueError(f"audio of {len(samples)} samples at {sample_rate} Hz is shorter than half a video frame")
+    x16 = resample_audio(samples, int(sample_rate), SAMPLE_RATE)
+    n_rows = 1 + len(x16) // (SAMPLE_RATE // ROW_RATE)
+    if items is not None:
+        post = posteriors_from_items(items, n_rows)
+    else:
+        post = phones(samples, sample_rate, transcript)[1]
+    return features_from_posteriors(post, x16, t_count, fps)
