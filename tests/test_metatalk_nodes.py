@@ -113,13 +113,22 @@ def test_renderer_trains_and_changes_only_the_lower_half(tmp_path):
         ctx_for(tmp_path), frames=real, rendered=rendered, face_mask=mask)
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["l1"] < rows[0]["l1"] and "d_gan" in rows[-1]
-    res = M.NeuralFaceRenderer({"feather": 8}).run(ctx_for(tmp_path), rendered=rendered, face_mask=mask, frames=real,
-                                                   checkpoint=out["checkpoint"])
-    frames, weight = res["frames"], res["mask"]
-    assert frames.shape == real.shape and weight.shape == (1, size, size)
+    band = M.NeuralFaceRenderer({"region": "band", "feather": 8}).run(
+        ctx_for(tmp_path), rendered=rendered, face_mask=mask, frames=real, checkpoint=out["checkpoint"])
+    frames, weight = band["frames"], band["mask"]
+    assert frames.shape == real.shape and weight.shape == (t, size, size)
     np.testing.assert_array_equal(frames[:, :size // 2], real[:, :size // 2])  # the upper half is the target's
     assert (frames[:, size // 2 + 8:] != real[:, size // 2 + 8:]).any()
-    assert weight[0, :size // 2].max() == 0 and weight[0, size // 2 + 8:].min() == 1
+    assert weight[:, :size // 2].max() == 0 and weight[:, size // 2 + 8:].min() == 1
+    face = M.NeuralFaceRenderer({"grow": 4, "feather": 4}).run(
+        ctx_for(tmp_path), rendered=rendered, face_mask=mask, frames=real, checkpoint=out["checkpoint"])
+    frames, weight = face["frames"], face["mask"]
+    outside = np.ones((size, size), bool)
+    outside[150 - 8:450 + 8, 130 - 8:380 + 8] = False  # the face region grown and feathered
+    outside[:size // 2] = True
+    np.testing.assert_array_equal(frames[:, outside], real[:, outside])  # only the lower face changes
+    assert weight[:, outside].max() == 0 and weight[:, 300:440, 140:370].min() == 1
+    np.testing.assert_array_equal(frames[:, 300:440, 140:370], band["frames"][:, 300:440, 140:370])
 
 
 def test_renderer_errors(tmp_path):

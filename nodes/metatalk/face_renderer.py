@@ -5,7 +5,8 @@ Masking (AudioDVP's strategy, §2.4): the 3DMM is rendered with the target's app
 drawn over the real target frame, so inside the face the network sees only the render (the
 real mouth is covered) and around it the real frame; the generator translates the lower half
 of the crop (rows size/2 .. size: a (size/2) × size band) and its output is blended back into
-the crop below the band's feathered top edge.
+the crop: only where the face was rendered (grown and feathered, as AudioDVP blends its mask
+region; `region: band` replaces the whole band below a feathered top edge).
 
 Generator G: a U-Net (a stack of stride-2 convolutions encoding the synthetic lower face, a
 stack of transposed convolutions decoding it, skip connections), pix2pix's layout since the
@@ -117,3 +118,17 @@ def band_blend_mask(size: int, feather: int) -> torch.Tensor:
     rows, cols = band_shape(size)
     ramp = torch.clamp(torch.arange(rows, dtype=torch.float32) / max(feather, 1), 0, 1)
     return ramp[:, None].expand(rows, cols).contiguous()
+
+
+def face_blend_mask(face_mask, grow: int, feather: int):
+    """(T, H, W) float32 weight of G's output in the crop for the `face` region: the rendered face
+    grown by `grow` pixels (dilation), its edge faded over `feather` pixels (box blur)."""
+    import cv2
+    import numpy as np
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)) if grow else None
+    out = np.empty(face_mask.shape, np.float32)
+    for t, m in enumerate(np.asarray(face_mask, np.float32)):
+        m = cv2.dilate(m, kernel) if kernel is not None else m
+        out[t] = cv2.blur(m, (2 * feather + 1, 2 * feather + 1)) if feather else m
+    return np.clip(out, 0, 1)

@@ -10,7 +10,7 @@ TrainNeuralFaceRenderer on the target's own frames. LoopFrames retimes the targe
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -147,7 +147,10 @@ class MouthClosedFrame(Node):
 class NeuralFaceRenderer(Node):
     """MetaTalk §2.4: the lower half of the synthetic face (the 3DMM render drawn over the target
     crop: AudioDVP's masking) -> a photo-realistic lower half at the crop's resolution, sewn into
-    the crop under a feathered edge. `mask` says which crop pixels changed (for PasteBack)."""
+    the crop: `region` face (default) replaces only the rendered face grown by `grow` pixels and
+    feathered, as AudioDVP blends its mask region, so hair, neck and background stay the target's
+    pixels; `band` replaces the whole lower half under a feathered top edge. `mask` says which
+    crop pixels changed, per frame (for PasteBack)."""
 
     category = "metatalk"
     inputs = {
@@ -158,20 +161,23 @@ class NeuralFaceRenderer(Node):
     }
     outputs = {
         "frames": Out("Frames", "the crops with the generated lower half"),
-        "mask": Out("Mask", "(1, size, size) weight of the generated pixels"),
+        "mask": Out("Mask", "(T, size, size) weight of the generated pixels"),
     }
 
     class Params(BaseModel):
-        feather: int = Field(16, ge=0, le=256, description="rows over which the generated band fades in at its top")
+        region: Literal["face", "band"] = Field("face", description="replace the lower face (grown, feathered) or the whole lower half")
+        grow: int = Field(12, ge=0, le=256, description="face: grow the rendered face region by this many pixels")
+        feather: int = Field(16, ge=0, le=256, description="pixels over which the generated region fades in")
         batch: int = Field(4, ge=1, le=256, description="frames per forward pass")
 
     def run(self, ctx: RunContext, rendered: np.ndarray, face_mask: np.ndarray, frames: np.ndarray,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         import torch
 
-        from .face_renderer import band_blend_mask
+        from .face_renderer import band_blend_mask, face_blend_mask
         from .train import compose, from_tensor, lower_half, to_tensor
 
+        p = self.params
         size = _check_crops("NeuralFaceRenderer", frames)
         if rendered.shape != frames.shape or face_mask.shape != frames.shape[:3]:
             raise NodeError(f"NeuralFaceRenderer: rendered {rendered.shape}, face_mask {face_mask.shape} and frames "
@@ -180,19 +186,21 @@ class NeuralFaceRenderer(Node):
         if model.cfg.size != size:
             raise NodeError(f"NeuralFaceRenderer: the checkpoint was trained on {model.cfg.size} crops, these are {size}; "
                             "train one at this size (workflows/train_metatalk.yaml)")
-        blend = band_blend_mask(size, self.params.feather).numpy()[None, ..., None]
+        ramp = band_blend_mask(size, p.feather).numpy()
         out = np.array(frames, copy=True)
         band = out[:, size - size // 2:]
-        n, step = len(frames), self.params.batch
+        weights = np.zeros((len(frames), size, size), np.float32)
+        n, step = len(frames), p.batch
         with torch.no_grad():
             for i in range(0, n, step):
-                synthetic = lower_half(compose(rendered[i:i + step], face_mask[i:i + step], frames[i:i + step]))
+                sl = slice(i, min(n, i + step))
+                synthetic = lower_half(compose(rendered[sl], face_mask[sl], frames[sl]))
                 gen = from_tensor(model(to_tensor(synthetic).to(ctx.device))).astype(np.float32)
-                band[i:i + step] = (blend * gen + (1 - blend) * band[i:i + step]).round().astype(np.uint8)
-                ctx.progress(min(n, i + step), n, "rendering")
-        mask = np.zeros((1, size, size), np.float32)
-        mask[0, size - size // 2:] = blend[0, ..., 0]
-        return {"frames": out, "mask": mask}
+                w = ramp[None] if p.region == "band" else ramp[None] * lower_half(face_blend_mask(face_mask[sl], p.grow, p.feather))
+                weights[sl, size - size // 2:] = w
+                band[sl] = (w[..., None] * gen + (1 - w[..., None]) * band[sl]).round().astype(np.uint8)
+                ctx.progress(sl.stop, n, "rendering")
+        return {"frames": out, "mask": weights}
 
 
 class TrainA2E(Node):
