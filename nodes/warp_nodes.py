@@ -24,6 +24,7 @@ class WarpImage(Node):
         "flow": In("FlowField", "backward flow in pixels, (T, H, W, 2)"),
     }
     outputs = {"frames": Out("Frames")}
+    exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         mode: Literal["bilinear", "bicubic", "nearest"] = Field("bilinear", description="interpolation")
