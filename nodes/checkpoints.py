@@ -48,12 +48,15 @@ class CheckpointPort(Port):
 
 
 def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "",
-                    bundled: str | os.PathLike | None = None, trainer: str | None = None) -> CheckpointPort:
+                    bundled: str | os.PathLike | None = None, trainer: str | None = None,
+                    label: str = "") -> CheckpointPort:
     """A node's checkpoint input: port + parameter + bundled fallback (see the module doc).
 
     `bundled`: another bundled file than the model's own (relative to assets/, or a path), e.g.
     an ablation's checkpoint, and `trainer`: what makes that one. A model without a bundled checkpoint makes the input required in
-    effect: connect one or name a file."""
+    effect: connect one or name a file. `label` names the bundled file in validation messages
+    and cache keys (default "bundled <param>"), e.g. to say which workflow makes it when it
+    may not have been made yet."""
     spec = model_spec(model)
     if bundled is not None or trainer is not None:
         spec = dataclasses.replace(spec, bundled=spec.bundled if bundled is None else bundled, trainer=trainer or spec.trainer)
@@ -62,7 +65,7 @@ def CheckpointInput(model: str | ModelSpec, doc: str = "", *, param: str = "",
     empty = f"empty: the bundled {spec.bundled_name}{made_by}" if fallback else f"required unless connected{made_by}"
     return CheckpointPort("Checkpoint", doc or f"a trained {spec.title} (overrides the checkpoint parameter)", True,
                           FileSource(param=param, fallback=fallback, description=f"{spec.title} checkpoint; {empty}",
-                                     extensions=(".pt",)), model=spec.name)
+                                     extensions=(".pt",), label=label), model=spec.name)
 
 
 def CheckpointOutput(model: str | ModelSpec, doc: str = "") -> CheckpointPort:

@@ -122,6 +122,17 @@ def test_paste_back_with_mask_feather_and_single_original():
     assert row[0] < 60 and row[-1] == 255 and np.all(np.diff(row) >= 0)
 
 
+def test_crop_adaption_picks_the_size_from_the_face_resolution():
+    """MetaTalk §2.1: 512, 768 or 1024 by the face's size in the source video."""
+    assert [C.adapted_size(s, [512, 768, 1024]) for s in (100, 512, 513, 700, 900, 1500)] == [512, 512, 768, 768, 1024, 1024]
+    frames = np.zeros((2, 1200, 1600, 3), np.uint8)
+    for box, size in [((700, 500, 800, 600), 512), ((600, 400, 900, 700), 768), ((560, 330, 960, 730), 1024)]:
+        out = CropAlign({"sizes": [512, 768, 1024], "scale": 2.0}).run(make_ctx(), frames=frames, landmarks=box_landmarks([box] * 2))
+        assert out["transform"].size == size and out["frames"].shape == (2, size, size, 3)
+    with pytest.raises(ValueError, match="crop sizes must be in"):
+        CropAlign({"sizes": [4096]})
+
+
 def test_errors_name_the_problem():
     frames = np.zeros((2, 100, 100, 3), np.uint8)
     with pytest.raises(NodeError, match="no finite landmarks"):

@@ -59,7 +59,7 @@ def test_the_validation_table_quotes_real_messages(tmp_path):
     expected = [
         "unknown param 'fsp' for AudioFeatures (did you mean 'fps'?); its params: fps, mel_align, num_frames, transcript, variant",
         "param 'fps' = 500: must be ≤ 100",
-        "param 'variant' = 'mfcc-pitch': not one of 'mfcc_pitch', 'a2h', 'mel', 'mfcc_window', 'phonetic', 'a2h_official' (did you mean 'mfcc_pitch'?)",
+        "param 'variant' = 'mfcc-pitch': not one of 'mfcc_pitch', 'a2h', 'mel', 'mfcc_window', 'phonetic', 'a2h_official', 'mfcc80_window' (did you mean 'mfcc_pitch'?)",
         "param 'path' is required (audio file",
         "param 'shape'[1] = 'four': should be a valid integer,",
         "unknown input 'audi' for SaveVideo (did you mean 'audio'?); its inputs: frames, audio, fps",

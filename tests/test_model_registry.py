@@ -36,6 +36,7 @@ def test_every_family_is_registered():
     assert list_models("audio2head") == ["head_motion", "keypoint_autoencoder", "motion_field"]
     assert list_models("yi") == ["yi_audio_exp_pose", "yi_memory_gan"]
     assert list_models("ip_lap") == ["ip_lap_landmark_generator", "ip_lap_renderer"]
+    assert list_models("metatalk") == ["metatalk_a2e", "metatalk_face_renderer"]
 
 
 @pytest.mark.parametrize(("name", "preset"), PRESETS)

@@ -20,7 +20,8 @@ class AudioFeatures(Node):
     RecognizePhonemes' `phonemes` to reuse its track, or give a `transcript` to align.
     `a2h_official` (T, 4, 41) the same layout as the Audio2Head release computes it
     (python_speech_features + pyworld, peak-normalised 16 kHz audio, T = rows // 4 at 25 fps),
-    for imported official checkpoints (docs/official-weights.md).
+    for imported official checkpoints (docs/official-weights.md). `mfcc80_window` (T, 28, 80)
+    MFCC windows (MetaTalk).
     """
 
     category = "audio"
@@ -32,7 +33,7 @@ class AudioFeatures(Node):
     outputs = {"features": Out("AudioFeatures")}
 
     class Params(BaseModel):
-        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "phonetic", "a2h_official"] = Field(
+        variant: Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "phonetic", "a2h_official", "mfcc80_window"] = Field(
             "mfcc_pitch", description="feature layout (see the node description)")
         fps: float = Field(25.0, gt=0, le=100, description="video frame rate the features align to")
         num_frames: int = Field(0, ge=0, description="force this many frames (0: round(duration · fps)); edges are padded")

@@ -52,6 +52,15 @@ def crop_window(landmarks: np.ndarray, frame_size: tuple[int, int], *, size: int
     return CropTransform(x0=float(x0), y0=float(y0), side=float(side), size=int(size), frame_size=(h, w))
 
 
+def adapted_size(side: float, sizes: tuple[int, ...] | list[int]) -> int:
+    """MetaTalk §2.1's crop adaption: the output side for a window of `side` source pixels is
+    the smallest of `sizes` (e.g. 512, 768, 1024) that does not shrink the face, else the largest."""
+    if not sizes:
+        raise ValueError("no crop sizes to choose from")
+    ordered = sorted(int(s) for s in sizes)
+    return next((s for s in ordered if s >= side), ordered[-1])
+
+
 def _ints(tf: CropTransform) -> tuple[int, int, int]:
     return int(round(tf.x0)), int(round(tf.y0)), int(round(tf.side))
 

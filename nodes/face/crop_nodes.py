@@ -1,10 +1,11 @@
 """CropAlign (HDTF's fixed per-video face crop) and PasteBack (put results back into the frames)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from nodes.ports import image_or_frames
@@ -39,10 +40,21 @@ class CropAlign(Node):
         offset_y: float = Field(0.1, ge=-0.5, le=0.5, description="move the window down by this fraction of its side")
         box: Literal["union", "median"] = Field("union", description="face box over the clip: union of all frames, or per-side median")
         keep_inside: bool = Field(True, description="slide the window inside the frame when it fits")
+        sizes: list[int] = Field(default_factory=list, description=(
+            "adapt the output side to the face's resolution (MetaTalk §2.1, e.g. [512, 768, 1024]): the smallest "
+            "that does not shrink the window, else the largest; empty: `size`"))
+
+        @field_validator("sizes")
+        @classmethod
+        def _sizes_in_range(cls, v: list[int]) -> list[int]:
+            bad = [s for s in v if not 32 <= s <= 2048]
+            if bad:
+                raise ValueError(f"crop sizes must be in [32, 2048], got {bad}")
+            return v
 
     def run(self, ctx: RunContext, landmarks: np.ndarray, image: np.ndarray | None = None,
             frames: np.ndarray | None = None) -> dict[str, Any]:
-        from nodes.face.crop import crop_frames, crop_window, to_crop
+        from nodes.face.crop import adapted_size, crop_frames, crop_window, to_crop
 
         p = self.params
         src = image_or_frames("CropAlign", image, frames)
@@ -51,10 +63,12 @@ class CropAlign(Node):
         try:
             tf = crop_window(landmarks, src.shape[1:3], size=p.size, scale=p.scale, offset_y=p.offset_y,
                              box=p.box, keep_inside=p.keep_inside)
+            if p.sizes:
+                tf = dataclasses.replace(tf, size=adapted_size(tf.side, p.sizes))
             crops = crop_frames(src, tf)
         except ValueError as e:
             raise NodeError(f"CropAlign: {e}") from None
-        ctx.log(f"crop window x0={tf.x0:g} y0={tf.y0:g} side={tf.side:g} of {src.shape[2]}x{src.shape[1]} -> {p.size}x{p.size}")
+        ctx.log(f"crop window x0={tf.x0:g} y0={tf.y0:g} side={tf.side:g} of {src.shape[2]}x{src.shape[1]} -> {tf.size}x{tf.size}")
         return {"frames": crops, "transform": tf, "landmarks": to_crop(landmarks, tf)}
 
 

@@ -8,6 +8,8 @@ Variants (all at 16 kHz; `T` video frames; shapes of `audio_features(...)`):
 | `a2h`         | (T, 4, 41)    | 4 windows × (13 MFCC, 26 log-fbank, F0 in Hz, voiced flag)         | Audio2Head §3.2 |
 | `mel`         | (T, 16, 80)   | 16 mel frames (time) × 80 bins, Wav2Lip's normalised log-mel       | IP_LAP §4 / Wav2Lip |
 | `mfcc_window` | (T, 28, 12)   | 28 MFCC frames (0.28 s around the frame) × MFCC 1..12 (no c0)      | Yi et al. §3.2 (ATVGnet's input) |
+| `mfcc80_window` | (T, 28, 80) | the same 28 rows × 80 MFCC of an 80-band log-mel (c0 = log energy)  | MetaTalk §3 (28×80 per block) |
+| `phonetic`    | (T, 44)       | per-frame phoneme posteriors from free recognition (trainers/data/phonetic.py) | this project (#11) |
 
 Analysis frames. MFCC, filterbank and pitch rows come at 100 Hz: 25 ms windows (Hamming,
 400 samples) every 10 ms (160 samples), *centred* on j·10 ms (the signal is zero-padded by half
@@ -34,7 +36,9 @@ arithmetic, so 25 fps gives s_t = 4t):
 - `mfcc_pitch` averages rows s_t .. s_{t+1}−1 (the rows centred inside the frame);
 - `a2h` takes rows s_t .. s_t+3 (Audio2Head's 4 windows per 25 fps frame);
 - `mfcc_window` takes rows s_t−12 .. s_t+15: seven video frames (t−3 .. t+3) at 25 fps, as
-  ATVGnet/Yi et al. do after padding the audio by 0.12 s on both sides;
+  ATVGnet/Yi et al. do after padding the audio by 0.12 s on both sides; `mfcc80_window` the same
+  rows of 80 MFCC (MetaTalk gives only "10 ms window, 28×80 per block": 80 HTK-mel bands over
+  0–8 kHz of a 1024-point spectrum, so that the narrowest band still holds a bin, DCT-II kept whole);
 - `mel` (80 rows/s) takes 16 rows from m_t: with `mel_align="centre"` (default)
   m_t = floor((t + ½)·80/fps) − 8, the window centred on the frame — at 25 fps this is
   IP_LAP's training crop int(3.2·(t−2)); with `"start"`, m_t = floor(t·80/fps), the window
@@ -65,11 +69,11 @@ MEL_RATE = SAMPLE_RATE // MEL_HOP  # 80 rows per second
 YIN_FRAME, F0_MIN, F0_MAX, YIN_THRESHOLD, VOICED_FLOOR_DB = 1024, 60.0, 500.0, 0.15, -40.0
 EPS = np.finfo(np.float64).eps
 
-Variant = Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "phonetic"]
+Variant = Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "mfcc80_window", "phonetic"]
 # phonetic: trainers/data/phonetic.py (FEATURE_DIM), free recognition; computed there, listed here so
 # datasets can store it and trainers can ask for it like any other variant
 SHAPES: dict[str, tuple[int, ...]] = {"mfcc_pitch": (15,), "a2h": (4, 41), "mel": (MEL_STEP, MEL_BINS), "mfcc_window": (28, 12),
-                                      "phonetic": (44,)}
+                                      "mfcc80_window": (28, 80), "phonetic": (44,)}
 
 
 # ------------------------------------------------------------------------------ spectral pieces
@@ -138,6 +142,16 @@ def mfcc_fbank_rows(x: np.ndarray, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, n
     mfcc *= 1.0 + (LIFTER / 2.0) * np.sin(np.pi * np.arange(N_MFCC) / LIFTER)
     mfcc[:, 0] = np.log(np.maximum(power.sum(axis=1), EPS))
     return mfcc, logfbank
+
+
+def mfcc80_rows(x: np.ndarray, sr: int = SAMPLE_RATE, n: int = 80) -> np.ndarray:
+    """MFCC (N, 80) of an 80-band log-mel at 100 rows/s (MetaTalk's 28×80 blocks); c0 = log energy."""
+    frames = centred_frames(preemphasis(x), WIN, HOP) * np.hamming(WIN)
+    power = np.abs(sfft.rfft(frames, 2 * N_FFT)) ** 2 / (2 * N_FFT)
+    logmel = np.log(np.maximum(power @ mel_filterbank(sr, 2 * N_FFT, n, 0.0, sr / 2).T, EPS))
+    mfcc = _dct_ortho(logmel, n)
+    mfcc[:, 0] = np.log(np.maximum(power.sum(axis=1), EPS))
+    return mfcc
 
 
 def wav2lip_mel_rows(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -307,8 +321,10 @@ def audio_features(samples: np.ndarray, sample_rate: int, variant: Variant, *, f
             starts = first_rows(t_count, fps, MEL_RATE, Fraction(0), "floor")
         return gather_windows(rows, starts, MEL_STEP).astype(np.float32)
 
-    mfcc, logfbank = mfcc_fbank_rows(x)
     starts = first_rows(t_count, fps, ROW_RATE)
+    if variant == "mfcc80_window":
+        return gather_windows(mfcc80_rows(x), starts - 12, 28).astype(np.float32)
+    mfcc, logfbank = mfcc_fbank_rows(x)
     if variant == "mfcc_window":
         return gather_windows(mfcc[:, 1:], starts - 12, 28).astype(np.float32)
     f0, voiced, periodicity = pitch_rows(x)

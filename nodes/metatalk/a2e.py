@@ -1,0 +1,102 @@
+"""MetaTalk's audio-to-expression network (§2.3, Table 1, eq. 1).
+
+MFCC blocks (28 rows of 10 ms × 80 coefficients per video frame, §3; AudioFeatures variant
+`mfcc80_window`) -> an audio encoder giving the 256-D feature f per frame (the paper uses
+AT-net's, Chen et al. 2019) -> the A2E network H of Table 1 over a window of consecutive
+frames' features: five Conv1D (kernel 3, stride 1, no padding) with 5, 5, 3, 3, 3 output
+channels, so the 256-long feature axis becomes 254, 252, 250, 248, 246, then one FC layer
+from 3 × 246 to the expression coefficients α. Trained with MSE against the α fitted on
+the pseudo video (eq. 1).
+
+Departures, and why:
+- AT-net's pretrained audio encoder (LRW-trained) cannot be loaded here, so `AudioEncoderNet`
+  (strided 2-D convolutions over the 28 × 80 block, then FC to 256) stands in for it and is
+  trained jointly with H by eq. 1; `feature_dim` must stay 256 for Table 1's shapes.
+- Table 1 does not say what the first Conv1D's input channels are; here they are the 256-D
+  features of `window` consecutive video frames centred on the predicted one (AudioDVP's
+  A2E looks at a window of frames too).
+- LeakyReLU(0.02) between the layers (the paper names no activation).
+- The expression dimension is the project's 3DMM's (33: 28 mouth + 5 brow, nodes/face/model.py)
+  instead of the paper's 64 FaceWarehouse components.
+- MFCC inputs are standardised per coefficient and the outputs de-standardised with statistics
+  of the training data stored as buffers (not parameters); the loss is still eq. 1 on α.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+TABLE1_CHANNELS = (5, 5, 3, 3, 3)
+
+
+class A2EConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mfcc_rows: int = Field(28, ge=4, description="MFCC rows (10 ms) per block (§3: 28)")
+    mfcc_coeffs: int = Field(80, ge=4, description="MFCC coefficients per row (§3: 80)")
+    encoder_widths: tuple[int, ...] = Field((32, 64, 128, 256), description="audio encoder conv widths (AT-net stand-in)")
+    feature_dim: int = Field(256, ge=16, description="audio feature f per frame (AT-net: 256)")
+    window: int = Field(5, ge=1, le=64, description="frames whose features feed the first Conv1D (odd: centred)")
+    channels: tuple[int, ...] = Field(TABLE1_CHANNELS, description="Conv1D output channels (Table 1)")
+    kernel: int = Field(3, ge=1, description="Conv1D kernel (Table 1: 3, stride 1)")
+    expression_dim: int = Field(33, ge=1, description="expression coefficients α (project 3DMM: 33; paper: 64)")
+
+
+class AudioEncoderNet(nn.Module):
+    """(B, rows, coeffs) MFCC block -> (B, feature_dim): strided 3x3 convs, BN, ReLU, FC."""
+
+    def __init__(self, cfg: A2EConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, h, w = 1, cfg.mfcc_rows, cfg.mfcc_coeffs
+        for i, c in enumerate(cfg.encoder_widths):
+            stride = (1, 2) if i == 0 else 2  # rows are few: halve them from the second layer on
+            layers += [nn.Conv2d(c_in, c, 3, stride, 1), nn.BatchNorm2d(c), nn.ReLU()]
+            c_in = c
+            h = (h - 1) // (1 if i == 0 else 2) + 1
+            w = (w - 1) // 2 + 1
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(c_in * h * w, cfg.feature_dim), nn.ReLU())
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(mfcc[:, None]).flatten(1))
+
+
+class A2ENet(nn.Module):
+    """forward(mfcc (B, window, 28, 80)) -> α (B, expression_dim)."""
+
+    def __init__(self, cfg: A2EConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = AudioEncoderNet(cfg)
+        convs: list[nn.Module] = []
+        c_in, length = cfg.window, cfg.feature_dim
+        for c in cfg.channels:  # Table 1: Conv1D k=3 s=1, no padding
+            convs += [nn.Conv1d(c_in, c, cfg.kernel, 1), nn.LeakyReLU(0.02)]
+            c_in, length = c, length - cfg.kernel + 1
+        self.convs = nn.Sequential(*convs)
+        self.out_shape = (c_in, length)  # (3, 246) at the paper's sizes
+        self.fc = nn.Linear(c_in * length, cfg.expression_dim)
+        self.register_buffer("mfcc_mean", torch.zeros(cfg.mfcc_coeffs))
+        self.register_buffer("mfcc_std", torch.ones(cfg.mfcc_coeffs))
+        self.register_buffer("expression_mean", torch.zeros(cfg.expression_dim))
+        self.register_buffer("expression_std", torch.ones(cfg.expression_dim))
+
+    def features(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """The 256-D feature f of every frame of the window: (B, window, feature_dim)."""
+        b, w = mfcc.shape[:2]
+        x = (mfcc - self.mfcc_mean) / self.mfcc_std
+        return self.encoder(x.reshape(b * w, *mfcc.shape[2:])).reshape(b, w, -1)
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.features(mfcc))
+        return self.fc(h.flatten(1)) * self.expression_std + self.expression_mean
+
+
+def frame_windows(features: torch.Tensor, window: int) -> torch.Tensor:
+    """(T, 28, 80) per-frame MFCC blocks -> (T, window, 28, 80): each frame with its neighbours
+    (edge frames repeated), the predicted frame in the middle."""
+    t = features.shape[0]
+    idx = torch.arange(t)[:, None] + torch.arange(window)[None] - window // 2
+    return features[idx.clamp(0, t - 1)]

@@ -1,0 +1,32 @@
+"""The MetaTalk workflows: they validate against the registry with the shipped checkpoints, and
+(slow) metatalk.yaml makes a lip-synced video with sound at the target's resolution and a face
+video at the crop's (§2.1: 512 for the sample)."""
+from __future__ import annotations
+
+import pytest
+from engine_helpers import ROOT, graphrun
+
+from graphcore.loader import load_workflow
+from graphcore.registry import build_registry
+from graphcore.validation import validate
+
+WORKFLOWS = ("metatalk.yaml", "train_metatalk.yaml", "evaluate_metatalk.yaml")
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_validates(name):
+    problems = validate(load_workflow(ROOT / "workflows" / name), build_registry())
+    assert not problems, problems
+
+
+@pytest.mark.slow
+def test_metatalk_workflow_end_to_end(tmp_path):
+    from nodes.io.media import probe_video
+
+    video, face = tmp_path / "metatalk.mp4", tmp_path / "face.mp4"
+    res = graphrun(ROOT / "workflows" / "metatalk.yaml", "--cache", tmp_path / "cache", "--set", f"video.path={video}",
+                   "--set", f"face_video.path={face}", timeout=3600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    full, crop = probe_video(video), probe_video(face)
+    assert (full.width, full.height) == (256, 256) and (crop.width, crop.height) == (512, 512)
+    assert full.frames == crop.frames == 134 and full.has_audio
