@@ -57,6 +57,9 @@ class Port:
     doc: str = ""
     optional: bool = False  # inputs only: may be left unconnected (the node gets None)
     file: FileSource | None = None  # inputs only: the file parameter (and fallback) used when unconnected
+    # Chunk by chunk along time (graphcore/stream.py): an input arrives as a lazy `Chunks`
+    # view, an output is yielded a chunk at a time by a generator `run`.
+    stream: bool = False
 
     @property
     def port_type(self) -> PortType:
@@ -66,6 +69,8 @@ class Port:
         out = {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
         if self.file is not None:
             out["param"] = self.file.param
+        if self.stream:
+            out["stream"] = True
         return out
 
     def facts(self) -> dict[str, Any]:
@@ -74,14 +79,18 @@ class Port:
         return {}
 
 
-def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None) -> Port:
+def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None,
+       stream: bool = False) -> Port:
     """An input port. With `file`, the port is optional: unconnected, the node reads the file
-    its parameter names, or the fallback (see FileSource)."""
-    return Port(type, doc, optional or file is not None, file)
+    its parameter names, or the fallback (see FileSource). With `stream`, the node gets a lazy
+    `graphcore.stream.Chunks` view instead of the whole array."""
+    return Port(type, doc, optional or file is not None, file, stream)
 
 
-def Out(type: PortType | str, doc: str = "") -> Port:
-    return Port(type, doc)
+def Out(type: PortType | str, doc: str = "", *, stream: bool = False) -> Port:
+    """An output port. With `stream`, `run` is a generator yielding it chunk by chunk along
+    time (see graphcore/stream.py)."""
+    return Port(type, doc, stream=stream)
 
 
 # --- parameter helpers: file parameters are checked before running and keyed by content ---
@@ -282,6 +291,12 @@ class Node:
         return (cls.__doc__ or "").strip()
 
     @classmethod
+    def streams(cls) -> dict[str, list[str]]:
+        """The ports that stream: {"inputs": [...], "outputs": [...]} (empty lists: whole arrays)."""
+        return {"inputs": [k for k, p in cls.inputs.items() if p.stream],
+                "outputs": [k for k, p in cls.outputs.items() if p.stream]}
+
+    @classmethod
     def is_seeded(cls, params: BaseModel) -> bool:
         return getattr(params, "seed", None) is not None
 
@@ -300,6 +315,7 @@ class Node:
             "params": cls.Params.model_json_schema(),
             "files": file_params(cls.Params),
             "code_dependencies": list(cls.code_dependencies),
+            "streams": cls.streams(),
             **_port_facts(cls),
             **cls.extra_schema(),
         }

@@ -97,11 +97,14 @@ def run_graph(
     listeners: Iterable[Listener] = (),
     device: str = "cpu",
     plugin_paths: Iterable[str] = (),
+    stream: bool = True,
 ) -> RunReport:
-    """Run a validated graph: cached nodes skipped, the rest in dependency order."""
+    """Run a validated graph: cached nodes skipped, the rest in dependency order. `stream`
+    False holds every value whole in memory (a baseline: the same keys and values)."""
     run_id = uuid.uuid4().hex[:12]
     keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
-    plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths))
+    plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths),
+                      stream=stream)
     ex = make_executor(executor, jobs) if isinstance(executor, str) else executor
     return Scheduler(graph, plan, cache, EventBus(listeners)).run(ex)
 
