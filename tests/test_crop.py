@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from graphcore.node import NodeError, RunContext
+from graphcore.stream import run_whole
 from nodes.face import crop as C
 from nodes.face.crop_nodes import CropAlign, PasteBack
 from nodes.types import CROP, CropTransform
@@ -150,11 +151,11 @@ def test_chain_decode_detect_crop_draw_encode(tmp_path):
     tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(6400) / 16000)).astype(np.float32)
     write_video(tmp_path / "in.mp4", clip, 25, AudioClip(tone, 16000))
     ctx = RunContext(node_id="c", node_type="chain", key="k", workflow_dir=tmp_path)
-    video = LoadVideo({"path": "in.mp4"}).run(ctx)
+    video = run_whole(LoadVideo({"path": "in.mp4"}), ctx)
     lm = DetectLandmarks({"smoothing": "savgol"}).run(ctx, frames=video["frames"])["landmarks"]
     crop = CropAlign({"size": 256}).run(ctx, frames=video["frames"], landmarks=lm)
     drawn = DrawLandmarks().run(ctx, frames=crop["frames"], landmarks=crop["landmarks"])["frames"]
-    out = SaveVideo({"path": "out.mp4"}).run(ctx, frames=drawn, audio=video["audio"], fps=video["fps"])["path"]
+    out = run_whole(SaveVideo({"path": "out.mp4"}), ctx, frames=drawn, audio=video["audio"], fps=video["fps"])["path"]
     back = read_video(out)
     assert back.frames.shape == (10, 256, 256, 3) and back.fps == 25.0
     assert abs(back.audio.duration - 0.4) < 1e-3

@@ -1,6 +1,7 @@
 """DenseFlowBuilder: HDTF §4.2's approximate dense flow F_app from 3DMM coefficients (nodes/face/flow.py)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -31,8 +32,8 @@ class DenseFlowBuilder(Node):
         "model": FaceModelInput(),
     }
     outputs = {
-        "flow": Out("FlowField", "(T, H, W, 2) backward flow in pixels"),
-        "regions": Out("Mask", "(T, H, W): 1 inner face, 2/3 head-related, 1/3 torso, 0 background"),
+        "flow": Out("FlowField", "(T, H, W, 2) backward flow in pixels", stream=True),
+        "regions": Out("Mask", "(T, H, W): 1 inner face, 2/3 head-related, 1/3 torso, 0 background", stream=True),
     }
 
     class Params(BaseModel):
@@ -44,7 +45,8 @@ class DenseFlowBuilder(Node):
         torso_width: float = Field(3.0, ge=0, le=20, description="torso band width, x face width")
         chunk: int = Field(8, ge=1, le=1024, description="frames rasterised at once")
 
-    def run(self, ctx: RunContext, reference: Any, driving: Any, model: Any = None) -> dict[str, Any]:
+    def run(self, ctx: RunContext, reference: Any, driving: Any, model: Any = None) -> Iterator[dict[str, Any]]:
+        """Streams: `chunk` frames of flow and regions per step (flat memory in clip length)."""
         from nodes.face.flow import Coefficients, FlowBuilder, FlowSettings
 
         p = self.params
@@ -71,5 +73,9 @@ class DenseFlowBuilder(Node):
         settings = FlowSettings(head_margin=p.head_margin, neck=p.neck, torso_width=p.torso_width,
                                 identity=p.identity, chunk=p.chunk)
         builder = FlowBuilder(face_model, settings, device=ctx.device)
-        flow, regions = builder.build(ref, drv, height, width, progress=lambda i, n: ctx.progress(i, n, "dense flow"))
-        return {"flow": flow, "regions": regions}
+        n = len(drv.expression)
+        for frames, flow, codes in builder.chunks(ref, drv, height, width):
+            regions = np.empty(codes.shape, np.float32)
+            np.multiply(codes, np.float32(1.0 / 3.0), out=regions)  # = REGION_LEVELS[codes], as FlowBuilder.build
+            yield {"flow": flow, "regions": regions}
+            ctx.progress(frames.stop, n, "dense flow")

@@ -10,6 +10,7 @@ Heavy imports (torch, cv2, matplotlib) stay inside functions so listing nodes st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.stream import Chunks
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import bundled_face_model
@@ -96,15 +98,15 @@ class FlowVideoGenerator(Node):
     category = "hdtf"
     inputs = {
         "reference": In("Image", "the reference portrait"),
-        "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size"),
+        "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size", stream=True),
         "checkpoint": CheckpointInput(FLOW_VIDEO_GENERATOR),
     }
     outputs = {
-        "frames": Out("Frames", "the generated video frames"),
-        "foreground_mask": Out("Mask", "M_f at feature resolution"),
-        "matting_mask": Out("Mask", "M_m at feature resolution"),
-        "warped_reference": Out("Frames", "the reference warped by F_app, at feature resolution"),
-        "revised_flow": Out("FlowField", "F = F_app * M_f at feature resolution (pixels of that grid)"),
+        "frames": Out("Frames", "the generated video frames", stream=True),
+        "foreground_mask": Out("Mask", "M_f at feature resolution", stream=True),
+        "matting_mask": Out("Mask", "M_m at feature resolution", stream=True),
+        "warped_reference": Out("Frames", "the reference warped by F_app, at feature resolution", stream=True),
+        "revised_flow": Out("FlowField", "F = F_app * M_f at feature resolution (pixels of that grid)", stream=True),
     }
     missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
@@ -113,8 +115,10 @@ class FlowVideoGenerator(Node):
         size: int = Field(0, ge=0, le=2048, description="processing and output size; 0: the frame size the model was trained at")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass (memory vs speed)")
 
-    def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .inference import render_video
+    def run(self, ctx: RunContext, reference: np.ndarray, flow: Chunks,
+            checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
+        """Streams: `chunk` frames of every output per step, read from the flow as they are needed."""
+        from .inference import render_chunks
 
         p = self.params
         generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
@@ -122,13 +126,19 @@ class FlowVideoGenerator(Node):
         if flow.shape[1:3] != reference.shape[:2]:
             raise NodeError(f"FlowVideoGenerator: the flow is {flow.shape[2]}x{flow.shape[1]} but the reference image is "
                             f"{reference.shape[1]}x{reference.shape[0]}; build F_app for the reference image")
-        try:
-            out = render_video(generator, reference, flow, matting=p.matting, chunk=p.chunk, device=ctx.device, size=size,
-                               progress=lambda i, n: ctx.progress(i, n, "frames"))
-        except ValueError as exc:
-            raise NodeError(f"FlowVideoGenerator: {exc}") from None
-        return {"frames": out.frames, "foreground_mask": out.foreground_mask, "matting_mask": out.matting_mask,
-                "warped_reference": out.warped_reference, "revised_flow": out.flow}
+        if len(flow) == 0:
+            raise NodeError("FlowVideoGenerator: the flow has no frames")
+        parts = render_chunks(generator, reference, flow, matting=p.matting, chunk=p.chunk, device=ctx.device, size=size,
+                              progress=lambda i, n: ctx.progress(i, n, "frames"))
+        while True:
+            try:
+                out = next(parts)
+            except StopIteration:
+                return
+            except ValueError as exc:
+                raise NodeError(f"FlowVideoGenerator: {exc}") from None
+            yield {"frames": out.frames, "foreground_mask": out.foreground_mask, "matting_mask": out.matting_mask,
+                   "warped_reference": out.warped_reference, "revised_flow": out.flow}
 
 
 # --- training nodes ---
