@@ -164,7 +164,8 @@ def run_whole(node: Any, ctx: Any, **inputs: Any) -> dict[str, Any]:
         return result
     whole: dict[str, Any] = {}
     parts: dict[str, list[np.ndarray]] = {}
-    for step in result:
+    steps: Iterator[Any] = result
+    for step in steps:
         for port, value in step.items():
             if port in declared_out and declared_out[port].stream:
                 parts.setdefault(port, []).append(np.array(value))  # (the node may reuse its buffer)
