@@ -173,3 +173,28 @@ def test_appender_reads_back_exactly_what_was_appended(tmp_path):
     other.append(x[:2])
     with pytest.raises(ValueError, match="does not continue"):
         other.append(x[:2, :2])
+
+
+def test_the_documented_streaming_node_runs(tmp_path):
+    """docs/custom-nodes.md's Brighten example, checked and run as written."""
+    import re
+
+    from engine_helpers import ROOT, ctx_for
+    from pydantic import Field
+
+    from graphcore import RunContext
+    from graphcore.stream import run_whole
+
+    text = (ROOT / "docs" / "custom-nodes.md").read_text()
+    code = re.search(r"```python\n(class Brighten\(Node\):.*?)```", text, re.S).group(1)
+    scope = {"Node": Node, "In": In, "Out": Out, "BaseModel": BaseModel, "Field": Field, "RunContext": RunContext, "np": np}
+    exec(code, scope)
+    brighten = scope["Brighten"]
+    import nodes.types  # noqa: F401  (registers Frames)
+
+    check_node(brighten)
+    frames = np.random.default_rng(1).integers(0, 256, size=(9, 4, 5, 3), dtype=np.uint8)
+    out = run_whole(brighten({"amount": 20}), ctx_for(tmp_path), frames=frames)
+    expected = np.minimum(frames.astype(np.int16) + 20, 255).astype(np.uint8)
+    np.testing.assert_array_equal(out["frames"], expected)
+    assert out["mean"] == pytest.approx(expected.mean())
