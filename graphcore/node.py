@@ -286,6 +286,20 @@ class Node:
             return ctx.resolve_path(named)
         return ctx.resolve_path(source.fallback) if source.fallback is not None else None
 
+    # --- the up-front resource check (graphcore/resources.py), before anything runs ---
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """Facts about this node's outputs known without running it, from its parameters,
+        its input files (`resolve` makes a workflow path absolute) and `inputs`, the facts of
+        its connected inputs by port: e.g. {"image": {"shape": (H, W, 3)}}. Default: none."""
+        return {}
+
+    def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
+        """(bytes this node needs at its peak, what to do if that is too much), from the facts
+        of its inputs; None when unknown. Validation refuses a workflow whose estimate exceeds
+        the memory available, naming the node (nodes that stream rarely need one)."""
+        return None
+
     @classmethod
     def description(cls) -> str:
         return (cls.__doc__ or "").strip()

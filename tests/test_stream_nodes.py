@@ -91,3 +91,21 @@ def test_flow_warp_encode_streamed_matches_the_whole_array_functions(tmp_path, r
     assert again.load_output("again", "frames").tobytes() == decoded.frames.tobytes()
     media.write_video(tmp_path / "whole_again.mp4", decoded.frames, decoded.fps, preset="ultrafast")
     assert (tmp_path / "out/again.mp4").read_bytes() == (tmp_path / "whole_again.mp4").read_bytes()
+
+
+def test_a_portrait_too_large_for_memory_is_refused_before_running(tmp_path):
+    """The up-front resource check: hdtf.yaml with a 2000x2000 portrait under a 1 GiB limit
+    names DenseFlowBuilder, its estimate and what to do; the bundled portrait passes."""
+    from engine_helpers import ROOT, graphrun, subprocess_env
+    from PIL import Image
+
+    Image.fromarray(np.full((2000, 2000, 3), 90, np.uint8)).save(tmp_path / "big.png")
+    env = subprocess_env(GRAPHRUN_MEMORY_LIMIT="1G")
+    wf = ROOT / "workflows" / "hdtf.yaml"
+    res = graphrun("validate", wf, "--set", f"portrait.path={tmp_path / 'big.png'}", env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    out = " ".join((res.stdout + res.stderr).split())
+    assert "node 'fapp': DenseFlowBuilder would need ~1.3 GiB of memory here, more than the 1.0 GiB available" in out
+    assert "2000x2000: load the portrait at the working resolution" in out and "nothing was run" in out
+    ok = graphrun("validate", wf, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -74,6 +74,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise MediaError(f"{p}: image could not be decoded ({e})") from None
 
 
+def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(H, W, 3) of what read_image returns, from the file's header only (nothing decoded)."""
+    from PIL import Image
+
+    with Image.open(_existing_file(path)) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that turn the image on its side
+            w, h = h, w
+    return h, w, 3
+
+
 # ---------------------------------------------------------------------------------------
 # Audio
 

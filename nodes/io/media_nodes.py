@@ -4,7 +4,8 @@ Thin wrappers over nodes/io/media.py (which trainers and dataset tools use direc
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,10 @@ class LoadImage(Node):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         return {"image": media.read_image(ctx.resolve_path(self.params.path))}
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """The image's shape from its file's header (for the up-front resource check)."""
+        return {"image": {"shape": media.image_shape(resolve(self.params.path))}}
 
 
 class LoadAudio(Node):
