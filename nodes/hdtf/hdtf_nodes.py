@@ -210,12 +210,12 @@ class FlowVideoFigure(Node):
 
     category = "hdtf/visualise"
     inputs = {
-        "flow": In("FlowField", "F_app"),
-        "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
-        "foreground_mask": In("Mask", "FlowVideoGenerator.foreground_mask"),
-        "revised_flow": In("FlowField", "FlowVideoGenerator.revised_flow"),
-        "matting_mask": In("Mask", "FlowVideoGenerator.matting_mask"),
-        "frames": In("Frames", "FlowVideoGenerator.frames"),
+        "flow": In("FlowField", "F_app", stream=True),
+        "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference", stream=True),
+        "foreground_mask": In("Mask", "FlowVideoGenerator.foreground_mask", stream=True),
+        "revised_flow": In("FlowField", "FlowVideoGenerator.revised_flow", stream=True),
+        "matting_mask": In("Mask", "FlowVideoGenerator.matting_mask", stream=True),
+        "frames": In("Frames", "FlowVideoGenerator.frames", stream=True),
     }
     outputs = {"image": Out("Image", "the figure")}
 
@@ -231,9 +231,10 @@ class FlowVideoFigure(Node):
         if t == 0:
             raise NodeError("FlowVideoFigure: the inputs hold no frames")
         ids = sorted({int(round(v)) for v in np.linspace(0, t - 1, self.params.frames_shown)})
-        grid = intermediates_grid({"F_app": flow, "warped I_ref": warped_reference, "M_f": foreground_mask,
-                                   "F = F_app * M_f": revised_flow, "M_m": matting_mask, "output": frames},
-                                  ids, self.params.tile)
+        columns = {"F_app": flow, "warped I_ref": warped_reference, "M_f": foreground_mask,
+                   "F = F_app * M_f": revised_flow, "M_m": matting_mask, "output": frames}
+        shown = {name: x[ids] for name, x in columns.items()}  # the inputs stream: only these frames are read
+        grid = intermediates_grid(shown, list(range(len(ids))), self.params.tile)
         save_png(ctx.resolve_path(self.params.path), grid)
         return {"image": grid}
 
