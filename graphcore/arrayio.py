@@ -201,7 +201,7 @@ class ArrayAppender:
             raise ValueError("a streamed chunk needs a time axis (got a 0-d value)")
         if self._row_shape is None:
             self._row_shape, self._dtype = tuple(chunk.shape[1:]), chunk.dtype
-            per_row = max(1, chunk[:1].nbytes if len(chunk) else chunk.itemsize)
+            per_row = max(1, int(np.prod(chunk.shape[1:], dtype=np.int64)) * chunk.itemsize)  # (an empty first chunk too)
             self._buffer = np.empty((max(1, TARGET_CHUNK_BYTES // per_row), *self._row_shape), chunk.dtype)
         elif chunk.shape[1:] != self._row_shape or chunk.dtype != self._dtype:
             raise ValueError(f"chunk of shape {chunk.shape} and dtype {chunk.dtype} does not continue "

@@ -58,7 +58,7 @@ class Chunks:
         if isinstance(array, Chunks):
             return array
         arr = np.asarray(array)
-        per_row = max(1, arr[:1].nbytes if arr.ndim and len(arr) else arr.itemsize)
+        per_row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.itemsize)
         return cls(arr.shape, arr.dtype, max(1, DEFAULT_ROWS_BYTES // per_row), lambda a, b: arr[a:b].copy())
 
     # --- what it is ---

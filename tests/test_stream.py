@@ -169,6 +169,9 @@ def test_appender_reads_back_exactly_what_was_appended(tmp_path):
     np.testing.assert_array_equal(arrayio.read_array(z), x)
     for a, b in ((0, 37), (3, 4), (4, 8), (5, 33), (36, 37)):
         np.testing.assert_array_equal(arrayio.read_rows(z, a, b), x[a:b])
+    empty = arrayio.ArrayAppender(group, "empty")
+    empty.append(x[:0])
+    assert empty.close().shape == (0, 3, 5)
     other = arrayio.ArrayAppender(group, "other")
     other.append(x[:2])
     with pytest.raises(ValueError, match="does not continue"):
