@@ -3,7 +3,23 @@
 The engine knows nothing about faces or audio: node libraries register their nodes and port
 types through the registry (entry-point group `graphrun.nodes`).
 """
-from .node import CachePolicy, FileSource, In, InputFile, Node, NodeError, NoParams, Out, OutputFile, OutputFolder, Port, RunContext
+from .node import (
+    CachePolicy,
+    FileSource,
+    In,
+    InputFile,
+    InputPath,
+    Node,
+    NodeError,
+    NoParams,
+    Out,
+    OutputFile,
+    OutputFolder,
+    OutputPath,
+    Port,
+    RunCancelled,
+    RunContext,
+)
 from .types import (
     TYPES,
     ArrayType,
@@ -16,6 +32,7 @@ from .types import (
 )
 
 __all__ = [
-    "CachePolicy", "FileSource", "In", "InputFile", "Node", "NodeError", "NoParams", "Out", "OutputFile", "OutputFolder", "Port", "RunContext",
+    "CachePolicy", "FileSource", "In", "InputFile", "InputPath", "Node", "NodeError", "NoParams", "Out", "OutputFile",
+    "OutputFolder", "OutputPath", "Port", "RunCancelled", "RunContext",
     "ArrayType", "CheckpointBlob", "PortType", "RecordType", "ObjectType", "TypeValidationError", "TYPES", "register_type",
 ]

@@ -69,7 +69,8 @@ def _load_graph(args: argparse.Namespace, registry: Any) -> Any:
     from .validation import check_workflow_file, compile_workflow
     from .workflow import WorkflowError
 
-    wf, problems = check_workflow_file(args.workflow, registry, args.set or [])
+    roots = getattr(args, "allow_root", None) or None
+    wf, problems = check_workflow_file(args.workflow, registry, args.set or [], roots=roots)
     if problems or wf is None:
         raise WorkflowError(problems)
     return compile_workflow(wf, registry, validated=True)  # check_workflow_file validated it
@@ -79,6 +80,9 @@ def _add_workflow_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow", metavar="WORKFLOW.yaml", help="the workflow file")
     p.add_argument("--set", action="append", metavar="ID.PARAM=VALUE", default=[],
                    help="override a parameter (repeatable); the value is read as YAML")
+    p.add_argument("--allow-root", action="append", metavar="DIR", default=[],
+                   help="only let nodes read and write files under these folders (or URL prefixes; repeatable); "
+                        "a path outside them is a validation problem")
     _add_plugin_option(p)
 
 
@@ -277,8 +281,8 @@ def describe_params(json_schema: dict, files: dict[str, str]) -> list[str]:
         if choices:
             facts.append("one of " + ", ".join(json.dumps(c) for c in choices))
         if name in files:
-            facts.append({"read": "file read (content keys the cache)", "write": "file written",
-                          "write-folder": "folder written"}.get(files[name], files[name]))
+            facts.append({"read": "file read (content keys the cache)", "read-path": "path read", "write": "file written",
+                          "write-folder": "folder written", "write-path": "path written (not tracked)"}.get(files[name], files[name]))
         desc = prop.get("description", "")
         lines.append(f"{name}: {'; '.join(facts)}" + (f" — {desc}" if desc else ""))
     return lines

@@ -4,7 +4,8 @@ editor all watch.
 Kinds, in the order a node sees them: `queued` (will run) or `cached` (its key is committed),
 then `started`, any number of `progress` (data: i, n, message) and `log` (data: message), and
 `finished` (data: seconds) or `failed` (data: error); `skipped` (data: error, naming the
-failed upstream) for dependents of a failure. A run begins with `run_started` (data: nodes,
+failed upstream) for dependents of a failure; `cancelled` (data: error) for a node stopped by a
+cancelled run, or never started because of it. A run begins with `run_started` (data: nodes,
 keys) and ends with `run_finished` (data: ok, seconds, counts).
 
 `quarantined` (data: reason, moved_to, key): the node's cache entry failed verification and
@@ -27,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 KINDS = frozenset({
-    "run_started", "queued", "cached", "started", "progress", "log", "finished", "failed", "skipped", "run_finished",
-    "quarantined", "retrying",
+    "run_started", "queued", "cached", "started", "progress", "log", "finished", "failed", "skipped", "cancelled",
+    "run_finished", "quarantined", "retrying",
 })
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .cache import CacheMiss
 from .keys import node_code
-from .node import Node, NodeError, RunContext
+from .node import Node, NodeError, RunCancelled, RunContext
 from .outputs import MissingOutput, record_outputs
 from .plan import RunPlan, TaskNode
 from .registry import NodeRegistry, build_registry
@@ -47,10 +47,11 @@ class NodeFailure(Exception):
     """A node failed. `user_error` is True for NodeError and bad outputs: the message alone
     explains it; otherwise `detail` carries a short traceback tail."""
 
-    def __init__(self, node_id: str, node_type: str, message: str, detail: str = "", user_error: bool = True) -> None:
-        super().__init__(node_id, node_type, message, detail, user_error)
+    def __init__(self, node_id: str, node_type: str, message: str, detail: str = "", user_error: bool = True,
+                 cancelled: bool = False) -> None:
+        super().__init__(node_id, node_type, message, detail, user_error, cancelled)
         self.node_id, self.node_type, self.message = node_id, node_type, message
-        self.detail, self.user_error = detail, user_error
+        self.detail, self.user_error, self.cancelled = detail, user_error, cancelled
 
     def __str__(self) -> str:
         return f"node '{self.node_id}' ({self.node_type}): {self.message}"
@@ -197,6 +198,7 @@ class ExecEnv:
     factory: NodeFactory
     emit: Emit
     run_memo: RunMemo | None = None  # local executor only
+    cancelled: Callable[[], bool] = lambda: False  # the run's cancel flag (local executor only)
     # On a worker that may not share the client's disk: the node's output files were redirected
     # to scratch (graphcore/staging.py); parameter -> the path the user asked for. They are
     # stored in the entry, and the client writes them there.
@@ -332,11 +334,14 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any], writer: Any =
     for port, decl in cls.inputs.items():
         if decl.optional and port not in inputs:
             inputs[port] = None
+    if env.cancelled():
+        raise NodeFailure(task.id, task.type, "the run was cancelled before it started", cancelled=True)
     env.emit("started", task, {})
     pin_threads()  # the same thread pools on every executor: the same bytes under one key
     ctx = NodeContext(
         node_id=task.id, node_type=task.type, key=task.key, device=env.plan.device,
         seed=task.seed, emit=_context_emitter(env, task), workflow_dir=env.workflow_dir,
+        cancel_requested=env.cancelled,
     )
     try:
         start = time.perf_counter()
@@ -344,9 +349,11 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any], writer: Any =
         try:
             result = node.run(ctx, **inputs)
             if inspect.isgenerator(result):
-                result, streamed = drain_stream(task, cls, result, writer)
+                result, streamed = drain_stream(task, cls, result, writer, ctx.check_cancelled)
         except NodeFailure:
             raise
+        except RunCancelled as exc:  # (a streaming node stops between chunks)
+            raise NodeFailure(task.id, task.type, str(exc) or "cancelled", cancelled=True) from None
         except NodeError as exc:
             raise NodeFailure(task.id, task.type, str(exc)) from None
         except CacheMiss as exc:  # a streamed input's entry failed verification while being read
@@ -359,15 +366,18 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any], writer: Any =
     return check_outputs(task, cls, result, streamed), seconds
 
 
-def drain_stream(task: TaskNode, cls: type[Node], steps: Iterator[Any], writer: Any) -> tuple[dict[str, Any], set[str]]:
+def drain_stream(task: TaskNode, cls: type[Node], steps: Iterator[Any], writer: Any,
+                 check_cancelled: Callable[[], None] = lambda: None) -> tuple[dict[str, Any], set[str]]:
     """Run a streaming node's generator to its end. Each yield is a dict: the next chunk of
     streamed outputs (checked against the port type, then appended to the entry through
     `writer`, or collected when it is None) and, once, whole values of the other outputs.
-    Returns the whole outputs and the ports written to the entry."""
+    Returns the whole outputs and the ports written to the entry. A cancelled run stops
+    between chunks (`check_cancelled` raises RunCancelled)."""
     declared = cls.outputs
     whole: dict[str, Any] = {}
     sinks: dict[str, Any] = {}  # port -> the entry's OutputStream, or a list of chunks
     for n, step in enumerate(steps):
+        check_cancelled()
         if not isinstance(step, Mapping):
             raise NodeFailure(task.id, task.type, f"run() yielded {type(step).__name__} (step {n}), expected a dict "
                               f"of output chunks")

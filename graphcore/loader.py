@@ -51,7 +51,7 @@ class _Loader(_BaseLoader):
 NODE_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 REFERENCE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 LITERAL_ESCAPE = "literal"
-TOP_KEYS = ("version", "description", "nodes")
+TOP_KEYS = ("version", "description", "nodes", "layout")
 NODE_KEYS = ("type", "params", "inputs", "layout")
 _STR_TAG = "tag:yaml.org,2002:str"
 # Keys that SafeConstructor.flatten_mapping rewrites: merges (`<<`) and the value key (`=`).
@@ -184,6 +184,8 @@ class _Parser:
                         self.problem("'description' must be text", value_node)
             elif key == "nodes":
                 nodes_node = value_node
+            elif key == "layout":
+                wf.layout = self.layout(value_node, None, "the top-level 'layout' must be a mapping such as {groups: [...]}")
             else:
                 self.unknown_key(key, key_node, TOP_KEYS, "at the top level", None)
         if version_seen is None:
@@ -222,15 +224,18 @@ class _Parser:
                     if ok:
                         spec.inputs[name], spec.input_lines[name] = value, line
             elif key == "layout":
-                ok, layout = self.value(v_node, node_id, "layout")
-                if ok and layout is not None:
-                    if isinstance(layout, dict):
-                        spec.layout = layout
-                    else:
-                        self.problem("'layout' must be a mapping such as {x: 120, y: 40}", v_node, node_id)
+                spec.layout = self.layout(v_node, node_id, "'layout' must be a mapping such as {x: 120, y: 40}")
             else:
                 self.unknown_key(key, k_node, NODE_KEYS, f"in node '{node_id}'", node_id)
         return spec
+
+    def layout(self, node: YamlNode, node_id: str | None, wrong: str) -> dict | None:
+        """Editor data (a node's or the graph's `layout:`): any mapping, kept as written."""
+        ok, layout = self.value(node, node_id, "layout")
+        if ok and layout is not None and not isinstance(layout, dict):
+            self.problem(wrong, node, node_id)
+            return None
+        return layout if ok else None
 
     def section(self, node: YamlNode, node_id: str, what: str, construct: bool = True) -> dict[str, tuple[int, Any]]:
         """A `params:`/`inputs:` mapping -> name -> (line, value or yaml node)."""
@@ -390,6 +395,8 @@ def workflow_document(wf: Workflow) -> dict[str, Any]:
             entry["layout"] = _FlowDict(_plain(spec.layout))
         nodes[node_id] = entry
     doc["nodes"] = nodes
+    if wf.layout is not None:
+        doc["layout"] = _plain(wf.layout)
     return doc
 
 

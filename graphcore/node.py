@@ -123,9 +123,33 @@ def OutputFolder(default: Any = ..., *, description: str = "", **kw: Any) -> Any
     return Field(default, description=description, json_schema_extra={FILE_KEY: {"mode": "write-folder", "extensions": []}}, **kw)
 
 
+def InputPath(default: Any = ..., *, description: str = "", folder: bool = False, extensions: tuple[str, ...] = (),
+              **kw: Any) -> Any:
+    """A parameter naming a file (`folder=True`: a folder) the node reads by location only: the
+    path must exist, but its content does not key the cache (the node fingerprints what it
+    reads itself, or the location is the point, e.g. a dataset URL). Relative to the workflow."""
+    return Field(default, description=description,
+                 json_schema_extra={FILE_KEY: {"mode": "read-path", "folder": folder, "extensions": list(extensions)}}, **kw)
+
+
+def OutputPath(default: Any = ..., *, description: str = "", folder: bool = False, extensions: tuple[str, ...] = (),
+               **kw: Any) -> Any:
+    """A parameter naming a file (`folder=True`: a folder) the node writes as a side effect the
+    cache does not track (e.g. training state kept for a resume, extra figures). Unlike
+    OutputFile/OutputFolder, a cache hit does not check it."""
+    return Field(default, description=description,
+                 json_schema_extra={FILE_KEY: {"mode": "write-path", "folder": folder, "extensions": list(extensions)}}, **kw)
+
+
+# Every mode a path parameter can have, and whether the node reads or writes there.
+PATH_MODES = {"read": "read", "read-path": "read", "write": "write", "write-folder": "write", "write-path": "write"}
+
+
 def file_params(params_model: type[BaseModel]) -> dict[str, str]:
-    """Parameter name -> "read" | "write" | "write-folder" for the parameters declared with
-    InputFile/OutputFile/OutputFolder."""
+    """Parameter name -> mode for the parameters that name a file or folder: "read" (InputFile:
+    content keys the cache), "read-path" (InputPath), "write" (OutputFile), "write-folder"
+    (OutputFolder), "write-path" (OutputPath). Every one of them is a path: validation can keep
+    them inside allowed roots (`validate(..., roots=...)`)."""
     return {name: spec["mode"] for name, spec in _file_specs(params_model).items()}
 
 
@@ -194,10 +218,20 @@ class RunContext:
     seed: int = 0
     emit: Callable[[str, Mapping[str, Any]], None] = lambda kind, data: None
     workflow_dir: Path | None = None
+    # Whether the run was asked to stop (graphcore.scheduler.run_graph(cancel=...)).
+    cancel_requested: Callable[[], bool] = lambda: False
 
     def progress(self, done: int, total: int, message: str = "") -> None:
-        """Report `done` of `total` units of work (frames, steps); the CLI and editor show it."""
+        """Report `done` of `total` units of work (frames, steps); the CLI and editor show it.
+        This is also where a cancelled run stops the node (RunCancelled is raised)."""
+        self.check_cancelled()
         self.emit("progress", {"i": int(done), "n": int(total), "message": message})
+
+    def check_cancelled(self) -> None:
+        """Raise RunCancelled if the run was cancelled: a node with a long loop that reports no
+        progress may call this to stay cancellable. Nothing of the node is committed."""
+        if self.cancel_requested():
+            raise RunCancelled(f"node '{self.node_id}' stopped: the run was cancelled")
 
     def log(self, message: str) -> None:
         """A line for the run log (e.g. 'no VGG weights given: using the fallback perceptual loss')."""
@@ -218,6 +252,12 @@ class NodeError(RuntimeError):
     """An error a node raises on purpose: its message is shown to the user without a traceback."""
 
 
+class RunCancelled(BaseException):
+    """Raised inside a node at its next progress point once its run is cancelled. A
+    BaseException, like KeyboardInterrupt, so that a node's own `except Exception` does not
+    swallow it; the engine records the node as 'cancelled' and commits nothing of it."""
+
+
 class Node:
     """Base class of every node. Subclasses declare ports and parameters and implement `run`."""
 
@@ -233,6 +273,12 @@ class Node:
     inputs: ClassVar[dict[str, Port]] = {}
     outputs: ClassVar[dict[str, Port]] = {}
     Params: ClassVar[type[BaseModel]] = NoParams
+    # Groups of optional inputs of which exactly one must be connected (or given as a literal),
+    # e.g. (("image", "frames"),): validation reports a group with none or several.
+    exactly_one_of: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # An adapter converts one value into another type with no choice to make (one input, one
+    # output, no required parameter): the editor offers it when an edge between those types is refused.
+    adapter: ClassVar[bool] = False
     # Set by the registry: where the class came from ("graphcore", "talkgraph", "plugin:<path>").
     origin: ClassVar[str] = ""
     # Set by the registry: where the node's own code lives (graphcore.imports.CodeScope), i.e.
@@ -256,6 +302,13 @@ class Node:
             cls.type_name = cls.__name__
         if isinstance(cls.cache, str):
             cls.cache = CachePolicy(cls.cache)
+        for group in cls.exactly_one_of:
+            bad = [n for n in group if n not in cls.inputs or not cls.inputs[n].optional]
+            if len(group) < 2 or bad:
+                raise TypeError(f"{cls.__name__}.exactly_one_of: {tuple(group)} must name two or more optional inputs"
+                                + (f" (not: {', '.join(bad)})" if bad else ""))
+        if cls.adapter and (len(cls.inputs) != 1 or len(cls.outputs) != 1):
+            raise TypeError(f"{cls.__name__}: an adapter has exactly one input and one output")
         _add_file_params(cls)
 
     # --- introspection used by validation, the CLI and the editor ---
@@ -328,6 +381,8 @@ class Node:
             "outputs": {k: p.schema() for k, p in cls.outputs.items()},
             "params": cls.Params.model_json_schema(),
             "files": file_params(cls.Params),
+            "exactly_one_of": [list(g) for g in cls.exactly_one_of],
+            "adapter": cls.adapter,
             "code_dependencies": list(cls.code_dependencies),
             "streams": cls.streams(),
             **_port_facts(cls),

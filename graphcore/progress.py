@@ -20,7 +20,7 @@ from .events import Event
 if TYPE_CHECKING:  # a name rich defines for type checkers only
     from rich.text import JustifyMethod
 
-STATUS_STYLE = {"cached": "dim", "ran": "green", "failed": "bold red", "skipped": "yellow"}
+STATUS_STYLE = {"cached": "dim", "ran": "green", "failed": "bold red", "skipped": "yellow", "cancelled": "magenta"}
 FULL_TABLE_ROWS = 40  # above this, the table lists only what did not come from the cache
 
 
@@ -77,7 +77,7 @@ class ProgressDisplay:
         elif ev.kind == "quarantined":
             self._print(f"[yellow]![/] {who}: its cache entry is damaged ({escape(str(ev.data.get('reason', '')))}); "
                         f"moved to {escape(str(ev.data.get('moved_to', '')))}, recomputing")
-        elif ev.kind in ("finished", "failed", "skipped"):
+        elif ev.kind in ("finished", "failed", "skipped", "cancelled"):
             task = self._tasks.pop(node, None)
             if task is not None:
                 self.progress.remove_task(task)
@@ -85,6 +85,8 @@ class ProgressDisplay:
                 self._print(f"[green]✓[/] {who} {ev.data.get('seconds', 0.0):.2f}s")
             elif ev.kind == "failed":
                 self._print(f"[red]✗[/] {who}: {escape(str(ev.data.get('error', '')))}")
+            elif ev.kind == "cancelled":
+                self._print(f"[magenta]■[/] {who} cancelled: {escape(str(ev.data.get('error', '')))}")
             else:
                 self._print(f"[yellow]–[/] {who} skipped: {escape(str(ev.data.get('error', '')))}")
 
@@ -119,6 +121,6 @@ def print_summary(console: Console, report: Any, cache_url: str) -> None:
         if err.detail and not err.user_error:
             console.print(f"[dim]{escape(err.detail)}[/]", highlight=False)
     counts = report.counts()
-    summary = ", ".join(f"{counts[s]} {s}" for s in ("ran", "cached", "failed", "skipped") if counts[s])
+    summary = ", ".join(f"{counts[s]} {s}" for s in ("ran", "cached", "failed", "skipped", "cancelled") if counts[s])
     verdict = "[bold green]done[/]" if report.ok else "[bold red]failed[/]"
     console.print(f"{verdict}: {summary} in {report.elapsed:.2f}s [dim](cache: {escape(cache_url)})[/]", highlight=False)

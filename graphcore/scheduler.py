@@ -34,11 +34,11 @@ from .workflow import BoundGraph, Edge
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("cached", "ran", "failed", "skipped")
+STATUSES = ("cached", "ran", "failed", "skipped", "cancelled")
 MAX_TRIES = 3  # times a task is sent back because an input's cache entry was lost
 REMOTE_LOOKUPS = 16  # concurrent cache lookups on remote stores
 _LIVE_KINDS = frozenset({"started", "progress", "log", "finished", "retrying"})
-_TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped"})
+_TERMINAL_KINDS = frozenset({"cached", "finished", "failed", "skipped", "cancelled"})
 
 
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ class NodeErrorInfo:
 @dataclasses.dataclass
 class RunReport:
     run_id: str
-    status: dict[str, str]  # node id -> cached | ran | failed | skipped
+    status: dict[str, str]  # node id -> cached | ran | failed | skipped | cancelled
     keys: dict[str, str]
     seconds: dict[str, float]  # compute time of the nodes that ran
     errors: list[NodeErrorInfo]
@@ -74,6 +74,11 @@ class RunReport:
 
     def ran(self) -> set[str]:
         return {n for n, s in self.status.items() if s == "ran"}
+
+    @property
+    def cancelled(self) -> bool:
+        """The run was cancelled before every node was done (what finished stays cached)."""
+        return any(s == "cancelled" for s in self.status.values())
 
     def load_output(self, node_id: str, port: str) -> Any:
         """An output value, read from the cache."""
@@ -98,15 +103,22 @@ def run_graph(
     device: str = "cpu",
     plugin_paths: Iterable[str] = (),
     stream: bool = True,
+    cancel: threading.Event | None = None,
 ) -> RunReport:
-    """Run a validated graph: cached nodes skipped, the rest in dependency order. `stream`
-    False holds every value whole in memory (a baseline: the same keys and values)."""
+    """Run a validated graph: cached nodes skipped, the rest in dependency order.
+
+    Setting `cancel` stops the run: no further node starts, and a node running in this process
+    stops at its next progress point (RunContext.progress raises RunCancelled). Those nodes are
+    'cancelled'; what finished before stays committed, so running again resumes from there.
+    `stream` False holds every value whole in memory (a baseline: the same keys and values)."""
     run_id = uuid.uuid4().hex[:12]
     keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
     plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths),
                       stream=stream)
     ex = make_executor(executor, jobs) if isinstance(executor, str) else executor
-    return Scheduler(graph, plan, cache, EventBus(listeners)).run(ex)
+    if cancel is not None:
+        ex.cancelled = cancel.is_set
+    return Scheduler(graph, plan, cache, EventBus(listeners), cancel).run(ex)
 
 
 def worker_plugin_paths(plugin_paths: Iterable[str]) -> tuple[str, ...]:
@@ -147,8 +159,9 @@ def wait_for_bookkeeping(timeout: float | None = None) -> None:
 
 
 class Scheduler:
-    def __init__(self, graph: BoundGraph, plan: RunPlan, cache: Any, bus: EventBus) -> None:
+    def __init__(self, graph: BoundGraph, plan: RunPlan, cache: Any, bus: EventBus, cancel: threading.Event | None = None) -> None:
         self.graph, self.plan, self.cache, self.bus = graph, plan, cache, bus
+        self.cancel = cancel
         self.order = graph.order
         self.status: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
@@ -348,6 +361,10 @@ class Scheduler:
         ready = [n for n in to_run if not waiting[n]]
         in_flight: set[str] = set()
         while ready or in_flight:
+            if self.cancel is not None and self.cancel.is_set():
+                ready = []  # nothing new starts; what runs stops at its next progress point
+                if not in_flight:
+                    break
             for n in ready:
                 in_flight.add(n)
                 executor.submit(n)
@@ -389,12 +406,19 @@ class Scheduler:
                     waiting[child].discard(node_id)
                     if not waiting[child] and child not in in_flight:
                         ready.append(child)
+            elif isinstance(outcome, NodeFailure) and outcome.cancelled:
+                self.record_cancelled(outcome.node_id, outcome.message)
+                if node_id != outcome.node_id:
+                    self.record_cancelled(node_id, outcome.message)
+                done_with(node_id)
             else:
                 for n in self.record_failure(node_id, outcome):
                     if n in pending and n not in in_flight:
                         done_with(n)  # skipped: it will never be submitted
                 if node_id in pending:
                     done_with(node_id)
+        for n in [n for n in to_run if n in pending]:  # left unstarted by a cancel
+            self.record_cancelled(n, "the run was cancelled before it started")
 
     def settle_in_process(self, to_run: list[str], closures: dict[str, set[str]]) -> None:
         """In-process nodes that were needed but did not run here: their value was already in
@@ -404,6 +428,8 @@ class Scheduler:
             if any(self.status.get(r) == "ran" for r in to_run if n in closures[r]):
                 self.status[n] = "cached"
                 self.emit("cached", n)
+            elif self.cancel is not None and self.cancel.is_set():
+                self.record_cancelled(n, "the run was cancelled before it started")
             else:
                 self.status[n] = "skipped"
                 self.emit("skipped", n, error="nothing that reads it ran")
@@ -442,6 +468,12 @@ class Scheduler:
             self.status[node_id] = "ran"
             self.seconds[node_id] = self.seconds.get(node_id, 0.0) + seconds
             self.emit("finished", node_id, seconds=seconds)  # dropped if the live one arrived
+
+    def record_cancelled(self, node_id: str, message: str) -> None:
+        if self.status.get(node_id) in ("ran", "failed", "cancelled"):
+            return
+        self.status[node_id] = "cancelled"
+        self.emit("cancelled", node_id, error=message)
 
     def record_failure(self, task_id: str, exc: BaseException) -> list[str]:
         """Mark the failed node and skip its descendants; returns the nodes now settled."""

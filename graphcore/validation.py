@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from .keys import implicit_files
 from .loader import NODE_ID_RE, REFERENCE_RE, apply_overrides, load_workflow, suggest
 from .node import Node, Port, file_params
+from .paths import AllowedRoots, PathNotAllowed, is_url
 from .types import TYPES, PortType, TypeValidationError
 from .workflow import BoundGraph, BoundNode, Edge, Literal, NodeSpec, Problem, Workflow, WorkflowError
 
@@ -152,8 +153,8 @@ def _missing_file_hint(cls: type[Node], param: str, resolved: Path) -> str:
 
 
 class _Checker:
-    def __init__(self, wf: Workflow, registry: Any) -> None:
-        self.wf, self.registry = wf, registry
+    def __init__(self, wf: Workflow, registry: Any, roots: AllowedRoots | None = None) -> None:
+        self.wf, self.registry, self.roots = wf, registry, roots
         self.problems: list[Problem] = []
         self.path = str(wf.path) if wf.path else None
 
@@ -223,12 +224,16 @@ class _Checker:
             bad.add(name)
             self.add(spec, message, "param", spec.param_lines.get(name))
         for name, mode in file_params(model).items():
-            if mode != "read" or name in bad:
+            if name in bad:
                 continue
             value = valid.get(name, model.model_fields[name].default)
-            if isinstance(value, (str, os.PathLike)) and str(value):
-                self.check_file(spec, value, f"param '{name}'", spec.param_lines.get(name),
-                                functools.partial(_missing_file_hint, cls, name))
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                continue
+            line = spec.param_lines.get(name)
+            if not self.check_root(spec, value, f"param '{name}'", line):
+                continue
+            if mode in ("read", "read-path") and not is_url(os.fspath(value)):
+                self.check_file(spec, value, f"param '{name}'", line, functools.partial(_missing_file_hint, cls, name))
         if not bad:
             self.check_implicit_files(spec, cls, valid)
 
@@ -243,6 +248,17 @@ class _Checker:
             resolved = resolve_workflow_path(self.wf, path)
             if not resolved.exists():
                 self.add(spec, f"{spec.type} reads the file '{name}' = {resolved}, which does not exist", "file")
+
+    def check_root(self, spec: NodeSpec, value: Any, what: str, line: int | None) -> bool:
+        """Whether a path the node reads or writes lies inside the allowed roots (always, without roots)."""
+        if self.roots is None:
+            return True
+        try:
+            self.roots.check(value, self.wf.base_dir)
+        except PathNotAllowed as exc:
+            self.add(spec, f"{what}: {exc}", "path-root", line)
+            return False
+        return True
 
     def check_file(self, spec: NodeSpec, value: Any, what: str, line: int | None,
                    hint: Callable[[Path], str] | None = None) -> None:
@@ -266,6 +282,14 @@ class _Checker:
                 if name not in spec.inputs and not port.optional:
                     self.add(spec, f"missing required input '{name}' ({_type_name(port)}){self.sources_for(spec, port)}",
                              "missing-input")
+            for group in cls.exactly_one_of:
+                given = [n for n in group if n in spec.inputs]
+                if len(given) != 1:
+                    listed = ", ".join(f"'{n}'" for n in group)
+                    state = ("none is connected" if not given else "both are connected" if len(group) == 2
+                             else ", ".join(f"'{n}'" for n in given) + " are connected")
+                    self.add(spec, f"connect exactly one of the inputs {listed} ({state})", "exactly-one",
+                             spec.input_lines.get(given[-1]) if given else None)
         for name, value in spec.inputs.items():
             declared = cls.inputs.get(name) if cls is not None else None
             line = spec.input_lines.get(name)
@@ -305,8 +329,10 @@ class _Checker:
             return
         src, dst = _type_name(source_cls.outputs[edge.port]), _type_name(port)
         if not _connects(src, dst):
+            adapters = adapters_between(self.registry, src, dst)
+            hint = f"; an adapter node converts it: {' or '.join(adapters)}" if adapters else ""
             self.add(spec, f"type mismatch: {edge} ({src}) → {spec.id}.{name} ({dst}): an output of type {src} "
-                           f"cannot feed an input of type {dst}", "type-mismatch", line)
+                           f"cannot feed an input of type {dst}{hint}", "type-mismatch", line)
 
     def check_literal(self, spec: NodeSpec, name: str, literal: Literal, port: Port, line: int | None) -> None:
         try:
@@ -327,7 +353,8 @@ class _Checker:
             self.add(spec, f"input '{name}' = {_short(literal.value)}: not a connection: {hint}", "unknown-node", line)
             return
         if _is_path_type(port_type) and isinstance(literal.value, str) and literal.value:
-            self.check_file(spec, literal.value, f"input '{name}'", line)
+            if self.check_root(spec, literal.value, f"input '{name}'", line) and not is_url(literal.value):
+                self.check_file(spec, literal.value, f"input '{name}'", line)
 
     def reference_hint(self, value: Any) -> str:
         """For a string shaped like `id.port` whose id is not a node: the likely intended node."""
@@ -348,6 +375,19 @@ class _Checker:
             cycle = cycle[start:] + cycle[:start]
             spec = self.wf.nodes[cycle[0]]
             self.add(spec, "cycle: " + " → ".join(cycle + [cycle[0]]) + " (a node cannot depend on its own output)", "cycle")
+
+
+def adapters_between(registry: Any, source: str, target: str) -> list[str]:
+    """Adapter node types (Node.adapter) that take a `source` value and give one that feeds `target`."""
+    found = []
+    for name in registry.names():
+        cls = registry.get(name)
+        if not getattr(cls, "adapter", False):
+            continue
+        (port_in,), (port_out,) = cls.inputs.values(), cls.outputs.values()
+        if _connects(source, _type_name(port_in)) and _connects(_type_name(port_out), target):
+            found.append(name)
+    return found
 
 
 def _type_name(port: Port) -> str:
@@ -390,9 +430,14 @@ def resolve_workflow_path(wf: Workflow, value: str | os.PathLike) -> Path:
 # Public API
 
 
-def validate(wf: Workflow, registry: Any) -> list[Problem]:
-    """Every problem with the workflow, each naming its node and YAML line (empty if valid)."""
-    return _Checker(wf, registry).run()
+def validate(wf: Workflow, registry: Any, *, roots: AllowedRoots | Iterable[str | os.PathLike] | None = None) -> list[Problem]:
+    """Every problem with the workflow, each naming its node and YAML line (empty if valid).
+
+    With `roots` (folders and URL prefixes, see graphcore/paths.py), every path a node would read
+    or write must lie inside them: path parameters (set or default) and Path-typed literals."""
+    if roots is not None and not isinstance(roots, AllowedRoots):
+        roots = AllowedRoots(roots)
+    return _Checker(wf, registry, roots).run()
 
 
 def compile_workflow(wf: Workflow, registry: Any, *, validated: bool = False) -> BoundGraph:
@@ -425,7 +470,8 @@ def compile_workflow(wf: Workflow, registry: Any, *, validated: bool = False) ->
     return BoundGraph(workflow=wf, nodes=nodes, order=order)
 
 
-def check_workflow_file(path: str | os.PathLike, registry: Any, overrides: Iterable[str] = ()) -> tuple[Workflow | None, list[Problem]]:
+def check_workflow_file(path: str | os.PathLike, registry: Any, overrides: Iterable[str] = (),
+                        roots: Iterable[str | os.PathLike] | None = None) -> tuple[Workflow | None, list[Problem]]:
     """Load, apply overrides and validate, collecting every problem of all three steps.
 
     Returns the workflow (None when the file cannot be read as a workflow at all) and the
@@ -440,7 +486,7 @@ def check_workflow_file(path: str | os.PathLike, registry: Any, overrides: Itera
         apply_overrides(wf, list(overrides), registry)
     except WorkflowError as exc:
         problems += exc.problems
-    return wf, problems + validate(wf, registry)
+    return wf, problems + validate(wf, registry, roots=roots)
 
 
 def format_problems(problems: list[Problem]) -> str:

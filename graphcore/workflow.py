@@ -64,6 +64,8 @@ class Workflow:
     version: int = FORMAT_VERSION
     path: Path | None = None  # the file it was read from; relative file paths resolve against its folder
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # free-form `description:` etc.
+    # Editor layout of the whole graph (e.g. {"groups": [{"title", "bounding", "color"}]}); never in a key.
+    layout: dict[str, Any] | None = None
 
     @property
     def base_dir(self) -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from graphcore.node import FileSource, Node, NodeError, Port, RunContext
@@ -72,9 +73,11 @@ def CheckpointOutput(model: str | ModelSpec, doc: str = "") -> CheckpointPort:
 
 
 def load_checkpoint(node: Node, ctx: RunContext, port: str, value: CheckpointBlob | None = None,
-                    device: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                    device: str | None = None, config: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """(model in eval mode on ctx.device, export) of a node's CheckpointInput `port`: the
-    connected checkpoint, else the file its parameter names, else the bundled one."""
+    connected checkpoint, else the file its parameter names, else the bundled one. `config`:
+    fields that override the checkpoint's model config (merged into nested sections), e.g. a
+    node's choice of convention for the same weights."""
     declared = node.inputs[port]
     if not isinstance(declared, CheckpointPort):
         raise TypeError(f"input {port!r} of {node.type_name} is not a CheckpointInput")
@@ -83,11 +86,18 @@ def load_checkpoint(node: Node, ctx: RunContext, port: str, value: CheckpointBlo
         spec = model_spec(declared.model)
         raise NodeError(f"{node.type_name}: no {spec.title} checkpoint: connect `{port}` or set the parameter "
                         f"`{declared.file.param}`" + (f"; train one with {spec.trainer}" if spec.trainer else ""))
-    return load_model(source, declared.model, device or ctx.device)
+    return load_model(source, declared.model, device or ctx.device, config)
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
 
 
 def load_model(source: str | os.PathLike | CheckpointBlob, model: str | ModelSpec,
-               device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+               device: str = "cpu", config: Mapping[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """(model in eval mode on `device`, export dict) from a model export file or blob. A missing,
     unreadable or foreign checkpoint is a NodeError naming the trainer that makes the right one."""
     from trainers.exports import read_model_export
@@ -97,7 +107,7 @@ def load_model(source: str | os.PathLike | CheckpointBlob, model: str | ModelSpe
     export = read_model_export(source, spec.name, hint)
     what = "the connected checkpoint" if isinstance(source, CheckpointBlob) else f"checkpoint {source}"
     try:
-        net = create_model(spec, export["model_config"])
+        net = create_model(spec, _merged(export["model_config"], config or {}))
     except ValueError as exc:  # pydantic's ValidationError: a config this code does not know
         raise NodeError(f"{what}: its {spec.name} config does not fit this code ({exc}); {hint}") from None
     try:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graphcore.node import NodeError, Out, OutputFile, Port, RunContext
+from graphcore.node import NodeError, Out, OutputFile, OutputPath, Port, RunContext
 from nodes.checkpoints import CheckpointOutput
 from nodes.model_registry import ModelSpec
 from trainers.exports import blob_from_export
@@ -25,7 +25,8 @@ class TrainParams(BaseModel):
     seed: int = Field(0, description="training seed (initial weights and batches)")
     max_minutes: float = Field(0, ge=0, description="stop early after this much wall time (0: no limit)")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: torch's default)")
-    work_dir: str = Field("", description="where training state lives (resume after an interruption); empty: the user cache dir")
+    work_dir: str = OutputPath("", folder=True,
+                               description="where training state lives (resume after an interruption); empty: the user cache dir")
     save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
 
 

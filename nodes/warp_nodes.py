@@ -25,6 +25,7 @@ class WarpImage(Node):
         "flow": In("FlowField", "backward flow in pixels, (T, H, W, 2)", stream=True),
     }
     outputs = {"frames": Out("Frames", stream=True)}
+    exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         mode: Literal["bilinear", "bicubic", "nearest"] = Field("bilinear", description="interpolation")

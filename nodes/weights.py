@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 MANIFEST = "MANIFEST.json"
 WEIGHTS_ENV = "TALKGRAPH_WEIGHTS"
@@ -77,6 +77,12 @@ register_importer(Importer(
     workflow="workflows/official/yi.yaml", parameters={"refine.checkpoint": "memory_gan.pt"},
     origin="yiranran/Audio-driven-TalkingFace-HeadPose readme: 'Download pre-trained models' (BaiduYun / Google Drive)",
     licence="research purposes only (patent-protected; commercial use needs the authors' permission)"))
+register_importer(Importer(
+    family="ip_lap", files=("landmarkgenerator_checkpoint.pth", "renderer_checkpoint.pth"), module="nodes.ip_lap.official",
+    version=1, workflow="workflows/official/ip_lap.yaml",
+    parameters={"lips.checkpoint": "landmark_generator.pt", "render.checkpoint": "renderer.pt"},
+    origin="Weizhi-Zhong/IP_LAP README, section 'Test': the OneDrive / jianguoyun links",
+    licence="Apache-2.0"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +97,24 @@ class OfficialImport:
 
     def __str__(self) -> str:
         return f"graphrun weights import {self.family} SOURCE"
+
+
+OfficialMode = Literal["auto", "on", "off"]
+
+
+def official_mode_field(what: str) -> Any:
+    """The `official` parameter of a node whose network runs the same weights either way (`what`:
+    what the mode changes)."""
+    from pydantic import Field
+
+    return Field("auto", description=f"the release's conventions ({what}). auto: as the checkpoint says (on for "
+                                     "imported official weights, off for the project's); on / off force them for "
+                                     "the same weights (docs/official-weights.md)")
+
+
+def official_config(mode: str, on: Mapping[str, Any], off: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The model-config override a node's `official` parameter asks for (None: the checkpoint's own)."""
+    return None if mode == "auto" else on if mode == "on" else off
 
 
 # --- reading and converting -----------------------------------------------------------------------

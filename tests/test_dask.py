@@ -77,6 +77,21 @@ def test_same_keys_and_outputs_as_local(tmp_path, cluster):
     assert (tmp_path / "out" / "smoothed.npy").read_bytes() == expected
     assert any("written again from its cache entry" in e.data.get("message", "") for e in rec3.events if e.kind == "log")
 
+    # a stored output file is digested like every file of the entry: flipped bytes are never
+    # written out; the entry is quarantined and the node runs again
+    cache = CacheStore(str(tmp_path / "dask"))
+    key = remote.keys["save_signal"]
+    [part] = (tmp_path / "dask" / "objects" / key / cache.attempt_of(key) / "__files__" / "path" / "0").iterdir()
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    part.write_bytes(bytes(data))
+    (tmp_path / "out" / "smoothed.npy").unlink()
+    fourth, rec4 = run(wf, cache, "local")
+    assert fourth.ok and fourth.status["save_signal"] == "ran", fourth.status
+    [event] = [e for e in rec4.events if e.kind == "quarantined"]
+    assert event.node_id == "save_signal" and "__files__/path/0/0: content changed" in event.data["reason"], event.data
+    assert (tmp_path / "out" / "smoothed.npy").read_bytes() == expected
+
 
 def test_progress_and_logs_from_workers_reach_the_client(tmp_path, cluster):
     wf = write_workflow(tmp_path, """

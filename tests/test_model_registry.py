@@ -31,10 +31,11 @@ BUNDLED = [n for n in list_models() if model_spec(n).bundled is not None]
 
 
 def test_every_family_is_registered():
-    assert {model_spec(n).family for n in list_models()} >= {"hdtf", "audio2head", "yi"}
+    assert {model_spec(n).family for n in list_models()} >= {"hdtf", "audio2head", "yi", "ip_lap"}
     assert list_models("hdtf") == ["animation_generator", "flow_video_generator"]
     assert list_models("audio2head") == ["head_motion", "keypoint_autoencoder", "motion_field"]
     assert list_models("yi") == ["yi_audio_exp_pose", "yi_memory_gan"]
+    assert list_models("ip_lap") == ["ip_lap_landmark_generator", "ip_lap_renderer"]
 
 
 @pytest.mark.parametrize(("name", "preset"), PRESETS)

@@ -12,7 +12,8 @@ from official_fixtures import write_audio2head
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHRUN = Path(sys.executable).with_name("graphrun")
-WORKFLOWS = {"audio2head": ["head_motion", "motion_field", "render"], "hdtf": ["video"], "yi": ["refine"]}
+WORKFLOWS = {"audio2head": ["head_motion", "motion_field", "render"], "hdtf": ["video"], "yi": ["refine"],
+             "ip_lap": ["lips", "render"]}
 
 
 def graphrun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -46,9 +47,10 @@ def test_weights_is_a_graphrun_command(tmp_path):
     assert "import|ls" in graphrun("weights", "--help").stdout
     proc = graphrun("weights", "ls", "--root", str(tmp_path))
     assert proc.returncode == 0 and f"no imported weights under {tmp_path}" in proc.stdout
-    assert "importable families: audio2head (audio2head.pth.tar), hdtf (checkpoint_animation2video.pth), yi" in proc.stdout
+    assert ("importable families: audio2head (audio2head.pth.tar), hdtf (checkpoint_animation2video.pth), "
+            "ip_lap (landmarkgenerator_checkpoint.pth renderer_checkpoint.pth), yi") in proc.stdout
     proc = graphrun("weights", "import", "nosuch", str(tmp_path))
-    assert proc.returncode == 1 and "unknown family 'nosuch'; known: audio2head, hdtf, yi" in proc.stderr
+    assert proc.returncode == 1 and "unknown family 'nosuch'; known: audio2head, hdtf, ip_lap, yi" in proc.stderr
 
 
 def test_registry_specs_point_at_their_family_importer():
@@ -59,7 +61,8 @@ def test_registry_specs_point_at_their_family_importer():
 
     pointing = {n: model_spec(n).convert_official.family for n in list_models() if model_spec(n).convert_official}
     assert pointing == {"keypoint_autoencoder": "audio2head", "head_motion": "audio2head", "motion_field": "audio2head",
-                        "flow_video_generator": "hdtf", "yi_audio_exp_pose": "yi", "yi_memory_gan": "yi"}
+                        "flow_video_generator": "hdtf", "yi_audio_exp_pose": "yi", "yi_memory_gan": "yi",
+                        "ip_lap_landmark_generator": "ip_lap", "ip_lap_renderer": "ip_lap"}
     assert set(pointing.values()) == set(importers())
     assert model_spec("head_motion").describe()["official_weights"] == "graphrun weights import audio2head SOURCE"
 
@@ -71,10 +74,10 @@ def test_official_workflows_use_the_conventions():
     assert a2h["features"]["params"]["variant"] == "a2h_official"
     for wf in WORKFLOWS:
         nodes = yaml.safe_load((ROOT / f"workflows/official/{wf}.yaml").read_text())["nodes"]
-        assert {"speech", "portrait" if wf != "yi" else "target"} <= set(nodes)
+        assert {"speech", "target" if wf in ("yi", "ip_lap") else "portrait"} <= set(nodes)
 
 
-@pytest.mark.slow  # paper-size Audio2Head on CPU: ~1 GB of weights, one 64-frame motion-field window, 40 frames rendered
+@pytest.mark.slow  # paper-size Audio2Head on CPU: ~1 GB of weights, one 64-frame motion-field window, 39 frames rendered
 @pytest.mark.timeout(1800)  # ~2.5 CPU minutes; on a machine shared with other jobs much longer
 def test_audio2head_official_end_to_end(tmp_path):
     """`graphrun weights import audio2head audio2head.pth.tar` on a file with the release's
@@ -92,7 +95,8 @@ def test_audio2head_official_end_to_end(tmp_path):
     sets = [a for line in proc.stdout.splitlines() if line.startswith("workflow parameters:") for a in line.split()[2:]]
     assert sets.count("--set") == 3
     clip = read_audio(ROOT / "assets/samples/speech.wav")
-    speech = write_audio(tmp_path / "speech.wav", AudioClip(clip.samples[: int(1.6 * clip.sample_rate)], clip.sample_rate))  # 40 frames
+    # 1.6 s: 159 feature rows of 10 ms (python_speech_features' framing), so the release's T = rows // 4 = 39 frames
+    speech = write_audio(tmp_path / "speech.wav", AudioClip(clip.samples[: int(1.6 * clip.sample_rate)], clip.sample_rate))
     video = tmp_path / "a2h.mp4"
     proc = graphrun("workflows/official/audio2head.yaml", *sets, "--set", f"speech.path={speech}", "--set", f"save.path={video}",
                     "--cache", str(tmp_path / "cache"))
@@ -101,5 +105,5 @@ def test_audio2head_official_end_to_end(tmp_path):
         kinds = {s.type: s for s in container.streams}
         assert kinds["video"].codec_context.name == "h264" and kinds["audio"].codec_context.name == "aac"
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    assert len(frames) == 40 and frames[0].shape == (256, 256, 3)
+    assert len(frames) == 39 and frames[0].shape == (256, 256, 3)
     assert np.std(np.stack(frames).astype(np.float32), axis=0).mean() > 0.5  # the frames change over time

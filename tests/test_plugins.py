@@ -251,8 +251,7 @@ class Fine(Node):
 def test_a_port_type_typo_is_refused_at_registration_and_the_rest_works(tmp_path, capsys):
     """In("Imagee") is refused when the plugin loads, with a message naming the plugin, the node
     and the port; describe, the schema and the editor's palette keep working for every other node."""
-    from fastapi.testclient import TestClient
-    from ui_testkit import make_project
+    from ui_testkit import browser_client, make_project
 
     import nodes.types  # noqa: F401  (registers the talking-face types, among them Image)
     from graphcore.cli import main
@@ -317,7 +316,7 @@ def test_a_port_type_typo_is_refused_at_registration_and_the_rest_works(tmp_path
     project = make_project(tmp_path / "project")
     config = UIConfig.create(project.root, upload_dir=tmp_path / "uploads", cache_url=str(tmp_path / "cache"),
                              plugin_paths=[str(bad), str(good)])
-    with TestClient(create_app(config)) as client:
+    with browser_client(create_app(config), config) as client:
         palette = client.get("/talkgraph/schema").json()
     assert {"Octuple", "Math", "Range"} <= set(palette["nodes"]) and "Vignetter" not in palette["nodes"]
     assert any("Imagee" in e["message"] for e in palette["plugin_errors"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from fastapi.testclient import TestClient
-from ui_testkit import as_javascript, make_project
+from ui_testkit import ROOT, as_javascript, browser_client, make_project
 
 from graphcore.keys import compute_keys
 from graphcore.loader import dump_workflow, load_workflow, parse_workflow
@@ -35,7 +36,7 @@ def project(tmp_path: Path):
 @pytest.fixture()
 def client(project):
     config, server = project
-    with TestClient(create_app(config, server=server)) as c:
+    with browser_client(create_app(config, server=server), config) as c:
         yield c
 
 
@@ -131,8 +132,8 @@ def test_roundtrip_through_the_browser_keeps_meaning_and_keys(project):
 def test_editor_changes_reach_the_yaml_and_layout_stays_out_of_keys(project):
     config, server = project
     graph, _ = server.open_workflow("workflows/small.yaml")
-    for node in graph["nodes"]:
-        node["layout"] = {"x": node["pos"][0] + 500, "y": node["pos"][1] + 7}
+    for i, node in enumerate(graph["nodes"]):
+        node["layout"] = {"x": 500 + 40 * i, "y": 7}
     wf, _ = server.workflow_from_graph(graph, config.session_dir("1" * 32))
     original = load_workflow(config.root / "workflows" / "small.yaml")
     assert keys_of(wf) == keys_of(original)  # only positions changed
@@ -231,7 +232,7 @@ def test_run_refuses_files_outside_the_roots(project):
     ]}
     run, problems = server.start_run(graph, config.session_dir("4" * 32))
     assert run is None
-    assert {p.node_id for p in problems if "outside the folders" in p.message} == {"load", "save"}
+    assert {p.node_id for p in problems if p.kind == "path-root" and "outside" in p.message} == {"load", "save"}
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -248,7 +249,8 @@ def test_upload_goes_to_the_session_folder_with_a_safe_name(client, project):
     assert r.status_code == 200, r.text
     stored = Path(r.json()["path"])
     sid = client.cookies.get("talkgraph_session")
-    assert stored == config.upload_dir / sid / "evil_name.npy" and stored.read_bytes() == b"abc"
+    assert stored == config.session_dir(sid) / "evil_name.npy" and stored.read_bytes() == b"abc"
+    assert sid not in str(stored)  # the folder is named by an HMAC of the session id, not the id
     # the same bytes again: the same file (parameters, and so keys, stay the same)
     again = client.post("/talkgraph/upload", files={"file": ("evil name.npy", io.BytesIO(b"abc"))}).json()["path"]
     assert Path(again) == stored
@@ -259,7 +261,7 @@ def test_upload_goes_to_the_session_folder_with_a_safe_name(client, project):
 def test_every_browser_gets_its_own_session_cookie(project):
     config, server = project
     app = create_app(config, server=server)
-    with TestClient(app) as a, TestClient(app) as b:
+    with browser_client(app, config) as a, browser_client(app, config) as b:
         a.get("/talkgraph/workflows")
         b.get("/talkgraph/workflows")
         assert a.cookies.get("talkgraph_session") != b.cookies.get("talkgraph_session")
@@ -284,7 +286,9 @@ def test_workflow_list_and_open(client):
         "workflows/roundtrip.yaml", "workflows/small.yaml", "workflows/sub/copy.yaml", "workflows/unknown.yaml"]
     graph = client.get("/talkgraph/workflow", params={"path": "workflows/small.yaml"}).json()["graph"]
     assert [n["id"] for n in graph["nodes"]] == ["t", "wave", "smooth", "stats"]
-    assert all(len(n["pos"]) == 2 for n in graph["nodes"])
+    assert all(n["pos"] is None for n in graph["nodes"])  # no positions in the file: the editor lays them out
+    graph = client.get("/talkgraph/workflow", params={"path": "workflows/roundtrip.yaml"}).json()["graph"]
+    assert next(n for n in graph["nodes"] if n["id"] == "data")["pos"] == [10, 20]
 
 
 # --- previews ------------------------------------------------------------------------------
@@ -431,3 +435,146 @@ def test_a_missing_editor_library_is_a_clear_error(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(ui.app, "LITEGRAPH_DIR", tmp_path / "node_modules" / "litegraph.js")
     assert ui.app.main(["--root", str(tmp_path), "--upload-dir", str(tmp_path / "up")]) == 2
     assert "npm ci" in capsys.readouterr().err
+
+
+# --- saving keeps the file's text --------------------------------------------------------------
+
+
+SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "workflows").rglob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A copy of the repository's workflows (saving writes files), served as the editor serves them."""
+    from ui.config import UIConfig
+
+    root = tmp_path_factory.mktemp("shipped")
+    shutil.copytree(ROOT / "workflows", root / "workflows")
+    config = UIConfig.create(root, upload_dir=root / "uploads", cache_url=str(root / "cache"))
+    return config, EditorServer(config)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_saving_a_shipped_workflow_unchanged_is_a_no_op(shipped, name):
+    config, server = shipped
+    path = config.root / name
+    before = path.read_bytes()
+    graph, _ = server.open_workflow(name)
+    back = as_javascript(json.loads(json.dumps(graph)))  # what the page sends back, untouched
+    dest, text, moved = server.save(back, name, config.session_dir("9" * 32))
+    assert moved == [] and path.read_bytes() == before
+
+
+def test_an_edit_changes_only_its_own_line(shipped):
+    import difflib
+
+    config, server = shipped
+    name = "workflows/hdtf.yaml"
+    before = (config.root / name).read_text()
+    graph, _ = server.open_workflow(name)
+    graph = as_javascript(json.loads(json.dumps(graph)))
+    node = next(n for n in graph["nodes"] if n["id"] == "video")
+    node["params"]["chunk"] = 4
+    graph["layout"] = {"groups": [{"title": "audio", "bounding": [0, 0, 400, 300]}]}
+    server.save(graph, name, config.session_dir("9" * 32))
+    after = (config.root / name).read_text()
+    changed = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == [
+        "-    params: {checkpoint: ../assets/checkpoints/hdtf_flow_video_tiny.pt, matting: true, chunk: 8}",
+        "+    params: {checkpoint: ../assets/checkpoints/hdtf_flow_video_tiny.pt, matting: true, chunk: 4}",
+        "+layout:", "+  groups:", "+    - title: audio", "+      bounding: [0, 0, 400, 300]",
+    ]
+    assert load_workflow(config.root / name).layout == {"groups": [{"title": "audio", "bounding": [0, 0, 400, 300]}]}
+    assert "# " not in before or all(line in after for line in before.splitlines() if line.lstrip().startswith("#"))
+
+
+# --- the run queue, previews on nodes -----------------------------------------------------------
+
+
+SLOW = {"path": None, "nodes": [
+    {"id": "t", "type": "Range", "params": {"num": 8}, "inputs": {}},
+    {"id": "slow", "type": "Slow", "params": {"steps": 100, "delay": 0.05}, "inputs": {"x": {"node": "t", "port": "array"}}},
+]}
+
+
+def test_runs_queue_in_order_and_cancel_stops_at_a_progress_point(project):
+    config, server = project
+    mine, theirs = config.session_dir("c" * 32), config.session_dir("d" * 32)
+    first, _ = server.start_run(SLOW, mine)
+    second, _ = server.start_run(SLOW, mine)
+    other, _ = server.start_run({"path": None, "nodes": SLOW["nodes"][:1]}, theirs)
+    deadline = time.time() + 60
+    while first.snapshot()["nodes"]["slow"].get("i", 0) < 3:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert second.waiting and other.waiting and server.queue.ahead_of(other) == 2
+    assert "waiting" in server.queue.describe() and "running" in server.queue.describe()
+    cancelled = server.cancel_runs(mine)  # the running one and the waiting one, not another page's
+    assert set(cancelled) == {first, second}
+    assert first.wait(30) and second.wait(30) and other.wait(60)
+    snap = first.snapshot()
+    assert snap["cancelled"] and snap["nodes"]["slow"]["state"] == "cancelled" and snap["nodes"]["slow"]["i"] < 100
+    assert snap["nodes"]["t"]["state"] == "done"
+    assert {s["state"] for s in second.snapshot()["nodes"].values()} == {"cancelled"}
+    assert other.snapshot()["ok"]  # ran after the cancelled ones, from the cache
+    assert other.snapshot()["nodes"]["t"]["state"] == "cached"
+
+
+def test_thumbnails_read_only_the_rows_they_show(tmp_path):
+    from graphcore.cache import CacheStore
+    from graphcore.types import TYPES
+    from ui.thumbnails import read_output, thumbnail
+
+    pytest.importorskip("nodes.types")  # registers Frames
+    frames_type = TYPES.get("Frames")
+    cache = CacheStore(str(tmp_path / "cache"))
+    frames = np.zeros((120, 32, 48, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(120, dtype=np.uint8)[:, None, None]
+    with cache.writer("k" * 64) as w:
+        w.save("frames", frames_type, frames)
+        w.commit({"node_id": "n", "node_type": "T"})
+
+    class NoWholeLoads:  # the cache, minus whole-entry reads
+        def __getattr__(self, name):
+            if name == "load":
+                raise AssertionError("a thumbnail read the whole entry")
+            return getattr(cache, name)
+
+    value, total = read_output(NoWholeLoads(), "k" * 64, "frames", frames_type)
+    assert total == 120 and value.shape == (3, 32, 48, 3)
+    assert [int(f[0, 0, 0]) for f in value] == [0, 60, 119]  # first, middle, last
+    thumb = thumbnail(value, TYPES.ancestors("Frames"), lambda p: True, total)
+    assert thumb["kind"] == "image" and thumb["src"].startswith("data:image/png;base64,")
+    assert thumb["label"] == "120 frames, 48×32"
+
+
+def test_morph_coeffs_preview_plots_expression_and_pose_over_time():
+    import dataclasses
+
+    from ui.thumbnails import thumbnail
+
+    @dataclasses.dataclass
+    class Coeffs:  # the fields of nodes.types.MorphCoeffs (ui never imports nodes)
+        shape: np.ndarray
+        expression: np.ndarray
+        pose: np.ndarray
+        error: np.ndarray
+        image_size: tuple
+
+    t = np.linspace(0, 6, 40)[:, None]
+    value = Coeffs(np.linspace(-1, 1, 60), np.sin(t * np.arange(33)), np.cos(t * np.arange(6)), np.zeros(40), (64, 64))
+    p = preview_value(value, {"MorphCoeffs"}, lambda p: True)
+    assert p.kind == "plot"
+    series = {name.split("[")[0] for name in p.curves}
+    assert series == {"expression", "pose"}  # not the identity (shape) vector, not the all-zero error
+    assert all(len(c) == 40 for c in p.curves.values()) and len([n for n in p.curves if n.startswith("expression")]) == 8
+    thumb = thumbnail(value, {"MorphCoeffs"}, lambda p: True)
+    assert [panel["title"] for panel in thumb["panels"]] == ["expression", "pose"]
+
+
+def test_a_float_parameter_written_as_an_integer_is_not_a_change(project):
+    _, server = project
+    assert server.param_equal("RandomArray", "scale", 2, 2.0)  # typed float: one value
+    assert not server.param_equal("Value", "value", 5, 5.0)  # untyped: two values (two cache keys)
+    assert not server.param_equal("MovingAverage", "window", 5, 7)

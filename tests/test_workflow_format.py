@@ -413,3 +413,20 @@ def test_the_documented_example_is_valid_and_round_trips(registry):
     graph = compile_workflow(wf, registry)
     assert graph.order == ["ramp", "noise", "noisy", "smooth", "scaled", "stats", "save"]
     assert parse_workflow(dump_workflow(wf), wf.path) == wf
+
+
+def test_top_level_layout_holds_editor_groups_and_stays_out_of_keys(registry):
+    from graphcore.keys import compute_keys
+    from graphcore.validation import compile_workflow
+
+    text = ("version: 1\nnodes:\n  t: {type: Range, params: {num: 4}}\n"
+            "layout:\n  groups:\n  - {title: input, bounding: [0, 0, 300, 200], color: '#3f789e'}\n")
+    wf = parse_workflow(text)
+    assert wf.layout == {"groups": [{"title": "input", "bounding": [0, 0, 300, 200], "color": "#3f789e"}]}
+    again = parse_workflow(dump_workflow(wf))
+    assert again.layout == wf.layout and again.nodes == wf.nodes
+    plain = parse_workflow("version: 1\nnodes:\n  t: {type: Range, params: {num: 4}}\n")
+    keys = [compute_keys(compile_workflow(w, registry), run_salt="s") for w in (wf, plain)]
+    assert keys[0] == keys[1]
+    with pytest.raises(WorkflowError, match="top-level 'layout' must be a mapping"):
+        parse_workflow("version: 1\nnodes: {}\nlayout: [1, 2]\n")

@@ -153,6 +153,25 @@ class WriteClip(Node):
         return {"path": str(path)}
 
 
+class WaveCoeffs(Node):
+    """3DMM coefficients that move: a slow expression wave and a nodding head."""
+
+    category = "plugin_demo"
+    outputs = {"coeffs": Out("MorphCoeffs")}
+
+    class Params(BaseModel):
+        frames: int = Field(50, ge=2)
+
+    def run(self, ctx):
+        from nodes.types import MorphCoeffs
+
+        t = np.linspace(0, 2 * np.pi, self.params.frames, dtype=np.float32)[:, None]
+        expression = np.sin(t * np.arange(1, 34, dtype=np.float32) / 8).astype(np.float32)
+        pose = np.concatenate([0.2 * np.sin(t), 0.1 * np.cos(t), 0 * t, 5 * t, 0 * t, 0 * t], axis=1).astype(np.float32)
+        return {"coeffs": MorphCoeffs(shape=np.linspace(-1, 1, 60, dtype=np.float32), expression=expression, pose=pose,
+                                      error=np.zeros(len(t), np.float32), image_size=(64, 64))}
+
+
 class Boom(Node):
     """Always fails."""
 
@@ -179,6 +198,13 @@ def make_project(root: Path) -> UIConfig:
     (root / "plugins" / "wobble.py").write_text(PLUGIN_PY)
     return UIConfig.create(root, upload_dir=root / "uploads", cache_url=str(root / "cache"),
                            plugin_paths=[str(root / "plugins" / "wobble.py")])
+
+
+def browser_client(app: Any, config: UIConfig) -> Any:
+    """A TestClient that reaches the app as the browser does: by a loopback name, with the launch token."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, base_url="http://127.0.0.1", headers={"X-TalkGraph-Token": config.token})
 
 
 def as_javascript(value: Any) -> Any:

@@ -92,7 +92,10 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = (x - self.mean) / self.std
+        return self.activations((x - self.mean) / self.std)
+
+    def activations(self, h: torch.Tensor) -> list[torch.Tensor]:
+        """The named layers' activations for an input already normalised with ImageNet statistics."""
         out = []
         for i, layer in enumerate(self.features):
             h = layer(h)

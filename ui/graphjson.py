@@ -11,7 +11,12 @@ Graph JSON::
     {"path": "workflows/examples/signal.yaml", "description": "...",
      "nodes": [{"id": "wave", "type": "Function", "params": {"fn": "sin"},
                 "inputs": {"x": {"node": "t", "port": "array"}, "k": {"$yaml": "[1, 2]"}},
-                "layout": {"x": 320, "y": 40}, "pos": [320, 40]}]}
+                "layout": {"x": 320, "y": 40}, "pos": [320, 40]}],
+     "layout": {"groups": [{"title": "signal", "bounding": [0, 0, 600, 300], "color": "#3f789e"}]}}
+
+`pos` is null for a node the file gives no position: the editor lays those out itself (a
+layered layout made with the nodes' real sizes), and writes positions back only once the user
+moves or adds a node, so that opening and saving an untouched file changes nothing.
 """
 from __future__ import annotations
 
@@ -19,7 +24,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import yaml
 
 from graphcore.node import FILE_KEY, file_params
@@ -27,8 +31,6 @@ from graphcore.types import TYPES
 from graphcore.workflow import Edge, Literal, NodeSpec, Problem, Workflow
 
 YAML_KEY = "$yaml"
-LAYOUT_STEP = (280, 180)  # column and row spacing of the automatic layout
-LAYERS_PER_BAND = 4
 
 
 # ---------------------------------------------------------------------------------------
@@ -56,7 +58,8 @@ def widget_for(name: str, prop: dict[str, Any], defs: dict[str, Any], required: 
         w["default"] = prop["default"]
     kind = prop.get("type")
     if FILE_KEY in prop:
-        w.update(kind="file", mode=prop[FILE_KEY].get("mode", "read"), extensions=prop[FILE_KEY].get("extensions", []))
+        w.update(kind="file", mode=prop[FILE_KEY].get("mode", "read"), folder=bool(prop[FILE_KEY].get("folder")),
+                 extensions=prop[FILE_KEY].get("extensions", []))
     elif "enum" in prop:
         w.update(kind="combo", choices=list(prop["enum"]))
     elif "const" in prop:
@@ -158,36 +161,7 @@ def _widgets_of(registry: Any, node_type: str) -> dict[str, dict[str, Any]]:
     return {w["name"]: w for w in param_widgets(registry.get(node_type).Params.model_json_schema())}
 
 
-def auto_layout(wf: Workflow) -> dict[str, tuple[int, int]]:
-    """Positions by dependency depth (columns) for nodes the file gives no layout."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from(wf.nodes)
-    for spec in wf.nodes.values():
-        for source in spec.inputs.values():
-            if isinstance(source, Edge) and source.node in wf.nodes and source.node != spec.id:
-                graph.add_edge(source.node, spec.id)
-    depth: dict[str, int] = {}
-    if nx.is_directed_acyclic_graph(graph):
-        for n in nx.topological_sort(graph):
-            depth[n] = max((depth[p] + 1 for p in graph.predecessors(n)), default=0)
-    layers: dict[int, list[str]] = {}
-    for node_id in wf.nodes:
-        layers.setdefault(depth.get(node_id, 0), []).append(node_id)
-    # Long chains wrap into bands of LAYERS_PER_BAND columns, so the graph keeps a screen-like shape.
-    out = {}
-    band_top = 40
-    ordered = sorted(layers)
-    for start in range(0, len(ordered), LAYERS_PER_BAND):
-        band = ordered[start:start + LAYERS_PER_BAND]
-        for col, layer in enumerate(band):
-            for row, node_id in enumerate(layers[layer]):
-                out[node_id] = (40 + col * LAYOUT_STEP[0], band_top + row * LAYOUT_STEP[1])
-        band_top += max(len(layers[layer]) for layer in band) * LAYOUT_STEP[1] + 40
-    return out
-
-
 def workflow_to_graph(wf: Workflow, registry: Any, display_path: str | None) -> dict[str, Any]:
-    auto = auto_layout(wf)
     nodes = []
     for node_id, spec in wf.nodes.items():
         widgets = _widgets_of(registry, spec.type)
@@ -199,7 +173,7 @@ def workflow_to_graph(wf: Workflow, registry: Any, display_path: str | None) -> 
                 inputs[name] = {YAML_KEY: yaml_text(source.value)}
         layout = dict(spec.layout or {})
         x, y = layout.get("x"), layout.get("y")
-        pos = [x, y] if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)) else list(auto[node_id])
+        pos = [x, y] if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)) else None
         nodes.append({
             "id": node_id,
             "type": spec.type,
@@ -208,7 +182,7 @@ def workflow_to_graph(wf: Workflow, registry: Any, display_path: str | None) -> 
             "layout": layout if spec.layout is not None else None,
             "pos": pos,
         })
-    return {"path": display_path, "description": wf.meta.get("description", ""), "nodes": nodes}
+    return {"path": display_path, "description": wf.meta.get("description", ""), "nodes": nodes, "layout": wf.layout}
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,7 +229,19 @@ def graph_to_workflow(data: Any, registry: Any, path: Path | None) -> tuple[Work
         if isinstance(layout, dict):
             spec.layout = {str(k): v for k, v in layout.items() if isinstance(v, (int, float, str, bool))}
         wf.nodes[node_id] = spec
+    layout = data.get("layout")
+    if isinstance(layout, dict) and layout:
+        wf.layout = json_plain(layout)
     return wf, problems
+
+
+def json_plain(value: Any) -> Any:
+    """JSON from the browser reduced to what YAML writes plainly (numbers, text, lists, mappings)."""
+    if isinstance(value, dict):
+        return {str(k): json_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_plain(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:

@@ -187,12 +187,46 @@ def preview_record(value: Any, path_ok: Callable[[str], bool]) -> Preview:
         if samples.dtype.kind == "f":  # float in [-1, 1] -> 16-bit PCM, what the player plays
             samples = (np.clip(np.nan_to_num(samples), -1, 1) * 32767).astype(np.int16)
         return Preview("audio", summary, audio=(int(rate), samples))
-    for v in fields.values():  # the first curve-like field (coefficients, features over time)
-        if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and v.ndim in (1, 2) and v.shape[0] > 1:
-            inner = preview_array(v, set())
-            inner.summary = summary
-            return inner
+    series = time_series(fields)
+    if series:
+        curves = {f"{name}[{c}]" if a.ndim == 2 else name: a[:, c] if a.ndim == 2 else a
+                  for name, a in series.items() for c in strongest(a, MAX_RECORD_SERIES)}
+        shown = ", ".join(f"{name} {a.shape[1] if a.ndim == 2 else 1}" for name, a in series.items())
+        return Preview("plot", f"{summary} — over time: {shown} (at most {MAX_RECORD_SERIES} strongest curves each)",
+                       curves=curves)
     return Preview("json", summary, data={k: _jsonable(v) for k, v in fields.items()})
+
+
+MAX_RECORD_SERIES = 8  # curves shown per field of a record (e.g. 8 of 33 expression coefficients)
+
+
+def time_series(fields: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The fields of a record that run over time: numeric (T, k) arrays sharing the largest T
+    (> 1), e.g. a MorphCoeffs' expression (T, 33) and pose (T, 6) but not its identity (60,).
+    Without such 2-D fields, 1-D fields of one common length T > 1."""
+    numeric = {k: v for k, v in fields.items() if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and v.size}
+    if any(v.ndim == 2 for v in numeric.values()) and max(v.shape[0] for v in numeric.values() if v.ndim == 2) <= 1:
+        return {}  # one frame: nothing runs over time
+    two_d = {k: v for k, v in numeric.items() if v.ndim == 2 and v.shape[0] > 1 and v.shape[1] <= MAX_SERIES}
+    if two_d:
+        t = max(v.shape[0] for v in two_d.values())
+        chosen = {k: v for k, v in two_d.items() if v.shape[0] == t}
+        # 1-D fields over the same frames too (e.g. a per-frame error), unless constant (nothing to see)
+        chosen.update({k: v for k, v in numeric.items() if v.ndim == 1 and v.shape[0] == t and k not in chosen and np.ptp(v) > 0})
+        return chosen
+    lengths = [v.shape[0] for v in numeric.values() if v.ndim == 1 and v.shape[0] > 1]
+    if lengths:
+        t = max(set(lengths), key=lengths.count)
+        return {k: v for k, v in numeric.items() if v.ndim == 1 and v.shape[0] == t}
+    return {}
+
+
+def strongest(a: np.ndarray, limit: int) -> list[int]:
+    """Column indices of a (T, k) array with the largest variance over time, in column order."""
+    if a.ndim == 1:
+        return [0]
+    var = np.nan_to_num(a.astype(np.float64)).var(axis=0)
+    return sorted(np.argsort(-var, kind="stable")[:limit].tolist())
 
 
 def curve_table(curves: dict[str, np.ndarray]) -> dict[str, list[Any]]:

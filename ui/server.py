@@ -11,17 +11,20 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pydantic import TypeAdapter
+
 from graphcore.loader import dump_workflow, load_workflow, parse_workflow
-from graphcore.node import file_params
 from graphcore.registry import NodeRegistry, build_registry
 from graphcore.types import TYPES
 from graphcore.validation import compile_workflow, validate
-from graphcore.workflow import Literal, Problem, Workflow, WorkflowError
+from graphcore.workflow import Problem, Workflow, WorkflowError
 
 from .config import PathNotAllowed, UIConfig, safe_filename, unique_path
 from .graphjson import GraphError, editor_schema, graph_to_workflow, rebase_paths, workflow_to_graph
 from .preview import Preview, preview_value
-from .runs import Run
+from .runs import Run, RunQueue
+from .thumbnails import rank, read_output, thumbnail
+from .yamledit import same, save_text
 
 UNTITLED = "untitled.yaml"
 
@@ -37,6 +40,7 @@ class EditorServer:
         self.registry = registry if registry is not None else build_registry(config.plugin_paths)
         self._schema: dict[str, Any] | None = None
         self._cache: Any = None
+        self.queue = RunQueue()
 
     # --- schema ---
 
@@ -69,14 +73,20 @@ class EditorServer:
 
     def _opened(self, wf: Workflow, path: Path, problems: list[Problem],
                 session_dir: Path | None) -> tuple[dict[str, Any], list[Problem]]:
-        problems = problems + validate(wf, self.registry) + self.file_root_problems(wf, session_dir)
+        problems = problems + self.validate(wf, session_dir)
         return workflow_to_graph(wf, self.registry, self.config.display(path)), problems
+
+    def validate(self, wf: Workflow, session_dir: Path | None) -> list[Problem]:
+        """The engine's validation, with every path a node reads or writes kept inside the
+        caller's roots (path parameters, set or default, and Path literals)."""
+        return validate(wf, self.registry, roots=self.config.roots(session_dir))
 
     # --- graph JSON -> workflow ---
 
     def workflow_from_graph(self, graph: Any, session_dir: Path) -> tuple[Workflow, list[Problem]]:
         path_text = graph.get("path") if isinstance(graph, dict) else None
-        path = self.config.check_workflow_path(path_text, session_dir) if path_text else session_dir / UNTITLED
+        # Untitled: relative paths mean what they will mean once saved among the workflows.
+        path = self.config.check_workflow_path(path_text, session_dir) if path_text else self.config.untitled_dir / UNTITLED
         return graph_to_workflow(graph, self.registry, path)
 
     def to_yaml(self, graph: Any, session_dir: Path) -> str:
@@ -88,18 +98,42 @@ class EditorServer:
     def save(self, graph: Any, target: str, session_dir: Path) -> tuple[Path, str, list[str]]:
         """Write the editor's workflow to `target` (a .yaml under the workflow folders or the
         uploads). Relative file paths are rewritten to name the same files from the new folder.
-        Returns the file, its text and the rewritten parameters."""
+        The file's own text is edited where the workflow changed and kept elsewhere (ui/yamledit.py),
+        so saving what was opened, unchanged, changes nothing. Returns the file, its text and the
+        rewritten parameters."""
         wf, problems = self.workflow_from_graph(graph, session_dir)
         if problems:
             raise WorkflowError(problems)
+        source = wf.path
         dest = self.config.check_workflow_path(target, session_dir)
         moved = rebase_paths(wf, self.registry, dest.parent)
-        text = dump_workflow(wf)
+        wf.path = dest
+        base = dest if dest.is_file() else source if source is not None and source.is_file() else None
+        text = save_text(wf, base.read_text(encoding="utf-8") if base is not None else None, self.param_equal)
+        if dest.is_file() and dest.read_text(encoding="utf-8") == text:
+            return dest, text, moved  # nothing to write: the file says this already
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, dest)
         return dest, text, moved
+
+    def param_equal(self, node_type: str, name: str, a: Any, b: Any) -> bool:
+        """Whether two values of a parameter are one value once the node's declared type reads
+        them (a float parameter's `2` and `2.0`); for untyped parameters only identical values are."""
+        if same(a, b):
+            return True
+        if node_type not in self.registry:
+            return False
+        field = self.registry.get(node_type).Params.model_fields.get(name)
+        if field is None or field.annotation in (Any, None):
+            return False
+        try:
+            adapter = TypeAdapter(field.annotation)
+            return adapter.dump_python(adapter.validate_python(a), mode="json") == adapter.dump_python(
+                adapter.validate_python(b), mode="json")
+        except Exception:  # a value the type refuses: a real difference (validation reports it)
+            return False
 
     # --- checking ---
 
@@ -109,34 +143,13 @@ class EditorServer:
             wf, problems = self.workflow_from_graph(graph, session_dir)
         except (GraphError, PathNotAllowed) as exc:
             return None, [Problem(str(exc), kind="editor")]
-        problems += validate(wf, self.registry)
-        problems += self.file_root_problems(wf, session_dir)
+        problems += self.validate(wf, session_dir)
         return wf, problems
-
-    def file_root_problems(self, wf: Workflow, session_dir: Path | None) -> list[Problem]:
-        """Files a run would read or write must lie under the allowed roots, like everything else the app touches."""
-        problems = []
-        base = wf.base_dir
-        for spec in wf.nodes.values():
-            if spec.type not in self.registry:
-                continue
-            cls = self.registry.get(spec.type)
-            named: list[tuple[str, Any]] = [(n, spec.params.get(n)) for n in file_params(cls.Params)]
-            for name, source in spec.inputs.items():
-                port = cls.inputs.get(name)
-                if isinstance(source, Literal) and port is not None and "Path" in TYPES.ancestors(port.port_type.name):
-                    named.append((name, source.value))
-            for name, value in named:
-                if isinstance(value, str) and value and not self.config.is_allowed(value, base=base, session_dir=session_dir):
-                    problems.append(Problem(
-                        f"'{name}': {value!r} is outside the folders this app may use "
-                        f"({', '.join(self.config.display(r) for r in self.config.allowed_roots(session_dir))})",
-                        node_id=spec.id, kind="file"))
-        return problems
 
     # --- running ---
 
     def start_run(self, graph: Any, session_dir: Path) -> tuple[Run | None, list[Problem]]:
+        """Check the graph and queue a run of it (RunQueue: one run at a time, in order)."""
         wf, problems = self.check(graph, session_dir)
         if problems or wf is None:
             return None, problems
@@ -144,7 +157,39 @@ class EditorServer:
             bound = compile_workflow(wf, self.registry)
         except WorkflowError as exc:
             return None, exc.problems
-        return Run(bound, cache=self.cache(), plugin_paths=self.config.plugin_paths), []
+        label = graph.get("path") or "untitled" if isinstance(graph, dict) else "untitled"
+        run = Run(bound, cache=self.cache(), plugin_paths=self.config.plugin_paths, start=False,
+                  label=label, owner=session_dir.name)
+        return self.queue.submit(run), []
+
+    def cancel_runs(self, session_dir: Path, *, waiting_only: bool = False) -> list[Run]:
+        """Cancel this session's running run (unless `waiting_only`) and its waiting runs."""
+        return self.queue.cancel(session_dir.name, waiting_only=waiting_only)
+
+    def thumbnail(self, run: Run, node_id: str, session_dir: Path) -> dict[str, Any] | None:
+        """The picture, curves or numbers drawn on a node after it ran (ui/thumbnails.py): its
+        most telling stored output, read from the cache."""
+        key = run.keys.get(node_id)
+        bound = run.graph.nodes.get(node_id)
+        if key is None or bound is None:
+            return None
+        from graphcore.plan import is_in_process
+
+        if is_in_process(bound.cls):
+            return None
+        ports = sorted((p for p, spec in bound.cls.outputs.items() if spec.port_type.persistent),
+                       key=lambda p: rank(TYPES.ancestors(bound.cls.outputs[p].port_type.name)))
+        path_ok = lambda p: self.config.is_allowed(p, session_dir=session_dir)  # noqa: E731
+        for port in ports[:3]:
+            port_type = bound.cls.outputs[port].port_type
+            try:
+                value, total = read_output(self.cache(), key, port, port_type)
+                thumb = thumbnail(value, TYPES.ancestors(port_type.name), path_ok, total)
+            except Exception:  # e.g. the cache was cleared meanwhile: no picture rather than an error
+                continue
+            if thumb is not None:
+                return {**thumb, "port": port}
+        return None
 
     # --- cache panel ---
 

@@ -29,6 +29,11 @@ class ExecutorError(RuntimeError):
 
 
 class Executor(abc.ABC):
+    # Set by the scheduler before `start`: whether the run was cancelled. Executors that run
+    # nodes in this process hand it to the nodes' RunContext (they stop at their next progress
+    # point); the others only stop being given new tasks.
+    cancelled: Callable[[], bool] = staticmethod(lambda: False)
+
     @abc.abstractmethod
     def start(self, graph: BoundGraph, plan: RunPlan, cache: Any, deliver: Callable[[Event], None]) -> None: ...
 

@@ -30,7 +30,7 @@ class LocalExecutor(Executor):
             deliver(Event(kind, run_id, task.id, task.type, data=data))
 
         self.memo = RunMemo()
-        self.env = ExecEnv(plan, cache, BoundFactory(graph), emit, self.memo)
+        self.env = ExecEnv(plan, cache, BoundFactory(graph), emit, self.memo, cancelled=self.cancelled)
         if self.jobs > 1:
             self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="graphrun")
 

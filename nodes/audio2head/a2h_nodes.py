@@ -14,12 +14,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, OutputPath, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
-from nodes.weights import missing_weights_hint
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import HEAD_MOTION, HEAD_MOTION_L1_BUNDLED, KEYPOINT_AUTOENCODER, MOTION_FIELD
 
@@ -142,6 +142,7 @@ class KeypointDetector(Node):
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"keypoints": Out("Keypoints")}
+    exactly_one_of = (("image", "frames"),)
     missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
@@ -187,6 +188,7 @@ class KeypointRenderer(Node):
             "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
+        official: OfficialMode = official_mode_field("align_corners=False warps and resizes, the reference cv2-resized to 256")
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
@@ -194,7 +196,8 @@ class KeypointRenderer(Node):
 
         p = self.params
         _check_keypoints(keypoints, "keypoints")
-        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        models, _ = load_checkpoint(self, ctx, "checkpoint", checkpoint, config=official_config(
+            p.official, {"renderer": {"align_corners": False}}, {"renderer": {"align_corners": True}}))
         renderer = models.renderer
         if renderer.cfg.align_corners:
             ref = _resized(reference, p.size, "KeypointRenderer")
@@ -407,7 +410,7 @@ class EvaluateAudio2Head(Node):
         max_clips: int = Field(0, ge=0, description="at most this many clips (0: all)")
         max_frames: int = Field(50, ge=2, le=100_000, description="frames per clip")
         path: str = OutputFile("audio2head_eval.md", description="where to write the markdown table", extensions=(".md",))
-        figures_dir: str = Field("", description="also write frames.png and head_pose.png here (empty: no files)")
+        figures_dir: str = OutputPath("", folder=True, description="also write frames.png and head_pose.png here (empty: no files)")
 
     def run(self, ctx: RunContext, dataset: str, keypoints: CheckpointBlob | None = None, head_motion: CheckpointBlob | None = None,
             head_motion_l1: CheckpointBlob | None = None, motion_field: CheckpointBlob | None = None) -> dict[str, Any]:

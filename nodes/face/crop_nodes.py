@@ -33,6 +33,7 @@ class CropAlign(Node):
         "transform": Out("CropTransform"),
         "landmarks": Out("Landmarks", "landmarks in crop pixels"),
     }
+    exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         size: int = Field(512, ge=32, le=2048, description="output side in pixels (HDTF: 512; 256 for lighter models)")
@@ -75,6 +76,7 @@ class PasteBack(Node):
         "mask": In("Mask", "(T or 1, size, size) weight of the crop pixels", optional=True, stream=True),
     }
     outputs = {"frames": Out("Frames", stream=True)}
+    exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         feather: int = Field(0, ge=0, le=256, description="fade the crop's border over this many crop pixels")

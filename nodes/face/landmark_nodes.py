@@ -26,6 +26,7 @@ class DetectLandmarks(Node):
         "frames": In("Frames", "read a chunk at a time", optional=True, stream=True),
     }
     outputs = {"landmarks": Out("Landmarks", "(T, 478, 3) float32 pixels")}
+    exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         on_missing: Literal["error", "interpolate"] = Field("error", description="what to do with frames without a face")

@@ -24,7 +24,7 @@ from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import bundled_face_model
 from nodes.training import DATASET_DOC, TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
-from nodes.weights import missing_weights_hint
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import ANIMATION_GENERATOR, FLOW_VIDEO_GENERATOR
 
@@ -114,6 +114,8 @@ class FlowVideoGenerator(Node):
         matting: bool = Field(True, description="eq. 9 matting; off: eq. 14, the 'w/o matting' ablation")
         size: int = Field(0, ge=0, le=2048, description="processing and output size; 0: the frame size the model was trained at")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass (memory vs speed)")
+        official: OfficialMode = official_mode_field("BGR, absolute sampling grids, Gaussian+nearest downsampling, "
+                                                     "align_corners=False zero-padded warps")
 
     def run(self, ctx: RunContext, reference: np.ndarray, flow: Chunks,
             checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
@@ -121,7 +123,8 @@ class FlowVideoGenerator(Node):
         from .inference import render_chunks
 
         p = self.params
-        generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint,
+                                            config=official_config(p.official, {"official": True}, {"official": False}))
         size = p.size or int(export.get("data", {}).get("settings", {}).get("frame_size", 0)) or None
         if flow.shape[1:3] != reference.shape[:2]:
             raise NodeError(f"FlowVideoGenerator: the flow is {flow.shape[2]}x{flow.shape[1]} but the reference image is "

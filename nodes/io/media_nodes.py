@@ -34,6 +34,22 @@ class LoadImage(Node):
         return {"image": {"shape": media.image_shape(resolve(self.params.path))}}
 
 
+class ImageToFrames(Node):
+    """An image as a frame sequence (the image repeated `count` times, T = count), so that an Image
+    can feed a Frames input. The editor inserts it when an Image output is dropped on a Frames input."""
+
+    category = "io"
+    adapter = True
+    inputs = {"image": In("Image")}
+    outputs = {"frames": Out("Frames", "(count, H, W, 3)")}
+
+    class Params(BaseModel):
+        count: int = Field(1, ge=1, le=100_000, description="frames in the sequence")
+
+    def run(self, ctx: RunContext, image: np.ndarray) -> dict[str, Any]:
+        return {"frames": np.repeat(np.asarray(image)[None], self.params.count, axis=0)}
+
+
 class LoadAudio(Node):
     """Read the sound of an audio or video file as mono float32, resampled (16 kHz by default)."""
 

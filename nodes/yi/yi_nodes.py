@@ -21,7 +21,7 @@ from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, MorphCoeffs
-from nodes.weights import missing_weights_hint
+from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
 
@@ -99,6 +99,7 @@ class Render3DMM(Node):
         "coeffs": Out("MorphCoeffs", "the coefficients rendered (pose fitted to the backgrounds)"),
         "background": Out("Frames", "the matched/interpolated backgrounds"),
     }
+    exactly_one_of = (("target_frames", "target_image"),)
 
     class Params(BaseModel):
         albedo: Literal["detailed", "low"] = Field("detailed", description="detailed texture or low-frequency albedo (§3.3)")
@@ -185,12 +186,14 @@ class MemoryGAN(Node):
         smoothing: float = Field(2.0, ge=0, le=50, description="temporal smoothing of retrieved features (Gaussian sigma, frames)")
         size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
+        official: OfficialMode = official_mode_field("the memory's key encoder reads ImageNet-normalised frames")
 
     def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import refine
 
         p = self.params
-        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint,
+                                      config=official_config(p.official, {"official": True}, {"official": False}))
         if len(rendered) == 0:
             raise NodeError("MemoryGAN: no rendered frames")
         size = p.size or int(export.get("data", {}).get("frame_size", [0])[0]) or None
@@ -258,7 +261,7 @@ class TrainAudioToExpressionPose(Node):
     (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
 
     category = "yi/train"
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
@@ -345,7 +348,7 @@ class TrainMemoryGAN(Node):
     matched among its other frames) and refined back into the real frames."""
 
     category = "yi/train"
-    inputs = {"dataset": In("String", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
+    inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(MEMORY_GAN)
 
     class Params(_GanParams):
@@ -459,7 +462,7 @@ class EvaluateYi(Node):
 
     category = "yi/evaluate"
     inputs = {
-        "dataset": In("String", "dataset location with a held-out split"),
+        "dataset": In("Path", "dataset location with a held-out split"),
         "audio_checkpoint": CheckpointInput(AUDIO_EXP_POSE, "overrides the audio_checkpoint parameter"),
         "gan_checkpoint": CheckpointInput(MEMORY_GAN, "overrides the gan_checkpoint parameter"),
     }

@@ -61,7 +61,7 @@
     const w = node.addWidget("text", spec.name, shown === undefined || shown === null ? "" : String(shown), function (v) {
       setParam(node, spec.name, v === "" ? undefined : String(v));
     });
-    if (spec.mode === "read") {
+    if ((spec.mode === "read" || spec.mode === "read-path") && !spec.folder) { // a file to read: it may come from this machine
       node.addWidget("button", "upload " + spec.name + "…", null, function () {
         TG.pickFile(spec.extensions || [], function (path) {
           w.value = path;
@@ -119,6 +119,7 @@
       if (v === undefined) delete node.properties.literals[name];
       else node.properties.literals[name] = v;
       node.setDirtyCanvas(true, true);
+      if (node.onParamChanged) node.onParamChanged(name, v);
     });
     w.tgLiteral = name;
     return w;
@@ -134,6 +135,7 @@
     }
     const size = node.computeSize();
     node.size = [Math.max(MIN_NODE_WIDTH, size[0], node.size ? node.size[0] : 0), size[1]];
+    if (TG.afterWidgets) TG.afterWidgets(node); // room for a preview drawn under the widgets
   };
 
   // A file chooser whose file goes to the session's upload folder; `done` gets the server path.
@@ -150,7 +152,7 @@
       const body = new FormData();
       body.append("file", file, file.name);
       TG.toast("uploading " + file.name + "…");
-      fetch("talkgraph/upload", { method: "POST", body: body, credentials: "same-origin" })
+      fetch("talkgraph/upload", { method: "POST", body: body, credentials: "same-origin" }) // the token travels as a cookie
         .then(function (r) { return r.ok ? r.json() : r.text().then(function (t) { throw new Error(t); }); })
         .then(function (res) { TG.toast("uploaded " + res.name); done(res.path); })
         .catch(function (err) { TG.toast("upload failed: " + err.message, "error"); });
