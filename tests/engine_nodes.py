@@ -295,6 +295,7 @@ class Ramp(Node):
         width: int = 8
         chunk: int = Field(7, ge=1)
         fail_after: int = Field(-1, description="raise after this many chunks (-1: never)")
+        log: bool = Field(False, description="log a line after each chunk (no progress events)")
 
     def run(self, ctx: RunContext):
         p = self.params
@@ -302,6 +303,8 @@ class Ramp(Node):
             if i == p.fail_after:
                 raise NodeError(f"Ramp: failing after {i} chunks, as asked")
             yield {"frames": ramp_frames(start, min(p.n, start + p.chunk), p.height, p.width)}
+            if p.log:
+                ctx.log(f"chunk {i} done")
         yield {"count": p.n}
 
 

@@ -107,6 +107,26 @@ def test_a_node_failing_mid_stream_leaves_nothing_served(tmp_path):
     assert not list((tmp_path / "c" / "pending").glob("*"))
 
 
+def test_a_cancelled_run_stops_a_streaming_node_between_chunks(tmp_path):
+    import threading
+
+    wf = write_workflow(tmp_path, CHAIN.replace("chunk: 7}", "chunk: 7, log: true}"))
+    cache = CacheStore(tmp_path / "c")
+    cancel = threading.Event()
+    rec = Recorder()
+
+    def listen(event):
+        rec(event)
+        if event.kind == "log" and event.data.get("message") == "chunk 2 done":
+            cancel.set()
+
+    report = run_graph(compile_file(wf), cache=cache, listeners=[listen], cancel=cancel)
+    assert report.status["ramp"] == "cancelled"
+    logged = [e.data["message"] for e in rec.events if e.kind == "log" and e.node_id == "ramp"]
+    assert logged == ["chunk 0 done", "chunk 1 done", "chunk 2 done"]  # the next step did not run
+    assert not cache.has(report.keys["ramp"]) and not any((tmp_path / "c" / "objects").glob("*/*"))
+
+
 def test_a_damaged_chunk_read_lazily_reruns_its_producer(tmp_path):
     wf = write_workflow(tmp_path, CHAIN)
     cache = CacheStore(tmp_path / "c")
