@@ -445,7 +445,7 @@ class CacheStore:
             except DamagedData as exc:
                 raise self._damaged_read(key, ref, port, exc) from None
 
-        return Chunks(view.shape, view.dtype, view.chunk_rows, checked_rows)
+        return Chunks(view.shape, view.dtype, view.chunk_rows, checked_rows, hold_last=True)
 
     def _damaged_read(self, key: str, ref: dict, port: str, exc: DamagedData) -> CacheMiss:
         """What a reader raises when a file of `ref` failed its check: the entry goes to

@@ -45,12 +45,17 @@ class Chunks:
     natural chunk length (the storage chunk of a cache entry)."""
 
     def __init__(self, shape: tuple[int, ...], dtype: Any, chunk_rows: int,
-                 read_rows: Callable[[int, int], np.ndarray]) -> None:
+                 read_rows: Callable[[int, int], np.ndarray], hold_last: bool = False) -> None:
         if not shape:
             raise ValueError("a streamed value needs a time axis")
         self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
         self.chunk_rows = max(1, int(chunk_rows))
         self._read_rows = read_rows
+        # Reads that do not start and end on chunk boundaries (a consumer stepping through two
+        # inputs stored with different chunk lengths) keep the last stored chunk they touched,
+        # so stepping on through it does not read (and verify) it again.
+        self._hold_last = hold_last
+        self._held: tuple[int, np.ndarray] | None = None
 
     @classmethod
     def of(cls, array: Any) -> Chunks:
@@ -80,8 +85,19 @@ class Chunks:
     # --- reading ---
 
     def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) (clipped to the sequence) as a new array."""
         start, stop = max(0, start), min(len(self), stop)
-        return self._read_rows(start, max(start, stop))
+        stop = max(start, stop)
+        c = self.chunk_rows
+        if not self._hold_last or start == stop or (start % c == 0 and (stop % c == 0 or stop == len(self))):
+            return self._read_rows(start, stop)
+        out = np.empty((stop - start, *self.shape[1:]), self.dtype)
+        for k in range(start // c, (stop - 1) // c + 1):
+            if self._held is None or self._held[0] != k:
+                self._held = (k, self._read_rows(k * c, min(len(self), (k + 1) * c)))
+            lo, hi = max(start, k * c), min(stop, (k + 1) * c)
+            out[lo - start:hi - start] = self._held[1][lo - k * c:hi - k * c]
+        return out
 
     def __getitem__(self, index: Any) -> np.ndarray:
         """`view[i]` one frame, `view[a:b]` rows, `view[[i, j]]` chosen frames (read chunk

@@ -83,6 +83,24 @@ def test_a_streaming_consumer_gets_a_lazy_view_backed_by_the_entry(tmp_path):
     np.testing.assert_array_equal(np.concatenate(list(view.chunks(11))), x)
 
 
+def test_unaligned_reads_read_each_stored_chunk_once():
+    """Stepping through a view in steps that do not match its stored chunks (two inputs
+    stored with different chunk lengths) reads each stored chunk once."""
+    x = np.arange(50 * 2, dtype=np.float32).reshape(50, 2)
+    reads = []
+
+    def read(a, b):
+        reads.append((a, b))
+        return x[a:b].copy()
+
+    view = Chunks(x.shape, x.dtype, 7, read, hold_last=True)
+    got = [view.rows(a, a + 5) for a in range(0, 50, 5)]
+    np.testing.assert_array_equal(np.concatenate(got), x)
+    assert reads == [(a, min(50, a + 7)) for a in range(0, 50, 7)]
+    np.testing.assert_array_equal(view.rows(14, 28), x[14:28])  # aligned: read directly
+    assert reads[-1] == (14, 28)
+
+
 def test_chunks_windows_cover_each_row_once_with_context():
     x = np.arange(23 * 2, dtype=np.int32).reshape(23, 2)
     view = Chunks.of(x)
