@@ -60,7 +60,7 @@ test-slow: setup
 
 # Every benchmark the docs cite; each prints its figures as ratios against a baseline measured in
 # the same run. engine.py runs scheduler_overhead.py and cache_io.py; cache_verify.py the read-verification overhead.
-BENCHMARKS := engine cache_verify nodes hdtf yi audio2head phonetic ip_lap
+BENCHMARKS := engine cache_verify nodes hdtf yi audio2head phonetic ip_lap stream_memory
 bench: setup
 	@for b in $(BENCHMARKS); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 

@@ -141,24 +141,109 @@ def read_array(zarray: Any) -> np.ndarray:
     """Read a whole zarr array into a new ndarray, chunk rows in parallel."""
     if zarray.ndim == 0 or zarray.size == 0:
         return np.asarray(zarray[...])
-    out = np.empty(zarray.shape, dtype=zarray.dtype)
-    blocks = _row_blocks(zarray.shape[0], zarray.chunks[0])
+    return read_rows(zarray, 0, zarray.shape[0])
+
+
+def read_rows(zarray: Any, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of a zarr array with ndim >= 1 into a new ndarray, the chunks it
+    touches read in parallel (whole chunks through the raw fast path where it applies)."""
+    rows = zarray.chunks[0]
+    out = np.empty((max(0, stop - start), *zarray.shape[1:]), dtype=zarray.dtype)
+    if out.size == 0:
+        return out
+    n = zarray.shape[0]
+    first = start - start % rows
+    blocks = [slice(max(a, start), min(a + rows, stop)) for a in range(first, stop, rows)]
     chunk_files = _raw_local_chunk_files(zarray)
     verified = hasattr(zarray.store, "expected")
-    if chunk_files is not None:
-        def read_block(block: slice) -> None:
-            path, key, expected = chunk_files(block.start // zarray.chunks[0])
-            _read_raw_chunk(path, out[block], zarray.metadata.fill_value, key, expected, verified)
-    else:
-        from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.buffer import default_buffer_prototype
 
-        nd_buffer = default_buffer_prototype().nd_buffer
+    nd_buffer = default_buffer_prototype().nd_buffer
 
-        def read_block(block: slice) -> None:
-            zarray.get_basic_selection(block, out=nd_buffer.from_numpy_array(out[block]))
+    def read_block(block: slice) -> None:
+        target = out[block.start - start:block.stop - start]
+        whole = block.start % rows == 0 and block.stop == min(block.start + rows, n)
+        if chunk_files is not None and whole:
+            path, key, expected = chunk_files(block.start // rows)
+            _read_raw_chunk(path, target, zarray.metadata.fill_value, key, expected, verified)
+        else:
+            zarray.get_basic_selection(block, out=nd_buffer.from_numpy_array(target))
 
     _run_parallel(read_block, blocks)
     return out
+
+
+class ArrayAppender:
+    """Build `group[name]` from chunks along axis 0 as they come, never holding the whole.
+
+    Rows are buffered up to one storage chunk (TARGET_CHUNK_BYTES, fixed by the first
+    chunk's row size) and each full chunk is written as soon as it is complete, the array
+    growing by it (a resize rewrites the small zarr.json); `close` writes the last, partial
+    one. Compression is decided on the first storage chunk, as `write_array` decides on the
+    whole. The values read back are exactly those appended, whatever the chunk sizes."""
+
+    def __init__(self, group: Any, name: str) -> None:
+        self.group, self.name = group, name
+        self.zarray: Any = None
+        self.rows = 0  # rows written to the array so far
+        self._buffer: np.ndarray | None = None
+        self._filled = 0
+        self._row_shape: tuple[int, ...] | None = None
+        self._dtype: np.dtype | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.rows + self._filled, *(self._row_shape or ()))
+
+    def append(self, chunk: np.ndarray) -> None:
+        chunk = np.asarray(chunk)
+        if chunk.ndim == 0:
+            raise ValueError("a streamed chunk needs a time axis (got a 0-d value)")
+        if self._row_shape is None:
+            self._row_shape, self._dtype = tuple(chunk.shape[1:]), chunk.dtype
+            per_row = max(1, int(np.prod(chunk.shape[1:], dtype=np.int64)) * chunk.itemsize)  # (an empty first chunk too)
+            self._buffer = np.empty((max(1, TARGET_CHUNK_BYTES // per_row), *self._row_shape), chunk.dtype)
+        elif chunk.shape[1:] != self._row_shape or chunk.dtype != self._dtype:
+            raise ValueError(f"chunk of shape {chunk.shape} and dtype {chunk.dtype} does not continue "
+                             f"rows of shape {self._row_shape} and dtype {self._dtype}")
+        assert self._buffer is not None
+        done = 0
+        while done < len(chunk):
+            take = min(len(chunk) - done, len(self._buffer) - self._filled)
+            self._buffer[self._filled:self._filled + take] = chunk[done:done + take]
+            self._filled += take
+            done += take
+            if self._filled == len(self._buffer):
+                self._flush()
+
+    def _flush(self) -> None:
+        import zarr
+
+        assert self._buffer is not None
+        block = self._buffer[:self._filled]
+        if self.zarray is None:
+            compressors = (
+                [zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle=_shuffle(block.itemsize))]
+                if compression_pays(block) else None
+            )
+            self.zarray = self.group.create_array(
+                self.name, shape=block.shape, dtype=block.dtype, chunks=self._buffer.shape, compressors=compressors,
+                overwrite=True, config={"write_empty_chunks": True},
+            )
+        else:
+            self.zarray.resize((self.rows + len(block), *block.shape[1:]))
+        self.zarray[self.rows:self.rows + len(block)] = block
+        self.rows += len(block)
+        self._filled = 0
+
+    def close(self) -> Any:
+        """Write what is buffered; the zarr array (ValueError if nothing was appended)."""
+        if self._row_shape is None:
+            raise ValueError("no chunk was streamed")
+        if self._filled or self.zarray is None:
+            self._flush()
+        self._buffer = None
+        return self.zarray
 
 
 def _raw_local_chunk_files(zarray: Any) -> Any:

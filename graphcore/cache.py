@@ -100,6 +100,12 @@ class DamagedEntry(CacheMiss):
         self.key, self.node_id, self.reason, self.moved_to = key, node_id, reason, moved_to
 
 
+def _miss(key: str, message: str) -> CacheMiss:
+    miss = CacheMiss(message)
+    miss.key = key  # type: ignore[attr-defined]  # which entry, for a reader that must name its producer
+    return miss
+
+
 class StoreUnreachable(CacheError):
     """The cache's storage cannot be reached (object store down, wrong endpoint, no access)."""
 
@@ -406,6 +412,49 @@ class CacheStore:
         if self._files.read(self._ref_path(key)) is None:
             raise CacheMiss(f"cache entry {key} was deleted while it was being read")
         return value
+
+    def open_chunks(self, key: str, port: str, port_type: PortType) -> Any:
+        """A lazy `stream.Chunks` view of one output of a committed entry: rows are read (and
+        verified) only when asked for. A chunk that fails verification moves the entry to
+        quarantine and raises DamagedEntry (a CacheMiss naming the key), as `load` does; an
+        entry deleted while being read raises CacheMiss with `.key`."""
+        from .stream import Chunks
+
+        found = self.lookup(key)
+        ref = found.ref
+        if ref is None:
+            if found.damage:
+                raise DamagedEntry(key, found.node_id, found.damage, found.moved_to)
+            raise _miss(key, f"no committed cache entry {key} in {self.url}")
+        if port in ref["inline"] or port not in ref["outputs"]:
+            return Chunks.of(self._load_port(key, ref, port, port_type))
+        if ref["attempt"] is None:
+            raise self._damaged_read(key, ref, port, DamagedData(port, "missing from the entry's data"))
+        import zarr
+
+        try:
+            view = port_type.open_chunks(zarr.open_group(self._verified_store(key, ref), path=port, mode="r"))
+        except DamagedData as exc:
+            raise self._damaged_read(key, ref, port, exc) from None
+        except (FileNotFoundError, KeyError, zarr.errors.NodeNotFoundError):
+            raise self._damaged_read(key, ref, port, DamagedData(port, "missing from the entry's data")) from None
+
+        def checked_rows(start: int, stop: int) -> Any:
+            try:
+                return view.rows(start, stop)
+            except DamagedData as exc:
+                raise self._damaged_read(key, ref, port, exc) from None
+
+        return Chunks(view.shape, view.dtype, view.chunk_rows, checked_rows, hold_last=True)
+
+    def _damaged_read(self, key: str, ref: dict, port: str, exc: DamagedData) -> CacheMiss:
+        """What a reader raises when a file of `ref` failed its check: the entry goes to
+        quarantine (DamagedEntry), or it was deleted or replaced meanwhile (a plain miss)."""
+        reason = f"output {port!r}: {exc}"
+        moved_to = self.quarantine(key, ref["_raw"], reason)
+        if moved_to is not None:
+            return DamagedEntry(key, ref.get("node_id", ""), reason, moved_to)
+        return _miss(key, f"cache entry {key} was deleted or replaced while it was being read ({reason})")
 
     def open_outputs(self, key: str) -> Any:
         """The zarr root group of a committed entry, read-only and verified as it is read (for
@@ -861,6 +910,18 @@ class EntryWriter:
                 raise
         self.outputs[port] = port_type.name
 
+    def stream(self, port: str, port_type: PortType) -> OutputStream:
+        """Start an output written chunk by chunk as a node yields it (graphcore/stream.py):
+        `append(chunk)` for each chunk, then `close()`. Each file is digested as it is
+        written, as with `save`; until `commit` nothing of it is served."""
+        self._check_open()
+        if not isinstance(port, str) or not _PORT_RE.match(port) or port.startswith("__"):
+            raise ValueError(f"invalid output port name {port!r} for the cache")
+        if port in self.outputs:
+            raise CacheError(f"output {port!r} of cache entry {self.key} was already saved")
+        group = self._root_group(heartbeat=True).create_group(port)
+        return OutputStream(self, port, port_type, port_type.stream_writer(group))
+
     def commit(self, meta: dict) -> EntryMeta:
         """Publish the entry (ref written last). If another writer committed this key first,
         its entry is kept, this attempt is deleted, and its metadata is returned.
@@ -921,3 +982,21 @@ class EntryWriter:
             self.store._files.remove_tree(self.path)
             self.store._files.remove_empty_dir(self.store._path("objects", self.key))
         self._unmark()
+
+
+class OutputStream:
+    """One output of an EntryWriter written chunk by chunk (see EntryWriter.stream)."""
+
+    def __init__(self, writer: EntryWriter, port: str, port_type: PortType, appender: Any) -> None:
+        self.writer, self.port, self.port_type, self.appender = writer, port, port_type, appender
+
+    def append(self, chunk: Any) -> None:
+        self.writer._check_open()
+        self.appender.append(chunk)
+
+    def close(self) -> tuple[int, ...]:
+        """Write what is buffered; the output is part of the entry from now on. Its shape."""
+        self.writer._check_open()
+        zarray = self.appender.close()
+        self.writer.outputs[self.port] = self.port_type.name
+        return tuple(zarray.shape)

@@ -226,8 +226,10 @@ def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print("  (none)")
         for name, port in schema[title].items():
             opt = " [dim](optional)[/]" if port.get("optional") else ""
+            opt += " [dim](streamed)[/]" if port.get("stream") else ""
             doc = f" — {escape(port['doc'])}" if port.get("doc") else ""
             out.print(f"  {escape(name)}: {escape(port['type'])}{opt}{doc}", highlight=False)
+    out.print("\n[bold]streams[/] " + escape(describe_streams(schema.get("streams") or {})), highlight=False)
     out.print("\n[bold]params[/]")
     params = describe_params(schema["params"], schema.get("files", {}))
     if not params:
@@ -241,13 +243,23 @@ def cmd_describe(args: argparse.Namespace, out: Console, err: Console) -> int:
         if schema.get("code_dependencies"):
             out.print("  declared: " + escape(", ".join(schema["code_dependencies"])), highlight=False)
     standard = {"type", "category", "version", "cache", "origin", "description", "inputs", "outputs", "params", "files",
-                "code_dependencies", "code_imports"}
+                "code_dependencies", "code_imports", "streams"}
     extra = {k: v for k, v in schema.items() if k not in standard}
     if extra:
         out.print("\n[bold]facts[/]")
         for k, v in extra.items():
             out.print(f"  {escape(k)}: {escape(json.dumps(v, default=str))}", highlight=False)
     return EXIT_OK
+
+
+def describe_streams(streams: dict[str, list[str]]) -> str:
+    """One line: which ports go chunk by chunk along time, or that the node takes whole arrays."""
+    ins, outs = streams.get("inputs") or [], streams.get("outputs") or []
+    if not ins and not outs:
+        return "no: it takes and gives whole values (streamed inputs are read whole for it)"
+    parts = ([f"reads {', '.join(ins)} chunk by chunk"] if ins else []) + \
+            ([f"writes {', '.join(outs)} chunk by chunk"] if outs else [])
+    return "yes: " + "; ".join(parts)
 
 
 def describe_params(json_schema: dict, files: dict[str, str]) -> list[str]:

@@ -13,15 +13,18 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import inspect
 import shutil
 import tempfile
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from .cache import CacheMiss
 from .keys import node_code
@@ -29,8 +32,9 @@ from .node import Node, NodeError, RunCancelled, RunContext
 from .outputs import MissingOutput, record_outputs
 from .plan import RunPlan, TaskNode
 from .registry import NodeRegistry, build_registry
+from .stream import Chunks, materialise
 from .threads import pin_threads
-from .types import PortType, TypeValidationError
+from .types import PortType, TypeValidationError, streamable
 from .workflow import BoundGraph, Edge, Literal
 
 # emit(kind, task, data): how a running node's events leave the process.
@@ -214,7 +218,8 @@ def execute_node(env: ExecEnv, node_id: str) -> NodeResult:
     with env.cache.writer(task.key) as writer:  # aborted (its data deleted) unless committed
         if task.output_files:  # `.part` files a kill would leave: swept by a later run
             writer.claim_files(list(task.output_files.values()))
-        outputs, seconds = run_node(env, task, inputs)
+        # streamed outputs go to the entry chunk by chunk and are not in `outputs`
+        outputs, seconds = run_node(env, task, inputs, writer if env.plan.stream else None)
         try:
             files = record_outputs(task.output_files, task.output_folders)
         except MissingOutput as exc:
@@ -260,26 +265,42 @@ def unstage_paths(task: TaskNode, outputs: dict[str, Any], asked: Mapping[str, s
 
 
 def gather_inputs(env: ExecEnv, task: TaskNode, ran: list) -> dict[str, Any]:
+    """The node's input values; those of ports declared `stream=True` as lazy `Chunks` views
+    (read from the cache entry chunk by chunk), the others whole."""
+    declared = env.factory.node_class(task).inputs
     values: dict[str, Any] = {}
     for port, source in task.inputs.items():
+        stream = port in declared and declared[port].stream
         if isinstance(source, Literal):
-            values[port] = source.value
+            values[port] = as_input(source.value, stream)
         elif isinstance(source, Edge):
-            values[port] = input_value(env, task, port, source, ran)
+            values[port] = as_input(input_value(env, task, port, source, ran, stream), stream)
     return values
 
 
-def input_value(env: ExecEnv, task: TaskNode, port: str, source: Edge, ran: list) -> Any:
+def as_input(value: Any, stream: bool) -> Any:
+    """A streamed port gets a Chunks view (over an array in memory if need be); any other
+    port gets a streamed value read whole."""
+    if value is None:
+        return None
+    if stream:
+        return Chunks.of(value)
+    return materialise(value)
+
+
+def input_value(env: ExecEnv, task: TaskNode, port: str, source: Edge, ran: list, stream: bool = False) -> Any:
     up = env.plan.nodes[source.node]
     if env.run_memo is not None:
         outputs = env.run_memo.get(up.id)
-        if outputs is not None:
+        if outputs is not None and source.port in outputs:  # (a streamed output is in the cache only)
             return outputs[source.port]
     if env.plan.reads_in_process(source):
         outputs = IN_PROCESS.get_or_compute((up.key, env.plan.device), lambda: compute_in_process(env, up, ran))
         return outputs[source.port]
     port_type = env.factory.node_class(up).outputs[source.port].port_type
     try:
+        if stream and env.plan.stream and streamable(port_type):
+            return env.cache.open_chunks(up.key, source.port, port_type)
         return env.cache.load(up.key, source.port, port_type)
     except CacheMiss as exc:
         raise InputLost(task.id, task.type, f"input '{port}' ({source}): {exc}", up.id, getattr(exc, "reason", str(exc)),
@@ -296,8 +317,12 @@ def compute_in_process(env: ExecEnv, task: TaskNode, ran: list) -> Mapping[str, 
     return outputs
 
 
-def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    """Call the node's run() with a fresh context and scratch folder; validate its outputs."""
+def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any], writer: Any = None) -> tuple[dict[str, Any], float]:
+    """Call the node's run() with a fresh context and scratch folder; validate its outputs.
+
+    A streaming run (a generator) is drained here: with `writer`, its streamed outputs go to
+    the cache entry chunk by chunk and are left out of the result; without, they are
+    collected into whole arrays."""
     try:
         node = env.factory.make(task)
     except NodeFailure:
@@ -320,18 +345,84 @@ def run_node(env: ExecEnv, task: TaskNode, inputs: dict[str, Any]) -> tuple[dict
     )
     try:
         start = time.perf_counter()
+        streamed: set[str] = set()
         try:
             result = node.run(ctx, **inputs)
-        except RunCancelled as exc:
+            if inspect.isgenerator(result):
+                result, streamed = drain_stream(task, cls, result, writer, ctx.check_cancelled)
+        except NodeFailure:
+            raise
+        except RunCancelled as exc:  # (a streaming node stops between chunks)
             raise NodeFailure(task.id, task.type, str(exc) or "cancelled", cancelled=True) from None
         except NodeError as exc:
             raise NodeFailure(task.id, task.type, str(exc)) from None
+        except CacheMiss as exc:  # a streamed input's entry failed verification while being read
+            raise lost_input(env, task, exc) from None
         except Exception as exc:
             raise NodeFailure(task.id, task.type, f"{type(exc).__name__}: {exc}", traceback_tail(exc), user_error=False) from None
         seconds = time.perf_counter() - start
     finally:
         ctx.remove_scratch()
-    return check_outputs(task, cls, result), seconds
+    return check_outputs(task, cls, result, streamed), seconds
+
+
+def drain_stream(task: TaskNode, cls: type[Node], steps: Iterator[Any], writer: Any,
+                 check_cancelled: Callable[[], None] = lambda: None) -> tuple[dict[str, Any], set[str]]:
+    """Run a streaming node's generator to its end. Each yield is a dict: the next chunk of
+    streamed outputs (checked against the port type, then appended to the entry through
+    `writer`, or collected when it is None) and, once, whole values of the other outputs.
+    Returns the whole outputs and the ports written to the entry. A cancelled run stops
+    between chunks (`check_cancelled` raises RunCancelled)."""
+    declared = cls.outputs
+    whole: dict[str, Any] = {}
+    sinks: dict[str, Any] = {}  # port -> the entry's OutputStream, or a list of chunks
+    for n, step in enumerate(steps):
+        check_cancelled()
+        if not isinstance(step, Mapping):
+            raise NodeFailure(task.id, task.type, f"run() yielded {type(step).__name__} (step {n}), expected a dict "
+                              f"of output chunks")
+        for port, value in step.items():
+            if port not in declared:
+                raise NodeFailure(task.id, task.type, f"run() yielded undeclared output {port!r}; declared outputs "
+                                  f"are {sorted(declared)}")
+            port_type = declared[port].port_type
+            if not declared[port].stream:
+                if port in whole:
+                    raise NodeFailure(task.id, task.type, f"run() yielded output {port!r} twice; only outputs "
+                                      "declared stream=True come in chunks")
+                whole[port] = value
+                continue
+            try:
+                chunk = port_type.validate(value)
+            except TypeValidationError as exc:
+                raise NodeFailure(task.id, task.type, f"chunk {n} of output '{port}' is not a valid "
+                                  f"{port_type.name}: {exc}") from None
+            if port not in sinks:
+                sinks[port] = writer.stream(port, port_type) if writer is not None else []
+            try:  # (the node may reuse its buffer once resumed: a collected chunk is a copy)
+                sinks[port].append(np.array(chunk) if writer is None else chunk)
+            except ValueError as exc:
+                raise NodeFailure(task.id, task.type, f"chunk {n} of output '{port}': {exc}") from None
+    missing = [p for p, port in declared.items() if port.stream and p not in sinks and p not in whole]
+    if missing:
+        raise NodeFailure(task.id, task.type, f"run() yielded no chunk of streamed output(s) {missing}")
+    for port, sink in sinks.items():
+        if isinstance(sink, list):
+            whole[port] = np.concatenate(sink)
+        else:
+            sink.close()
+    return whole, {p for p, sink in sinks.items() if not isinstance(sink, list)}
+
+
+def lost_input(env: ExecEnv, task: TaskNode, exc: CacheMiss) -> NodeFailure:
+    """A cache miss while the node ran: the entry of a streamed input failed verification or
+    vanished (InputLost: its producer runs again), or something else went wrong."""
+    key = getattr(exc, "key", None)
+    for port, source in task.inputs.items():
+        if isinstance(source, Edge) and env.plan.nodes[source.node].key == key:
+            return InputLost(task.id, task.type, f"input '{port}' ({source}): {exc}", source.node,
+                             getattr(exc, "reason", str(exc)), getattr(exc, "moved_to", None))
+    return NodeFailure(task.id, task.type, f"{type(exc).__name__}: {exc}", traceback_tail(exc), user_error=False)
 
 
 class NodeContext(RunContext):
@@ -373,8 +464,9 @@ def scratch_dir(node_id: str) -> Path:
     return path
 
 
-def check_outputs(task: TaskNode, cls: type[Node], result: Any) -> dict[str, Any]:
-    declared = cls.outputs
+def check_outputs(task: TaskNode, cls: type[Node], result: Any, streamed: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """Every declared output present and valid (those in `streamed` were checked chunk by chunk)."""
+    declared = {p: d for p, d in cls.outputs.items() if p not in streamed}
     if not isinstance(result, Mapping):
         raise NodeFailure(task.id, task.type, f"run() returned {type(result).__name__}, expected a dict with the "
                           f"outputs {sorted(declared)}")
@@ -401,7 +493,8 @@ def persist(env: ExecEnv, task: TaskNode, cls: type[Node], writer: Any, outputs:
         env.cache.delete(task.key)
     try:
         for port in task.persistent_ports:
-            writer.save(port, cls.outputs[port].port_type, outputs[port])
+            if port in outputs:  # (streamed ones are written already)
+                writer.save(port, cls.outputs[port].port_type, outputs[port])
         writer.commit({
             "node_id": task.id, "node_type": task.type, "params": task.params, "seconds": seconds,
             "outputs": {p: cls.outputs[p].port_type.name for p in task.persistent_ports}, "files": files,

@@ -57,6 +57,9 @@ class Port:
     doc: str = ""
     optional: bool = False  # inputs only: may be left unconnected (the node gets None)
     file: FileSource | None = None  # inputs only: the file parameter (and fallback) used when unconnected
+    # Chunk by chunk along time (graphcore/stream.py): an input arrives as a lazy `Chunks`
+    # view, an output is yielded a chunk at a time by a generator `run`.
+    stream: bool = False
 
     @property
     def port_type(self) -> PortType:
@@ -66,6 +69,8 @@ class Port:
         out = {"type": self.port_type.name, "doc": self.doc, "optional": self.optional}
         if self.file is not None:
             out["param"] = self.file.param
+        if self.stream:
+            out["stream"] = True
         return out
 
     def facts(self) -> dict[str, Any]:
@@ -74,14 +79,18 @@ class Port:
         return {}
 
 
-def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None) -> Port:
+def In(type: PortType | str, doc: str = "", *, optional: bool = False, file: FileSource | None = None,
+       stream: bool = False) -> Port:
     """An input port. With `file`, the port is optional: unconnected, the node reads the file
-    its parameter names, or the fallback (see FileSource)."""
-    return Port(type, doc, optional or file is not None, file)
+    its parameter names, or the fallback (see FileSource). With `stream`, the node gets a lazy
+    `graphcore.stream.Chunks` view instead of the whole array."""
+    return Port(type, doc, optional or file is not None, file, stream)
 
 
-def Out(type: PortType | str, doc: str = "") -> Port:
-    return Port(type, doc)
+def Out(type: PortType | str, doc: str = "", *, stream: bool = False) -> Port:
+    """An output port. With `stream`, `run` is a generator yielding it chunk by chunk along
+    time (see graphcore/stream.py)."""
+    return Port(type, doc, stream=stream)
 
 
 # --- parameter helpers: file parameters are checked before running and keyed by content ---
@@ -330,9 +339,29 @@ class Node:
             return ctx.resolve_path(named)
         return ctx.resolve_path(source.fallback) if source.fallback is not None else None
 
+    # --- the up-front resource check (graphcore/resources.py), before anything runs ---
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """Facts about this node's outputs known without running it, from its parameters,
+        its input files (`resolve` makes a workflow path absolute) and `inputs`, the facts of
+        its connected inputs by port: e.g. {"image": {"shape": (H, W, 3)}}. Default: none."""
+        return {}
+
+    def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
+        """(bytes this node needs at its peak, what to do if that is too much), from the facts
+        of its inputs; None when unknown. Validation refuses a workflow whose estimate exceeds
+        the memory available, naming the node (nodes that stream rarely need one)."""
+        return None
+
     @classmethod
     def description(cls) -> str:
         return (cls.__doc__ or "").strip()
+
+    @classmethod
+    def streams(cls) -> dict[str, list[str]]:
+        """The ports that stream: {"inputs": [...], "outputs": [...]} (empty lists: whole arrays)."""
+        return {"inputs": [k for k, p in cls.inputs.items() if p.stream],
+                "outputs": [k for k, p in cls.outputs.items() if p.stream]}
 
     @classmethod
     def is_seeded(cls, params: BaseModel) -> bool:
@@ -355,6 +384,7 @@ class Node:
             "exactly_one_of": [list(g) for g in cls.exactly_one_of],
             "adapter": cls.adapter,
             "code_dependencies": list(cls.code_dependencies),
+            "streams": cls.streams(),
             **_port_facts(cls),
             **cls.extra_schema(),
         }

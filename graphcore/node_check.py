@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from .node import Node, Port
 from .source import CodeDependencyError, dependency_files
-from .types import TYPES, PortType
+from .types import TYPES, PortType, streamable
 
 PORT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # what a workflow's `id.port` reference can name
 
@@ -41,6 +41,9 @@ def check_node(cls: type[Node]) -> None:
         json.dumps(params.model_json_schema())
     except Exception as exc:  # pydantic raises several kinds for types it cannot describe
         raise NodeDefinitionError(f"node type {name!r}: its parameters have no JSON schema ({type(exc).__name__}: {exc})") from None
+    if any(p.stream for p in cls.outputs.values()) and cls.cache.value == "transient":
+        raise NodeDefinitionError(f"node type {name!r}: a transient node cannot stream its outputs "
+                                  "(streamed chunks go to the cache as they come)")
     check_code_dependencies(cls)
     # Not checked here: `extra_schema()`, the node's own code, which may be costly (a parameter
     # count builds a model); `registry.schema()` and `nodes describe` survive one that fails.
@@ -63,6 +66,9 @@ def _check_port(node: str, kind: str, port: object, spec: object) -> None:
             raise NodeDefinitionError(f"{where}: port type {t.name!r} is not registered (pass it to register_type first)")
     else:
         raise NodeDefinitionError(f"{where}: the port type must be a type name or a PortType, got {t!r}")
+    if spec.stream and not streamable(spec.port_type):
+        raise NodeDefinitionError(f"{where}: declared stream=True, but port type {spec.port_type.name!r} cannot be "
+                                  "streamed (only array types, chunked along their first axis, can)")
 
 
 _resolved_dependencies: set[str] = set()

@@ -46,6 +46,9 @@ class RunPlan:
     device: str
     plugin_paths: tuple[str, ...]
     nodes: dict[str, TaskNode]
+    # False: every value is whole in memory, streaming nodes' chunks are collected (the
+    # whole-array baseline of bench/stream_memory.py; same keys, same values)
+    stream: bool = True
 
     def reads_in_process(self, source: Edge) -> bool:
         """Whether an input fed by `source` must be computed where it is consumed."""
@@ -111,7 +114,8 @@ def read_paths(bound: BoundNode, params: dict[str, Any], base_dir: Path) -> dict
 
 
 def build_plan(
-    graph: BoundGraph, keys: dict[str, str], *, run_id: str, device: str = "cpu", plugin_paths: tuple[str, ...] = ()
+    graph: BoundGraph, keys: dict[str, str], *, run_id: str, device: str = "cpu", plugin_paths: tuple[str, ...] = (),
+    stream: bool = True,
 ) -> RunPlan:
     base_dir: Path = graph.workflow.base_dir.resolve()
     nodes: dict[str, TaskNode] = {}
@@ -134,4 +138,4 @@ def build_plan(
             output_folders=written_paths(cls, params, base_dir, "write-folder"),
             input_files=read_paths(bound, params, base_dir),
         )
-    return RunPlan(run_id, str(base_dir), device, tuple(plugin_paths), nodes)
+    return RunPlan(run_id, str(base_dir), device, tuple(plugin_paths), nodes, stream)

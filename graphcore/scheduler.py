@@ -102,16 +102,19 @@ def run_graph(
     listeners: Iterable[Listener] = (),
     device: str = "cpu",
     plugin_paths: Iterable[str] = (),
+    stream: bool = True,
     cancel: threading.Event | None = None,
 ) -> RunReport:
     """Run a validated graph: cached nodes skipped, the rest in dependency order.
 
     Setting `cancel` stops the run: no further node starts, and a node running in this process
     stops at its next progress point (RunContext.progress raises RunCancelled). Those nodes are
-    'cancelled'; what finished before stays committed, so running again resumes from there."""
+    'cancelled'; what finished before stays committed, so running again resumes from there.
+    `stream` False holds every value whole in memory (a baseline: the same keys and values)."""
     run_id = uuid.uuid4().hex[:12]
     keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
-    plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths))
+    plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths),
+                      stream=stream)
     ex = make_executor(executor, jobs) if isinstance(executor, str) else executor
     if cancel is not None:
         ex.cancelled = cancel.is_set

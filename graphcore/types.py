@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import inline
-from .arrayio import read_array, write_array
+from .arrayio import ArrayAppender, read_array, read_rows, write_array
 from .canonical import canonical_json
 
 
@@ -70,6 +70,17 @@ class PortType:
         """Content hash of a value (used for literals; upstream outputs are keyed by their keys)."""
         return fingerprint_value(value)
 
+    # Streaming (graphcore/stream.py): types whose values are sequences along axis 0 may be
+    # written chunk by chunk and read lazily. Only array types do, in the layout `save` uses.
+
+    def stream_writer(self, group: Any) -> Any:
+        """An appender (`append(chunk)`, `close()`) writing a value into `group` chunk by chunk."""
+        raise TypeValidationError(f"type {self.name} cannot be streamed")
+
+    def open_chunks(self, group: Any) -> Any:
+        """A lazy `stream.Chunks` view of the value stored in `group`."""
+        raise TypeValidationError(f"type {self.name} cannot be streamed")
+
     def schema(self) -> dict[str, Any]:
         return {"name": self.name, "doc": self.doc, "color": self.color, "parents": list(self.parents)}
 
@@ -77,23 +88,34 @@ class PortType:
         return f"<PortType {self.name}>"
 
 
-_inline_ok: dict[type, bool] = {}
+_codec_ok: dict[tuple[type, tuple[str, ...]], bool] = {}
 
 
-def stores_inline(port_type: PortType) -> bool:
-    """Whether the cache may store this type's small values inline: only if its inline codec
-    (`to_inline`/`from_inline`) is defined at or below the class that defines its Zarr codec
-    (`save`/`load`), so a subclass that changes only how values are saved keeps its layout."""
+def _follows_zarr_codec(port_type: PortType, codecs: tuple[str, ...]) -> bool:
+    """Whether the methods `codecs` are defined at or below the class that defines the type's
+    Zarr codec (`save`/`load`): a subclass that changes only how values are saved must not
+    keep an inline or streaming codec written for the old layout."""
     cls = type(port_type)
-    ok = _inline_ok.get(cls)
+    ok = _codec_ok.get((cls, codecs))
     if ok is None:
         def owner(name: str) -> type:
             return next(k for k in cls.__mro__ if name in vars(k))
 
-        ok = _inline_ok[cls] = all(
-            issubclass(owner(codec), owner(zarr_codec)) for codec in ("to_inline", "from_inline") for zarr_codec in ("save", "load")
+        ok = _codec_ok[(cls, codecs)] = all(
+            issubclass(owner(codec), owner(zarr_codec)) for codec in codecs for zarr_codec in ("save", "load")
         )
     return ok
+
+
+def stores_inline(port_type: PortType) -> bool:
+    """Whether the cache may store this type's small values inline (see _follows_zarr_codec)."""
+    return _follows_zarr_codec(port_type, ("to_inline", "from_inline"))
+
+
+def streamable(port_type: PortType) -> bool:
+    """Whether values of this type may be written chunk by chunk and read lazily."""
+    return type(port_type).stream_writer is not PortType.stream_writer and \
+        _follows_zarr_codec(port_type, ("stream_writer", "open_chunks"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,6 +401,17 @@ class ArrayType(PortType):
     def load(self, group: Any) -> Any:
         return load_array(group, "value")
 
+    def stream_writer(self, group: Any) -> Any:
+        return ArrayAppender(group, "value")
+
+    def open_chunks(self, group: Any) -> Any:
+        from .stream import Chunks
+
+        zarray = group["value"]
+        if zarray.ndim == 0:
+            raise TypeValidationError(f"a stored {self.name} without a time axis cannot be read in chunks")
+        return Chunks(zarray.shape, zarray.dtype, zarray.chunks[0], lambda a, b: read_rows(zarray, a, b))
+
     def to_inline(self, value: Any, max_bytes: int) -> tuple[Any, int] | None:
         return inline.encode_array(value, max_bytes)
 
@@ -623,5 +656,5 @@ __all__ = [
     "AnyType", "ScalarType", "StringType", "PathType", "MetricsType", "DictType", "ArrayType",
     "RecordType", "CheckpointType", "CheckpointBlob", "ObjectType",
     "ANY", "SCALAR", "STRING", "PATH", "METRICS", "DICT", "ARRAY", "CHECKPOINT", "OBJECT",
-    "save_value", "load_value", "save_array", "load_array", "fingerprint_value", "stores_inline",
+    "save_value", "load_value", "save_array", "load_array", "fingerprint_value", "stores_inline", "streamable",
 ]

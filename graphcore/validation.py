@@ -179,7 +179,17 @@ class _Checker:
                 self.check_params(spec, cls)
             self.check_inputs(spec, cls)
         self.check_cycles()
+        if not self.problems:
+            self.check_resources()
         return self.problems
+
+    def check_resources(self) -> None:
+        """Nodes that would need more memory than there is (graphcore/resources.py)."""
+        from .resources import too_big
+
+        for node_id, message in too_big(self.wf, self.registry, dependency_graph(self.wf),
+                                        lambda path: resolve_workflow_path(self.wf, path)):
+            self.add(self.wf.nodes[node_id], message, "resources")
 
     def check_type(self, spec: NodeSpec) -> type[Node] | None:
         if not spec.type:

@@ -272,3 +272,86 @@ class ReadTableSource(Node):
         source = self.input_source(ctx, "table_in", table_in)
         return {"text": source if isinstance(source, str) else source.read_text()}
 
+
+
+# --- streaming (graphcore/stream.py) -----------------------------------------------------
+
+
+def ramp_frames(start: int, stop: int, height: int, width: int) -> np.ndarray:
+    """Frames [start, stop) of the Ramp sequence: frame i is a fixed pattern plus i."""
+    pattern = np.arange(height * width, dtype=np.float32).reshape(height, width) / (height * width)
+    return pattern[None] + np.arange(start, stop, dtype=np.float32)[:, None, None]
+
+
+class Ramp(Node):
+    """Streams `frames` (n, height, width) float32, `chunk` frames per yield; `count` is whole."""
+
+    category = "test"
+    outputs = {"frames": Out("Array", stream=True), "count": Out("Scalar")}
+
+    class Params(BaseModel):
+        n: int = Field(100, ge=0)
+        height: int = 8
+        width: int = 8
+        chunk: int = Field(7, ge=1)
+        fail_after: int = Field(-1, description="raise after this many chunks (-1: never)")
+        log: bool = Field(False, description="log a line after each chunk (no progress events)")
+
+    def run(self, ctx: RunContext):
+        p = self.params
+        for i, start in enumerate(range(0, p.n, p.chunk)):
+            if i == p.fail_after:
+                raise NodeError(f"Ramp: failing after {i} chunks, as asked")
+            yield {"frames": ramp_frames(start, min(p.n, start + p.chunk), p.height, p.width)}
+            if p.log:
+                ctx.log(f"chunk {i} done")
+        yield {"count": p.n}
+
+
+class StreamScale(Node):
+    """y = x * factor, chunk by chunk: never holds more than a chunk of x or y."""
+
+    category = "test"
+    inputs = {"x": In("Array", stream=True)}
+    outputs = {"y": Out("Array", stream=True)}
+
+    class Params(BaseModel):
+        factor: float = 2.0
+        rows: int = Field(0, ge=0, description="chunk length to read (0: the stored one)")
+
+    def run(self, ctx: RunContext, x: Any):
+        if not hasattr(x, "chunks"):
+            raise NodeError(f"StreamScale: expected a lazy view of x, got {type(x).__name__}")
+        for chunk in x.chunks(self.params.rows or None):
+            yield {"y": chunk * np.float32(self.params.factor)}
+
+
+class MovingSum(Node):
+    """y[i] = x[i - r] + ... + x[i + r] (clipped at the ends): windows with context."""
+
+    category = "test"
+    inputs = {"x": In("Array", stream=True)}
+    outputs = {"y": Out("Array", stream=True)}
+
+    class Params(BaseModel):
+        radius: int = 1
+        rows: int = 5
+
+    def run(self, ctx: RunContext, x: Any):
+        r = self.params.radius
+        for w in x.windows(self.params.rows, before=r, after=r):
+            csum = np.concatenate([np.zeros_like(w.data[:1]), np.cumsum(w.data, axis=0)])
+            idx = np.arange(w.core.start, w.core.stop)
+            yield {"y": csum[np.minimum(idx + r + 1, len(w.data))] - csum[np.maximum(idx - r, 0)]}
+
+
+class FrameSums(Node):
+    """Per-frame sums of a streamed input (a small whole output)."""
+
+    category = "test"
+    inputs = {"x": In("Array", stream=True)}
+    outputs = {"sums": Out("Array")}
+
+    def run(self, ctx: RunContext, x: Any) -> dict[str, Any]:
+        sums = [c.reshape(len(c), -1).sum(axis=1, dtype=np.float64) for c in x.chunks()]
+        return {"sums": np.concatenate(sums) if sums else np.zeros(0)}

@@ -10,6 +10,7 @@ from engine_helpers import ctx_for
 from hdtf_data import write_toy_dataset
 
 from graphcore.node import NodeError
+from graphcore.stream import run_whole
 from graphcore.types import CheckpointBlob
 from nodes.audio2head import a2h_nodes as A
 from nodes.types import FeatureSeq, Keypoints
@@ -91,14 +92,14 @@ def test_pipeline_nodes_run_with_trained_checkpoints(trained, tmp_path):
     kp = field["keypoints"]
     assert kp.value.shape == (45, 10, 2) and kp.jacobian.shape == (45, 10, 2, 2)
     assert field["pose_boxes"].shape == (45, 32, 32)
-    out = A.KeypointRenderer({"size": 64}).run(ctx, reference=reference, keypoints=kp,
-                                               checkpoint=trained["keypoints"]["checkpoint"])
+    out = run_whole(A.KeypointRenderer({"size": 64}), ctx, reference=reference, keypoints=kp,
+                    checkpoint=trained["keypoints"]["checkpoint"])
     assert out["frames"].shape == (45, 64, 64, 3) and out["frames"].dtype == np.uint8
     assert out["occlusion"].shape == (45, 16, 16)
     det = A.KeypointDetector({"size": 64}).run(ctx, frames=out["frames"][:3], checkpoint=trained["keypoints"]["checkpoint"])
     assert det["keypoints"].value.shape == (3, 10, 2)
-    plain = A.KeypointRenderer({"size": 64, "jacobians": False}).run(ctx, reference=reference, keypoints=kp,
-                                                                     checkpoint=trained["keypoints"]["checkpoint"])
+    plain = run_whole(A.KeypointRenderer({"size": 64, "jacobians": False}), ctx, reference=reference, keypoints=kp,
+                      checkpoint=trained["keypoints"]["checkpoint"])
     assert plain["frames"].shape == out["frames"].shape
 
 
@@ -110,7 +111,8 @@ def test_missing_checkpoint_names_the_trainer(tmp_path):
         A.HeadMotionPredictor({"checkpoint": "nope.pt"}).run(ctx_for(tmp_path), reference=reference, features=features)
     kp = Keypoints(np.zeros((2, 10, 2), np.float32), np.tile(np.eye(2, dtype=np.float32), (2, 10, 1, 1)))
     with pytest.raises(NodeError, match="TrainKeypointRenderer"):
-        A.KeypointRenderer({"checkpoint": "nope.pt", "size": 64}).run(ctx_for(tmp_path), reference=reference, keypoints=kp)
+        run_whole(A.KeypointRenderer({"checkpoint": "nope.pt", "size": 64}), ctx_for(tmp_path), reference=reference,
+                  keypoints=kp)
     with pytest.raises(NodeError, match="TrainMotionFieldGenerator"):
         A.MotionFieldGenerator({"checkpoint": "nope.pt"}).run(ctx_for(tmp_path), reference=reference, features=features,
                                                               pose=np.ones((5, 6), np.float32))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from graphcore.node import NodeError, RunContext
+from graphcore.stream import run_whole
 from nodes.face import crop as C
 from nodes.face.crop_nodes import CropAlign, PasteBack
 from nodes.types import CROP, CropTransform
@@ -98,7 +99,16 @@ def test_paste_back_round_trip_and_outside_untouched():
     lms = box_landmarks([(150, 100, 230, 190)] * 3)
     out = CropAlign({"size": 512, "scale": 1.5, "offset_y": 0.0}).run(make_ctx(), frames=frames, landmarks=lms)
     tf = out["transform"]
-    back = PasteBack().run(make_ctx(), crops=out["frames"], transform=tf, frames=frames)["frames"]
+    back = run_whole(PasteBack(), make_ctx(), crops=out["frames"], transform=tf, frames=frames)["frames"]
+    # streamed a chunk of 2 frames at a time (as from a cache entry): the same frames
+    from graphcore.stream import Chunks
+
+    def view(a):
+        return Chunks(a.shape, a.dtype, 2, lambda i, j: a[i:j].copy())
+
+    steps = list(PasteBack().run(make_ctx(), crops=view(out["frames"]), transform=tf, frames=view(frames)))
+    assert [len(s["frames"]) for s in steps] == [2, 1]
+    assert np.concatenate([s["frames"] for s in steps]).tobytes() == back.tobytes()
     x0, y0, side = int(tf.x0), int(tf.y0), int(tf.side)
     outside = np.ones((300, 400), bool)
     outside[y0:y0 + side, x0:x0 + side] = False
@@ -113,11 +123,11 @@ def test_paste_back_with_mask_feather_and_single_original():
     crops = np.full((2, 64, 64, 3), 255, np.uint8)
     mask = np.zeros((1, 64, 64), np.float32)
     mask[0, 16:48, 16:48] = 1.0
-    out = PasteBack().run(make_ctx(), crops=crops, transform=tf, image=original, mask=mask)["frames"]
+    out = run_whole(PasteBack(), make_ctx(), crops=crops, transform=tf, image=original, mask=mask)["frames"]
     assert out.shape == (2, 200, 240, 3)
     assert (out[:, 30 + 40:30 + 88, 40 + 40:40 + 88] == 255).all()  # the masked square, scaled x2
     np.testing.assert_array_equal(out[:, 30:30 + 20, 40:40 + 128], np.stack([original[30:50, 40:168]] * 2))
-    feathered = PasteBack({"feather": 8}).run(make_ctx(), crops=crops, transform=tf, image=original)["frames"][0]
+    feathered = run_whole(PasteBack({"feather": 8}), make_ctx(), crops=crops, transform=tf, image=original)["frames"][0]
     row = feathered[30 + 64, 40:40 + 40, 0].astype(int)  # from the window's left border inwards
     assert row[0] < 60 and row[-1] == 255 and np.all(np.diff(row) >= 0)
 
@@ -141,9 +151,9 @@ def test_errors_name_the_problem():
         CropAlign().run(make_ctx(), frames=frames, landmarks=box_landmarks([(1, 1, 9, 9)] * 3))
     tf = CropTransform(0.0, 0.0, 50.0, 64, (100, 100))
     with pytest.raises(NodeError, match="taken from 100x100 frames"):
-        PasteBack().run(make_ctx(), crops=np.zeros((1, 64, 64, 3), np.uint8), transform=tf, image=np.zeros((90, 100, 3), np.uint8))
+        run_whole(PasteBack(), make_ctx(), crops=np.zeros((1, 64, 64, 3), np.uint8), transform=tf, image=np.zeros((90, 100, 3), np.uint8))
     with pytest.raises(NodeError, match="makes 64x64 crops"):
-        PasteBack().run(make_ctx(), crops=np.zeros((1, 32, 32, 3), np.uint8), transform=tf, image=frames[0])
+        run_whole(PasteBack(), make_ctx(), crops=np.zeros((1, 32, 32, 3), np.uint8), transform=tf, image=frames[0])
 
 
 def test_chain_decode_detect_crop_draw_encode(tmp_path):
@@ -161,11 +171,11 @@ def test_chain_decode_detect_crop_draw_encode(tmp_path):
     tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(6400) / 16000)).astype(np.float32)
     write_video(tmp_path / "in.mp4", clip, 25, AudioClip(tone, 16000))
     ctx = RunContext(node_id="c", node_type="chain", key="k", workflow_dir=tmp_path)
-    video = LoadVideo({"path": "in.mp4"}).run(ctx)
+    video = run_whole(LoadVideo({"path": "in.mp4"}), ctx)
     lm = DetectLandmarks({"smoothing": "savgol"}).run(ctx, frames=video["frames"])["landmarks"]
     crop = CropAlign({"size": 256}).run(ctx, frames=video["frames"], landmarks=lm)
     drawn = DrawLandmarks().run(ctx, frames=crop["frames"], landmarks=crop["landmarks"])["frames"]
-    out = SaveVideo({"path": "out.mp4"}).run(ctx, frames=drawn, audio=video["audio"], fps=video["fps"])["path"]
+    out = run_whole(SaveVideo({"path": "out.mp4"}), ctx, frames=drawn, audio=video["audio"], fps=video["fps"])["path"]
     back = read_video(out)
     assert back.frames.shape == (10, 256, 256, 3) and back.fps == 25.0
     assert abs(back.audio.duration - 0.4) < 1e-3

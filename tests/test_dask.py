@@ -206,3 +206,19 @@ def test_same_bytes_under_the_same_key_on_every_executor(tmp_path, cluster):
         settings = {name: r.load_output(node, "settings") for name, r in runs.items()}
         for seen in settings.values():
             assert seen["torch"] == "1" and seen["OMP_NUM_THREADS"] == "1", settings
+
+
+def test_streamed_values_travel_as_cache_entries(tmp_path, cluster):
+    """A streaming chain on the workers: each chunk goes to the shared cache as it is made, each
+    consumer reads its input lazily from there; the same keys and bytes as a local run."""
+    from test_stream import CHAIN
+
+    wf = write_workflow(tmp_path, CHAIN)
+    local, _ = run(wf, CacheStore(str(tmp_path / "local")), "local")
+    executor = MeasuringDaskExecutor(cluster.scheduler_address)
+    remote, _ = run(wf, CacheStore(str(tmp_path / "dask")), executor)
+    assert remote.ok, remote.errors
+    assert remote.keys == local.keys
+    for node, port in (("ramp", "frames"), ("scaled", "y"), ("smooth", "y"), ("sums", "sums")):
+        assert remote.load_output(node, port).tobytes() == local.load_output(node, port).tobytes()
+    assert max(executor.result_sizes) < 4096  # tasks return metadata, never arrays

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from graphcore.node import NodeError, RunContext
+from graphcore.stream import run_whole
 from nodes.face.flow import REGION_LEVELS, Coefficients, FlowBuilder, FlowSettings
 from nodes.face.model import load_face_model
 
@@ -193,15 +194,15 @@ def test_node_validates_its_inputs_and_outputs_typed_values(model):
 
     ref = mc(REF_POSE)
     drv = mc(np.tile(REF_POSE, (2, 1)) + [0, 0, 0, 2, 0, 0])
-    out = DenseFlowBuilder({}).run(_ctx(), reference=ref, driving=drv)
+    out = run_whole(DenseFlowBuilder({}), _ctx(), reference=ref, driving=drv)
     flow = TYPES.get("FlowField").validate(out["flow"])
     regions = TYPES.get("Mask").validate(out["regions"])
     assert flow.shape == (2, H, W, 2) and regions.shape == (2, H, W)
     with pytest.raises(NodeError, match="reference_frame 3"):
-        DenseFlowBuilder({"reference_frame": 3}).run(_ctx(), reference=ref, driving=drv)
+        run_whole(DenseFlowBuilder({"reference_frame": 3}), _ctx(), reference=ref, driving=drv)
     with pytest.raises(NodeError, match="crop/scale"):
-        DenseFlowBuilder({}).run(_ctx(), reference=ref, driving=mc(REF_POSE, size=(512, 512)))
+        run_whole(DenseFlowBuilder({}), _ctx(), reference=ref, driving=mc(REF_POSE, size=(512, 512)))
     bad = mc(REF_POSE)
     bad.pose[0, 0] = np.nan
     with pytest.raises(NodeError, match="NaN"):
-        DenseFlowBuilder({}).run(_ctx(), reference=ref, driving=bad)
+        run_whole(DenseFlowBuilder({}), _ctx(), reference=ref, driving=bad)

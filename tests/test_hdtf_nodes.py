@@ -7,6 +7,7 @@ from engine_helpers import ctx_for
 from hdtf_data import write_toy_dataset
 
 from graphcore.node import NodeError
+from graphcore.stream import run_whole
 from graphcore.types import CheckpointBlob
 from nodes.hdtf import hdtf_nodes as H
 from nodes.types import FeatureSeq, MorphCoeffs
@@ -83,11 +84,11 @@ def test_wrong_features_and_missing_checkpoint_are_clear(trained, tmp_path):
             ctx_for(tmp_path), features=feats, reference=img, landmarks=lm, coeffs=coeffs)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(NodeError, match="junk.pt"):
-        H.FlowVideoGenerator({"checkpoint": str(tmp_path / "junk.pt")}).run(
-            ctx_for(tmp_path), reference=img, flow=np.zeros((2, 64, 64, 2), np.float32))
+        run_whole(H.FlowVideoGenerator({"checkpoint": str(tmp_path / "junk.pt")}),
+                  ctx_for(tmp_path), reference=img, flow=np.zeros((2, 64, 64, 2), np.float32))
     with pytest.raises(NodeError, match="not a 'flow_video_generator'"):
-        H.FlowVideoGenerator().run(ctx_for(tmp_path), reference=img, flow=np.zeros((2, 64, 64, 2), np.float32),
-                                   checkpoint=out["checkpoint"])
+        run_whole(H.FlowVideoGenerator(), ctx_for(tmp_path), reference=img, flow=np.zeros((2, 64, 64, 2), np.float32),
+                  checkpoint=out["checkpoint"])
 
 
 def test_flow_video_nodes_and_figures(toy_dataset, tmp_path, monkeypatch):
@@ -101,7 +102,8 @@ def test_flow_video_nodes_and_figures(toy_dataset, tmp_path, monkeypatch):
     img, _, _ = _reference()
     flow = np.zeros((5, 64, 64, 2), np.float32)
     flow[..., 0] = np.linspace(0, 4, 5)[:, None, None]
-    out = H.FlowVideoGenerator({"chunk": 2}).run(ctx_for(tmp_path), reference=img, flow=flow, checkpoint=trained["checkpoint"])
+    out = run_whole(H.FlowVideoGenerator({"chunk": 2}), ctx_for(tmp_path), reference=img, flow=flow,
+                    checkpoint=trained["checkpoint"])
     assert out["frames"].shape == (5, 64, 64, 3) and out["frames"].dtype == np.uint8
     assert out["foreground_mask"].shape == (5, 16, 16) and out["warped_reference"].shape == (5, 16, 16, 3)
     assert out["revised_flow"].shape == (5, 16, 16, 2)

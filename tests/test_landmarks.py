@@ -131,6 +131,23 @@ def test_node_smoothing_param(shifted_video):
     assert sm.shape == raw.shape and not np.array_equal(sm, raw) and np.abs(sm - raw).mean() < 1.0
 
 
+def test_streamed_frames_give_the_same_landmarks(shifted_video):
+    """The node reads a lazy view a stored chunk at a time (here 3 frames), never the whole clip."""
+    from graphcore.stream import Chunks
+
+    reads = []
+
+    def read(a, b):
+        reads.append((a, b))
+        return shifted_video[a:b].copy()
+
+    view = Chunks(shifted_video.shape, shifted_video.dtype, 3, read)
+    whole = DetectLandmarks().run(make_ctx(), frames=shifted_video)["landmarks"]
+    streamed = DetectLandmarks().run(make_ctx(), frames=view)["landmarks"]
+    assert streamed.tobytes() == whole.tobytes()
+    assert max(b - a for a, b in reads) == 3 and len(reads) == -(-len(shifted_video) // 3)
+
+
 def test_input_errors():
     with pytest.raises(NodeError, match="exactly one"):
         DetectLandmarks().run(make_ctx())

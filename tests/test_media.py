@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from graphcore.node import NodeError, RunContext
+from graphcore.stream import run_whole
 from nodes.io import media
 from nodes.io.media_nodes import LoadAudio, LoadImage, LoadVideo, SaveVideo
 from nodes.types import AudioClip
@@ -169,8 +170,8 @@ def test_save_video_decodes_with_pyav_and_ffprobe(tmp_path):
     x = np.zeros(3 * SR, np.float32)  # 3 s of sound for 2 s of frames: sound is cut
     x[SR:SR + SR // 2] = sine(440, 0.5)  # a tone from 1.0 s to 1.5 s marks A/V sync
     events: list = []
-    out = SaveVideo({"path": "out/v.mp4", "crf": 12}).run(make_ctx(tmp_path, events), frames=frames,
-                                                          audio=AudioClip(x, SR))["path"]
+    out = run_whole(SaveVideo({"path": "out/v.mp4", "crf": 12}), make_ctx(tmp_path, events), frames=frames,
+                    audio=AudioClip(x, SR))["path"]
     assert Path(out) == tmp_path / "out" / "v.mp4"
     probe = ffprobe(Path(out))
     v, a = probe["video"], probe["audio"]
@@ -223,14 +224,14 @@ def test_load_video_node(tmp_path):
     frames = gradient_frames(30, 64, 96)
     media.write_video(tmp_path / "v.mp4", frames, 25, AudioClip(sine(300, 1.2), SR))
     events: list = []
-    out = LoadVideo({"path": "v.mp4", "max_frames": 10, "width": 48}).run(make_ctx(tmp_path, events))
+    out = run_whole(LoadVideo({"path": "v.mp4", "max_frames": 10, "width": 48}), make_ctx(tmp_path, events))
     assert out["frames"].shape == (10, 32, 48, 3) and out["fps"] == 25.0
     assert out["audio"].sample_rate == SR and len(out["audio"].samples) == int(10 / 25 * SR)
     assert any(k == "progress" for k, _ in events)
 
     media.write_video(tmp_path / "mute.mp4", frames[:7], 25)
     events.clear()
-    out = LoadVideo({"path": "mute.mp4"}).run(make_ctx(tmp_path, events))
+    out = run_whole(LoadVideo({"path": "mute.mp4"}), make_ctx(tmp_path, events))
     assert out["frames"].shape == (7, 64, 96, 3)
     assert len(out["audio"].samples) == int(7 / 25 * SR) and not out["audio"].samples.any()
     assert any(k == "log" and "no sound" in d["message"] for k, d in events)
@@ -240,7 +241,7 @@ def test_load_video_node(tmp_path):
 def test_bad_video_names_the_file(tmp_path, content, needle):
     (tmp_path / "v.mp4").write_bytes(content)
     with pytest.raises(NodeError) as e:
-        LoadVideo({"path": "v.mp4"}).run(make_ctx(tmp_path))
+        run_whole(LoadVideo({"path": "v.mp4"}), make_ctx(tmp_path))
     assert "v.mp4" in str(e.value) and needle in str(e.value)
 
 
@@ -295,7 +296,7 @@ def test_truncated_last_audio_frame_loads_with_a_warning(tmp_path, codec, ext):
 def test_truncated_video_file_loads_frames_and_sound(tmp_path):
     cut = _truncate(_talking_file(tmp_path, "ac3", "mp4"), 300)
     events: list = []
-    out = LoadVideo({"path": str(cut)}).run(make_ctx(tmp_path, events))
+    out = run_whole(LoadVideo({"path": str(cut)}), make_ctx(tmp_path, events))
     warnings = [str(data) for _, data in events]
     assert out["frames"].shape[1:] == (64, 64, 3) and len(out["frames"]) >= 45
     assert len(out["audio"].samples) > 0.9 * len(out["frames"]) / 25.0 * 16000

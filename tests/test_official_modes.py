@@ -9,12 +9,13 @@ import pytest
 from engine_helpers import ctx_for
 
 from graphcore.node import NodeError
+from graphcore.stream import run_whole
 from nodes.types import Keypoints
 
 
 def _runs(node_class, tmp_path, params: dict, **inputs) -> dict:
     logs: list = []
-    return {mode: node_class({**params, "official": mode}).run(ctx_for(tmp_path, logs=logs), **inputs)
+    return {mode: run_whole(node_class({**params, "official": mode}), ctx_for(tmp_path, logs=logs), **inputs)
             for mode in ("auto", "off", "on")}
 
 
@@ -40,7 +41,8 @@ def test_keypoint_renderer_official_switch(tmp_path):
     np.testing.assert_array_equal(out["auto"]["frames"], out["off"]["frames"])
     assert np.abs(out["on"]["frames"].astype(int) - out["off"]["frames"].astype(int)).max() > 0
     with pytest.raises(NodeError, match="official Audio2Head checkpoint renders at size 256"):
-        KeypointRenderer({"size": 128, "official": "on"}).run(ctx_for(tmp_path), reference=reference, keypoints=keypoints)
+        run_whole(KeypointRenderer({"size": 128, "official": "on"}), ctx_for(tmp_path), reference=reference,
+                  keypoints=keypoints)
 
 
 def test_memory_gan_official_switch(tmp_path):

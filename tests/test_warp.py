@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from graphcore.node import NodeError, RunContext
+from graphcore.stream import run_whole
 from nodes.warp import warp_frames
 from nodes.warp_nodes import WarpImage
 
@@ -84,22 +85,22 @@ def test_node_image_and_frames_inputs():
     img = textured(12, 14)
     flow = constant_flow(5, 12, 14, 1, 0)
     events: list = []
-    out = WarpImage({"padding": "zeros"}).run(make_ctx(events), flow=flow, image=img)["frames"]
+    out = run_whole(WarpImage({"padding": "zeros"}), make_ctx(events), flow=flow, image=img)["frames"]
     assert out.shape == (5, 12, 14, 3) and out.dtype == np.uint8
     np.testing.assert_array_equal(out[3, :, :-1], img[:, 1:])
     assert events and events[-1] == ("progress", {"i": 5, "n": 5, "message": "warping"})
     frames = np.stack([img] * 5)
-    np.testing.assert_array_equal(WarpImage({"padding": "zeros"}).run(make_ctx(), flow=flow, frames=frames)["frames"], out)
+    np.testing.assert_array_equal(run_whole(WarpImage({"padding": "zeros"}), make_ctx(), flow=flow, frames=frames)["frames"], out)
 
 
 def test_node_errors():
     img = textured(12, 14)
     with pytest.raises(NodeError, match="exactly one"):
-        WarpImage().run(make_ctx(), flow=constant_flow(1, 12, 14, 0, 0))
+        run_whole(WarpImage(), make_ctx(), flow=constant_flow(1, 12, 14, 0, 0))
     with pytest.raises(NodeError, match="14x12 but the flow is 15x12"):
-        WarpImage().run(make_ctx(), flow=constant_flow(1, 12, 15, 0, 0), image=img)
+        run_whole(WarpImage(), make_ctx(), flow=constant_flow(1, 12, 15, 0, 0), image=img)
     with pytest.raises(NodeError, match="3 frames but 2 flow fields"):
-        WarpImage().run(make_ctx(), flow=constant_flow(2, 12, 14, 0, 0), frames=np.stack([img] * 3))
+        run_whole(WarpImage(), make_ctx(), flow=constant_flow(2, 12, 14, 0, 0), frames=np.stack([img] * 3))
 
 
 def test_cuda_matches_cpu():

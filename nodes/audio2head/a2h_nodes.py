@@ -9,6 +9,7 @@ motion field generator's training targets). Heavy imports stay inside functions.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -178,7 +179,8 @@ class KeypointRenderer(Node):
         "source_keypoints": In("Keypoints", "the reference's keypoints (default: detected)", optional=True),
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
-    outputs = {"frames": Out("Frames"), "occlusion": Out("Mask", "the occlusion map per frame (feature resolution)")}
+    outputs = {"frames": Out("Frames", stream=True),
+               "occlusion": Out("Mask", "the occlusion map per frame (feature resolution)", stream=True)}
     missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
     class Params(BaseModel):
@@ -191,8 +193,9 @@ class KeypointRenderer(Node):
         official: OfficialMode = official_mode_field("align_corners=False warps and resizes, the reference cv2-resized to 256")
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
-            checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .inference import detect_keypoints, relative_keypoints, render
+            checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
+        """Streams: `chunk` rendered frames (and occlusion maps) per step."""
+        from .inference import detect_keypoints, relative_keypoints, render_chunks
 
         p = self.params
         _check_keypoints(keypoints, "keypoints")
@@ -220,9 +223,9 @@ class KeypointRenderer(Node):
             if np.abs(np.linalg.det(keypoints.jacobian[0])).min() < 1e-6:
                 raise NodeError("KeypointRenderer: relative motion needs invertible Jacobians in the first driving frame")
             keypoints = relative_keypoints(keypoints, source_keypoints)
-        frames, occlusion = render(renderer, ref, source_keypoints, keypoints, ctx.device, p.chunk, p.jacobians,
-                                   progress=lambda i, n: ctx.progress(i, n, "frames"))
-        return {"frames": frames, "occlusion": occlusion.astype(np.float32)}
+        for frames, occlusion in render_chunks(renderer, ref, source_keypoints, keypoints, ctx.device, p.chunk,
+                                               p.jacobians, progress=lambda i, n: ctx.progress(i, n, "frames")):
+            yield {"frames": frames, "occlusion": occlusion.astype(np.float32)}
 
 
 def _check_keypoints(kp: Keypoints, what: str) -> None:

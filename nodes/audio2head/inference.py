@@ -4,7 +4,7 @@ Images are uint8 (H, W, 3); keypoints are nodes.types.Keypoints ([-1, 1] coordin
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -120,20 +120,34 @@ def relative_keypoints(driving: Keypoints, source: Keypoints) -> Keypoints:
 def render(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoints, device: str = "cpu", chunk: int = 8,
            use_jacobians: bool = True, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Frames (T, H, W, 3) uint8 rendered from the reference, and the occlusion maps (T, h, w)."""
-    ref = image_tensor(reference[None]).to(device)
-    kp_s = {"value": torch.from_numpy(source.value[:1]).to(device), "jacobian": torch.from_numpy(source.jacobian[:1]).to(device)}
     n = len(driving.value)
     frames = np.empty((n, *reference.shape[:2], 3), np.uint8)
     occlusions = []
+    done = 0
+    for block, occ in render_chunks(renderer, reference, source, driving, device, chunk, use_jacobians, progress):
+        frames[done:done + len(block)] = block
+        occlusions.append(occ)
+        done += len(block)
+    return frames, np.concatenate(occlusions)
+
+
+@torch.no_grad()  # (torch keeps a generator's every step under no_grad)
+def render_chunks(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoints, device: str = "cpu",
+                  chunk: int = 8, use_jacobians: bool = True,
+                  progress: Progress | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`render` a chunk of `chunk` frames at a time: (frames, occlusion maps) per chunk, so a
+    long clip never holds all its frames (the same batches, so the same values)."""
+    ref = image_tensor(reference[None]).to(device)
+    kp_s = {"value": torch.from_numpy(source.value[:1]).to(device), "jacobian": torch.from_numpy(source.jacobian[:1]).to(device)}
+    n = len(driving.value)
     for i in range(0, n, chunk):
         j = slice(i, min(i + chunk, n))
         b = j.stop - j.start
         kp_d = {"value": torch.from_numpy(driving.value[j]).to(device), "jacobian": torch.from_numpy(driving.jacobian[j]).to(device)}
         out = renderer(ref.expand(b, -1, -1, -1), {k: v.expand(b, *v.shape[1:]) for k, v in kp_s.items()}, kp_d, use_jacobians)
-        frames[j] = (out["prediction"].clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+        frames = (out["prediction"].clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
         occ = out.get("occlusion_map")
-        occlusions.append(occ[:, 0].float().cpu().numpy() if occ is not None else np.ones((b, 1, 1), np.float32))
+        yield frames, occ[:, 0].float().cpu().numpy() if occ is not None else np.ones((b, 1, 1), np.float32)
         if progress:
             progress(j.stop, n)
-    return frames, np.concatenate(occlusions)
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
+from graphcore.stream import Chunks
 from nodes.ports import image_or_frames
 from nodes.types import CropTransform
 
@@ -81,25 +83,44 @@ class PasteBack(Node):
 
     category = "face"
     inputs = {
-        "crops": In("Frames", "(T, size, size, 3) in the crop's space"),
+        "crops": In("Frames", "(T, size, size, 3) in the crop's space", stream=True),
         "transform": In("CropTransform"),
         "image": In("Image", "one full frame for every crop", optional=True),
-        "frames": In("Frames", "the full frames, one per crop", optional=True),
-        "mask": In("Mask", "(T or 1, size, size) weight of the crop pixels", optional=True),
+        "frames": In("Frames", "the full frames, one per crop", optional=True, stream=True),
+        "mask": In("Mask", "(T or 1, size, size) weight of the crop pixels", optional=True, stream=True),
     }
-    outputs = {"frames": Out("Frames")}
+    outputs = {"frames": Out("Frames", stream=True)}
     exactly_one_of = (("image", "frames"),)
 
     class Params(BaseModel):
         feather: int = Field(0, ge=0, le=256, description="fade the crop's border over this many crop pixels")
 
-    def run(self, ctx: RunContext, crops: np.ndarray, transform: CropTransform, image: np.ndarray | None = None,
-            frames: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict[str, Any]:
+    def run(self, ctx: RunContext, crops: Chunks, transform: CropTransform, image: np.ndarray | None = None,
+            frames: Chunks | None = None, mask: Chunks | None = None) -> Iterator[dict[str, Any]]:
+        """Streams: a stored chunk of crops (and the frames and mask rows that go with it) at a time."""
         from nodes.face.crop import paste_back
 
-        originals = image_or_frames("PasteBack", image, frames)
-        try:
-            out = paste_back(crops, transform, originals, mask, self.params.feather)
-        except ValueError as e:
-            raise NodeError(f"PasteBack: {e}") from None
-        return {"frames": out}
+        if (image is None) == (frames is None):
+            raise NodeError("PasteBack: connect exactly one of the inputs `image` and `frames`")
+        t = len(crops)
+        if frames is not None and len(frames) not in (1, t):
+            raise NodeError(f"PasteBack: {len(frames)} original frames for {t} crops (give one, or one per crop)")
+        if mask is not None and len(mask) not in (1, t):
+            raise NodeError(f"PasteBack: mask {tuple(mask.shape)} does not match {t} crops")
+        one_frame = np.asarray(image)[None] if image is not None else frames[0:1] if len(frames) == 1 else None  # type: ignore[union-attr]
+        one_mask = mask[0:1] if mask is not None and len(mask) == 1 else None
+        if t == 0:
+            yield {"frames": np.empty((0, *transform.frame_size, 3), np.uint8)}
+            return
+        done = 0
+        for block in crops.chunks():
+            rows = slice(done, done + len(block))
+            originals = one_frame if one_frame is not None else frames.rows(rows.start, rows.stop)  # type: ignore[union-attr]
+            weights = one_mask if one_mask is not None or mask is None else mask.rows(rows.start, rows.stop)
+            try:
+                out = paste_back(block, transform, originals, weights, self.params.feather)
+            except ValueError as e:
+                raise NodeError(f"PasteBack: {e}") from None
+            done = rows.stop
+            yield {"frames": out}
+            ctx.progress(done, t, "pasting back")

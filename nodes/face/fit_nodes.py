@@ -1,6 +1,8 @@
 """Fit3DMM: the 3DMM fitted to landmarks (HDTF §3, eq. 2) — see nodes/face/fitting.py."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +86,17 @@ class Fit3DMM(Node):
         ctx.log(f"Fit3DMM: {len(lms)} frames, reprojection error mean {res.error.mean():.2f} px, max {res.error.max():.2f} px")
         coeffs = MorphCoeffs(shape=res.shape, expression=res.expression, pose=res.pose, error=res.error, image_size=size)
         return {"coeffs": coeffs, "error": res.error}
+
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """The image size the coefficients refer to (for the up-front resource check)."""
+        p = self.params
+        for port in ("frames", "image"):
+            shape = inputs.get(port, {}).get("shape")
+            if shape is not None:
+                h, w = shape[1:3] if port == "frames" else shape[:2]
+                return {"coeffs": {"image_size": (int(h), int(w))}}
+        return {"coeffs": {"image_size": (p.image_height, p.image_width)}} if p.image_width and p.image_height else {}
 
 
 def _image_size(frames, image, width: int, height: int) -> tuple[int, int]:

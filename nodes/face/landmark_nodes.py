@@ -7,7 +7,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
-from nodes.ports import image_or_frames
 
 
 class DetectLandmarks(Node):
@@ -24,7 +23,7 @@ class DetectLandmarks(Node):
     category = "face"
     inputs = {
         "image": In("Image", optional=True),
-        "frames": In("Frames", optional=True),
+        "frames": In("Frames", "read a chunk at a time", optional=True, stream=True),
     }
     outputs = {"landmarks": Out("Landmarks", "(T, 478, 3) float32 pixels")}
     exactly_one_of = (("image", "frames"),)
@@ -39,11 +38,13 @@ class DetectLandmarks(Node):
         beta: float = Field(0.1, ge=0, le=10, description="one_euro: cutoff increase in Hz per pixel/s of speed (higher: less lag)")
         fps: float = Field(25.0, gt=0, le=240, description="one_euro: frame rate of the frames")
 
-    def run(self, ctx: RunContext, image: np.ndarray | None = None, frames: np.ndarray | None = None) -> dict[str, Any]:
+    def run(self, ctx: RunContext, image: np.ndarray | None = None, frames: Any = None) -> dict[str, Any]:
         from nodes.face.landmarks import detect_landmarks, interpolate_missing, smooth_one_euro, smooth_savgol
 
         p = self.params
-        src = image_or_frames("DetectLandmarks", image, frames)
+        if (image is None) == (frames is None):
+            raise NodeError("DetectLandmarks: connect exactly one of the inputs `image` and `frames`")
+        src = np.asarray(image)[None] if image is not None else frames  # (frames: a lazy view, read chunk by chunk)
         if len(src) == 0:
             raise NodeError("DetectLandmarks: no frames to process")
         lms, found = detect_landmarks(src, tracking=p.tracking and image is None, min_confidence=p.min_confidence,

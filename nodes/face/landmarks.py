@@ -49,13 +49,15 @@ class FaceMeshDetector:
 
 def detect_landmarks(frames: np.ndarray, *, tracking: bool = True, min_confidence: float = 0.5,
                      progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks (T, 478, 3) float32 (NaN where no face) and a found mask (T,) for uint8 RGB frames."""
+    """Landmarks (T, 478, 3) float32 (NaN where no face) and a found mask (T,) for uint8 RGB frames
+    (an array, or a lazy graphcore.stream.Chunks view: read a stored chunk at a time)."""
     t = len(frames)
     out = np.full((t, N_POINTS, 3), np.nan, np.float32)
     found = np.zeros(t, bool)
     step = max(1, t // 100)
+    blocks = frames.chunks() if hasattr(frames, "chunks") else [frames]
     with FaceMeshDetector(tracking, min_confidence, min_confidence) as det:
-        for i, frame in enumerate(frames):
+        for i, frame in enumerate(f for block in blocks for f in block):
             pts = det.detect(frame)
             if pts is not None:
                 out[i], found[i] = pts, True

@@ -10,6 +10,7 @@ Heavy imports (torch, cv2, matplotlib) stay inside functions so listing nodes st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.stream import Chunks
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import bundled_face_model
@@ -104,15 +106,15 @@ class FlowVideoGenerator(Node):
     category = "hdtf"
     inputs = {
         "reference": In("Image", "the reference portrait"),
-        "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size"),
+        "flow": In("FlowField", "F_app per output frame (DenseFlowBuilder), at the reference's size", stream=True),
         "checkpoint": CheckpointInput(FLOW_VIDEO_GENERATOR),
     }
     outputs = {
-        "frames": Out("Frames", "the generated video frames"),
-        "foreground_mask": Out("Mask", "M_f at feature resolution"),
-        "matting_mask": Out("Mask", "M_m at feature resolution"),
-        "warped_reference": Out("Frames", "the reference warped by F_app, at feature resolution"),
-        "revised_flow": Out("FlowField", "F = F_app * M_f at feature resolution (pixels of that grid)"),
+        "frames": Out("Frames", "the generated video frames", stream=True),
+        "foreground_mask": Out("Mask", "M_f at feature resolution", stream=True),
+        "matting_mask": Out("Mask", "M_m at feature resolution", stream=True),
+        "warped_reference": Out("Frames", "the reference warped by F_app, at feature resolution", stream=True),
+        "revised_flow": Out("FlowField", "F = F_app * M_f at feature resolution (pixels of that grid)", stream=True),
     }
     missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
 
@@ -123,8 +125,10 @@ class FlowVideoGenerator(Node):
         official: OfficialMode = official_mode_field("BGR, absolute sampling grids, Gaussian+nearest downsampling, "
                                                      "align_corners=False zero-padded warps")
 
-    def run(self, ctx: RunContext, reference: np.ndarray, flow: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .inference import render_video
+    def run(self, ctx: RunContext, reference: np.ndarray, flow: Chunks,
+            checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
+        """Streams: `chunk` frames of every output per step, read from the flow as they are needed."""
+        from .inference import render_chunks
 
         p = self.params
         generator, export = load_checkpoint(self, ctx, "checkpoint", checkpoint,
@@ -133,13 +137,19 @@ class FlowVideoGenerator(Node):
         if flow.shape[1:3] != reference.shape[:2]:
             raise NodeError(f"FlowVideoGenerator: the flow is {flow.shape[2]}x{flow.shape[1]} but the reference image is "
                             f"{reference.shape[1]}x{reference.shape[0]}; build F_app for the reference image")
-        try:
-            out = render_video(generator, reference, flow, matting=p.matting, chunk=p.chunk, device=ctx.device, size=size,
-                               progress=lambda i, n: ctx.progress(i, n, "frames"))
-        except ValueError as exc:
-            raise NodeError(f"FlowVideoGenerator: {exc}") from None
-        return {"frames": out.frames, "foreground_mask": out.foreground_mask, "matting_mask": out.matting_mask,
-                "warped_reference": out.warped_reference, "revised_flow": out.flow}
+        if len(flow) == 0:
+            raise NodeError("FlowVideoGenerator: the flow has no frames")
+        parts = render_chunks(generator, reference, flow, matting=p.matting, chunk=p.chunk, device=ctx.device, size=size,
+                              progress=lambda i, n: ctx.progress(i, n, "frames"))
+        while True:
+            try:
+                out = next(parts)
+            except StopIteration:
+                return
+            except ValueError as exc:
+                raise NodeError(f"FlowVideoGenerator: {exc}") from None
+            yield {"frames": out.frames, "foreground_mask": out.foreground_mask, "matting_mask": out.matting_mask,
+                   "warped_reference": out.warped_reference, "revised_flow": out.flow}
 
 
 # --- training nodes ---
@@ -214,12 +224,12 @@ class FlowVideoFigure(Node):
 
     category = "hdtf/visualise"
     inputs = {
-        "flow": In("FlowField", "F_app"),
-        "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference"),
-        "foreground_mask": In("Mask", "FlowVideoGenerator.foreground_mask"),
-        "revised_flow": In("FlowField", "FlowVideoGenerator.revised_flow"),
-        "matting_mask": In("Mask", "FlowVideoGenerator.matting_mask"),
-        "frames": In("Frames", "FlowVideoGenerator.frames"),
+        "flow": In("FlowField", "F_app", stream=True),
+        "warped_reference": In("Frames", "FlowVideoGenerator.warped_reference", stream=True),
+        "foreground_mask": In("Mask", "FlowVideoGenerator.foreground_mask", stream=True),
+        "revised_flow": In("FlowField", "FlowVideoGenerator.revised_flow", stream=True),
+        "matting_mask": In("Mask", "FlowVideoGenerator.matting_mask", stream=True),
+        "frames": In("Frames", "FlowVideoGenerator.frames", stream=True),
     }
     outputs = {"image": Out("Image", "the figure")}
 
@@ -235,9 +245,10 @@ class FlowVideoFigure(Node):
         if t == 0:
             raise NodeError("FlowVideoFigure: the inputs hold no frames")
         ids = sorted({int(round(v)) for v in np.linspace(0, t - 1, self.params.frames_shown)})
-        grid = intermediates_grid({"F_app": flow, "warped I_ref": warped_reference, "M_f": foreground_mask,
-                                   "F = F_app * M_f": revised_flow, "M_m": matting_mask, "output": frames},
-                                  ids, self.params.tile)
+        columns = {"F_app": flow, "warped I_ref": warped_reference, "M_f": foreground_mask,
+                   "F = F_app * M_f": revised_flow, "M_m": matting_mask, "output": frames}
+        shown = {name: x[ids] for name, x in columns.items()}  # the inputs stream: only these frames are read
+        grid = intermediates_grid(shown, list(range(len(ids))), self.params.tile)
         save_png(ctx.resolve_path(self.params.path), grid)
         return {"image": grid}
 

@@ -1,13 +1,13 @@
 """Running the trained HDTF generators on whole clips (used by the nodes, evaluation and bench).
 
 `animate` maps audio features + the reference's fitted coefficients to per-frame MorphCoeffs.
-`render_video` runs the flow-guided video generator over a flow sequence in chunks: the
-reference is encoded once, each chunk of frames is processed and written into preallocated
-outputs, so working memory stays flat however long the audio is.
+`render_chunks` runs the flow-guided video generator over a flow sequence a chunk at a time
+(the reference encoded once), so working memory stays flat however long the audio is;
+`render_video` collects its chunks into whole arrays.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +73,34 @@ def render_video(generator, reference: np.ndarray, flow: np.ndarray, *, matting:
     `size`: process (and output) at size x size — the resolution the model was trained at —
     resizing the reference and the flows (vectors rescaled); None keeps the input size.
     """
+    fields = tuple(VideoOutputs.__dataclass_fields__)
+    t = flow.shape[0]
+    out: VideoOutputs | None = None
+    done = 0
+    for part in render_chunks(generator, reference, flow, matting=matting, chunk=chunk, device=device, size=size,
+                              progress=progress):
+        if out is None:  # preallocated once the first chunk shows the shapes
+            out = VideoOutputs(*(np.empty((t, *getattr(part, f).shape[1:]), getattr(part, f).dtype) for f in fields))
+        n = len(part.frames)
+        for f in fields:
+            getattr(out, f)[done:done + n] = getattr(part, f)
+        done += n
+    if out is None:  # no frames
+        h, w = (size, size) if size else reference.shape[:2]
+        fh, fw = h // generator.size_multiple, w // generator.size_multiple
+        out = VideoOutputs(np.empty((0, h, w, 3), np.uint8), np.empty((0, fh, fw), np.float32),
+                           np.empty((0, fh, fw), np.float32), np.empty((0, fh, fw, 3), np.uint8),
+                           np.empty((0, fh, fw, 2), np.float32))
+    return out
+
+
+def render_chunks(generator, reference: np.ndarray, flow, *, matting: bool = True, chunk: int = 8,
+                  device: str = "cpu", size: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[VideoOutputs]:
+    """`render_video` a chunk of `chunk` frames at a time: the reference is encoded once, each
+    chunk of flow is read (`flow` may be a lazy graphcore.stream.Chunks view), processed and
+    yielded, so memory stays flat however long the clip is. The same batches as
+    render_video, so the same values."""
     import cv2
     import torch
 
@@ -80,8 +108,8 @@ def render_video(generator, reference: np.ndarray, flow: np.ndarray, *, matting:
 
     if reference.ndim != 3 or reference.shape[2] != 3:
         raise ValueError(f"reference must be an RGB image (H, W, 3), got {reference.shape}")
-    if flow.ndim != 4 or flow.shape[1:3] != reference.shape[:2]:
-        raise ValueError(f"flow {flow.shape} does not match the reference image {reference.shape[:2]} (needs (T, H, W, 2))")
+    if flow.ndim != 4 or tuple(flow.shape[1:3]) != reference.shape[:2]:
+        raise ValueError(f"flow {tuple(flow.shape)} does not match the reference image {reference.shape[:2]} (needs (T, H, W, 2))")
     h, w = (size, size) if size else reference.shape[:2]
     m = generator.size_multiple
     if h % m or w % m:
@@ -90,29 +118,25 @@ def render_video(generator, reference: np.ndarray, flow: np.ndarray, *, matting:
         reference = cv2.resize(reference, (w, h), interpolation=cv2.INTER_AREA)
     t = flow.shape[0]
     fh, fw = h // m, w // m
-    out = VideoOutputs(
-        frames=np.empty((t, h, w, 3), np.uint8),
-        foreground_mask=np.empty((t, fh, fw), np.float32),
-        matting_mask=np.empty((t, fh, fw), np.float32),
-        warped_reference=np.empty((t, fh, fw, 3), np.uint8),
-        flow=np.empty((t, fh, fw, 2), np.float32),
-    )
     to_u8 = lambda x: (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
     pixels_per_unit = torch.tensor([(fw - 1) / 2.0, (fh - 1) / 2.0], device=device)
+    blocks = flow.chunks(chunk) if hasattr(flow, "chunks") else (flow[s:s + chunk] for s in range(0, t, chunk))
+    done = 0
     with torch.no_grad():
         ref = torch.from_numpy(np.ascontiguousarray(reference)).to(device).permute(2, 0, 1)[None].float() / 255.0
         encoded = generator.encode_reference(ref)
-        for s in range(0, t, chunk):
-            f = resize_flow(np.asarray(flow[s:s + chunk], np.float32), (h, w))
+        for block in blocks:
+            f = resize_flow(np.asarray(block, np.float32), (h, w))
             fn = pixel_flow_to_normalized(torch.from_numpy(f).to(device))
             r = generator(ref, fn, matting=matting, encoded=encoded)
-            e = s + f.shape[0]
-            out.frames[s:e] = to_u8(r["image"])
-            out.warped_reference[s:e] = to_u8(r["warped_reference"])
-            out.foreground_mask[s:e] = r["foreground_mask"][:, 0].float().cpu().numpy()
-            out.matting_mask[s:e] = r["matting_mask"][:, 0].float().cpu().numpy()
-            out.flow[s:e] = (r["flow"].permute(0, 2, 3, 1) * pixels_per_unit).float().cpu().numpy()
+            done += f.shape[0]
+            yield VideoOutputs(
+                frames=to_u8(r["image"]),
+                foreground_mask=r["foreground_mask"][:, 0].float().cpu().numpy(),
+                matting_mask=r["matting_mask"][:, 0].float().cpu().numpy(),
+                warped_reference=to_u8(r["warped_reference"]),
+                flow=(r["flow"].permute(0, 2, 3, 1) * pixels_per_unit).float().cpu().numpy(),
+            )
             if progress is not None:
-                progress(e, t)
-    return out
+                progress(done, t)
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise MediaError(f"{p}: not a readable image (unknown or corrupt format)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise MediaError(f"{p}: image could not be decoded ({e})") from None
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(H, W, 3) of what read_image returns, from the file's header only (nothing decoded)."""
+    from PIL import Image
+
+    with Image.open(_existing_file(path)) as im:
+        w, h = im.size
+        if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that turn the image on its side
+            w, h = h, w
+    return h, w, 3
 
 
 # ---------------------------------------------------------------------------------------
@@ -325,12 +337,18 @@ def read_video(
         if progress is not None:
             progress(done, max(total, done))
     frames = np.concatenate(chunks)
-    clip = None
-    if audio and info.has_audio:
-        clip = read_audio(path, sample_rate, warn=warn)
-        keep = int(round(len(frames) / info.fps * clip.sample_rate))
-        clip = AudioClip(clip.samples[:keep], clip.sample_rate)
+    clip = read_video_sound(path, info, len(frames), sample_rate, warn) if audio else None
     return Video(frames, info.fps, clip)
+
+
+def read_video_sound(path: str | os.PathLike, info: VideoInfo, n_frames: int, sample_rate: int = AUDIO_RATE,
+                     warn: Warn | None = None) -> AudioClip | None:
+    """The sound of a video cut to the duration of its first `n_frames` frames (None if it has none)."""
+    if not info.has_audio:
+        return None
+    clip = read_audio(path, sample_rate, warn=warn)
+    keep = int(round(n_frames / info.fps * clip.sample_rate))
+    return AudioClip(clip.samples[:keep], clip.sample_rate)
 
 
 def _even_pad(frames: np.ndarray) -> np.ndarray:
@@ -342,9 +360,16 @@ def _even_pad(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
 
 
+def _blocks(frames: Any, size: int) -> Iterator[np.ndarray]:
+    """Consecutive blocks of `size` frames of an array or a lazy view (read chunk by chunk)."""
+    if hasattr(frames, "chunks"):
+        return frames.chunks(size)
+    return (frames[i:i + size] for i in range(0, len(frames), size))
+
+
 def write_video(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: Any,  # an ndarray, or a lazy graphcore.stream.Chunks view
     fps: float = 25.0,
     audio: AudioClip | None = None,
     *,
@@ -358,11 +383,15 @@ def write_video(
     long as the shorter stream: n = min(T, frame_count(audio)) frames are kept and the sound is
     cut to n / fps seconds (it is never padded). The file is written under a temporary name and
     renamed when complete, so a failure never leaves a truncated video at `path`.
+
+    `frames` may be a lazy view (graphcore.stream.Chunks): it is encoded as its chunks are
+    read, never held whole; the file is the same as from the array.
     """
     import av
 
     p = Path(path)
-    frames = np.asarray(frames)
+    if not hasattr(frames, "chunks"):
+        frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise MediaError(f"{p}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if not (fps > 0 and math.isfinite(fps)):
@@ -387,8 +416,8 @@ def write_video(
                 astream.bit_rate = int(audio_bitrate)
                 sound = np.asarray(audio.samples, dtype=np.float32)[: int(round(n / fps * audio.sample_rate))]
             sent = 0  # audio samples muxed so far: interleave sound with the frames it goes with
-            for i0 in range(0, n, 32):
-                chunk = _even_pad(frames[i0:min(i0 + 32, n)])
+            for i0, block in zip(range(0, n, 32), _blocks(frames, 32)):
+                chunk = _even_pad(block[:n - i0])
                 for j, img in enumerate(chunk):
                     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
                     vf.pts = i0 + j

@@ -4,12 +4,15 @@ Thin wrappers over nodes/io/media.py (which trainers and dataset tools use direc
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, Out, OutputFile, RunContext
+from graphcore.stream import Chunks
 from nodes.io import media
 from nodes.types import AudioClip
 
@@ -25,6 +28,10 @@ class LoadImage(Node):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         return {"image": media.read_image(ctx.resolve_path(self.params.path))}
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """The image's shape from its file's header (for the up-front resource check)."""
+        return {"image": {"shape": media.image_shape(resolve(self.params.path))}}
 
 
 class ImageToFrames(Node):
@@ -66,7 +73,7 @@ class LoadVideo(Node):
 
     category = "io"
     outputs = {
-        "frames": Out("Frames"),
+        "frames": Out("Frames", stream=True),
         "audio": Out("Audio"),
         "fps": Out("Scalar", "average frame rate of the video stream"),
     }
@@ -78,17 +85,23 @@ class LoadVideo(Node):
         height: int = Field(0, ge=0, le=8192, description="resize to this height (0: keep, or follow width's aspect)")
         sample_rate: int = Field(media.AUDIO_RATE, ge=8000, le=192000, description="sample rate of the audio output")
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def run(self, ctx: RunContext) -> Iterator[dict[str, Any]]:
+        """Streams the frames as they are decoded (media.read_video's steps, chunk by chunk)."""
         p = self.params
         path = ctx.resolve_path(p.path)
-        video = media.read_video(path, max_frames=p.max_frames or None, width=p.width, height=p.height,
-                                 sample_rate=p.sample_rate, progress=lambda i, n: ctx.progress(i, n, "decoding frames"),
-                                 warn=ctx.log)
-        frames, audio = video.frames, video.audio
+        info = media.probe_video(path)
+        total = p.max_frames or info.frames
+        count = 0
+        for chunk in media.iter_video_frames(path, max_frames=p.max_frames or None, warn=ctx.log,
+                                             size=media.scaled_size(info.width, info.height, p.width, p.height)):
+            count += len(chunk)
+            yield {"frames": chunk}
+            ctx.progress(count, max(total, count), "decoding frames")
+        audio = media.read_video_sound(path, info, count, p.sample_rate, warn=ctx.log)
         if audio is None:
             ctx.log(f"{path.name} has no sound: the audio output is silence of the video's length")
-            audio = AudioClip(np.zeros(int(round(len(frames) / video.fps * p.sample_rate)), np.float32), p.sample_rate)
-        return {"frames": frames, "audio": audio, "fps": float(video.fps)}
+            audio = AudioClip(np.zeros(int(round(count / info.fps * p.sample_rate)), np.float32), p.sample_rate)
+        yield {"audio": audio, "fps": float(info.fps)}
 
 
 class SaveVideo(Node):
@@ -100,7 +113,7 @@ class SaveVideo(Node):
 
     category = "io"
     inputs = {
-        "frames": In("Frames"),
+        "frames": In("Frames", "encoded as its chunks are read", stream=True),
         "audio": In("Audio", "sound to mux", optional=True),
         "fps": In("Scalar", "frame rate (overrides the fps parameter)", optional=True),
     }
@@ -114,7 +127,7 @@ class SaveVideo(Node):
             "medium", description="x264 speed/size trade-off")
         audio_bitrate: int = Field(128_000, ge=16_000, le=512_000, description="AAC bit rate in bit/s")
 
-    def run(self, ctx: RunContext, frames: np.ndarray, audio: AudioClip | None = None, fps: float | None = None) -> dict[str, Any]:
+    def run(self, ctx: RunContext, frames: Chunks, audio: AudioClip | None = None, fps: float | None = None) -> dict[str, Any]:
         p = self.params
         path = ctx.resolve_path(p.path)
         rate = float(fps) if fps is not None else p.fps

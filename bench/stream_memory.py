@@ -1,0 +1,178 @@
+"""Flat memory in clip length: the streamed chain ToyCoeffs -> DenseFlowBuilder -> WarpImage ->
+SaveVideo (tests/stream_nodes.py gives the coefficients and the portrait) against the same
+workflow run whole in memory (`run_graph(stream=False)`: the same keys and bytes), each run
+in a fresh process, across clip lengths.
+
+Per run it measures the peak resident memory above what the process held before the run
+started (VmHWM after resetting it, Linux) and the wall time per frame. Prints, per length,
+both peaks, the whole-array bytes of the chain's values (flow + regions + frames), and the
+ratios the issue asks for: streamed peak at N / at the shortest length (target <= 1.3x),
+streamed time per frame at N / at the shortest (target <= 1.2x), streamed / whole peak.
+
+    PYTHONPATH=$PWD python bench/stream_memory.py [--size 128] [--frames 250,1000,4000] [--hdtf 10,40]
+
+`--hdtf` first runs workflows/hdtf.yaml the same way on the bundled speech repeated to each
+length (the issue's full 30 s / 3 min / 10 min comparison needs a quiet machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # before bench/ itself: bench/nodes.py would shadow the nodes package
+PLUGIN = ROOT / "tests" / "stream_nodes.py"
+WORKFLOW = """
+version: 1
+nodes:
+  portrait: {{type: ToyPortrait, params: {{size: {size}}}}}
+  reference: {{type: ToyCoeffs, params: {{n: 1, size: {size}}}}}
+  driving: {{type: ToyCoeffs, params: {{n: {frames}, size: {size}}}}}
+  fapp: {{type: DenseFlowBuilder, inputs: {{reference: reference.coeffs, driving: driving.coeffs}}}}
+  warp: {{type: WarpImage, inputs: {{image: portrait.image, flow: fapp.flow}}}}
+  save: {{type: SaveVideo, params: {{path: out.mp4, preset: ultrafast}}, inputs: {{frames: warp.frames}}}}
+"""
+
+
+def whole_bytes(frames: int, size: int) -> int:
+    """What the chain's values take whole: flow (float32 x2), regions (float32), frames (uint8 x3)."""
+    return frames * size * size * (8 + 4 + 3)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def speech_of(seconds: float, path: Path) -> None:
+    """The bundled speech sample repeated to `seconds` (for hdtf.yaml on longer clips)."""
+    import soundfile as sf
+
+    x, rate = sf.read(ROOT / "assets" / "samples" / "speech.wav", dtype="float32")
+    n = int(seconds * rate)
+    sf.write(path, np.resize(x, n), rate)
+
+
+def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, hdtf: float = 0.0) -> dict:
+    """One run in this (fresh) process; returns the figures. `hdtf`: run workflows/hdtf.yaml
+    on that many seconds of speech instead of the toy chain."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import graphcore.arrayio as arrayio
+    from graphcore.cache import CacheStore
+    from graphcore.loader import load_workflow
+    from graphcore.registry import build_registry
+    from graphcore.scheduler import run_graph
+    from graphcore.validation import check_workflow_file, compile_workflow
+
+    if chunk_bytes:
+        arrayio.TARGET_CHUNK_BYTES = chunk_bytes
+    if hdtf:
+        registry = build_registry(env=False)
+        speech = Path(folder) / "speech.wav"
+        speech_of(hdtf, speech)
+        frames = int(round(hdtf * 25))
+        sets = [f"speech.path={speech}"] + [f"{n}.path={Path(folder) / f}" for n, f in
+                                             (("save", "hdtf.mp4"), ("fig9", "fig9.png"), ("fig8", "fig8.png"))]
+        wf, problems = check_workflow_file(ROOT / "workflows" / "hdtf.yaml", registry, sets)
+        if problems or wf is None:
+            raise SystemExit(f"hdtf.yaml: {problems}")
+        graph = compile_workflow(wf, registry, validated=True)
+        size = int(graph.nodes["video"].params.size or 256)
+    else:
+        wf_path = Path(folder) / "wf.yaml"
+        wf_path.write_text(WORKFLOW.format(size=size, frames=frames))
+        registry = build_registry([PLUGIN], env=False)
+        graph = compile_workflow(load_workflow(wf_path), registry)
+    import torch  # noqa: F401
+
+    import nodes.face.flow
+    import nodes.warp  # noqa: F401
+
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    before = _status_kib("VmRSS")
+    start = time.perf_counter()
+    report = run_graph(graph, cache=CacheStore(Path(folder) / "cache"), stream=stream)
+    seconds = time.perf_counter() - start
+    if not report.ok:
+        raise SystemExit(f"run failed: {report.errors}")
+    peak = _status_kib("VmHWM")
+    return {"frames": frames, "size": size, "stream": stream, "workflow": "hdtf.yaml" if hdtf else "toy chain", "before_mib": before / 1024,
+            "peak_above_mib": (peak - before) / 1024, "seconds": seconds, "per_frame_ms": 1000 * seconds / frames,
+            "whole_mib": None if hdtf else whole_bytes(frames, size) / 2**20}
+
+
+def measure(frames: int, size: int, stream: bool, chunk_bytes: int = 0, hdtf: float = 0.0) -> dict:
+    """`child` in a fresh interpreter (its own peak), in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="stream-bench-") as folder:
+        cmd = [sys.executable, __file__, "--child", "--frames", str(frames), "--size", str(size),
+               "--chunk-bytes", str(chunk_bytes), "--folder", folder, "--hdtf-seconds", str(hdtf)] + \
+              ([] if stream else ["--whole"])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--frames", default="250,1000,4000")
+    ap.add_argument("--chunk-bytes", type=int, default=0, help="storage chunk target (0: the engine's 32 MiB)")
+    ap.add_argument("--hdtf", default="", help="also workflows/hdtf.yaml on these seconds of speech, e.g. 10,40")
+    ap.add_argument("--hdtf-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--folder", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(int(args.frames), args.size, not args.whole, args.chunk_bytes, args.folder,
+                               args.hdtf_seconds)))
+        return 0
+    if args.hdtf:
+        print(f"workflows/hdtf.yaml on the bundled speech repeated; load average {os.getloadavg()[0]:.2f}")
+        runs = []
+        for seconds in (float(x) for x in args.hdtf.split(",")):
+            s, w = (measure(0, 0, mode, args.chunk_bytes, seconds) for mode in (True, False))
+            runs.append((s, w))
+            print(f"{seconds:>6.0f} s ({s['frames']} frames): peak streamed {s['peak_above_mib']:.0f} MiB, whole "
+                  f"{w['peak_above_mib']:.0f} MiB ({s['peak_above_mib'] / w['peak_above_mib']:.2f}x); ms/frame "
+                  f"streamed {s['per_frame_ms']:.1f}, whole {w['per_frame_ms']:.1f}", flush=True)
+        for s, w in runs[1:]:
+            print(f"{s['frames']} vs {runs[0][0]['frames']} frames: streamed peak "
+                  f"{s['peak_above_mib'] / runs[0][0]['peak_above_mib']:.2f}x, whole peak "
+                  f"{w['peak_above_mib'] / runs[0][1]['peak_above_mib']:.2f}x; streamed time per frame "
+                  f"{s['per_frame_ms'] / runs[0][0]['per_frame_ms']:.2f}x")
+    lengths = [int(n) for n in args.frames.split(",")]
+    print(f"chain ToyCoeffs -> DenseFlowBuilder -> WarpImage -> SaveVideo at {args.size}x{args.size}; "
+          f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    print(f"{'frames':>7} {'whole values':>13} {'peak streamed':>14} {'peak whole':>11} {'stream/whole':>12} "
+          f"{'ms/frame str':>12} {'ms/frame whole':>14}")
+    rows = []
+    for n in lengths:
+        s, w = measure(n, args.size, True, args.chunk_bytes), measure(n, args.size, False, args.chunk_bytes)
+        rows.append((s, w))
+        print(f"{n:>7} {s['whole_mib']:>9.0f} MiB {s['peak_above_mib']:>10.0f} MiB {w['peak_above_mib']:>7.0f} MiB "
+              f"{s['peak_above_mib'] / max(w['peak_above_mib'], 1e-9):>11.2f}x {s['per_frame_ms']:>12.2f} "
+              f"{w['per_frame_ms']:>14.2f}", flush=True)
+    s0 = rows[0][0]
+    for s, w in rows[1:]:
+        print(f"{s['frames']} vs {s0['frames']} frames: streamed peak {s['peak_above_mib'] / max(s0['peak_above_mib'], 1e-9):.2f}x "
+              f"(target <= 1.3x), whole peak {w['peak_above_mib'] / max(rows[0][1]['peak_above_mib'], 1e-9):.2f}x; "
+              f"streamed time per frame {s['per_frame_ms'] / s0['per_frame_ms']:.2f}x (target <= 1.2x)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
