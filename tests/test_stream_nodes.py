@@ -94,21 +94,30 @@ def test_flow_warp_encode_streamed_matches_the_whole_array_functions(tmp_path, r
 
 
 def test_a_portrait_too_large_for_memory_is_refused_before_running(tmp_path):
-    """The up-front resource check: hdtf.yaml with a 2000x2000 portrait under a 1 GiB limit
-    names DenseFlowBuilder, its estimate and what to do; the bundled portrait passes."""
+    """The up-front resource check: an 8000x8000 portrait is loaded at the workflows' working
+    resolution (LoadImage max_side 512), and with that turned off, hdtf.yaml and
+    memorygan_image.yaml are refused before running, naming the nodes, their estimates and
+    what to do."""
     from engine_helpers import ROOT, graphrun, subprocess_env
     from PIL import Image
 
-    Image.fromarray(np.full((2000, 2000, 3), 90, np.uint8)).save(tmp_path / "big.png")
-    env = subprocess_env(GRAPHRUN_MEMORY_LIMIT="1G")
-    wf = ROOT / "workflows" / "hdtf.yaml"
-    res = graphrun("validate", wf, "--set", f"portrait.path={tmp_path / 'big.png'}", env=env)
+    Image.fromarray(np.full((8000, 8000, 3), 90, np.uint8)).save(tmp_path / "big.png")
+    env = subprocess_env(GRAPHRUN_MEMORY_LIMIT="16G")
+    big = f"portrait.path={tmp_path / 'big.png'}"
+    for name in ("hdtf.yaml", "memorygan_image.yaml", "audio2head.yaml"):
+        ok = graphrun("validate", ROOT / "workflows" / name, "--set", big, env=env)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+    res = graphrun("validate", ROOT / "workflows" / "hdtf.yaml", "--set", big, "--set", "portrait.max_side=0", env=env)
     assert res.returncode == 2, res.stdout + res.stderr
     out = " ".join((res.stdout + res.stderr).split())
-    assert "node 'fapp': DenseFlowBuilder would need ~1.3 GiB of memory here, more than the 1.0 GiB available" in out
-    assert "2000x2000: load the portrait at the working resolution" in out and "nothing was run" in out
-    ok = graphrun("validate", wf, env=env)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "node 'fapp': DenseFlowBuilder would need ~20.3 GiB of memory here, more than the 16.0 GiB available" in out
+    assert "8000x8000: load the portrait at the working resolution (LoadImage's max_side" in out and "nothing was run" in out
+    res = graphrun("validate", ROOT / "workflows" / "memorygan_image.yaml", "--set", big, "--set", "portrait.max_side=0",
+                   env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    out = " ".join((res.stdout + res.stderr).split())
+    assert "node 'render': Render3DMM would need ~92.3 GiB" in out and "node 'refine': MemoryGAN would need ~52.2 GiB" in out
+    assert "rendered at the target's size, 8000x8000" in out and "2 problems found; nothing was run" in out
 
 
 YI_CHAIN = """

@@ -10,7 +10,8 @@ HeadPoseSimilarity is the HS metric of §4.4. Heavy imports stay inside function
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +27,24 @@ from nodes.types import FeatureSeq, MorphCoeffs
 from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
+
+# Peak memory per pixel of a frame being worked on, measured (peak RSS of a fresh process running
+# the node on `chunk` frames of 512-2048 px): Render3DMM 83-95 B, MemoryGAN 74-85 B; plus one
+# 32 MiB storage-chunk buffer per streamed output (the up-front resource check).
+RENDER_BYTES_PER_PIXEL_FRAME, REFINE_BYTES_PER_PIXEL_FRAME, STORAGE_BUFFER = 96, 86, 32 << 20
+
+
+def _frame_size(facts: Mapping[str, Any], frames: bool = False) -> tuple[int, int] | None:
+    """(h, w) from an input's resource-check facts: an image's or frames' shape, or image_size."""
+    if facts.get("image_size"):
+        return tuple(int(v) for v in facts["image_size"])  # type: ignore[return-value]
+    shape = facts.get("shape")
+    if shape is None:
+        return None
+    return (int(shape[1]), int(shape[2])) if frames else (int(shape[0]), int(shape[1]))
+
+
+_WORKING_SIZE = "load the portrait at the working resolution (LoadImage's max_side, e.g. --set portrait.max_side=512)"
 
 
 def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
@@ -113,6 +132,26 @@ class Render3DMM(Node):
         lighting_frames: int = Field(16, ge=1, le=1000, description="target frames the lighting and albedo are fitted on")
         chunk: int = Field(16, ge=1, le=1024, description="frames rendered at once")
 
+    def _size(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, int] | None:
+        return (_frame_size(inputs.get("target_image", {})) or _frame_size(inputs.get("target_frames", {}), frames=True)
+                or _frame_size(inputs.get("target_coeffs", {})))
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """The frames come out at the target's size (for the up-front resource check)."""
+        size = self._size(inputs)
+        return {"frames": {"image_size": size}} if size else {}
+
+    def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
+        """`chunk` frames rendered at the target's size, and the three streamed outputs' buffers;
+        nothing grows with the clip's length (it streams)."""
+        size = self._size(inputs)
+        if not size:
+            return None
+        h, w = size
+        need = self.params.chunk * h * w * RENDER_BYTES_PER_PIXEL_FRAME + 3 * max(STORAGE_BUFFER, 4 * h * w)
+        return need, (f"the frames are rendered at the target's size, {w}x{h}: {_WORKING_SIZE}, "
+                      f"or lower `chunk` (now {self.params.chunk})")
+
     def run(self, ctx: RunContext, coeffs: MorphCoeffs, target_coeffs: MorphCoeffs, target_frames: np.ndarray | None = None,
             target_image: np.ndarray | None = None, model: Any = None) -> Iterator[dict[str, Any]]:
         """Streams the frames, masks and backgrounds, `chunk` frames at a time."""
@@ -186,6 +225,17 @@ class MemoryGAN(Node):
         size: int = Field(0, ge=0, le=4096, description="processing size; 0: the size the model was trained at")
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
         official: OfficialMode = official_mode_field("the memory's key encoder reads ImageNet-normalised frames")
+
+    def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
+        """`chunk` frames (and two of context) at the rendered frames' size, the input's and the
+        three streamed outputs' buffers; nothing grows with the clip's length (it streams)."""
+        size = _frame_size(inputs.get("rendered", {}), frames=True)
+        if not size:
+            return None
+        h, w = size
+        need = (self.params.chunk + 2) * h * w * REFINE_BYTES_PER_PIXEL_FRAME + 4 * max(STORAGE_BUFFER, 4 * h * w)
+        return need, (f"the frames are refined back at the rendered size, {w}x{h}: {_WORKING_SIZE}, "
+                      f"or lower `chunk` (now {self.params.chunk})")
 
     def run(self, ctx: RunContext, rendered: Chunks, checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
         """Streams: one pass over the rendered frames retrieves the identities (kept: a feature
