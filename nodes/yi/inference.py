@@ -15,13 +15,16 @@ from nodes.types import MorphCoeffs
 from . import memory_gan
 
 
+ENCODER_CHUNK = 256  # MFCC windows per CNN pass: memory flat in clip length, the same values (tested)
+
+
 @torch.no_grad()
 def predict_coeffs(model, mfcc: np.ndarray, target: MorphCoeffs, *, predict_pose: bool = True,
                    device: str = "cpu") -> MorphCoeffs:
     """§3.2 at test time: expression and pose per frame of the audio, around the target's mean pose,
     with the target's identity. predict_pose=False keeps the mean pose (the §4.2 ablation)."""
     x = torch.as_tensor(np.asarray(mfcc, np.float32), device=device)[None]
-    exp, delta = model(x)
+    exp, delta = model(x, chunk=ENCODER_CHUNK)
     exp = exp[0].cpu().numpy().clip(0, 1.5)  # the fitted expression box of nodes/face/model.py
     rest = np.asarray(target.pose, np.float32).mean(0)
     delta = delta[0].cpu().numpy() if predict_pose else np.zeros((len(exp), 6), np.float32)
