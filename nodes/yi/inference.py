@@ -14,7 +14,6 @@ from nodes.types import MorphCoeffs
 
 from . import memory_gan
 
-
 ENCODER_CHUNK = 256  # MFCC windows per CNN pass: memory flat in clip length, the same values (tested)
 
 
