@@ -61,6 +61,17 @@ def test_other_rates_and_forced_count():
     assert F.audio_features(x, 44100, "mel", num_frames=50).shape == (50, 16, 80)  # padded at the end
 
 
+def test_spectra_in_row_blocks_give_the_same_bytes(monkeypatch):
+    """A long clip's spectra are computed ROW_BLOCK rows at a time (flat memory): the same
+    features, bit for bit, as one pass over all rows."""
+    x = sine(180, 3.0) * np.linspace(0.2, 1, 3 * SR, dtype=np.float32)
+    monkeypatch.setattr(F, "ROW_BLOCK", 37)
+    blocks = {v: F.audio_features(x, SR, v) for v in ("mfcc_window", "a2h", "mfcc_pitch")}
+    monkeypatch.setattr(F, "ROW_BLOCK", 10**9)
+    for variant, got in blocks.items():
+        assert got.tobytes() == F.audio_features(x, SR, variant).tobytes(), variant
+
+
 def test_prefix_gives_the_same_rows():
     """Frames well inside a shorter clip equal those of the longer clip (odd lengths included)."""
     x = sine(180, 2.0) * np.linspace(0.2, 1, 2 * SR, dtype=np.float32)

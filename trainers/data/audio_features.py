@@ -68,6 +68,7 @@ MEL_HOP, MEL_WIN, MEL_BINS, MEL_STEP = 200, 800, 80, 16
 MEL_RATE = SAMPLE_RATE // MEL_HOP  # 80 rows per second
 YIN_FRAME, F0_MIN, F0_MAX, YIN_THRESHOLD, VOICED_FLOOR_DB = 1024, 60.0, 500.0, 0.15, -40.0
 EPS = np.finfo(np.float64).eps
+ROW_BLOCK = 4096  # spectrum rows computed at once (~40 s of audio): memory flat in clip length
 
 Variant = Literal["mfcc_pitch", "a2h", "mel", "mfcc_window", "mfcc80_window", "phonetic"]
 # phonetic: trainers/data/phonetic.py (FEATURE_DIM), free recognition; computed there, listed here so
@@ -133,14 +134,19 @@ def _dct_ortho(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def mfcc_fbank_rows(x: np.ndarray, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
-    """HTK-style MFCC (N, 13) and log mel-filterbank energies (N, 26) at 100 rows/s."""
-    frames = centred_frames(preemphasis(x), WIN, HOP) * np.hamming(WIN)
-    power = np.abs(sfft.rfft(frames, N_FFT)) ** 2 / N_FFT
-    energies = power @ mel_filterbank(sr, N_FFT, N_FBANK, 0.0, sr / 2).T
-    logfbank = np.log(np.maximum(energies, EPS))
-    mfcc = _dct_ortho(logfbank, N_MFCC)
-    mfcc *= 1.0 + (LIFTER / 2.0) * np.sin(np.pi * np.arange(N_MFCC) / LIFTER)
-    mfcc[:, 0] = np.log(np.maximum(power.sum(axis=1), EPS))
+    """HTK-style MFCC (N, 13) and log mel-filterbank energies (N, 26) at 100 rows/s. Rows are
+    independent: the spectra are computed ROW_BLOCK rows at a time, so a long clip never holds
+    all of them (the same values as one pass: tested)."""
+    frames = centred_frames(preemphasis(x), WIN, HOP)  # a view
+    bank = mel_filterbank(sr, N_FFT, N_FBANK, 0.0, sr / 2).T
+    mfcc, logfbank = np.empty((len(frames), N_MFCC)), np.empty((len(frames), N_FBANK))
+    for i in range(0, len(frames), ROW_BLOCK):
+        power = np.abs(sfft.rfft(frames[i:i + ROW_BLOCK] * np.hamming(WIN), N_FFT)) ** 2 / N_FFT
+        logfbank[i:i + ROW_BLOCK] = np.log(np.maximum(power @ bank, EPS))
+        block = _dct_ortho(logfbank[i:i + ROW_BLOCK], N_MFCC)
+        block *= 1.0 + (LIFTER / 2.0) * np.sin(np.pi * np.arange(N_MFCC) / LIFTER)
+        block[:, 0] = np.log(np.maximum(power.sum(axis=1), EPS))
+        mfcc[i:i + ROW_BLOCK] = block
     return mfcc, logfbank
 
 
