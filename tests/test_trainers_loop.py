@@ -230,6 +230,9 @@ def test_init_from_a_training_state_continues_its_optimisers(tmp_path):
     assert state["step"] == 5
     for opt in ("opt_g", "opt_d"):  # Adam's moments and step counts went on from the 20 steps of run a
         assert {int(s["step"]) for s in state[opt]["state"].values()} == {25}
+    fit(LinearGanTask(), _cfg(steps=2, lr_g=0.01, init=str(tmp_path / "a" / "last.pt")), tmp_path / "c")
+    groups = load_checkpoint(tmp_path / "c" / "last.pt")["opt_g"]["param_groups"]
+    assert [g["lr"] for g in groups] == [0.01]  # this run's learning rate, not the one saved with the moments
 
 
 def test_init_is_part_of_the_run_it_starts(tmp_path):

@@ -265,6 +265,12 @@ class Trainer:
         self.step, self.wall_s = int(state["step"]), float(state["wall_s"])
         self.log(f"resumed {t.name} from {path} at step {self.step}")
 
+    def _set_hyperparameters(self) -> None:
+        c = self.cfg
+        for opt, lr in ((self.opt_g, c.lr_g), (self.opt_d, c.lr_d)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"], group["betas"] = lr, c.betas
+
     def _initialise(self, path: Path) -> None:
         """Start from the weights (and, from a training state, the discriminator and optimiser
         moments) of another run of the same task and model config."""
@@ -290,6 +296,7 @@ class Trainer:
             if self.opt_d is not None and state.get("opt_d") is not None:
                 self.opt_d.load_state_dict(state["opt_d"])
                 parts.append("discriminator optimiser")
+            self._set_hyperparameters()  # the moments carry over; this run's learning rates and betas apply
         self.log(f"{t.name}: initialised the {', '.join(parts)} from {path} (step {state.get('step')} of that run)")
 
     def _difference(self, state: dict[str, Any]) -> str:
