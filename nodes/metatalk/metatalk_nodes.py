@@ -210,7 +210,7 @@ class TrainA2E(Node):
 
     category = "metatalk/train"
     inputs = {
-        "dataset": In("String", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
+        "dataset": In("Path", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
         "features": In("AudioFeatures", "mfcc80_window features of the target video's own sound", optional=True),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video (with `features`)", optional=True),
     }
