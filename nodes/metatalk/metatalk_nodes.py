@@ -25,7 +25,6 @@ from nodes.types import FeatureSeq, MorphCoeffs
 from .models import A2E as A2E_SPEC
 from .models import NEURAL_FACE_RENDERER
 
-MFCC_SHAPE = (28, 80)
 # validation names the trainer when a bundled checkpoint is missing (e.g. not trained yet)
 MISSING = "bundled checkpoint (made by workflows/train_metatalk.yaml; or set `checkpoint`)"
 
@@ -40,9 +39,13 @@ def loop_index(n: int, length: int) -> np.ndarray:
     return np.where(period < n, period, 2 * n - 2 - period).astype(np.int64)
 
 
-def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
-    if features.data.ndim != 3 or features.data.shape[1:] != MFCC_SHAPE:
-        raise NodeError(f"{node} needs 28x80 MFCC blocks (AudioFeatures variant mfcc80_window), "
+def _check_audio(node: str, features: FeatureSeq, feature: str = "mfcc80_window") -> np.ndarray:
+    """The features' array if they are `feature`'s per-frame shape (28x80 MFCC blocks or 44-D phonetic)."""
+    from trainers.data.audio_features import SHAPES
+
+    want = SHAPES[feature]
+    if features.data.shape[1:] != tuple(want):
+        raise NodeError(f"{node} needs AudioFeatures variant {feature} ({' x '.join(map(str, want))} per frame), "
                         f"got variant {features.variant!r} shaped {features.data.shape}")
     return features.data
 
@@ -65,7 +68,8 @@ class A2E(Node):
 
     category = "metatalk"
     inputs = {
-        "features": In("AudioFeatures", "mfcc80_window features of the driving speech (T, 28, 80)"),
+        "features": In("AudioFeatures", "features of the driving speech: mfcc80_window (T, 28, 80), or phonetic (T, 44) "
+                                        "for a checkpoint trained with TrainA2E feature=phonetic"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its face crops)"),
         "checkpoint": CheckpointInput(A2E_SPEC, label=MISSING),
     }
@@ -80,20 +84,20 @@ class A2E(Node):
 
         from .a2e import frame_windows
 
-        mfcc = _check_mfcc("A2E", features)
         if len(target.expression) == 0:
             raise NodeError("A2E: the target coefficients have no frames")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        audio = _check_audio("A2E", features, model.cfg.feature)
         if model.cfg.expression_dim != target.expression.shape[1]:
             raise NodeError(f"A2E: the checkpoint predicts {model.cfg.expression_dim} expression coefficients, "
                             f"the target has {target.expression.shape[1]}")
         ctx.log(f"A2E: {export['step']} training steps on {export.get('data', {}).get('pairs', '?')} pseudo pairs")
         with torch.no_grad():
-            x = torch.from_numpy(mfcc).to(ctx.device)
+            x = torch.from_numpy(np.asarray(audio, np.float32)).to(ctx.device)
             expression = torch.cat([model(frame_windows(x, model.cfg.window)[i:i + 256]) for i in range(0, len(x), 256)])
-        idx = loop_index(len(target.pose), len(mfcc))
+        idx = loop_index(len(target.pose), len(audio))
         coeffs = MorphCoeffs(np.asarray(target.shape, np.float32), expression.cpu().numpy().astype(np.float32),
-                             np.asarray(target.pose, np.float32)[idx], np.zeros(len(mfcc), np.float32), tuple(target.image_size))
+                             np.asarray(target.pose, np.float32)[idx], np.zeros(len(audio), np.float32), tuple(target.image_size))
         return {"coeffs": coeffs}
 
 
@@ -211,7 +215,7 @@ class TrainA2E(Node):
     category = "metatalk/train"
     inputs = {
         "dataset": In("String", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
-        "features": In("AudioFeatures", "mfcc80_window features of the target video's own sound", optional=True),
+        "features": In("AudioFeatures", "features (the `feature` param's variant) of the target video's own sound", optional=True),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video (with `features`)", optional=True),
     }
     outputs = train_outputs(A2E_SPEC)
@@ -221,6 +225,11 @@ class TrainA2E(Node):
         batch_size: int = Field(32, ge=1, le=4096)
         lr_g: float = Field(1e-3, gt=0, le=1)
         split: str = Field("all", description="dataset split to train on: train, val, test or all")
+        feature: Literal["mfcc80_window", "phonetic"] = Field(
+            "mfcc80_window", description="audio input: the paper's 28x80 MFCC blocks, or phonetic features (44 per frame, "
+                                         "speaker-independent: docs/lipsync.md; an option, not the paper)")
+        network: Literal["table1", "audiodvp"] = Field(
+            "table1", description="MetaTalk's deep A2E (Table 1) or Table 3's baseline: AudioDVP's shallow A2E")
 
     def run(self, ctx: RunContext, dataset: str, features: FeatureSeq | None = None,
             coeffs: MorphCoeffs | None = None) -> dict[str, Any]:
@@ -231,13 +240,14 @@ class TrainA2E(Node):
             raise NodeError("TrainA2E: connect both `features` and `coeffs` of the target video, or neither")
 
         def task() -> A2ETask:
-            pairs, data = load_pseudo_pairs(dataset_path(ctx, dataset, "TrainA2E"), None if p.split == "all" else p.split)
+            pairs, data = load_pseudo_pairs(dataset_path(ctx, dataset, "TrainA2E"), None if p.split == "all" else p.split,
+                                            p.feature)
             if features is not None and coeffs is not None:
-                mfcc = _check_mfcc("TrainA2E", features)
-                n = min(len(mfcc), len(coeffs.expression))
-                pairs.append((mfcc[:n], np.asarray(coeffs.expression[:n], np.float32)))
+                audio = _check_audio("TrainA2E", features, p.feature)
+                n = min(len(audio), len(coeffs.expression))
+                pairs.append((np.asarray(audio[:n], np.float32), np.asarray(coeffs.expression[:n], np.float32)))
                 data = {**data, "target_frames": n}
-            return A2ETask(pairs, A2ETrainSettings(preset=p.preset), data)
+            return A2ETask(pairs, A2ETrainSettings(preset=p.preset, feature=p.feature, network=p.network), data)
 
         return run_training(ctx, "TrainA2E", task, p)
 
