@@ -51,13 +51,24 @@ def _check_audio(node: str, features: FeatureSeq, feature: str = "mfcc80_window"
 
 
 def _check_crops(node: str, frames: np.ndarray) -> int:
-    from .face_renderer import CROP_SIZES
+    from .face_renderer import RENDER_SIZES
 
     size = frames.shape[1]
-    if frames.shape[2] != size or size not in CROP_SIZES:
+    if frames.shape[2] != size or size not in RENDER_SIZES:
         raise NodeError(f"{node}: the face crops are {frames.shape[2]}x{size}; the renderer works on square "
-                        f"{'/'.join(map(str, CROP_SIZES))} crops (CropAlign with sizes [512, 768, 1024])")
+                        f"{'/'.join(map(str, RENDER_SIZES[1:]))} crops (CropAlign with sizes [512, 768, 1024]), or "
+                        f"{RENDER_SIZES[0]} for Table 3's low-definition ablation (sizes [{RENDER_SIZES[0]}])")
     return size
+
+
+def _resized(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, s, s, ...) square frames or masks resized to size x size (cubic; unchanged when already that size)."""
+    import cv2
+
+    if frames.shape[1] == size:
+        return frames
+    out = [cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames]
+    return np.clip(np.stack(out), 0, 255 if frames.dtype == np.uint8 else np.inf).astype(frames.dtype)
 
 
 class A2E(Node):
@@ -290,7 +301,9 @@ class EvaluateMetaTalk(Node):
     videos"): SSIM and PSNR of the lower half of the crops, generated vs real, and of the
     synthetic input (the render drawn over the crop: the renderer's starting point), and, for
     lip sync, the lip-vertex distance (LMD^3D, mm) between A2E's expression and the one fitted
-    on the real frames — a stand-in for LSE-C/LSE-D, which need SyncNet weights (not shipped)."""
+    on the real frames — a stand-in for LSE-C/LSE-D, which need SyncNet weights (not shipped).
+    Generated crops of another size than the real ones (Table 3's low-definition ablation: 256
+    against the HD crop of the same window) are resized to the real ones' size first."""
 
     category = "metatalk/evaluate"
     inputs = {
@@ -312,14 +325,17 @@ class EvaluateMetaTalk(Node):
         from .train import compose, lower_half
 
         n = min(len(real), len(generated), len(target.expression), len(driven.expression))
-        if n == 0 or real.shape[1:] != generated.shape[1:]:
+        square = all(a.ndim == 4 and a.shape[1] == a.shape[2] and a.shape[3] == 3 for a in (real, generated))
+        if n == 0 or not square:
             raise NodeError(f"EvaluateMetaTalk: real {real.shape} and generated {generated.shape} frames must be "
-                            "non-empty crops of one size")
+                            "non-empty square RGB crops")
         if (rendered is None) != (face_mask is None):
             raise NodeError("EvaluateMetaTalk: connect both `rendered` and `face_mask`, or neither")
+        size, generated_size = real.shape[1], generated.shape[1]
+        generated = _resized(generated[:n], size)
         face_model = resolve_model(ctx, "EvaluateMetaTalk", model, self.params.model_path)
         real_half, gen_half = lower_half(real[:n]), lower_half(generated[:n])
-        out = {"frames": n,
+        out = {"frames": n, "size": size, "generated_size": generated_size,
                "ssim_lower_half": float(np.mean([ssim(g, r) for g, r in zip(gen_half, real_half)])),
                "psnr_lower_half": float(np.mean([psnr(g, r) for g, r in zip(gen_half, real_half)])),
                "lip_vertex_distance_mm": lip_landmark_distance(face_model, target.shape, driven.expression[:n],
@@ -328,7 +344,7 @@ class EvaluateMetaTalk(Node):
                    face_model, target.shape, np.broadcast_to(target.expression[:n].mean(0), (n, target.expression.shape[1])),
                    target.expression[:n])}
         if rendered is not None and face_mask is not None:
-            synthetic = lower_half(compose(rendered[:n], face_mask[:n], real[:n]))
+            synthetic = lower_half(compose(_resized(rendered[:n], size), _resized(face_mask[:n], size), real[:n]))
             out["ssim_lower_half_synthetic"] = float(np.mean([ssim(g, r) for g, r in zip(synthetic, real_half)]))
         ctx.log("EvaluateMetaTalk: " + ", ".join(f"{k} {v:.4g}" for k, v in out.items()))
         return {"metrics": out}
