@@ -42,3 +42,26 @@ def test_metatalk_a2e_is_scored_by_the_held_out_lip_sync_benchmark(tmp_path):
     clips = B.make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please pass me the blue bowl."], conditions=["clean"])
     r = B.evaluate(clips, ["metatalk"], cache_dir=tmp_path / "cache")["metatalk"]["clean"][0]
     assert np.isfinite(r) and r > 0.3, r
+
+
+def test_bundled_phonetic_a2e_matches_its_manifest_and_plugs_into_metatalk_yaml():
+    """The `feature: phonetic` A2E is shipped next to the paper-input one (docs/metatalk.md: held-out
+    lip-sync benchmark 0.55 vs 0.47); metatalk.yaml runs it with two overrides."""
+    import hashlib
+    import json
+
+    from graphcore.loader import apply_overrides
+    from nodes.checkpoints import load_model
+
+    folder = ROOT / "assets" / "checkpoints" / "metatalk"
+    entry = json.loads((folder / "MANIFEST.json").read_text())["checkpoints"]["a2e_phonetic_tiny.pt"]
+    path = folder / "a2e_phonetic_tiny.pt"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    model, export = load_model(path, "metatalk_a2e")
+    assert model.cfg.feature == "phonetic" and export["step"] == entry["steps"] == 3000
+    assert export["data"]["feature"] == "phonetic" and export["data"]["clips_used"] == 41
+    registry = build_registry()
+    wf = load_workflow(ROOT / "workflows" / "metatalk.yaml")
+    apply_overrides(wf, ["features.variant=phonetic", "a2e.checkpoint=../assets/checkpoints/metatalk/a2e_phonetic_tiny.pt"],
+                    registry)
+    assert not validate(wf, registry)
