@@ -127,8 +127,8 @@ def test_smooth_features_reduces_jitter():
 
 
 def test_own_identity_features():
+    from nodes.face.identity import OWN_DIM, IdentityFeatures
     from nodes.face.model import load_face_model
-    from nodes.yi.identity import OWN_DIM, IdentityFeatures
 
     model = load_face_model()
     pts = model.mean[:, :2] * 0.8 + 64.0
@@ -145,7 +145,7 @@ def test_own_identity_features():
 
 
 def test_arcface_loader_reads_its_own_layout(tmp_path):
-    from nodes.yi.identity import _iresnet, load_arcface
+    from nodes.face.identity import _iresnet, load_arcface
 
     net = _iresnet([1, 1, 1, 1])
     path = tmp_path / "backbone.pth"
@@ -167,10 +167,10 @@ def test_own_threshold_keeps_the_pseudo_identities_apart():
     import cv2
 
     from nodes.face.fitting import fit_coefficients
+    from nodes.face.identity import THRESHOLDS, IdentityFeatures
     from nodes.face.landmarks import detect_landmarks
     from nodes.face.model import load_face_model
     from nodes.io.media import read_image
-    from nodes.yi.identity import THRESHOLDS, IdentityFeatures
     from nodes.yi.train_memorygan import recolour
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ Metrics (means over frames):
   units of the real frame's face box (box coordinates in [0, 1]): all 131 IP_LAP points / the 40
   lip points;
 - CSIM: cosine similarity of identity features of generated and real frames — ArcFace when its
-  weights are given (nodes/yi/identity.py), else the documented fallback `own` (the fitted 3DMM
+  weights are given (nodes/face/identity.py), else the documented fallback `own` (the fitted 3DMM
   identity coefficients and face colours, from landmarks detected on each side, the 3DMM fitted
   per clip on each side);
 - landmark L1 (generator only): mean |predicted − true| jaw and lip coordinates, in box units.
@@ -92,7 +92,7 @@ class Judge:
 
 def identity_model(arcface_weights: str | None):
     """(IdentityFeatures, face model for fitting or None): ArcFace with weights, else the fallback."""
-    from nodes.yi.identity import IdentityFeatures
+    from nodes.face.identity import IdentityFeatures
 
     if arcface_weights:
         return IdentityFeatures("arcface", arcface_weights), None

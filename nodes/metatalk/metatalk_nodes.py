@@ -227,7 +227,7 @@ class TrainA2E(Node):
 
     category = "metatalk/train"
     inputs = {
-        "dataset": In("String", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
+        "dataset": In("Path", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
         "features": In("AudioFeatures", "features (the `feature` param's variant) of the target video's own sound", optional=True),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video (with `features`)", optional=True),
         "teacher_features": In("AudioFeatures", "features of more teacher speech, e.g. the user's audio", optional=True),

@@ -61,7 +61,7 @@ class MemoryGANConfig(BaseModel):
 
     ngf: int = Field(64, description="width of the first U-Net level")
     levels: int = Field(8, ge=3, le=9, description="stride-2 levels (8 at 256 px as the paper)")
-    identity: Literal["own", "arcface"] = Field("arcface", description="identity features (nodes/yi/identity.py)")
+    identity: Literal["own", "arcface"] = Field("arcface", description="identity features (nodes/face/identity.py)")
     identity_dim: int = Field(512, description="identity feature size (ArcFace: 512, own: 84)")
     mlp_dim: int = Field(0, ge=0, description="AdaIN MLP hidden width (0: the number of AdaIN parameters, as the official code)")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout in the three innermost up-convolutions")

@@ -5,7 +5,7 @@ appearance (SH lighting + albedo) is fitted on its frames, every frame's fitted 
 are rendered (nodes/yi/render3dmm.py) over a background matched by head pose from the *other*
 frames of the clip (frames closer than `exclude` frames in time may not match, so the network
 never sees the true background behind a render and learns to repair seams as at test time),
-and the ground-truth frame gives the identity feature (nodes/yi/identity.py).
+and the ground-truth frame gives the identity feature (nodes/face/identity.py).
 
 One step (footnote 3 of §3.4: the memory is updated separately, then the GAN is trained):
 the key encoder's threshold triplet loss on the memory as it is, the memory items updated with
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nodes.face.identity import DIMS, THRESHOLDS, IdentityFeatures
 from trainers.fingerprint import arrays_fingerprint
 from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.loop import StepOutput, TrainTask
 
-from .identity import DIMS, THRESHOLDS, IdentityFeatures
 from .memory_gan import WINDOW, MemoryGANNet, attention_losses, build_discriminator
 from .models import MEMORY_GAN
 from .train_audio import start_config

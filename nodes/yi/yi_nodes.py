@@ -331,14 +331,14 @@ def _gan_settings(p: _GanParams):
 
 
 def _identity_features(ctx: RunContext, node: str, kind: str, weights: str, model):
-    from .identity import IdentityFeatures
+    from nodes.face.identity import IdentityFeatures
 
     try:
         feats = IdentityFeatures(kind, ctx.resolve_path(weights) if weights else None, model)
     except ValueError as exc:
         raise NodeError(f"{node}: {exc}") from None
     if kind == "own":
-        ctx.log(f"{node}: identity features: the project's own 84-D embedding (no ArcFace weights; nodes/yi/identity.py)")
+        ctx.log(f"{node}: identity features: the project's own 84-D embedding (no ArcFace weights; nodes/face/identity.py)")
     return feats
 
 
