@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from graphcore.node import NodeError, Out, OutputFile, OutputPath, Port, RunContext
+from graphcore.node import InputFile, NodeError, Out, OutputFile, OutputPath, Port, RunContext
 from nodes.checkpoints import CheckpointOutput
 from nodes.model_registry import ModelSpec
 from trainers.exports import blob_from_export
@@ -27,6 +27,10 @@ class TrainParams(BaseModel):
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0: torch's default)")
     work_dir: str = OutputPath("", folder=True,
                                description="where training state lives (resume after an interruption); empty: the user cache dir")
+    init: str = InputFile("", description=(
+        "start from this checkpoint instead of random weights: a model export of the same model and preset (fine-tuning), "
+        "or a training state last.pt (also the discriminator and optimiser moments: continuing a run, e.g. after its "
+        "dataset was rebuilt); `steps` more updates, gan_start counted from this run's start"), extensions=(".pt",))
     save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
 
 
@@ -35,7 +39,7 @@ def run_training(ctx: RunContext, node: str, task: Any, params: TrainParams) -> 
     A bad setting or dataset found while building it (ValueError, DatasetError) becomes a
     NodeError naming the node."""
     from trainers.data.dataset import DatasetError
-    from trainers.loop import TrainConfig, Trainer
+    from trainers.loop import InitError, TrainConfig, Trainer
 
     if callable(task):
         try:
@@ -45,6 +49,7 @@ def run_training(ctx: RunContext, node: str, task: Any, params: TrainParams) -> 
     p = params
     work = ctx.resolve_path(p.work_dir) if p.work_dir else default_work_dir(ctx)
     cfg = TrainConfig(steps=p.steps, batch_size=p.batch_size, lr_g=p.lr_g, lr_d=p.lr_d, gan_start=p.gan_start, seed=p.seed,
+                      init=str(ctx.resolve_path(p.init)) if p.init else None,
                       device=ctx.device, max_minutes=p.max_minutes or None, threads=p.threads or None, progress_bar=False,
                       log_every=max(1, min(50, p.steps // 50)), checkpoint_every=max(50, p.steps // 10))
 
@@ -52,7 +57,10 @@ def run_training(ctx: RunContext, node: str, task: Any, params: TrainParams) -> 
         ctx.progress(i, n, " ".join(f"{k}={v:.3g}" for k, v in sorted(losses.items())))
 
     ctx.log(f"{node}: training state in {work}")
-    result = Trainer(task, cfg, work, on_progress=progress, log=ctx.log).fit()
+    try:
+        result = Trainer(task, cfg, work, on_progress=progress, log=ctx.log).fit()
+    except InitError as exc:
+        raise NodeError(f"{node}: {exc}") from None
     if p.save_to:
         dest = ctx.resolve_path(p.save_to)
         dest.parent.mkdir(parents=True, exist_ok=True)

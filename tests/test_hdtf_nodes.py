@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from engine_helpers import ctx_for
 from hdtf_data import write_toy_dataset
 
@@ -42,6 +43,21 @@ def test_training_node_outputs_checkpoint_metrics_and_curve(trained):
     assert out["loss_curve"].ndim == 3 and out["loss_curve"].dtype == np.uint8
     assert (tmp / "anim.pt").read_bytes() == out["checkpoint"].data
     assert any(kind == "progress" and d["i"] == 12 for kind, d in logs)
+
+
+def test_training_node_continues_from_an_init_checkpoint(trained, toy_dataset, tmp_path):
+    _, tmp, _ = trained
+    logs = []
+    out = H.TrainAnimationGenerator({"steps": 3, "batch_size": 4, "window": 16, "threads": 1, "gan_start": 0,
+                                     "work_dir": str(tmp_path / "work"), "init": str(tmp / "work" / "last.pt")}).run(
+        ctx_for(tmp_path, "TrainAnimationGenerator", logs), dataset=toy_dataset)
+    assert out["checkpoint"].meta["step"] == 3
+    assert any(kind == "log" and "initialised the generator, discriminator" in str(d) and "step 12 of that run" in str(d)
+               for kind, d in logs)
+    torch.save({"format": "talkgraph.model/1", "task": "yi.audio_to_expression"}, tmp_path / "other.pt")
+    with pytest.raises(NodeError, match="TrainAnimationGenerator: init checkpoint .*other.pt is not a hdtf.animation_generator"):
+        H.TrainAnimationGenerator({"steps": 3, "window": 16, "threads": 1, "work_dir": str(tmp_path / "work2"),
+                                   "init": str(tmp_path / "other.pt")}).run(ctx_for(tmp_path), dataset=toy_dataset)
 
 
 def _reference(size=64):

@@ -207,3 +207,60 @@ def test_cuda_request_without_cuda_is_clear(tmp_path):
         pytest.skip("CUDA present")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         Trainer(LinearGanTask(), _cfg(device="cuda"), tmp_path)
+
+
+def test_init_from_a_model_export_starts_from_its_generator(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=20), tmp_path / "a")
+    export = tmp_path / "a" / "model.pt"
+    result, logs = fit(LinearGanTask(), _cfg(steps=1, lr_g=1e-9, lr_d=1e-9, seed=5, init=str(export)), tmp_path / "b")
+    assert result.steps == 1  # `steps` more updates, counted from 0
+    (line,) = [m for m in logs if "initialised" in m]
+    assert "initialised the generator from" in line and "step 20 of that run" in line
+    for k, v in weights(export).items():
+        torch.testing.assert_close(weights(tmp_path / "b" / "model.pt")[k], v, rtol=0, atol=1e-6)
+    fit(LinearGanTask(), _cfg(steps=1, lr_g=1e-9, lr_d=1e-9, seed=5), tmp_path / "fresh")  # what seed 5 alone gives
+    assert abs(result_weights(tmp_path / "fresh" / "model.pt")[0] - result_weights(export)[0]) > 1e-3
+
+
+def test_init_from_a_training_state_continues_its_optimisers(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=20), tmp_path / "a")
+    result, logs = fit(LinearGanTask(), _cfg(steps=5, seed=1, init=str(tmp_path / "a" / "last.pt")), tmp_path / "b")
+    assert any("initialised the generator, discriminator, generator optimiser, discriminator optimiser" in m for m in logs)
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert state["step"] == 5
+    for opt in ("opt_g", "opt_d"):  # Adam's moments and step counts went on from the 20 steps of run a
+        assert {int(s["step"]) for s in state[opt]["state"].values()} == {25}
+    fit(LinearGanTask(), _cfg(steps=2, lr_g=0.01, init=str(tmp_path / "a" / "last.pt")), tmp_path / "c")
+    groups = load_checkpoint(tmp_path / "c" / "last.pt")["opt_g"]["param_groups"]
+    assert [g["lr"] for g in groups] == [0.01]  # this run's learning rate, not the one saved with the moments
+
+
+def test_init_is_part_of_the_run_it_starts(tmp_path):
+    fit(LinearGanTask(), _cfg(steps=10), tmp_path / "a")
+    fit(LinearGanTask(), _cfg(steps=15, seed=3), tmp_path / "c")
+    a, c = str(tmp_path / "a" / "model.pt"), str(tmp_path / "c" / "model.pt")
+    fit(LinearGanTask(), _cfg(steps=5, init=a), tmp_path / "run")
+    result, logs = fit(LinearGanTask(), _cfg(steps=8, init=a), tmp_path / "run")
+    assert any(m.startswith("resumed") and "at step 5" in m for m in logs) and not any("initialised" in m for m in logs)
+    result, logs = fit(LinearGanTask(), _cfg(steps=8, init=c), tmp_path / "run")  # other starting weights: another run
+    assert any(m.startswith("not resuming") for m in logs) and any("initialised" in m and "step 15" in m for m in logs)
+
+
+def test_init_refuses_what_does_not_fit(tmp_path):
+    from trainers.loop import InitError
+
+    fit(LinearGanTask(), _cfg(steps=5), tmp_path / "a")
+    export = str(tmp_path / "a" / "model.pt")
+    other = LinearGanTask()
+    other.model_config = lambda: {"kind": "other"}
+    with pytest.raises(InitError, match=r"model.pt has another model config: \{'kind': 'linear'\}; this run builds \{'kind': 'other'\}"):
+        Trainer(other, _cfg(steps=5, init=export), tmp_path / "b").fit()
+    other = LinearGanTask()
+    other.name = "toy.other"
+    with pytest.raises(InitError, match="is not a toy.other model export or training state .it is 'talkgraph.model/1' of task 'toy.linear'"):
+        Trainer(other, _cfg(steps=5, init=export), tmp_path / "c").fit()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InitError, match="junk.pt could not be read"):
+        Trainer(LinearGanTask(), _cfg(steps=5, init=str(tmp_path / "junk.pt")), tmp_path / "d").fit()
+    with pytest.raises(InitError, match="nope.pt does not exist"):
+        Trainer(LinearGanTask(), _cfg(steps=5, init=str(tmp_path / "nope.pt")), tmp_path / "e").fit()

@@ -20,9 +20,10 @@ from nodes.synth.visemes import (
 
 JAW, CLOSE, PUCKER = (MOUTH_COMPONENTS.index(n) for n in ("jaw_open", "mouth_close", "lip_pucker"))
 # Every phoneme the English espeak-ng voices produced for a pangram-rich text (en-us, en-gb, en-gb-x-rp,
-# en-gb-scotland, en-029, en-us-nyc): all must be in the table, not left to the fallback.
+# en-gb-scotland, en-029, en-us-nyc) and for every sentence of nodes/synth/sentences.py (with those and
+# en-gb-x-gbclan, en-gb-x-gbcwmd): all must be in the table, not left to the fallback.
 ESPEAK_ENGLISH = ("0 3 3: ? @ @2 @L A: A@ D E I I2 IR N O2 O: O@ OI S T U U@ V VR Z _ _: a a# aI aI2 aI3 aI@ aU aa "
-                  "b d dZ e@ eI f g h i i: i@3 j k l m n n- o@ oU p r r- s t t# tS t[ u: v w x z").split()
+                  "b d dZ e@ eI f g h i i: i@3 j k l m n n- o@ oU p r r- s t t# t2 tS t[ u: v w w# x z ;").split()
 
 
 def test_table_covers_espeak_english_and_is_well_formed():
@@ -36,6 +37,20 @@ def test_table_covers_espeak_english_and_is_well_formed():
         assert np.all((t >= 0) & (t <= 1)) and np.all(d > 0)
     for entry in PHONEME_VISEMES.values():
         assert all(n in VISEMES for n in ((entry,) if isinstance(entry, str) else entry))
+
+
+@pytest.mark.parametrize("voice, sentence, phoneme, viseme", [
+    ("en-us", "He poured warm water into the mug and stirred it with a spoon.", "t2", "alveolar"),
+    ("en-gb-scotland", "Do you remember where we parked the car this morning?", "w#", "w"),
+])
+def test_espeak_variants_the_training_voices_speak_are_in_the_table(voice, sentence, phoneme, viseme):
+    """Phonemes the dataset build warned about (issue 11): the voices really produce them, and the
+    table maps them without the fallback."""
+    sp = synthesize(sentence, voice=f"espeak:{voice}", rate=160)
+    assert phoneme in [p for p, _, _ in sp.phonemes.items()]
+    assert viseme_for(phoneme) == ((viseme,), True)
+    _, unknown = mouth_curves(sp.phonemes.items(), n_frames_for(len(sp.samples) / sp.sample_rate, 25.0))
+    assert unknown == set()
 
 
 def test_unknown_phonemes_fall_back_by_class():

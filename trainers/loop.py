@@ -5,7 +5,8 @@ discriminator), draws batches and computes losses. The loop does everything else
 deterministic seeding (batch `i` depends only on (seed, i), so a resumed run sees the same
 batches as an uninterrupted one), device placement with bf16 autocast on CUDA, alternating
 generator/discriminator steps, a live progress bar with the losses, a metrics log as JSON
-lines plus a loss-curve PNG, checkpoints with optimiser state, and resume.
+lines plus a loss-curve PNG, checkpoints with optimiser state, resume, and starting from another
+run's weights (`init`: fine-tuning, or continuing a run whose dataset was rebuilt).
 
 Files written to `out_dir`:
     last.pt        full training state (modules, optimisers, step, config) for resuming, with the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -62,8 +64,16 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(200, ge=1)
     max_minutes: float | None = Field(None, gt=0, description="stop (and save) after this much wall time")
     resume: bool = Field(True, description="continue from out_dir/last.pt when it exists")
+    init: str | None = Field(None, description=(
+        "start from this checkpoint instead of random weights: a model export (the generator) or a "
+        "training state last.pt (generator, discriminator and optimiser moments); the step count starts "
+        "at 0, so `steps` more updates are made (gan_start counts from 0 too). The model config must match"))
     progress_bar: bool = True
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+
+
+class InitError(ValueError):
+    """The `init` checkpoint does not fit the run (another task or model config)."""
 
 
 @dataclasses.dataclass
@@ -159,6 +169,14 @@ def _set_requires_grad(module: nn.Module | None, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a training state or model export written by this loop (tensors on CPU)."""
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -198,9 +216,10 @@ class Trainer:
         """The run's identity: task, model config, the settings that change results (not `steps`,
         so a finished run can be extended) and the data."""
         t = self.task
+        init = {"init": file_sha256(self.cfg.init)} if self.cfg.init else {}  # the weights, not just their path
         return digest({"task": t.name, "model_config": t.model_config(),
                        "train_config": self.cfg.model_dump(mode="json", exclude=set(NOT_RESULTS)),
-                       "data": t.data_identity()})
+                       "data": t.data_identity(), **init})
 
     def _header(self, fmt: str) -> dict[str, Any]:
         t = self.task
@@ -245,6 +264,40 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.wall_s = int(state["step"]), float(state["wall_s"])
         self.log(f"resumed {t.name} from {path} at step {self.step}")
+
+    def _set_hyperparameters(self) -> None:
+        c = self.cfg
+        for opt, lr in ((self.opt_g, c.lr_g), (self.opt_d, c.lr_d)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"], group["betas"] = lr, c.betas
+
+    def _initialise(self, path: Path) -> None:
+        """Start from the weights (and, from a training state, the discriminator and optimiser
+        moments) of another run of the same task and model config."""
+        t = self.task
+        try:
+            state = load_checkpoint(path)
+        except Exception as exc:  # not a torch file, or one holding more than tensors
+            raise InitError(f"init checkpoint {path} could not be read: {exc}") from None
+        what = f"{state.get('format')!r} of task {state.get('task')!r}" if isinstance(state, dict) else type(state).__name__
+        if not isinstance(state, dict) or state.get("format") not in (TRAIN_FORMAT, MODEL_FORMAT) or state.get("task") != t.name:
+            raise InitError(f"init checkpoint {path} is not a {t.name} model export or training state (it is {what})")
+        if state.get("model_config") != t.model_config():
+            raise InitError(f"init checkpoint {path} has another model config: {state.get('model_config')}; "
+                            f"this run builds {t.model_config()}")
+        t.generator.load_state_dict(state["generator"])
+        parts = ["generator"]
+        if state["format"] == TRAIN_FORMAT:
+            if t.discriminator is not None and state.get("discriminator") is not None:
+                t.discriminator.load_state_dict(state["discriminator"])
+                parts.append("discriminator")
+            self.opt_g.load_state_dict(state["opt_g"])
+            parts.append("generator optimiser")
+            if self.opt_d is not None and state.get("opt_d") is not None:
+                self.opt_d.load_state_dict(state["opt_d"])
+                parts.append("discriminator optimiser")
+            self._set_hyperparameters()  # the moments carry over; this run's learning rates and betas apply
+        self.log(f"{t.name}: initialised the {', '.join(parts)} from {path} (step {state.get('step')} of that run)")
 
     def _difference(self, state: dict[str, Any]) -> str:
         """What differs between a saved state and this run, in words (for the log)."""
@@ -312,10 +365,14 @@ class Trainer:
         if t.discriminator is not None:
             t.discriminator.to(self.device)
         self._build_optimizers()
+        if c.init and not Path(c.init).is_file():
+            raise InitError(f"init checkpoint {c.init} does not exist")
         self.fingerprint = self.run_fingerprint()
         last = self.out_dir / "last.pt"
         if c.resume and last.exists():
             self._resume(last)
+        if c.init and self.step == 0:  # a resumed run already holds what init gave it
+            self._initialise(Path(c.init))
         t.on_train_start(self.log)
         metrics = MetricsLog(self.out_dir / "metrics.jsonl", truncate_after=self.step)
 

@@ -130,13 +130,14 @@ PHONEME_VISEMES: dict[str, str | tuple[str, str]] = {
     **{p: "bilabial" for p in ("p", "b", "m")},
     **{p: "labiodental" for p in ("f", "v")},
     **{p: "dental" for p in ("T", "D")},
-    **{p: "alveolar" for p in ("t", "d", "n", "l", "t#", "t[", "n-", "l-", "@L")},
+    # t2: en-us's tapped / unreleased t ("into"); w#: en-gb-scotland's voiceless wh ("where")
+    **{p: "alveolar" for p in ("t", "d", "n", "l", "t#", "t[", "t2", "n-", "l-", "@L")},
     **{p: "sibilant" for p in ("s", "z")},
     **{p: "postalveolar" for p in ("S", "Z", "tS", "dZ")},
     **{p: "velar" for p in ("k", "g", "N", "x")},
     **{p: "glottal" for p in ("h", "?")},
     **{p: "r" for p in ("r", "r-")},
-    "w": "w",
+    **{p: "w" for p in ("w", "w#")},
     **{p: "j" for p in ("j", ";")},  # ";": espeak-ng's linking glide between vowels ("balcony overlooking")
     **{p: "open" for p in ("A:", "A@", "aa", "VR")},
     **{p: "open_front" for p in ("a", "a#")},
