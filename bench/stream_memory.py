@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(int(args.frames), args.size, not args.whole, args.chunk_bytes, args.folder,
-                               args.workflow, float(args.seconds))))
+                               args.workflow, float(args.seconds) if args.workflow else 0.0)))
         return 0
     if args.workflows:
         for workflow in args.workflows.split(","):
