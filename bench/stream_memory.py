@@ -9,10 +9,15 @@ both peaks, the whole-array bytes of the chain's values (flow + regions + frames
 ratios the issue asks for: streamed peak at N / at the shortest length (target <= 1.3x),
 streamed time per frame at N / at the shortest (target <= 1.2x), streamed / whole peak.
 
-    PYTHONPATH=$PWD python bench/stream_memory.py [--size 128] [--frames 250,1000,4000] [--hdtf 10,40]
+    PYTHONPATH=$PWD python bench/stream_memory.py [--size 128] [--frames 250,1000,4000]
+    PYTHONPATH=$PWD python bench/stream_memory.py --workflows hdtf.yaml,audio2head.yaml,memorygan_image.yaml \
+        --seconds 30,180,600 [--whole-up-to 60]
 
-`--hdtf` first runs workflows/hdtf.yaml the same way on the bundled speech repeated to each
-length (the issue's full 30 s / 3 min / 10 min comparison needs a quiet machine).
+`--workflows` runs those workflows (at their default sizes) on the bundled speech repeated to
+each length instead of the toy chain, streamed; also whole (stream=False) for lengths up to
+`--whole-up-to` seconds (whole runs of minutes of video need more memory than the machine has).
+It prints the peak RSS of the process (absolute: the issue's "under 3 GB") and above the
+pre-run RSS, per-frame time, and each length's ratios to the shortest.
 """
 from __future__ import annotations
 
@@ -63,9 +68,10 @@ def speech_of(seconds: float, path: Path) -> None:
     sf.write(path, np.resize(x, n), rate)
 
 
-def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, hdtf: float = 0.0) -> dict:
-    """One run in this (fresh) process; returns the figures. `hdtf`: run workflows/hdtf.yaml
-    on that many seconds of speech instead of the toy chain."""
+def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, workflow: str = "",
+          seconds: float = 0.0) -> dict:
+    """One run in this (fresh) process; returns the figures. `workflow`: run workflows/<workflow>
+    on `seconds` of speech instead of the toy chain."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import graphcore.arrayio as arrayio
     from graphcore.cache import CacheStore
@@ -76,18 +82,21 @@ def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, h
 
     if chunk_bytes:
         arrayio.TARGET_CHUNK_BYTES = chunk_bytes
-    if hdtf:
+    if workflow:
+        import yaml
+
         registry = build_registry(env=False)
         speech = Path(folder) / "speech.wav"
-        speech_of(hdtf, speech)
-        frames = int(round(hdtf * 25))
-        sets = [f"speech.path={speech}"] + [f"{n}.path={Path(folder) / f}" for n, f in
-                                             (("save", "hdtf.mp4"), ("fig9", "fig9.png"), ("fig8", "fig8.png"))]
-        wf, problems = check_workflow_file(ROOT / "workflows" / "hdtf.yaml", registry, sets)
+        speech_of(seconds, speech)
+        frames = int(round(seconds * 25))
+        doc = yaml.safe_load((ROOT / "workflows" / workflow).read_text())
+        sets = [f"speech.path={speech}"] + [  # every file a workflow writes goes to the temporary folder
+            f"{n}.path={Path(folder) / (n + Path(str(spec['params']['path'])).suffix)}"
+            for n, spec in doc["nodes"].items() if "path" in (spec.get("params") or {}) and n not in ("speech", "portrait")]
+        wf, problems = check_workflow_file(ROOT / "workflows" / workflow, registry, sets)
         if problems or wf is None:
-            raise SystemExit(f"hdtf.yaml: {problems}")
+            raise SystemExit(f"{workflow}: {problems}")
         graph = compile_workflow(wf, registry, validated=True)
-        size = int(graph.nodes["video"].params.size or 256)
     else:
         wf_path = Path(folder) / "wf.yaml"
         wf_path.write_text(WORKFLOW.format(size=size, frames=frames))
@@ -102,20 +111,20 @@ def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, h
     before = _status_kib("VmRSS")
     start = time.perf_counter()
     report = run_graph(graph, cache=CacheStore(Path(folder) / "cache"), stream=stream)
-    seconds = time.perf_counter() - start
+    elapsed = time.perf_counter() - start
     if not report.ok:
         raise SystemExit(f"run failed: {report.errors}")
     peak = _status_kib("VmHWM")
-    return {"frames": frames, "size": size, "stream": stream, "workflow": "hdtf.yaml" if hdtf else "toy chain", "before_mib": before / 1024,
-            "peak_above_mib": (peak - before) / 1024, "seconds": seconds, "per_frame_ms": 1000 * seconds / frames,
-            "whole_mib": None if hdtf else whole_bytes(frames, size) / 2**20}
+    return {"frames": frames, "size": size, "stream": stream, "workflow": workflow or "toy chain", "before_mib": before / 1024,
+            "peak_mib": peak / 1024, "peak_above_mib": (peak - before) / 1024, "seconds": elapsed,
+            "per_frame_ms": 1000 * elapsed / frames, "whole_mib": None if workflow else whole_bytes(frames, size) / 2**20}
 
 
-def measure(frames: int, size: int, stream: bool, chunk_bytes: int = 0, hdtf: float = 0.0) -> dict:
+def measure(frames: int, size: int, stream: bool, chunk_bytes: int = 0, workflow: str = "", seconds: float = 0.0) -> dict:
     """`child` in a fresh interpreter (its own peak), in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as folder:
         cmd = [sys.executable, __file__, "--child", "--frames", str(frames), "--size", str(size),
-               "--chunk-bytes", str(chunk_bytes), "--folder", folder, "--hdtf-seconds", str(hdtf)] + \
+               "--chunk-bytes", str(chunk_bytes), "--folder", folder, "--workflow", workflow, "--seconds", str(seconds)] + \
               ([] if stream else ["--whole"])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -124,35 +133,51 @@ def measure(frames: int, size: int, stream: bool, chunk_bytes: int = 0, hdtf: fl
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def bench_workflow(workflow: str, lengths: list[float], whole_up_to: float, chunk_bytes: int) -> None:
+    """The issue's comparison for one workflow: streamed runs across lengths of speech."""
+    print(f"workflows/{workflow} on the bundled speech repeated, streamed; load average {_load()}", flush=True)
+    runs = []
+    for seconds in lengths:
+        s = measure(0, 0, True, chunk_bytes, workflow, seconds)
+        runs.append(s)
+        line = (f"{seconds:>6.0f} s ({s['frames']} frames): peak RSS {s['peak_mib']:.0f} MiB "
+                f"({s['peak_above_mib']:.0f} MiB above the {s['before_mib']:.0f} MiB before the run), "
+                f"{s['per_frame_ms']:.1f} ms/frame")
+        if seconds <= whole_up_to:
+            w = measure(0, 0, False, chunk_bytes, workflow, seconds)
+            line += f"; whole: peak RSS {w['peak_mib']:.0f} MiB, {w['per_frame_ms']:.1f} ms/frame"
+        print(f"{line}; load average {_load()}", flush=True)
+    for s in runs[1:]:
+        print(f"{workflow} {s['frames']} vs {runs[0]['frames']} frames: peak RSS {s['peak_mib'] / runs[0]['peak_mib']:.2f}x "
+              f"(target <= 1.3x, and under 3 GB: {s['peak_mib'] / 1024:.2f} GiB), time per frame "
+              f"{s['per_frame_ms'] / runs[0]['per_frame_ms']:.2f}x (target <= 1.2x)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--frames", default="250,1000,4000")
     ap.add_argument("--chunk-bytes", type=int, default=0, help="storage chunk target (0: the engine's 32 MiB)")
-    ap.add_argument("--hdtf", default="", help="also workflows/hdtf.yaml on these seconds of speech, e.g. 10,40")
-    ap.add_argument("--hdtf-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--workflows", default="", help="run these workflows/ files instead of the toy chain, e.g. hdtf.yaml")
+    ap.add_argument("--seconds", default="30,180", help="with --workflows: lengths of speech in seconds")
+    ap.add_argument("--whole-up-to", type=float, default=0.0, help="with --workflows: also run whole up to this length")
+    ap.add_argument("--workflow", default="", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(int(args.frames), args.size, not args.whole, args.chunk_bytes, args.folder,
-                               args.hdtf_seconds)))
+                               args.workflow, float(args.seconds) if args.workflow else 0.0)))
         return 0
-    if args.hdtf:
-        print(f"workflows/hdtf.yaml on the bundled speech repeated; load average {os.getloadavg()[0]:.2f}")
-        runs = []
-        for seconds in (float(x) for x in args.hdtf.split(",")):
-            s, w = (measure(0, 0, mode, args.chunk_bytes, seconds) for mode in (True, False))
-            runs.append((s, w))
-            print(f"{seconds:>6.0f} s ({s['frames']} frames): peak streamed {s['peak_above_mib']:.0f} MiB, whole "
-                  f"{w['peak_above_mib']:.0f} MiB ({s['peak_above_mib'] / w['peak_above_mib']:.2f}x); ms/frame "
-                  f"streamed {s['per_frame_ms']:.1f}, whole {w['per_frame_ms']:.1f}", flush=True)
-        for s, w in runs[1:]:
-            print(f"{s['frames']} vs {runs[0][0]['frames']} frames: streamed peak "
-                  f"{s['peak_above_mib'] / runs[0][0]['peak_above_mib']:.2f}x, whole peak "
-                  f"{w['peak_above_mib'] / runs[0][1]['peak_above_mib']:.2f}x; streamed time per frame "
-                  f"{s['per_frame_ms'] / runs[0][0]['per_frame_ms']:.2f}x")
+    if args.workflows:
+        for workflow in args.workflows.split(","):
+            bench_workflow(workflow, [float(x) for x in args.seconds.split(",")], args.whole_up_to, args.chunk_bytes)
+        return 0
     lengths = [int(n) for n in args.frames.split(",")]
     print(f"chain ToyCoeffs -> DenseFlowBuilder -> WarpImage -> SaveVideo at {args.size}x{args.size}; "
           f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")

@@ -33,6 +33,22 @@ def test_tiny_shapes():
         assert field["heatmap"].shape == (2, t, 10, s - 2, s - 2)
 
 
+def test_head_motion_audio_encoder_in_chunks_gives_the_same_poses(monkeypatch):
+    """A long clip's audio goes through N_H's CNN a chunk at a time (flat memory): the same
+    bytes as one pass."""
+    from nodes.audio2head import head_motion
+
+    torch.manual_seed(0)
+    hm = create_model("head_motion", "tiny").eval()
+    img, audio = torch.rand(1, 3, 64, 64), torch.randn(1, 40, 4, 41)
+    with torch.no_grad():
+        monkeypatch.setattr(head_motion, "ENCODER_CHUNK", 7)
+        chunked = hm(img, audio)
+        monkeypatch.setattr(head_motion, "ENCODER_CHUNK", 10**6)
+        whole = hm(img, audio)
+    assert torch.equal(chunked, whole)
+
+
 def test_renderer_with_equal_keypoints_is_close_to_identity_motion():
     pair = create_model("keypoint_autoencoder", "tiny").eval()
     det, ren = pair.detector, pair.renderer

@@ -143,6 +143,23 @@ def test_crop_adaption_picks_the_size_from_the_face_resolution():
         CropAlign({"sizes": [4096]})
 
 
+def test_window_centred_on_the_lower_half_of_the_face():
+    """MetaTalk §3: crops "centered around the lower half of the face": the window's centre is
+    3/4 of the way down the face box (then offset_y), same side, same x."""
+    lms = box_landmarks([(100, 100, 200, 220)])  # centre (150, 160), lower half's centre y = 190
+    face = C.crop_window(lms, (1000, 1000), scale=2.0, offset_y=0.0)
+    lower = C.crop_window(lms, (1000, 1000), scale=2.0, offset_y=0.0, centre="lower_half")
+    assert (face.x0, face.y0, face.side) == (30.0, 40.0, 240.0)
+    assert (lower.x0, lower.y0, lower.side) == (30.0, 70.0, 240.0)
+    out = CropAlign({"centre": "lower_half", "scale": 2.0, "offset_y": 0.0, "size": 256}).run(
+        make_ctx(), frames=np.zeros((1, 1000, 1000, 3), np.uint8), landmarks=lms)
+    assert out["transform"].y0 == 70.0
+    # the lower half's centre (150, 190) lands in the middle of the crop (within the whole-pixel rounding)
+    assert np.allclose(C.to_crop(np.array([[150.0, 190.0]]), out["transform"])[0], 127.5, atol=1.0)
+    with pytest.raises(ValueError, match="centre"):
+        CropAlign({"centre": "chin"})
+
+
 def test_errors_name_the_problem():
     frames = np.zeros((2, 100, 100, 3), np.uint8)
     with pytest.raises(NodeError, match="no finite landmarks"):

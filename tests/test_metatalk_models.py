@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nodes.metatalk.a2e import A2EConfig, A2ENet, frame_windows
+from nodes.metatalk.a2e import AUDIODVP_A2E, A2EConfig, A2ENet, AudioEncoderNet, PhoneticEncoderNet, frame_windows
 from nodes.metatalk.face_renderer import (
     FaceRendererConfig,
     NeuralFaceRendererNet,
@@ -33,6 +33,38 @@ def test_a2e_layers_are_table1():
     assert net(torch.randn(2, 5, 28, 80)).shape == (2, 64)
 
 
+def conv_shapes(net: A2ENet, x: torch.Tensor) -> list[tuple[int, ...]]:
+    shapes = []
+    for m in net.convs:
+        x = m(x)
+        if isinstance(m, torch.nn.Conv1d):
+            shapes.append(tuple(x.shape[1:]))
+    return shapes
+
+
+def test_a2e_baseline_is_audiodvps_shallow_a2e():
+    """Table 3's "Baseline": AudioDVP's A2E (Conv1D 5, 3, 1, kernel 3, no activation; FC 250 -> α;
+    7 frames), the network MetaTalk deepens into Table 1's."""
+    net = A2ENet(A2EConfig(**AUDIODVP_A2E))
+    assert [type(m).__name__ for m in net.convs] == ["Conv1d", "Identity"] * 3
+    assert conv_shapes(net, torch.randn(2, 7, 256)) == [(5, 254), (3, 252), (1, 250)]
+    assert net.fc.in_features == 250 and net(torch.randn(2, 7, 28, 80)).shape == (2, 33)
+    assert isinstance(net.encoder, AudioEncoderNet)  # same audio front-end: only H differs
+
+
+def test_a2e_phonetic_option_keeps_table1():
+    """`feature: phonetic`: 44-D rows per frame through a per-frame MLP to the same 256-D f; H is Table 1's."""
+    net = A2ENet(A2EConfig(feature="phonetic"))
+    assert isinstance(net.encoder, PhoneticEncoderNet) and net.cfg.input_shape == (44,)
+    assert net.mfcc_mean.shape == (44,)
+    assert conv_shapes(net, torch.randn(2, 5, 256)) == [(5, 254), (5, 252), (3, 250), (3, 248), (3, 246)]
+    assert net.features(torch.randn(3, 5, 44)).shape == (3, 5, 256) and net(torch.randn(3, 5, 44)).shape == (3, 33)
+    paper = A2ENet(A2EConfig())  # the default (paper) input is unchanged
+    assert isinstance(paper.encoder, AudioEncoderNet) and paper.cfg.input_shape == (28, 80)
+    with pytest.raises(ValueError, match="feature"):
+        A2EConfig(feature="mel")
+
+
 def test_a2e_features_are_256d_per_frame_and_windows_are_centred():
     net = create_model("metatalk_a2e", "tiny").eval()
     mfcc = torch.randn(7, 28, 80)
@@ -52,7 +84,7 @@ def test_a2e_statistics_are_buffers_not_parameters():
     assert torch.allclose(net(torch.randn(1, 5, 28, 80)), torch.full((1, 33), 2.0))
 
 
-@pytest.mark.parametrize(("size", "levels"), [(512, 8), (768, 7), (1024, 8)])
+@pytest.mark.parametrize(("size", "levels"), [(256, 7), (512, 8), (768, 7), (1024, 8)])
 def test_renderer_depth_adapts_to_the_crop(size, levels):
     cfg = FaceRendererConfig(size=size, ngf=2, max_levels=8)
     assert unet_levels(cfg) == levels

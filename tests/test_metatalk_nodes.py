@@ -92,6 +92,35 @@ def test_a2e_errors_name_the_feature_variant_and_the_trainer(tmp_path):
         assert "train_metatalk.yaml" in node.inputs["checkpoint"].file.label
 
 
+def test_a2e_options_phonetic_input_and_audiodvp_baseline(trained_a2e, tmp_path):
+    """TrainA2E's explicit options: `feature: phonetic` trains on 44-D phonetic features (computed
+    from the clips' audio) and the A2E node then wants that variant; `network: audiodvp` is Table
+    3's shallow baseline. The checkpoints carry the option, the inference node needs no setting."""
+    _, tmp = trained_a2e
+    phon = M.TrainA2E({"steps": 3, "batch_size": 4, "threads": 1, "feature": "phonetic", "work_dir": str(tmp_path / "p")}).run(
+        ctx_for(tmp_path), dataset=str(tmp / "pseudo.zarr"))
+    feats = FeatureSeq(np.random.default_rng(1).random((6, 44)).astype(np.float32), 25.0, "phonetic")
+    c = M.A2E().run(ctx_for(tmp_path), features=feats, target=coeffs(3), checkpoint=phon["checkpoint"])["coeffs"]
+    assert c.expression.shape == (6, 33) and np.isfinite(c.expression).all()
+    mfcc = FeatureSeq(np.zeros((6, 28, 80), np.float32), 25.0, "mfcc80_window")
+    with pytest.raises(NodeError, match="variant phonetic"):
+        M.A2E().run(ctx_for(tmp_path), features=mfcc, target=coeffs(3), checkpoint=phon["checkpoint"])
+    with pytest.raises(NodeError, match="variant phonetic"):  # the target's own features must match the option
+        M.TrainA2E({"steps": 1, "feature": "phonetic"}).run(ctx_for(tmp_path), dataset=str(tmp / "pseudo.zarr"),
+                                                             features=mfcc, coeffs=coeffs(6))
+    base = M.TrainA2E({"steps": 3, "batch_size": 4, "threads": 1, "network": "audiodvp", "work_dir": str(tmp_path / "b")}).run(
+        ctx_for(tmp_path), dataset=str(tmp / "pseudo.zarr"))
+    from nodes.checkpoints import load_checkpoint
+
+    node = M.A2E()
+    for out, want in ((phon, {"feature": "phonetic", "channels": (5, 5, 3, 3, 3)}),
+                      (base, {"feature": "mfcc80_window", "channels": (5, 3, 1), "window": 7, "activation": "none"})):
+        model, export = load_checkpoint(node, ctx_for(tmp_path), "checkpoint", out["checkpoint"])
+        assert {k: getattr(model.cfg, k) for k in want} == want
+    c = M.A2E().run(ctx_for(tmp_path), features=mfcc, target=coeffs(3), checkpoint=base["checkpoint"])["coeffs"]
+    assert c.expression.shape == (6, 33)
+
+
 def test_train_a2e_wants_both_target_inputs(trained_a2e):
     _, tmp = trained_a2e
     feats = FeatureSeq(np.zeros((4, 28, 80), np.float32), 25.0, "mfcc80_window")
@@ -131,8 +160,25 @@ def test_renderer_trains_and_changes_only_the_lower_half(tmp_path):
     np.testing.assert_array_equal(frames[:, 300:440, 140:370], band["frames"][:, 300:440, 140:370])
 
 
+def test_low_definition_renderer_for_the_table3_ablation(tmp_path):
+    """256 crops (AudioDVP's size) train a 256 renderer; a checkpoint only renders its own size."""
+    t = 2
+    real = crops(t, 256)
+    mask = np.zeros((t, 256, 256), np.float32)
+    mask[:, 140:230, 70:190] = 1.0
+    out = M.TrainNeuralFaceRenderer({"steps": 2, "batch_size": 1, "threads": 1, "work_dir": str(tmp_path / "r")}).run(
+        ctx_for(tmp_path), frames=real, rendered=real // 2, face_mask=mask)
+    low = M.NeuralFaceRenderer().run(ctx_for(tmp_path), rendered=real // 2, face_mask=mask, frames=real,
+                                     checkpoint=out["checkpoint"])
+    assert low["frames"].shape == real.shape
+    hd = crops(t, 512)
+    with pytest.raises(NodeError, match="trained on 256 crops, these are 512"):
+        M.NeuralFaceRenderer().run(ctx_for(tmp_path), rendered=hd, face_mask=np.zeros(hd.shape[:3], np.float32), frames=hd,
+                                   checkpoint=out["checkpoint"])
+
+
 def test_renderer_errors(tmp_path):
-    small = crops(2, 512)[:, :256, :256]
+    small = crops(2, 512)[:, :200, :200]
     with pytest.raises(NodeError, match="512/768/1024 crops"):
         M.NeuralFaceRenderer().run(ctx_for(tmp_path), rendered=small, face_mask=np.zeros(small.shape[:3], np.float32),
                                    frames=small)
@@ -157,3 +203,11 @@ def test_evaluate_scores_a_perfect_result_perfectly_and_a_worse_one_worse(tmp_pa
                                      target=target, driven=coeffs(3))["metrics"]
     assert worse["ssim_lower_half"] < 0.9 and worse["ssim_lower_half_synthetic"] == pytest.approx(worse["ssim_lower_half"])
     assert worse["lip_vertex_distance_mm"] > 0 and worse["frames"] == 2
+    # Table 3's low-definition ablation: 256 crops of the same window, scored against the HD ones
+    import cv2
+
+    low = np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_AREA) for f in real])
+    ld = M.EvaluateMetaTalk().run(ctx_for(tmp_path), real=real, generated=low, rendered=low, face_mask=mask[:, :256, :256],
+                                  target=target, driven=target)["metrics"]
+    assert (ld["size"], ld["generated_size"]) == (512, 256)
+    assert 0.9 < ld["ssim_lower_half"] < 1.0 and ld["ssim_lower_half_synthetic"] == pytest.approx(ld["ssim_lower_half"])

@@ -94,18 +94,104 @@ def test_flow_warp_encode_streamed_matches_the_whole_array_functions(tmp_path, r
 
 
 def test_a_portrait_too_large_for_memory_is_refused_before_running(tmp_path):
-    """The up-front resource check: hdtf.yaml with a 2000x2000 portrait under a 1 GiB limit
-    names DenseFlowBuilder, its estimate and what to do; the bundled portrait passes."""
+    """The up-front resource check: an 8000x8000 portrait is loaded at the workflows' working
+    resolution (LoadImage max_side 512), and with that turned off, hdtf.yaml and
+    memorygan_image.yaml are refused before running, naming the nodes, their estimates and
+    what to do."""
     from engine_helpers import ROOT, graphrun, subprocess_env
     from PIL import Image
 
-    Image.fromarray(np.full((2000, 2000, 3), 90, np.uint8)).save(tmp_path / "big.png")
-    env = subprocess_env(GRAPHRUN_MEMORY_LIMIT="1G")
-    wf = ROOT / "workflows" / "hdtf.yaml"
-    res = graphrun("validate", wf, "--set", f"portrait.path={tmp_path / 'big.png'}", env=env)
+    Image.fromarray(np.full((8000, 8000, 3), 90, np.uint8)).save(tmp_path / "big.png")
+    env = subprocess_env(GRAPHRUN_MEMORY_LIMIT="16G")
+    big = f"portrait.path={tmp_path / 'big.png'}"
+    for name in ("hdtf.yaml", "memorygan_image.yaml", "audio2head.yaml"):
+        ok = graphrun("validate", ROOT / "workflows" / name, "--set", big, env=env)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+    res = graphrun("validate", ROOT / "workflows" / "hdtf.yaml", "--set", big, "--set", "portrait.max_side=0", env=env)
     assert res.returncode == 2, res.stdout + res.stderr
     out = " ".join((res.stdout + res.stderr).split())
-    assert "node 'fapp': DenseFlowBuilder would need ~1.3 GiB of memory here, more than the 1.0 GiB available" in out
-    assert "2000x2000: load the portrait at the working resolution" in out and "nothing was run" in out
-    ok = graphrun("validate", wf, env=env)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "node 'fapp': DenseFlowBuilder would need ~20.3 GiB of memory here, more than the 16.0 GiB available" in out
+    assert "8000x8000: load the portrait at the working resolution (LoadImage's max_side" in out and "nothing was run" in out
+    res = graphrun("validate", ROOT / "workflows" / "memorygan_image.yaml", "--set", big, "--set", "portrait.max_side=0",
+                   env=env)
+    assert res.returncode == 2, res.stdout + res.stderr
+    out = " ".join((res.stdout + res.stderr).split())
+    assert "node 'render': Render3DMM would need ~92.3 GiB" in out and "node 'refine': MemoryGAN would need ~52.2 GiB" in out
+    assert "rendered at the target's size, 8000x8000" in out and "2 problems found; nothing was run" in out
+
+
+YI_CHAIN = """
+version: 1
+nodes:
+  portrait: {type: ToyPortrait, params: {size: 64}}
+  target: {type: ToyCoeffs, params: {n: 1, size: 64}}
+  driving: {type: ToyCoeffs, params: {n: 23, size: 64}}
+  render:
+    type: Render3DMM
+    params: {background: reference, chunk: 4}
+    inputs: {coeffs: driving.coeffs, target_coeffs: target.coeffs, target_image: portrait.image}
+  refine: {type: MemoryGAN, params: {chunk: 3}, inputs: {rendered: render.frames}}
+"""
+
+
+def _refine_whole(gan, rendered: np.ndarray, size: int, chunk: int, sigma: float = 2.0):
+    """MemoryGAN's refinement as it was before it streamed: every frame in memory at once."""
+    import torch
+    import torch.nn.functional as F
+
+    from nodes.yi import memory_gan
+
+    def resize(x, hw):
+        return x if tuple(x.shape[-2:]) == hw else F.interpolate(x, size=hw, mode="bilinear", align_corners=False,
+                                                                 antialias=True)
+
+    def to_uint8(x):
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).numpy()
+
+    with torch.no_grad():
+        t, h, w = rendered.shape[:3]
+        frames = torch.from_numpy(rendered).movedim(-1, 1).float().div(127.5).sub(1)
+        small = torch.cat([resize(frames[i:i + chunk], (size, size)) for i in range(0, t, chunk)])
+        found = [gan.memory.retrieve(gan.encoder(small[i:i + chunk])) for i in range(0, t, chunk)]
+        ident = memory_gan.smooth_features(torch.cat([f for f, _ in found]), sigma)
+        out, att, col = [], [], []
+        for i in range(0, t, chunk):
+            idx = torch.arange(i, min(t, i + chunk))
+            win = torch.stack([small[(idx - 2).clamp(min=0)], small[(idx - 1).clamp(min=0)], small[idx]], 1).flatten(1, 2)
+            o, c, a = gan(win, ident[idx])
+            out.append(to_uint8(frames[idx] + resize(o - small[idx], (h, w))))
+            col.append(to_uint8(resize(c, (h, w))))
+            att.append(resize(a, (h, w))[:, 0].clamp(0, 1).numpy())
+        score = torch.cat([s for _, s in found]).numpy()
+    return np.concatenate(out), np.concatenate(att), np.concatenate(col), score
+
+
+def test_render3dmm_and_memory_gan_streamed_match_whole_arrays(tmp_path, registry, monkeypatch):
+    """memorygan_image.yaml's long path: Render3DMM streams its frames, MemoryGAN reads them in
+    windows (two frames of context, across storage chunks of 5 frames) and streams the refined
+    frames: the same bytes as the refinement on the whole clip and as a stream=False run."""
+    from nodes.bundled import asset_path
+    from nodes.checkpoints import load_model
+
+    monkeypatch.setattr(arrayio, "TARGET_CHUNK_BYTES", 5 * 64 * 64 * 4)  # 5 masks, ~7 frames a storage chunk
+    wf = write_workflow(tmp_path, YI_CHAIN)
+    streamed = run(wf, CacheStore(tmp_path / "c1"), registry)
+    assert streamed.graph.nodes["refine"].cls.streams()["inputs"] == ["rendered"]
+    rendered = streamed.load_output("render", "frames")
+    assert rendered.shape == (23, 64, 64, 3) and streamed.load_output("render", "face_mask").max() == 1.0
+    gan, _ = load_model(asset_path("checkpoints/yi/memory_gan_tiny.pt"), "yi_memory_gan")
+    frames, attention, colour, score = _refine_whole(gan, rendered, size=128, chunk=3)
+    assert streamed.load_output("refine", "frames").tobytes() == frames.tobytes()
+    assert streamed.load_output("refine", "attention").tobytes() == attention.tobytes()
+    assert streamed.load_output("refine", "colour").tobytes() == colour.tobytes()
+    assert streamed.load_output("refine", "retrieval_score").tobytes() == score.astype(np.float32).tobytes()
+    assert np.abs(frames.astype(int) - rendered).max() > 8  # the GAN changed the frames
+    whole = run(wf, CacheStore(tmp_path / "c2"), registry, stream=False)
+    assert whole.keys == streamed.keys
+    for node, ports in (("render", ("frames", "face_mask", "background", "coeffs")),
+                        ("refine", ("frames", "attention", "colour", "retrieval_score"))):
+        for port in ports:
+            a, b = whole.load_output(node, port), streamed.load_output(node, port)
+            if port == "coeffs":
+                a, b = a.pose, b.pose
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes(), (node, port)

@@ -26,6 +26,17 @@ def test_audio_network_shapes_and_loss():
     assert float(total) == pytest.approx(0.2 * 3.5 + 0.01 * 3.0)
 
 
+def test_audio_encoder_in_chunks_gives_the_same_values():
+    """A long clip's MFCC windows go through the CNN a chunk at a time (flat memory): the same
+    bytes as one pass over them all."""
+    torch.manual_seed(0)
+    net = create_model("yi_audio_exp_pose", "tiny").eval()
+    x = torch.randn(1, 300, 28, 12)
+    with torch.no_grad():
+        whole, chunked = net(x), net(x, chunk=64)
+    assert all(torch.equal(a, b) for a, b in zip(whole, chunked))
+
+
 def test_lstm_is_causal():
     """Eq. 1: frame t depends on s_1..s_t only."""
     torch.manual_seed(0)

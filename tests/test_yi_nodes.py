@@ -7,6 +7,7 @@ import pytest
 from yi_data import write_yi_dataset
 
 from graphcore.node import NodeError, RunContext
+from graphcore.stream import run_whole
 from graphcore.types import CheckpointBlob
 from nodes.types import FeatureSeq
 from nodes.yi import yi_nodes as Y
@@ -86,15 +87,15 @@ def test_pipeline_nodes_run_with_trainer_checkpoints(trained, toy_dataset, tmp_p
     assert out.expression.shape == (20, 33) and out.pose.shape == (20, 6) and out.image_size == (64, 64)
     still = Y.AudioToExpressionPose({"predict_pose": False}).run(ctx, features=feats, target=c, checkpoint=audio["checkpoint"])
     assert np.allclose(still["coeffs"].pose, c.pose.mean(0), atol=1e-5)
-    rendered = Y.Render3DMM({"key_window": 9}).run(ctx, coeffs=out, target_coeffs=c, target_frames=frames)
+    rendered = run_whole(Y.Render3DMM({"key_window": 9}), ctx, coeffs=out, target_coeffs=c, target_frames=frames)
     assert rendered["frames"].shape == (20, 64, 64, 3) and rendered["face_mask"].max() == 1.0
-    single = Y.Render3DMM({}).run(ctx, coeffs=out, target_coeffs=MorphCoeffs(
+    single = run_whole(Y.Render3DMM({}), ctx, coeffs=out, target_coeffs=MorphCoeffs(
         c.shape, c.expression[:1], c.pose[:1], c.error[:1], c.image_size), target_image=frames[0])
     assert np.array_equal(single["background"][5], frames[0])
-    refined = Y.MemoryGAN({"chunk": 7}).run(ctx, rendered=rendered["frames"], checkpoint=gan["checkpoint"])
+    refined = run_whole(Y.MemoryGAN({"chunk": 7}), ctx, rendered=rendered["frames"], checkpoint=gan["checkpoint"])
     assert refined["frames"].shape == (20, 64, 64, 3) and refined["attention"].shape == (20, 64, 64)
     assert np.isfinite(refined["retrieval_score"]).all()
-    mean = Y.MemoryGAN({"identity": "mean"}).run(ctx, rendered=rendered["frames"], checkpoint=gan["checkpoint"])
+    mean = run_whole(Y.MemoryGAN({"identity": "mean"}), ctx, rendered=rendered["frames"], checkpoint=gan["checkpoint"])
     assert np.isnan(mean["retrieval_score"]).all()
     hs = Y.HeadPoseSimilarity({}).run(ctx, real=c, generated=rendered["coeffs"])["metrics"]
     assert 0 <= hs["hs"] <= 1
@@ -123,7 +124,7 @@ def test_missing_checkpoint_names_the_trainer(tmp_path):
     with pytest.raises(NodeError, match="train_yi_audio.yaml"):
         Y.AudioToExpressionPose({"checkpoint": "nope.pt"}).run(ctx_for(tmp_path), features=feats, target=c)
     with pytest.raises(NodeError, match="train_memorygan.yaml"):
-        Y.MemoryGAN({"checkpoint": "nope.pt"}).run(ctx_for(tmp_path), rendered=np.zeros((2, 64, 64, 3), np.uint8))
+        run_whole(Y.MemoryGAN({"checkpoint": "nope.pt"}), ctx_for(tmp_path), rendered=np.zeros((2, 64, 64, 3), np.uint8))
     with pytest.raises(NodeError, match="mfcc_window"):
         Y.AudioToExpressionPose({"checkpoint": "nope.pt"}).run(
             ctx_for(tmp_path), features=FeatureSeq(np.zeros((4, 15), np.float32), 25.0, "mfcc_pitch"), target=c)

@@ -29,6 +29,7 @@ from torch import nn
 from .blocks import ResNetEncoder
 
 AUDIO_SHAPE = (4, 41)  # AudioFeatures variant a2h
+ENCODER_CHUNK = 256  # audio frames per CNN pass at inference (a long clip's activations are never all held)
 
 
 class HeadMotionConfig(BaseModel):
@@ -79,7 +80,8 @@ class HeadMotionPredictorNet(nn.Module):
         if t == 0:
             return torch.stack(poses, 1)
         a = (audio - self.audio_mean) / self.audio_std
-        audio_emb = self.audio_encoder(a.reshape(b * t, 1, *audio.shape[2:])).view(b, t, -1)
+        a = a.reshape(b * t, 1, *audio.shape[2:])  # the CNN a chunk of frames at a time: memory flat in T, same values
+        audio_emb = torch.cat([self.audio_encoder(part) for part in a.split(ENCODER_CHUNK)]).view(b, t, -1)
         state = None
         for i in range(t):  # spatial embedding transition: e_{i-1} goes back in with a_i
             out, state = self.lstm(torch.cat([audio_emb[:, i], e], dim=-1).unsqueeze(1), state)

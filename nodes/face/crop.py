@@ -37,12 +37,15 @@ def face_box(landmarks: np.ndarray, how: Literal["union", "median"] = "union") -
 
 def crop_window(landmarks: np.ndarray, frame_size: tuple[int, int], *, size: int = 512, scale: float = 2.2,
                 offset_y: float = 0.1, box: Literal["union", "median"] = "union",
-                keep_inside: bool = True) -> CropTransform:
-    """The fixed square window for a clip (whole pixels) as a CropTransform."""
+                keep_inside: bool = True, centre: Literal["face", "lower_half"] = "face") -> CropTransform:
+    """The fixed square window for a clip (whole pixels) as a CropTransform. `centre`: the
+    window's centre before `offset_y` is the face box's, or that of its lower half (MetaTalk §3:
+    frames "centered around the lower half of the face"), i.e. 3/4 of the way down the box."""
     h, w = int(frame_size[0]), int(frame_size[1])
     x_min, y_min, x_max, y_max = face_box(landmarks, box)
     side = max(2, int(round(scale * max(x_max - x_min, y_max - y_min))))
-    cx, cy = (x_min + x_max) / 2, (y_min + y_max) / 2 + offset_y * side
+    cy = (y_min + y_max) / 2 if centre == "face" else y_min + 0.75 * (y_max - y_min)
+    cx, cy = (x_min + x_max) / 2, cy + offset_y * side
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     if keep_inside:
         if side <= w:

@@ -18,9 +18,10 @@ class CropAlign(Node):
     """HDTF's crop (§3): one fixed square window per video around the face, resized to `size`.
 
     The window is `scale` × the longer side of the landmarks' box over the whole clip (their
-    union, or per-side median), centred on it, moved down by `offset_y` × side, in whole pixels,
-    slid inside the frame when it fits (else the frame's edges are repeated). Outputs the crops,
-    the transform (for PasteBack) and the landmarks in crop pixels.
+    union, or per-side median), centred on it (or on its lower half: `centre`, MetaTalk §3), moved
+    down by `offset_y` × side, in whole pixels, slid inside the frame when it fits (else the
+    frame's edges are repeated). Outputs the crops, the transform (for PasteBack) and the
+    landmarks in crop pixels.
     """
 
     category = "face"
@@ -42,6 +43,8 @@ class CropAlign(Node):
         offset_y: float = Field(0.1, ge=-0.5, le=0.5, description="move the window down by this fraction of its side")
         box: Literal["union", "median"] = Field("union", description="face box over the clip: union of all frames, or per-side median")
         keep_inside: bool = Field(True, description="slide the window inside the frame when it fits")
+        centre: Literal["face", "lower_half"] = Field("face", description=(
+            "centre the window on the face box, or on its lower half (MetaTalk §3); offset_y moves it further"))
         sizes: list[int] = Field(default_factory=list, description=(
             "adapt the output side to the face's resolution (MetaTalk §2.1, e.g. [512, 768, 1024]): the smallest "
             "that does not shrink the window, else the largest; empty: `size`"))
@@ -64,7 +67,7 @@ class CropAlign(Node):
             raise NodeError(f"CropAlign: {len(landmarks)} landmark frames for {len(src)} frames (give one, or one per frame)")
         try:
             tf = crop_window(landmarks, src.shape[1:3], size=p.size, scale=p.scale, offset_y=p.offset_y,
-                             box=p.box, keep_inside=p.keep_inside)
+                             box=p.box, keep_inside=p.keep_inside, centre=p.centre)
             if p.sizes:
                 tf = dataclasses.replace(tf, size=adapted_size(tf.side, p.sizes))
             crops = crop_frames(src, tf)

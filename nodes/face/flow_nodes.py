@@ -59,8 +59,8 @@ class DenseFlowBuilder(Node):
         h, w = (int(v) for v in size)
         need = self.params.chunk * h * w * (BYTES_PER_PIXEL_FRAME + 4) + max(32 << 20, 8 * h * w) + max(32 << 20, 4 * h * w)
         return need, (f"the flow is built at the reference image's size, {w}x{h}: load the portrait at the working "
-                      f"resolution (e.g. 512x512, or the size the video generator was trained at) or lower `chunk` "
-                      f"(now {self.params.chunk})")
+                      f"resolution (LoadImage's max_side, e.g. --set portrait.max_side=512, or the size the video "
+                      f"generator was trained at) or lower `chunk` (now {self.params.chunk})")
 
     def run(self, ctx: RunContext, reference: Any, driving: Any, model: Any = None) -> Iterator[dict[str, Any]]:
         """Streams: `chunk` frames of flow and regions per step (flat memory in clip length)."""

@@ -59,22 +59,34 @@ def _existing_file(path: str | os.PathLike) -> Path:
 # Images
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3); EXIF orientation applied, alpha dropped."""
+def working_size(h: int, w: int, max_side: int = 0) -> tuple[int, int]:
+    """(h, w) shrunk, aspect kept, so that the longer side is at most `max_side` (0: as is)."""
+    if not max_side or max(h, w) <= max_side:
+        return h, w
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def read_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3); EXIF orientation applied, alpha dropped; shrunk
+    (Lanczos, aspect kept) so that its longer side is at most `max_side` when that is set."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = _existing_file(path)
     try:
         with Image.open(p) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            h, w = working_size(im.height, im.width, max_side)
+            if (h, w) != (im.height, im.width):
+                im = im.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            return np.asarray(im, dtype=np.uint8).copy()
     except UnidentifiedImageError:
         raise MediaError(f"{p}: not a readable image (unknown or corrupt format)") from None
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise MediaError(f"{p}: image could not be decoded ({e})") from None
 
 
-def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+def image_shape(path: str | os.PathLike, max_side: int = 0) -> tuple[int, int, int]:
     """(H, W, 3) of what read_image returns, from the file's header only (nothing decoded)."""
     from PIL import Image
 
@@ -82,7 +94,7 @@ def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
         w, h = im.size
         if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that turn the image on its side
             w, h = h, w
-    return h, w, 3
+    return (*working_size(h, w, max_side), 3)
 
 
 # ---------------------------------------------------------------------------------------

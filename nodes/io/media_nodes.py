@@ -18,20 +18,23 @@ from nodes.types import AudioClip
 
 
 class LoadImage(Node):
-    """Read an image file (png, jpg, webp, ...) as uint8 RGB; EXIF orientation is applied."""
+    """Read an image file (png, jpg, webp, ...) as uint8 RGB; EXIF orientation is applied.
+    `max_side` loads a large photo at a working resolution (e.g. `--set portrait.max_side=512`)."""
 
     category = "io"
     outputs = {"image": Out("Image")}
 
     class Params(BaseModel):
         path: str = InputFile(description="image file", extensions=media.IMAGE_EXTENSIONS)
+        max_side: int = Field(0, ge=0, le=65536, description="shrink (Lanczos, aspect kept) so the longer side is at "
+                                                              "most this many pixels; 0: the file's size")
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        return {"image": media.read_image(ctx.resolve_path(self.params.path))}
+        return {"image": media.read_image(ctx.resolve_path(self.params.path), self.params.max_side)}
 
     def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
         """The image's shape from its file's header (for the up-front resource check)."""
-        return {"image": {"shape": media.image_shape(resolve(self.params.path))}}
+        return {"image": {"shape": media.image_shape(resolve(self.params.path), self.params.max_side)}}
 
 
 class ImageToFrames(Node):

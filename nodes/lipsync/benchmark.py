@@ -15,7 +15,7 @@ Methods:
 - `rules`: the rule-based LipSyncRules (nodes/lipsync/rules.py, default settings).
 - pipelines (`PIPELINES`): a workflow run in-process up to the node that carries the mouth,
   with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
-  3DMM (HDTF's animation generator, Yi's audio-to-expression net) or measured with MediaPipe on
+  3DMM (HDTF's animation generator, Yi's audio-to-expression net, MetaTalk's A2E) or measured with MediaPipe on
   its frames (Audio2Head, whose keypoints have no 3DMM). A pipeline method may carry workflow
   overrides after colons, e.g. `hdtf:features.variant=mfcc_pitch:animation.checkpoint=OLD.pt`
   (an ablation scored in the same run).
@@ -55,6 +55,7 @@ PIPELINES: dict[str, tuple[str, str, str, str]] = {
     "hdtf": ("hdtf.yaml", "animation", "coeffs", "coeffs"),
     "memorygan_image": ("memorygan_image.yaml", "animate", "coeffs", "coeffs"),
     "audio2head": ("audio2head.yaml", "render", "frames", "frames"),
+    "metatalk": ("metatalk.yaml", "a2e", "coeffs", "coeffs"),
 }
 # Mouth openness per ARPAbet phone for the crude recogniser baseline (0 closed .. 1 wide open).
 OPENNESS = {"AA": 1.0, "AE": 0.9, "AH": 0.7, "AO": 0.8, "AW": 0.8, "AY": 0.85, "EH": 0.7, "ER": 0.5, "EY": 0.6,

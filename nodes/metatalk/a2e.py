@@ -20,14 +20,29 @@ Departures, and why:
   instead of the paper's 64 FaceWarehouse components.
 - MFCC inputs are standardised per coefficient and the outputs de-standardised with statistics
   of the training data stored as buffers (not parameters); the loss is still eq. 1 on α.
+
+Explicit options (defaults = the paper; `paper` / `tiny` presets never set them):
+- `feature: phonetic` (not in the paper): the 44-D per-frame phonetic features of
+  trainers/data/phonetic.py (PocketSphinx phones, voicing, loudness) instead of MFCC blocks, through
+  `PhoneticEncoderNet` (a per-frame MLP to the same 256-D f), so Table 1's part is unchanged. Why:
+  MFCCs carry the voice, and the pseudo videos here are driven by a few synthetic voices.
+- Table 3's "Baseline" A2E (AudioDVP's, which MetaTalk deepens): `AUDIODVP_A2E` below, three
+  Conv1D with 5, 3, 1 outputs (256 -> 254 -> 252 -> 250), no activation, FC from 250, over a
+  window of 7 frames (AudioDVP's Nw).
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from trainers.data.audio_features import SHAPES
+
 TABLE1_CHANNELS = (5, 5, 3, 3, 3)
+# Table 3's baseline: AudioDVP's A2E (Wen et al. 2020): Conv1D 5, 3, 1 (k 3, no activation), FC 250 -> α, Nw = 7
+AUDIODVP_A2E = {"channels": (5, 3, 1), "window": 7, "activation": "none"}
 
 
 class A2EConfig(BaseModel):
@@ -41,6 +56,15 @@ class A2EConfig(BaseModel):
     channels: tuple[int, ...] = Field(TABLE1_CHANNELS, description="Conv1D output channels (Table 1)")
     kernel: int = Field(3, ge=1, description="Conv1D kernel (Table 1: 3, stride 1)")
     expression_dim: int = Field(33, ge=1, description="expression coefficients α (project 3DMM: 33; paper: 64)")
+    feature: Literal["mfcc80_window", "phonetic"] = Field(
+        "mfcc80_window", description="audio input: the paper's 28x80 MFCC blocks, or 44-D phonetic features (option)")
+    activation: Literal["leaky_relu", "none"] = Field(
+        "leaky_relu", description="between the Conv1D layers (none: AudioDVP's baseline A2E, Table 3)")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-frame audio input: (28, 80) MFCC block, or (44,) phonetic features."""
+        return tuple(SHAPES["phonetic"]) if self.feature == "phonetic" else (self.mfcc_rows, self.mfcc_coeffs)
 
 
 class AudioEncoderNet(nn.Module):
@@ -63,40 +87,54 @@ class AudioEncoderNet(nn.Module):
         return self.fc(self.convs(mfcc[:, None]).flatten(1))
 
 
+class PhoneticEncoderNet(nn.Module):
+    """(B, 44) phonetic features of one frame -> (B, feature_dim): a two-layer MLP (the `phonetic`
+    option's stand-in for AT-net; the features are already phone posteriors, not a spectrum)."""
+
+    def __init__(self, cfg: A2EConfig) -> None:
+        super().__init__()
+        (dim,) = cfg.input_shape
+        self.mlp = nn.Sequential(nn.Linear(dim, cfg.feature_dim), nn.ReLU(), nn.Linear(cfg.feature_dim, cfg.feature_dim), nn.ReLU())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)
+
+
 class A2ENet(nn.Module):
-    """forward(mfcc (B, window, 28, 80)) -> α (B, expression_dim)."""
+    """forward(audio (B, window, *cfg.input_shape)) -> α (B, expression_dim)."""
 
     def __init__(self, cfg: A2EConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = AudioEncoderNet(cfg)
+        self.encoder = PhoneticEncoderNet(cfg) if cfg.feature == "phonetic" else AudioEncoderNet(cfg)
         convs: list[nn.Module] = []
         c_in, length = cfg.window, cfg.feature_dim
         for c in cfg.channels:  # Table 1: Conv1D k=3 s=1, no padding
-            convs += [nn.Conv1d(c_in, c, cfg.kernel, 1), nn.LeakyReLU(0.02)]
+            convs += [nn.Conv1d(c_in, c, cfg.kernel, 1), nn.LeakyReLU(0.02) if cfg.activation == "leaky_relu" else nn.Identity()]
             c_in, length = c, length - cfg.kernel + 1
         self.convs = nn.Sequential(*convs)
         self.out_shape = (c_in, length)  # (3, 246) at the paper's sizes
         self.fc = nn.Linear(c_in * length, cfg.expression_dim)
-        self.register_buffer("mfcc_mean", torch.zeros(cfg.mfcc_coeffs))
-        self.register_buffer("mfcc_std", torch.ones(cfg.mfcc_coeffs))
+        # input statistics per coefficient (the last axis: 80 MFCC or 44 phonetic dims; named for the paper's input)
+        self.register_buffer("mfcc_mean", torch.zeros(cfg.input_shape[-1]))
+        self.register_buffer("mfcc_std", torch.ones(cfg.input_shape[-1]))
         self.register_buffer("expression_mean", torch.zeros(cfg.expression_dim))
         self.register_buffer("expression_std", torch.ones(cfg.expression_dim))
 
-    def features(self, mfcc: torch.Tensor) -> torch.Tensor:
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
         """The 256-D feature f of every frame of the window: (B, window, feature_dim)."""
-        b, w = mfcc.shape[:2]
-        x = (mfcc - self.mfcc_mean) / self.mfcc_std
-        return self.encoder(x.reshape(b * w, *mfcc.shape[2:])).reshape(b, w, -1)
+        b, w = audio.shape[:2]
+        x = (audio - self.mfcc_mean) / self.mfcc_std
+        return self.encoder(x.reshape(b * w, *audio.shape[2:])).reshape(b, w, -1)
 
-    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        h = self.convs(self.features(mfcc))
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.features(audio))
         return self.fc(h.flatten(1)) * self.expression_std + self.expression_mean
 
 
 def frame_windows(features: torch.Tensor, window: int) -> torch.Tensor:
-    """(T, 28, 80) per-frame MFCC blocks -> (T, window, 28, 80): each frame with its neighbours
-    (edge frames repeated), the predicted frame in the middle."""
+    """(T, *shape) per-frame features (28x80 MFCC blocks or 44-D phonetic rows) -> (T, window, *shape):
+    each frame with its neighbours (edge frames repeated), the predicted frame in the middle."""
     t = features.shape[0]
     idx = torch.arange(t)[:, None] + torch.arange(window)[None] - window // 2
     return features[idx.clamp(0, t - 1)]

@@ -21,6 +21,10 @@ Loss (eq. 4): L1 (eq. 2) + λ · the GAN loss of eq. 3 (non-saturating form for 
 
 Departures: instance instead of batch norm (CPU batches of 1-4); the paper's λ is not given
 (`lambda_adv`, default 0.01 against the L1 on [-1, 1] images).
+
+Option `size: 256` (not a crop adaption size): the low-definition renderer of Table 3's ablation,
+AudioDVP's 256 × 256 crops (workflows with `--set crop.sizes=[256]`); the "High definition" row
+is the default, the crop-adapted size.
 """
 from __future__ import annotations
 
@@ -33,12 +37,15 @@ from torch import nn
 from trainers.discriminators import MultiScalePatchDiscriminator
 
 CROP_SIZES = (512, 768, 1024)  # §2.1
+LOW_DEFINITION = 256  # Table 3's ablation: AudioDVP's crop size
+RENDER_SIZES = (LOW_DEFINITION, *CROP_SIZES)
 
 
 class FaceRendererConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    size: Literal[512, 768, 1024] = Field(512, description="crop side (§2.1); G translates its lower half")
+    size: Literal[256, 512, 768, 1024] = Field(
+        512, description="crop side (§2.1: 512/768/1024; 256: the low-definition ablation of Table 3); G translates its lower half")
     ngf: int = Field(64, ge=1, description="width of the first U-Net level")
     max_levels: int = Field(8, ge=2, le=10, description="most stride-2 levels (the band's size may allow fewer)")
     dropout: float = Field(0.5, ge=0, lt=1)

@@ -25,7 +25,6 @@ from nodes.types import FeatureSeq, MorphCoeffs
 from .models import A2E as A2E_SPEC
 from .models import NEURAL_FACE_RENDERER
 
-MFCC_SHAPE = (28, 80)
 # validation names the trainer when a bundled checkpoint is missing (e.g. not trained yet)
 MISSING = "bundled checkpoint (made by workflows/train_metatalk.yaml; or set `checkpoint`)"
 
@@ -40,21 +39,36 @@ def loop_index(n: int, length: int) -> np.ndarray:
     return np.where(period < n, period, 2 * n - 2 - period).astype(np.int64)
 
 
-def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
-    if features.data.ndim != 3 or features.data.shape[1:] != MFCC_SHAPE:
-        raise NodeError(f"{node} needs 28x80 MFCC blocks (AudioFeatures variant mfcc80_window), "
+def _check_audio(node: str, features: FeatureSeq, feature: str = "mfcc80_window") -> np.ndarray:
+    """The features' array if they are `feature`'s per-frame shape (28x80 MFCC blocks or 44-D phonetic)."""
+    from trainers.data.audio_features import SHAPES
+
+    want = SHAPES[feature]
+    if features.data.shape[1:] != tuple(want):
+        raise NodeError(f"{node} needs AudioFeatures variant {feature} ({' x '.join(map(str, want))} per frame), "
                         f"got variant {features.variant!r} shaped {features.data.shape}")
     return features.data
 
 
 def _check_crops(node: str, frames: np.ndarray) -> int:
-    from .face_renderer import CROP_SIZES
+    from .face_renderer import RENDER_SIZES
 
     size = frames.shape[1]
-    if frames.shape[2] != size or size not in CROP_SIZES:
+    if frames.shape[2] != size or size not in RENDER_SIZES:
         raise NodeError(f"{node}: the face crops are {frames.shape[2]}x{size}; the renderer works on square "
-                        f"{'/'.join(map(str, CROP_SIZES))} crops (CropAlign with sizes [512, 768, 1024])")
+                        f"{'/'.join(map(str, RENDER_SIZES[1:]))} crops (CropAlign with sizes [512, 768, 1024]), or "
+                        f"{RENDER_SIZES[0]} for Table 3's low-definition ablation (sizes [{RENDER_SIZES[0]}])")
     return size
+
+
+def _resized(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, s, s, ...) square frames or masks resized to size x size (cubic; unchanged when already that size)."""
+    import cv2
+
+    if frames.shape[1] == size:
+        return frames
+    out = [cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames]
+    return np.clip(np.stack(out), 0, 255 if frames.dtype == np.uint8 else np.inf).astype(frames.dtype)
 
 
 class A2E(Node):
@@ -65,7 +79,8 @@ class A2E(Node):
 
     category = "metatalk"
     inputs = {
-        "features": In("AudioFeatures", "mfcc80_window features of the driving speech (T, 28, 80)"),
+        "features": In("AudioFeatures", "features of the driving speech: mfcc80_window (T, 28, 80), or phonetic (T, 44) "
+                                        "for a checkpoint trained with TrainA2E feature=phonetic"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its face crops)"),
         "checkpoint": CheckpointInput(A2E_SPEC, label=MISSING),
     }
@@ -80,20 +95,20 @@ class A2E(Node):
 
         from .a2e import frame_windows
 
-        mfcc = _check_mfcc("A2E", features)
         if len(target.expression) == 0:
             raise NodeError("A2E: the target coefficients have no frames")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        audio = _check_audio("A2E", features, model.cfg.feature)
         if model.cfg.expression_dim != target.expression.shape[1]:
             raise NodeError(f"A2E: the checkpoint predicts {model.cfg.expression_dim} expression coefficients, "
                             f"the target has {target.expression.shape[1]}")
         ctx.log(f"A2E: {export['step']} training steps on {export.get('data', {}).get('pairs', '?')} pseudo pairs")
         with torch.no_grad():
-            x = torch.from_numpy(mfcc).to(ctx.device)
+            x = torch.from_numpy(np.asarray(audio, np.float32)).to(ctx.device)
             expression = torch.cat([model(frame_windows(x, model.cfg.window)[i:i + 256]) for i in range(0, len(x), 256)])
-        idx = loop_index(len(target.pose), len(mfcc))
+        idx = loop_index(len(target.pose), len(audio))
         coeffs = MorphCoeffs(np.asarray(target.shape, np.float32), expression.cpu().numpy().astype(np.float32),
-                             np.asarray(target.pose, np.float32)[idx], np.zeros(len(mfcc), np.float32), tuple(target.image_size))
+                             np.asarray(target.pose, np.float32)[idx], np.zeros(len(audio), np.float32), tuple(target.image_size))
         return {"coeffs": coeffs}
 
 
@@ -211,7 +226,7 @@ class TrainA2E(Node):
     category = "metatalk/train"
     inputs = {
         "dataset": In("Path", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
-        "features": In("AudioFeatures", "mfcc80_window features of the target video's own sound", optional=True),
+        "features": In("AudioFeatures", "features (the `feature` param's variant) of the target video's own sound", optional=True),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video (with `features`)", optional=True),
     }
     outputs = train_outputs(A2E_SPEC)
@@ -221,6 +236,11 @@ class TrainA2E(Node):
         batch_size: int = Field(32, ge=1, le=4096)
         lr_g: float = Field(1e-3, gt=0, le=1)
         split: str = Field("all", description="dataset split to train on: train, val, test or all")
+        feature: Literal["mfcc80_window", "phonetic"] = Field(
+            "mfcc80_window", description="audio input: the paper's 28x80 MFCC blocks, or phonetic features (44 per frame, "
+                                         "speaker-independent: docs/lipsync.md; an option, not the paper)")
+        network: Literal["table1", "audiodvp"] = Field(
+            "table1", description="MetaTalk's deep A2E (Table 1) or Table 3's baseline: AudioDVP's shallow A2E")
 
     def run(self, ctx: RunContext, dataset: str, features: FeatureSeq | None = None,
             coeffs: MorphCoeffs | None = None) -> dict[str, Any]:
@@ -231,13 +251,14 @@ class TrainA2E(Node):
             raise NodeError("TrainA2E: connect both `features` and `coeffs` of the target video, or neither")
 
         def task() -> A2ETask:
-            pairs, data = load_pseudo_pairs(dataset_path(ctx, dataset, "TrainA2E"), None if p.split == "all" else p.split)
+            pairs, data = load_pseudo_pairs(dataset_path(ctx, dataset, "TrainA2E"), None if p.split == "all" else p.split,
+                                            p.feature)
             if features is not None and coeffs is not None:
-                mfcc = _check_mfcc("TrainA2E", features)
-                n = min(len(mfcc), len(coeffs.expression))
-                pairs.append((mfcc[:n], np.asarray(coeffs.expression[:n], np.float32)))
+                audio = _check_audio("TrainA2E", features, p.feature)
+                n = min(len(audio), len(coeffs.expression))
+                pairs.append((np.asarray(audio[:n], np.float32), np.asarray(coeffs.expression[:n], np.float32)))
                 data = {**data, "target_frames": n}
-            return A2ETask(pairs, A2ETrainSettings(preset=p.preset), data)
+            return A2ETask(pairs, A2ETrainSettings(preset=p.preset, feature=p.feature, network=p.network), data)
 
         return run_training(ctx, "TrainA2E", task, p)
 
@@ -280,7 +301,9 @@ class EvaluateMetaTalk(Node):
     videos"): SSIM and PSNR of the lower half of the crops, generated vs real, and of the
     synthetic input (the render drawn over the crop: the renderer's starting point), and, for
     lip sync, the lip-vertex distance (LMD^3D, mm) between A2E's expression and the one fitted
-    on the real frames — a stand-in for LSE-C/LSE-D, which need SyncNet weights (not shipped)."""
+    on the real frames — a stand-in for LSE-C/LSE-D, which need SyncNet weights (not shipped).
+    Generated crops of another size than the real ones (Table 3's low-definition ablation: 256
+    against the HD crop of the same window) are resized to the real ones' size first."""
 
     category = "metatalk/evaluate"
     inputs = {
@@ -302,14 +325,17 @@ class EvaluateMetaTalk(Node):
         from .train import compose, lower_half
 
         n = min(len(real), len(generated), len(target.expression), len(driven.expression))
-        if n == 0 or real.shape[1:] != generated.shape[1:]:
+        square = all(a.ndim == 4 and a.shape[1] == a.shape[2] and a.shape[3] == 3 for a in (real, generated))
+        if n == 0 or not square:
             raise NodeError(f"EvaluateMetaTalk: real {real.shape} and generated {generated.shape} frames must be "
-                            "non-empty crops of one size")
+                            "non-empty square RGB crops")
         if (rendered is None) != (face_mask is None):
             raise NodeError("EvaluateMetaTalk: connect both `rendered` and `face_mask`, or neither")
+        size, generated_size = real.shape[1], generated.shape[1]
+        generated = _resized(generated[:n], size)
         face_model = resolve_model(ctx, "EvaluateMetaTalk", model, self.params.model_path)
         real_half, gen_half = lower_half(real[:n]), lower_half(generated[:n])
-        out = {"frames": n,
+        out = {"frames": n, "size": size, "generated_size": generated_size,
                "ssim_lower_half": float(np.mean([ssim(g, r) for g, r in zip(gen_half, real_half)])),
                "psnr_lower_half": float(np.mean([psnr(g, r) for g, r in zip(gen_half, real_half)])),
                "lip_vertex_distance_mm": lip_landmark_distance(face_model, target.shape, driven.expression[:n],
@@ -318,7 +344,7 @@ class EvaluateMetaTalk(Node):
                    face_model, target.shape, np.broadcast_to(target.expression[:n].mean(0), (n, target.expression.shape[1])),
                    target.expression[:n])}
         if rendered is not None and face_mask is not None:
-            synthetic = lower_half(compose(rendered[:n], face_mask[:n], real[:n]))
+            synthetic = lower_half(compose(_resized(rendered[:n], size), _resized(face_mask[:n], size), real[:n]))
             out["ssim_lower_half_synthetic"] = float(np.mean([ssim(g, r) for g, r in zip(synthetic, real_half)]))
         ctx.log("EvaluateMetaTalk: " + ", ".join(f"{k} {v:.4g}" for k, v in out.items()))
         return {"metrics": out}

@@ -10,7 +10,7 @@ fitted coefficients drawn over them (the masking of §2.4), lower half to lower 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,19 +20,19 @@ from trainers.fingerprint import arrays_fingerprint
 from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.loop import StepOutput, TrainTask
 
-from .a2e import A2ENet
+from .a2e import AUDIODVP_A2E, A2ENet
 from .face_renderer import FaceRendererConfig, NeuralFaceRendererNet, band_shape, build_discriminator
 from .models import A2E, NEURAL_FACE_RENDERER
 
-FEATURE = "mfcc80_window"
+FEATURE = "mfcc80_window"  # the paper's input; `phonetic` is the option
 
 
-def load_pseudo_pairs(url: str, split: str | None) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
-    """[(MFCC blocks (T, 28, 80), expression α (T, E))] of a dataset's clips (features computed
-    from the clip's audio when not stored)."""
+def load_pseudo_pairs(url: str, split: str | None, feature: str = FEATURE) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """[(audio features (T, 28, 80) MFCC blocks or (T, 44) phonetic, expression α (T, E))] of a
+    dataset's clips (features computed from the clip's audio when not stored)."""
     from trainers.data import ClipStore
 
-    store = ClipStore(url, split, fields=("expression",), feature=FEATURE)
+    store = ClipStore(url, split, fields=("expression",), feature=feature)
     pairs = [(store.get(k)["features"], store.get(k)["expression"]) for k in range(len(store))]
     return pairs, store.describe()
 
@@ -41,6 +41,9 @@ class A2ETrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str = Field("tiny", description="size preset: tiny or paper")
+    feature: Literal["mfcc80_window", "phonetic"] = Field(FEATURE, description="audio input (the paper's MFCC, or phonetic)")
+    network: Literal["table1", "audiodvp"] = Field(
+        "table1", description="MetaTalk's deep A2E (Table 1) or Table 3's baseline, AudioDVP's shallow one")
 
 
 class A2ETask(TrainTask):
@@ -53,11 +56,13 @@ class A2ETask(TrainTask):
 
         if not pairs:
             raise ValueError("no (audio, expression) pairs to train on")
-        self.cfg = model_config(A2E, settings.preset)
+        options = {"feature": settings.feature, **(AUDIODVP_A2E if settings.network == "audiodvp" else {})}
+        self.cfg = model_config(A2E, {**A2E.presets[settings.preset], **options})
         shapes = {(f.shape[1:], e.shape[1]) for f, e in pairs}
-        want = ((self.cfg.mfcc_rows, self.cfg.mfcc_coeffs), self.cfg.expression_dim)
+        want = (self.cfg.input_shape, self.cfg.expression_dim)
         if shapes != {want}:
-            raise ValueError(f"pairs have (MFCC block, expression) shapes {sorted(shapes)}, the model expects {want}")
+            raise ValueError(f"pairs have ({settings.feature} features, expression) shapes {sorted(shapes)}, "
+                             f"the model expects {want}")
         for f, e in pairs:
             if len(f) != len(e):
                 raise ValueError(f"a clip has {len(f)} feature frames but {len(e)} expression rows")
@@ -78,7 +83,7 @@ class A2ETask(TrainTask):
         return {"arch": A2E.name, **self.cfg.model_dump(mode="json")}
 
     def data_description(self) -> dict[str, Any]:
-        return {**self.data, "feature": FEATURE, "clips_used": len(self.pairs), "pairs": int(self.lengths.sum())}
+        return {**self.data, "feature": self.cfg.feature, "network": self.s.network, "clips_used": len(self.pairs), "pairs": int(self.lengths.sum())}
 
     def data_identity(self) -> dict[str, Any]:
         return {**super().data_identity(), "pairs_sha256": arrays_fingerprint(a for p in self.pairs for a in p)}
@@ -88,11 +93,11 @@ class A2ETask(TrainTask):
         ks = rng.choice(len(self.pairs), size=batch_size, p=self.lengths / self.lengths.sum())
         ts = [int(rng.integers(0, self.lengths[k])) for k in ks]
         idx = [np.clip(np.arange(t - w // 2, t - w // 2 + w), 0, self.lengths[k] - 1) for k, t in zip(ks, ts)]
-        return {"mfcc": torch.from_numpy(np.stack([self.pairs[k][0][i] for k, i in zip(ks, idx)])),
+        return {"audio": torch.from_numpy(np.stack([self.pairs[k][0][i] for k, i in zip(ks, idx)])),
                 "expression": torch.from_numpy(np.stack([self.pairs[k][1][t] for k, t in zip(ks, ts)]))}
 
     def generator_step(self, batch: dict[str, torch.Tensor], use_gan: bool) -> StepOutput:
-        loss = torch.nn.functional.mse_loss(self.generator(batch["mfcc"]), batch["expression"])  # eq. 1
+        loss = torch.nn.functional.mse_loss(self.generator(batch["audio"]), batch["expression"])  # eq. 1
         return StepOutput(loss, {"mse": loss.item()})
 
 

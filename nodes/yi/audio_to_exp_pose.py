@@ -92,19 +92,21 @@ class AudioToExpressionPoseNet(nn.Module):
         self.lstm = nn.LSTM(cfg.embed, cfg.lstm_hidden, cfg.lstm_layers, batch_first=True)
         self.head = nn.Linear(cfg.lstm_hidden, cfg.n_expression + cfg.n_pose)
 
-    def forward_normalized(self, mfcc: torch.Tensor, state=None):
-        """Raw MFCC windows -> standardised (expression, pose) and the LSTM state (eq. 1)."""
+    def forward_normalized(self, mfcc: torch.Tensor, state=None, chunk: int | None = None):
+        """Raw MFCC windows -> standardised (expression, pose) and the LSTM state (eq. 1).
+        `chunk`: windows per encoder pass (the same values; the CNN's activations for a long
+        clip are never all held at once, only its (T, embed) features)."""
         b, t = mfcc.shape[:2]
-        x = self.mfcc_norm.norm(mfcc)
-        feats = self.encoder(x.reshape(b * t, MFCC_FRAMES, MFCC_COEFFS)).reshape(b, t, -1)
+        x = self.mfcc_norm.norm(mfcc).reshape(b * t, MFCC_FRAMES, MFCC_COEFFS)
+        feats = torch.cat([self.encoder(part) for part in x.split(chunk or len(x))]).reshape(b, t, -1)
         h, state = self.lstm(feats, state)
         out = self.head(h)
         return out[..., :self.cfg.n_expression], out[..., self.cfg.n_expression:], state
 
-    def forward(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, mfcc: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if mfcc.ndim != 4 or mfcc.shape[2:] != (MFCC_FRAMES, MFCC_COEFFS):
             raise ValueError(f"expected MFCC windows shaped (B, T, {MFCC_FRAMES}, {MFCC_COEFFS}), got {tuple(mfcc.shape)}")
-        e, p, _ = self.forward_normalized(mfcc)
+        e, p, _ = self.forward_normalized(mfcc, chunk=chunk)
         return self.expression_norm.denorm(e), self.pose_norm.denorm(p)
 
 

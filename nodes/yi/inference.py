@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -14,6 +14,8 @@ from nodes.types import MorphCoeffs
 
 from . import memory_gan
 
+ENCODER_CHUNK = 256  # MFCC windows per CNN pass: memory flat in clip length, the same values (tested)
+
 
 @torch.no_grad()
 def predict_coeffs(model, mfcc: np.ndarray, target: MorphCoeffs, *, predict_pose: bool = True,
@@ -21,7 +23,7 @@ def predict_coeffs(model, mfcc: np.ndarray, target: MorphCoeffs, *, predict_pose
     """§3.2 at test time: expression and pose per frame of the audio, around the target's mean pose,
     with the target's identity. predict_pose=False keeps the mean pose (the §4.2 ablation)."""
     x = torch.as_tensor(np.asarray(mfcc, np.float32), device=device)[None]
-    exp, delta = model(x)
+    exp, delta = model(x, chunk=ENCODER_CHUNK)
     exp = exp[0].cpu().numpy().clip(0, 1.5)  # the fitted expression box of nodes/face/model.py
     rest = np.asarray(target.pose, np.float32).mean(0)
     delta = delta[0].cpu().numpy() if predict_pose else np.zeros((len(exp), 6), np.float32)
@@ -48,43 +50,68 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
+def _as_float(frames: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 frames (B, H, W, 3) -> (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(device).movedim(-1, 1).float().div(127.5).sub(1)
+
+
 @torch.no_grad()
+def retrieve_identity(gan, rendered, *, identity: Literal["memory", "mean"] = "memory", sigma: float = 2.0,
+                      size: int | None = None, chunk: int = 8, device: str = "cpu") -> tuple[torch.Tensor, np.ndarray]:
+    """§3.4's identity feature per frame (T, D) and the retrieved key's cosine (T,): the memory
+    queried with each rendered frame (at `size`), smoothed over time; or the training set's mean
+    identity (scores NaN). `rendered` is an array or a graphcore.stream.Chunks, read `chunk` frames
+    at a time."""
+    from graphcore.stream import Chunks
+
+    rendered = Chunks.of(rendered)
+    t, h, w = rendered.shape[:3]
+    if identity != "memory":
+        return gan.mean_identity[None].expand(t, -1), np.full(t, np.nan, np.float32)
+    work = (size, size) if size else (h, w)
+    feats, score = [], []
+    for block in rendered.chunks(chunk):
+        f, s = gan.memory.retrieve(gan.encoder(_resize(_as_float(block, device), work)))
+        feats.append(f)
+        score.append(s)
+    return memory_gan.smooth_features(torch.cat(feats), sigma), torch.cat(score).cpu().numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def refine_chunks(gan, rendered, ident: torch.Tensor, *, size: int | None = None, chunk: int = 8, device: str = "cpu",
+                  progress: Callable[[int, int], None] | None = None,
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """G over windows of three rendered frames (eq. 3), `chunk` output frames at a time: yields
+    (frames uint8, attention float32, colour uint8) per chunk. Each step reads its frames and the
+    two before them from `rendered` (an array or a Chunks view), so the clip is never whole.
+    Frames are processed at `size` and brought back to the input size: when the sizes differ,
+    the refinement's change (o - r) is resized and added to the full-size rendering, so detail
+    the renderer drew is kept."""
+    from graphcore.stream import Chunks
+
+    rendered = Chunks.of(rendered)
+    t, h, w = rendered.shape[:3]
+    work = (size, size) if size else (h, w)
+    for win in rendered.windows(chunk, before=2):
+        frames = _as_float(win.data, device)
+        small = _resize(frames, work)
+        first = win.rows.start - win.core.start  # the sequence's row of small[0]
+        idx = torch.arange(win.rows.start, win.rows.stop)
+        at = lambda back: (idx - back).clamp(min=0) - first  # noqa: E731
+        stacked = torch.stack([small[at(2)], small[at(1)], small[at(0)]], 1).flatten(1, 2)
+        o, c, a = gan(stacked, ident[idx])
+        if work != (h, w):
+            o = frames[at(0)] + _resize(o - small[at(0)], (h, w))
+            c, a = _resize(c, (h, w)), _resize(a, (h, w))
+        yield _to_uint8(o), a[:, 0].clamp(0, 1).cpu().numpy(), _to_uint8(c)
+        if progress is not None:
+            progress(win.rows.stop, t)
+
+
 def refine(gan, rendered: np.ndarray, *, identity: Literal["memory", "mean"] = "memory", sigma: float = 2.0,
            size: int | None = None, chunk: int = 8, device: str = "cpu",
            progress: Callable[[int, int], None] | None = None) -> Refined:
-    """§3.4 at test time: identity features retrieved from the memory with the rendered frames as
-    queries and smoothed over time (or the training set's mean identity), then G over windows of
-    three rendered frames. Frames are processed at `size` (the training size) and the result is
-    brought back to the input size: when the sizes differ, the refinement's change (o - r) is
-    resized and added to the full-size rendering, so detail the renderer drew is kept."""
-    t, h, w = rendered.shape[:3]
-    work = (size, size) if size else (h, w)
-    frames = torch.from_numpy(np.ascontiguousarray(rendered)).to(device).movedim(-1, 1).float().div(127.5).sub(1)
-    small = torch.cat([_resize(frames[i:i + chunk], work) for i in range(0, t, chunk)])
-    if identity == "memory":
-        feats, score = [], []
-        for i in range(0, t, chunk):
-            f, s = gan.memory.retrieve(gan.encoder(small[i:i + chunk]))
-            feats.append(f)
-            score.append(s)
-        ident = memory_gan.smooth_features(torch.cat(feats), sigma)
-        score = torch.cat(score).cpu().numpy()
-    else:
-        ident = gan.mean_identity[None].expand(t, -1)
-        score = np.full(t, np.nan, np.float32)
-    out = np.empty((t, h, w, 3), np.uint8)
-    att = np.empty((t, h, w), np.float32)
-    col = np.empty((t, h, w, 3), np.uint8)
-    for i in range(0, t, chunk):
-        idx = torch.arange(i, min(t, i + chunk))
-        win = torch.stack([small[(idx - 2).clamp(min=0)], small[(idx - 1).clamp(min=0)], small[idx]], 1).flatten(1, 2)
-        o, c, a = gan(win, ident[idx])
-        if work != (h, w):
-            o = frames[idx] + _resize(o - small[idx], (h, w))
-            c, a = _resize(c, (h, w)), _resize(a, (h, w))
-        out[idx.numpy()] = _to_uint8(o)
-        col[idx.numpy()] = _to_uint8(c)
-        att[idx.numpy()] = a[:, 0].clamp(0, 1).cpu().numpy()
-        if progress is not None:
-            progress(int(idx[-1]) + 1, t)
-    return Refined(out, att, col, score.astype(np.float32))
+    """§3.4 at test time on a whole clip (retrieve_identity, then refine_chunks collected)."""
+    ident, score = retrieve_identity(gan, rendered, identity=identity, sigma=sigma, size=size, chunk=chunk, device=device)
+    parts = list(refine_chunks(gan, rendered, ident, size=size, chunk=chunk, device=device, progress=progress))
+    return Refined(*(np.concatenate([part[k] for part in parts]) for k in range(3)), score)

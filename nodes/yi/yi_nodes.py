@@ -10,12 +10,15 @@ HeadPoseSimilarity is the HS metric of §4.4. Heavy imports stay inside function
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, RunContext
+from graphcore.stream import Chunks
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
 from nodes.face.model_nodes import FaceModelInput, bundled_face_model, model_path_param, resolve_model
@@ -24,6 +27,24 @@ from nodes.types import FeatureSeq, MorphCoeffs
 from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
 
 from .models import AUDIO_EXP_POSE, MEMORY_GAN
+
+# Peak memory per pixel of a frame being worked on, measured (peak RSS of a fresh process running
+# the node on `chunk` frames of 512-2048 px): Render3DMM 83-95 B, MemoryGAN 74-85 B; plus one
+# 32 MiB storage-chunk buffer per streamed output (the up-front resource check).
+RENDER_BYTES_PER_PIXEL_FRAME, REFINE_BYTES_PER_PIXEL_FRAME, STORAGE_BUFFER = 96, 86, 32 << 20
+
+
+def _frame_size(facts: Mapping[str, Any], frames: bool = False) -> tuple[int, int] | None:
+    """(h, w) from an input's resource-check facts: an image's or frames' shape, or image_size."""
+    if facts.get("image_size"):
+        return tuple(int(v) for v in facts["image_size"])  # type: ignore[return-value]
+    shape = facts.get("shape")
+    if shape is None:
+        return None
+    return (int(shape[1]), int(shape[2])) if frames else (int(shape[0]), int(shape[1]))
+
+
+_WORKING_SIZE = "load the portrait at the working resolution (LoadImage's max_side, e.g. --set portrait.max_side=512)"
 
 
 def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
@@ -94,10 +115,10 @@ class Render3DMM(Node):
         "model": FaceModelInput(),
     }
     outputs = {
-        "frames": Out("Frames", "rendered frames"),
-        "face_mask": Out("Mask", "where the face was drawn"),
+        "frames": Out("Frames", "rendered frames", stream=True),
+        "face_mask": Out("Mask", "where the face was drawn", stream=True),
         "coeffs": Out("MorphCoeffs", "the coefficients rendered (pose fitted to the backgrounds)"),
-        "background": Out("Frames", "the matched/interpolated backgrounds"),
+        "background": Out("Frames", "the matched/interpolated backgrounds", stream=True),
     }
     exactly_one_of = (("target_frames", "target_image"),)
 
@@ -111,8 +132,29 @@ class Render3DMM(Node):
         lighting_frames: int = Field(16, ge=1, le=1000, description="target frames the lighting and albedo are fitted on")
         chunk: int = Field(16, ge=1, le=1024, description="frames rendered at once")
 
+    def _size(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, int] | None:
+        return (_frame_size(inputs.get("target_image", {})) or _frame_size(inputs.get("target_frames", {}), frames=True)
+                or _frame_size(inputs.get("target_coeffs", {})))
+
+    def size_hints(self, inputs: Mapping[str, Mapping[str, Any]], resolve: Callable[[str], Path]) -> dict[str, dict[str, Any]]:
+        """The frames come out at the target's size (for the up-front resource check)."""
+        size = self._size(inputs)
+        return {"frames": {"image_size": size}} if size else {}
+
+    def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
+        """`chunk` frames rendered at the target's size, and the three streamed outputs' buffers;
+        nothing grows with the clip's length (it streams)."""
+        size = self._size(inputs)
+        if not size:
+            return None
+        h, w = size
+        need = self.params.chunk * h * w * RENDER_BYTES_PER_PIXEL_FRAME + 3 * max(STORAGE_BUFFER, 4 * h * w)
+        return need, (f"the frames are rendered at the target's size, {w}x{h}: {_WORKING_SIZE}, "
+                      f"or lower `chunk` (now {self.params.chunk})")
+
     def run(self, ctx: RunContext, coeffs: MorphCoeffs, target_coeffs: MorphCoeffs, target_frames: np.ndarray | None = None,
-            target_image: np.ndarray | None = None, model: Any = None) -> dict[str, Any]:
+            target_image: np.ndarray | None = None, model: Any = None) -> Iterator[dict[str, Any]]:
+        """Streams the frames, masks and backgrounds, `chunk` frames at a time."""
         from nodes.ports import image_or_frames
 
         from . import render3dmm as r3
@@ -148,16 +190,12 @@ class Render3DMM(Node):
             first = target[0].astype(np.float32) / 255.0
             bg = lambda sl: np.broadcast_to(first, (sl.stop - sl.start, h, w, 3))  # noqa: E731
         renderer = r3.FaceRenderer(face_model, app, p.albedo, ctx.device)
-        t = len(coeffs.expression)
-        frames = np.empty((t, h, w, 3), np.uint8)
-        masks = np.empty((t, h, w), np.float32)
-        backgrounds = np.empty((t, h, w, 3), np.uint8)
+        out = MorphCoeffs(np.asarray(coeffs.shape), np.asarray(coeffs.expression), pose, np.asarray(coeffs.error), (h, w))
+        yield {"coeffs": out}
         for sl, img, cov in r3.render_sequence(renderer, coeffs.shape, coeffs.expression, pose, h, w, bg, chunk=p.chunk,
                                                progress=lambda i, n: ctx.progress(i, n, "rendering")):
-            frames[sl], masks[sl] = img, cov
-            backgrounds[sl] = (np.asarray(bg(sl)) * 255).round().clip(0, 255).astype(np.uint8)
-        out = MorphCoeffs(np.asarray(coeffs.shape), np.asarray(coeffs.expression), pose, np.asarray(coeffs.error), (h, w))
-        return {"frames": frames, "face_mask": masks, "coeffs": out, "background": backgrounds}
+            background = (np.asarray(bg(sl)) * 255).round().clip(0, 255).astype(np.uint8)
+            yield {"frames": img, "face_mask": cov, "background": background}
 
 
 class MemoryGAN(Node):
@@ -169,13 +207,13 @@ class MemoryGAN(Node):
 
     category = "yi"
     inputs = {
-        "rendered": In("Frames", "Render3DMM frames"),
+        "rendered": In("Frames", "Render3DMM frames", stream=True),
         "checkpoint": CheckpointInput(MEMORY_GAN, "a trained or personalised model (overrides the checkpoint parameter)"),
     }
     outputs = {
-        "frames": Out("Frames", "refined frames o_t"),
-        "attention": Out("Mask", "attention mask A_t (1: keep the rendering)"),
-        "colour": Out("Frames", "colour mask C_t"),
+        "frames": Out("Frames", "refined frames o_t", stream=True),
+        "attention": Out("Mask", "attention mask A_t (1: keep the rendering)", stream=True),
+        "colour": Out("Frames", "colour mask C_t", stream=True),
         "retrieval_score": Out("Array", "(T,) cosine of the memory key each frame retrieved (NaN without memory)"),
     }
     missing_file_hint = missing_weights_hint  # an imported official checkpoint's path: how to import it
@@ -188,8 +226,21 @@ class MemoryGAN(Node):
         chunk: int = Field(8, ge=1, le=512, description="frames per forward pass")
         official: OfficialMode = official_mode_field("the memory's key encoder reads ImageNet-normalised frames")
 
-    def run(self, ctx: RunContext, rendered: np.ndarray, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
-        from .inference import refine
+    def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
+        """`chunk` frames (and two of context) at the rendered frames' size, the input's and the
+        three streamed outputs' buffers; nothing grows with the clip's length (it streams)."""
+        size = _frame_size(inputs.get("rendered", {}), frames=True)
+        if not size:
+            return None
+        h, w = size
+        need = (self.params.chunk + 2) * h * w * REFINE_BYTES_PER_PIXEL_FRAME + 4 * max(STORAGE_BUFFER, 4 * h * w)
+        return need, (f"the frames are refined back at the rendered size, {w}x{h}: {_WORKING_SIZE}, "
+                      f"or lower `chunk` (now {self.params.chunk})")
+
+    def run(self, ctx: RunContext, rendered: Chunks, checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
+        """Streams: one pass over the rendered frames retrieves the identities (kept: a feature
+        vector per frame), a second refines `chunk` frames at a time."""
+        from .inference import refine_chunks, retrieve_identity
 
         p = self.params
         gan, export = load_checkpoint(self, ctx, "checkpoint", checkpoint,
@@ -204,11 +255,14 @@ class MemoryGAN(Node):
             raise NodeError(f"MemoryGAN: frames of {rendered.shape[2]}x{rendered.shape[1]} are not a multiple of {multiple}; set size")
         if p.identity == "memory" and not bool(gan.memory.filled.any()):
             raise NodeError("MemoryGAN: the checkpoint's memory is empty (it was never trained)")
-        res = refine(gan, rendered, identity=p.identity, sigma=p.smoothing, size=size, chunk=p.chunk, device=ctx.device,
-                     progress=lambda i, n: ctx.progress(i, n, "refining"))
+        ident, score = retrieve_identity(gan, rendered, identity=p.identity, sigma=p.smoothing, size=size, chunk=p.chunk,
+                                         device=ctx.device)
         if p.identity == "memory":
-            ctx.log(f"MemoryGAN: retrieved identities, key cosine mean {np.nanmean(res.score):.3f}, min {np.nanmin(res.score):.3f}")
-        return {"frames": res.frames, "attention": res.attention, "colour": res.colour, "retrieval_score": res.score}
+            ctx.log(f"MemoryGAN: retrieved identities, key cosine mean {np.nanmean(score):.3f}, min {np.nanmin(score):.3f}")
+        for frames, attention, colour in refine_chunks(gan, rendered, ident, size=size, chunk=p.chunk, device=ctx.device,
+                                                       progress=lambda i, n: ctx.progress(i, n, "refining")):
+            yield {"frames": frames, "attention": attention, "colour": colour}
+        yield {"retrieval_score": score}
 
 
 class HeadPoseSimilarity(Node):
