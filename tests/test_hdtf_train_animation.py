@@ -45,3 +45,25 @@ def test_training_reduces_losses_and_exports_a_standardised_generator(toy_datase
     export = load_checkpoint(result.export_path)
     assert export["model_config"]["arch"] == "animation_generator"
     assert "out_norm.mouth.mean" in export["generator"]
+
+
+def test_acoustic_dropout_hides_the_acoustic_cues_of_some_windows_only():
+    import torch
+
+    from nodes.hdtf.train_animation import drop_acoustic_cues
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 6, 44) + 3.0
+    y = drop_acoustic_cues(x, 0.5)
+    dropped = (y[..., 40:] == 0).flatten(1).all(1)
+    assert 0.35 < dropped.float().mean() < 0.65  # about half the windows, whole windows
+    assert torch.equal(y[..., :40], x[..., :40])  # the phones are never touched
+    assert torch.equal(y[~dropped], x[~dropped])
+    assert torch.equal(drop_acoustic_cues(x, 0.0), x) and (drop_acoustic_cues(x, 1.0)[..., 40:] == 0).all()
+
+
+def test_acoustic_dropout_trains(toy_dataset, tmp_path):
+    settings = AnimationTrainSettings(dataset=toy_dataset, window=16, feature="phonetic", acoustic_dropout=0.5)
+    cfg = TrainConfig(steps=3, batch_size=4, log_every=1, checkpoint_every=1000, progress_bar=False, threads=1)
+    result = Trainer(AnimationTask(settings), cfg, tmp_path).fit()
+    assert result.steps == 3 and load_checkpoint(result.export_path)["data"]["settings"]["acoustic_dropout"] == 0.5

@@ -126,6 +126,29 @@ def test_train_a2e_wants_both_target_inputs(trained_a2e):
     feats = FeatureSeq(np.zeros((4, 28, 80), np.float32), 25.0, "mfcc80_window")
     with pytest.raises(NodeError, match="both `features` and `coeffs`"):
         M.TrainA2E({"steps": 1}).run(ctx_for(tmp), dataset=str(tmp / "pseudo.zarr"), features=feats)
+    with pytest.raises(NodeError, match="both `teacher_features` and `teacher_coeffs`"):
+        M.TrainA2E({"steps": 1}).run(ctx_for(tmp), dataset=str(tmp / "pseudo.zarr"), teacher_coeffs=coeffs(4))
+
+
+def test_lip_sync_rules_teach_a2e_on_any_audio(trained_a2e, tmp_path):
+    """LipSyncRules (checkpoint-free) on speech the user gives -> more pseudo pairs for TrainA2E."""
+    from nodes.audio.audio_nodes import AudioFeatures
+    from nodes.checkpoints import load_checkpoint
+    from nodes.lipsync.lipsync_nodes import LipSyncRules
+    from nodes.synth.speech import synthesize
+    from nodes.types import AudioClip
+
+    _, tmp = trained_a2e
+    speech = synthesize("Maybe we should open the window.", voice="en-us")
+    audio = AudioClip(speech.samples, speech.sample_rate)
+    rules = LipSyncRules().run(ctx_for(tmp_path), audio=audio, reference=coeffs(1))["coeffs"]
+    feats = AudioFeatures({"variant": "mfcc80_window"}).run(ctx_for(tmp_path), audio=audio)["features"]
+    assert len(rules.expression) == len(feats.data) > 25
+    assert np.ptp(rules.expression[:, 0]) > 0  # the mouth moves with the speech
+    out = M.TrainA2E({"steps": 2, "batch_size": 4, "threads": 1, "work_dir": str(tmp_path / "t")}).run(
+        ctx_for(tmp_path), dataset=str(tmp / "pseudo.zarr"), teacher_features=feats, teacher_coeffs=rules)
+    _, export = load_checkpoint(M.A2E(), ctx_for(tmp_path), "checkpoint", out["checkpoint"])
+    assert export["data"]["teacher_frames"] == len(feats.data) and export["data"]["clips_used"] == 4
 
 
 def test_renderer_trains_and_changes_only_the_lower_half(tmp_path):

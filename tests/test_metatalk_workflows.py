@@ -10,7 +10,7 @@ from graphcore.loader import load_workflow
 from graphcore.registry import build_registry
 from graphcore.validation import validate
 
-WORKFLOWS = ("metatalk.yaml", "train_metatalk.yaml", "evaluate_metatalk.yaml")
+WORKFLOWS = ("metatalk.yaml", "train_metatalk.yaml", "evaluate_metatalk.yaml", "train_metatalk_a2e_rules.yaml")
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -42,3 +42,30 @@ def test_metatalk_a2e_is_scored_by_the_held_out_lip_sync_benchmark(tmp_path):
     clips = B.make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please pass me the blue bowl."], conditions=["clean"])
     r = B.evaluate(clips, ["metatalk"], cache_dir=tmp_path / "cache")["metatalk"]["clean"][0]
     assert np.isfinite(r) and r > 0.3, r
+
+
+@pytest.mark.parametrize(("name", "overrides", "feature", "data"), [
+    ("a2e_phonetic_tiny.pt", ["features.variant=phonetic"], "phonetic", {"clips_used": 41}),
+    ("a2e_rules_tiny.pt", [], "mfcc80_window", {"clips_used": 42, "teacher_frames": 2398}),
+    ("a2e_rules_phonetic_tiny.pt", ["features.variant=phonetic"], "phonetic", {"clips_used": 42, "teacher_frames": 2398}),
+])
+def test_bundled_option_a2es_match_their_manifest_and_plug_into_metatalk_yaml(name, overrides, feature, data):
+    """The option A2Es shipped next to the paper-input one (docs/metatalk.md: held-out lip-sync benchmark
+    0.55 phonetic, 0.56 with the LipSyncRules teacher, 0.61 both, vs 0.47); metatalk.yaml runs them by overrides."""
+    import hashlib
+    import json
+
+    from graphcore.loader import apply_overrides
+    from nodes.checkpoints import load_model
+
+    folder = ROOT / "assets" / "checkpoints" / "metatalk"
+    entry = json.loads((folder / "MANIFEST.json").read_text())["checkpoints"][name]
+    path = folder / name
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    model, export = load_model(path, "metatalk_a2e")
+    assert model.cfg.feature == feature and export["step"] == entry["steps"] == 3000
+    assert {k: export["data"][k] for k in data} == data
+    registry = build_registry()
+    wf = load_workflow(ROOT / "workflows" / "metatalk.yaml")
+    apply_overrides(wf, [*overrides, f"a2e.checkpoint=../assets/checkpoints/metatalk/{name}"], registry)
+    assert not validate(wf, registry)

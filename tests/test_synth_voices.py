@@ -283,3 +283,22 @@ def test_mouth_lead_moves_the_mouth_before_the_sound():
     lags = range(-4, 5)
     best = max(lags, key=lambda k: np.corrcoef(jaw[0][max(0, k):n + min(0, k)], jaw[1][max(0, -k):n + min(0, -k)])[0, 1])
     assert best == 2  # 80 ms = 2 frames earlier
+
+
+def test_speech_bank_speaks_training_sentences_in_many_voices_and_refuses_held_out_ones():
+    """SpeechBank: per voice `per_voice` distinct training sentences, seeded rates, pauses; one clip."""
+    from graphcore.node import NodeError, RunContext
+    from nodes.synth.synth_nodes import SpeechBank
+
+    ctx = RunContext(node_id="bank", node_type="SpeechBank", key="k")
+    params = {"voices": ["espeak:en-us", "espeak:en-gb"], "per_voice": 2, "pause": 0.5, "seed": 1}
+    a, b = (SpeechBank(params).run(ctx)["audio"] for _ in range(2))
+    np.testing.assert_array_equal(a.samples, b.samples)  # seeded
+    assert a.sample_rate == 16000 and len(a.samples) > 4 * (0.5 + 1.0) * 16000  # 4 sentences of > 1 s, 4 pauses
+    rng = np.random.default_rng(1)
+    k = rng.choice(len(TRAINING_SENTENCES), 2, replace=False)
+    first = synthesize(TRAINING_SENTENCES[k[0]], voice="espeak:en-us", rate=int(rng.integers(140, 185))).samples
+    np.testing.assert_array_equal(a.samples[:len(first)], first)
+    assert not a.samples[len(first):len(first) + 8000].any()  # then the pause
+    with pytest.raises(NodeError, match="held-out voices"):
+        SpeechBank({"voices": ["espeak:en-us", HELD_OUT_VOICES[1]]}).run(ctx)

@@ -173,6 +173,7 @@ class TrainAnimationGenerator(Node):
         lambda_pose: float = Field(5.0, ge=0, description="weight of the head-pose SSIM loss")
         identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
         identity_noise: float = Field(1.0, ge=0, le=10, description="noise on the standardised identity while training (robustness to unseen faces; lower with many identities)")
+        acoustic_dropout: float = Field(0.0, ge=0, le=1, description="feature phonetic: fraction of training windows whose acoustic cues are replaced by their mean, so the model also reads the phones (robustness to unseen voices)")
         vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
@@ -182,7 +183,8 @@ class TrainAnimationGenerator(Node):
         settings = AnimationTrainSettings(
             dataset=dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
             feature=p.feature, identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
-            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise)
+            lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise,
+            acoustic_dropout=p.acoustic_dropout)
         return run_training(ctx, "TrainAnimationGenerator", lambda: AnimationTask(settings), p)
 
 

@@ -43,6 +43,18 @@ def shifted_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return sequence_ssim(pred + SSIM_OFFSET, target + SSIM_OFFSET, SSIM_C1, SSIM_C2)
 
 
+def drop_acoustic_cues(audio_n: torch.Tensor, p: float) -> torch.Tensor:
+    """Standardised phonetic features (B, T, 44) with the acoustic dims of a random fraction `p`
+    of the windows set to 0, their training mean (departure from the paper: a regulariser for
+    voices unlike the training ones)."""
+    from trainers.data.phonetic import N_PHONES
+
+    drop = torch.rand(audio_n.shape[0], 1, 1, device=audio_n.device) < p
+    acoustic = torch.zeros_like(audio_n, dtype=torch.bool)
+    acoustic[..., N_PHONES:] = True
+    return audio_n.masked_fill(drop & acoustic, 0.0)
+
+
 class AnimationTrainSettings(BaseModel):
     """What to train on and the loss weights of eq. 7."""
 
@@ -61,6 +73,10 @@ class AnimationTrainSettings(BaseModel):
     lambda_brow: float = Field(5.0, ge=0)
     lambda_pose: float = Field(5.0, ge=0)
     lambda_gan: float = Field(1.0, ge=0, description="weight of each of the three LSGAN terms")
+    acoustic_dropout: float = Field(0.0, ge=0, le=1, description=(
+        "phonetic features only: the fraction of training windows whose acoustic cues (voicing, loudness, "
+        "loudness change, speech activity) are replaced by their training mean, so that the model must also "
+        "read the mouth from the phones, which do not depend on the voice (0: off)"))
     identity_noise: float = Field(1.0, ge=0, description=(
         "std of Gaussian noise added to the standardised identity while training: a dataset with few "
         "identities says nothing about how style varies between people, and the noise teaches the AdaIN "
@@ -144,6 +160,8 @@ class AnimationTask(TrainTask):
         audio_n, id_n, real = self._normalized(batch)
         if s.identity_noise:
             id_n = id_n + s.identity_noise * torch.randn_like(id_n)
+        if s.acoustic_dropout and s.feature == "phonetic" and self.generator.training:
+            audio_n = drop_acoustic_cues(audio_n, s.acoustic_dropout)
         fake = self.generator.forward_normalized(audio_n, id_n)
         l1_mouth = l1_loss(fake["mouth"], real["mouth"])
         ssim_brow = 1 - shifted_ssim(fake["brow"], real["brow"])

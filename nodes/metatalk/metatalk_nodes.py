@@ -221,13 +221,18 @@ class NeuralFaceRenderer(Node):
 class TrainA2E(Node):
     """Train A2E (§2.3, eq. 1) on pseudo (audio, expression) pairs: a dataset of the target driven
     by a teacher lip-sync path (MakeSyntheticDataset on MouthClosedFrame, or PrepareDataset over a
-    teacher's videos); optionally also the target video's own speech and fitted expression."""
+    teacher's videos); optionally also the target video's own speech and fitted expression, and
+    pairs a checkpoint-free teacher made from any audio the user gives (`teacher_features` +
+    `teacher_coeffs`: e.g. LipSyncRules on the user's speech with MouthClosedFrame's coefficients)."""
 
     category = "metatalk/train"
     inputs = {
         "dataset": In("Path", "pseudo-pair dataset: MakeSyntheticDataset / PrepareDataset output, a folder or URL"),
         "features": In("AudioFeatures", "features (the `feature` param's variant) of the target video's own sound", optional=True),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video (with `features`)", optional=True),
+        "teacher_features": In("AudioFeatures", "features of more teacher speech, e.g. the user's audio", optional=True),
+        "teacher_coeffs": In("MorphCoeffs", "the teacher's expression for it, e.g. LipSyncRules (with `teacher_features`)",
+                             optional=True),
     }
     outputs = train_outputs(A2E_SPEC)
 
@@ -242,22 +247,26 @@ class TrainA2E(Node):
         network: Literal["table1", "audiodvp"] = Field(
             "table1", description="MetaTalk's deep A2E (Table 1) or Table 3's baseline: AudioDVP's shallow A2E")
 
-    def run(self, ctx: RunContext, dataset: str, features: FeatureSeq | None = None,
-            coeffs: MorphCoeffs | None = None) -> dict[str, Any]:
+    def run(self, ctx: RunContext, dataset: str, features: FeatureSeq | None = None, coeffs: MorphCoeffs | None = None,
+            teacher_features: FeatureSeq | None = None, teacher_coeffs: MorphCoeffs | None = None) -> dict[str, Any]:
         from .train import A2ETask, A2ETrainSettings, load_pseudo_pairs
 
         p = self.params
-        if (features is None) != (coeffs is None):
-            raise NodeError("TrainA2E: connect both `features` and `coeffs` of the target video, or neither")
+        extra = {"target": (features, coeffs, "features", "coeffs"),
+                 "teacher": (teacher_features, teacher_coeffs, "teacher_features", "teacher_coeffs")}
+        for audio_in, coeffs_in, a, c in extra.values():
+            if (audio_in is None) != (coeffs_in is None):
+                raise NodeError(f"TrainA2E: connect both `{a}` and `{c}`, or neither")
 
         def task() -> A2ETask:
             pairs, data = load_pseudo_pairs(dataset_path(ctx, dataset, "TrainA2E"), None if p.split == "all" else p.split,
                                             p.feature)
-            if features is not None and coeffs is not None:
-                audio = _check_audio("TrainA2E", features, p.feature)
-                n = min(len(audio), len(coeffs.expression))
-                pairs.append((np.asarray(audio[:n], np.float32), np.asarray(coeffs.expression[:n], np.float32)))
-                data = {**data, "target_frames": n}
+            for name, (audio_in, coeffs_in, _, _) in extra.items():
+                if audio_in is not None and coeffs_in is not None:
+                    audio = _check_audio("TrainA2E", audio_in, p.feature)
+                    n = min(len(audio), len(coeffs_in.expression))
+                    pairs.append((np.asarray(audio[:n], np.float32), np.asarray(coeffs_in.expression[:n], np.float32)))
+                    data = {**data, f"{name}_frames": n}
             return A2ETask(pairs, A2ETrainSettings(preset=p.preset, feature=p.feature, network=p.network), data)
 
         return run_training(ctx, "TrainA2E", task, p)

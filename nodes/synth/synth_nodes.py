@@ -1,6 +1,7 @@
 """Nodes of the synthetic talking-face generator (docs/nodes/synth.md).
 
     SynthesizeSpeech      text -> Audio (16 kHz) + PhonemeTrack          (espeak-ng)
+    SpeechBank            training voices x training sentences -> one Audio (a teacher's speech bank)
     AnimateFromPhonemes   phonemes + audio + the portrait's fitted 3DMM -> driving MorphCoeffs + blinks
     RenderTalkingFace     portrait + reference/driving MorphCoeffs (+ blinks) -> Frames
 
@@ -47,6 +48,57 @@ class SynthesizeSpeech(Node):
             raise NodeError(str(e)) from None
         ctx.log(f"{len(speech.phonemes)} phonemes, {len(speech.samples) / speech.sample_rate:.2f} s of speech")
         return {"audio": AudioClip(speech.samples, speech.sample_rate), "phonemes": speech.phonemes, "text": p.text}
+
+
+# Training voices the MetaTalk pseudo clips (MakeSyntheticDataset's espeak-ng voices) mostly do not use.
+BANK_VOICES = ["flite:kal16", "flite:rms", "flite:slt", "festival:kal_diphone", "festival:cmu_us_slt_arctic_hts",
+               "espeak:en-us+f3", "espeak:en-gb-scotland"]
+
+
+class SpeechBank(Node):
+    """Many voices in one clip, for a teacher that works on any audio (e.g. LipSyncRules feeding
+    TrainA2E's teacher pairs): for each voice, `per_voice` distinct training sentences at rates
+    drawn from [rate_min, rate_max) words per minute (seeded), each followed by `pause` s of
+    silence. The evaluation's held-out voices and sentences are never used (a held-out voice is
+    refused)."""
+
+    category = "synth"
+    outputs = {"audio": Out("Audio")}
+
+    class Params(BaseModel):
+        voices: list[str] = Field(default_factory=lambda: list(BANK_VOICES), min_length=1,
+                                  description="engine:name voices (docs/nodes/synth.md), none of the held-out ones")
+        per_voice: int = Field(4, ge=1, le=200, description="sentences per voice (distinct, from the training sentences)")
+        rate_min: int = Field(140, ge=80, le=450, description="slowest rate, words per minute")
+        rate_max: int = Field(185, ge=81, le=451, description="rates are drawn below this")
+        pause: float = Field(0.4, ge=0, le=10, description="seconds of silence after each sentence")
+        seed: int = Field(3, description="draws of sentences and rates")
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        from .sentences import TRAINING_SENTENCES
+        from .speech import SpeechError, is_held_out_voice, synthesize
+
+        p = self.params
+        held_out = [v for v in p.voices if is_held_out_voice(v)]
+        if held_out:
+            raise NodeError(f"SpeechBank: {held_out} are held-out voices (kept for the lip-sync evaluation); choose others")
+        if p.rate_max <= p.rate_min or p.per_voice > len(TRAINING_SENTENCES):
+            raise NodeError(f"SpeechBank: need rate_min < rate_max (got {p.rate_min}, {p.rate_max}) and per_voice <= "
+                            f"{len(TRAINING_SENTENCES)}")
+        rng = np.random.default_rng(p.seed)
+        parts, rate = [], 16000
+        for i, voice in enumerate(p.voices):
+            for k in rng.choice(len(TRAINING_SENTENCES), p.per_voice, replace=False):
+                try:
+                    speech = synthesize(TRAINING_SENTENCES[k], voice=voice, rate=int(rng.integers(p.rate_min, p.rate_max)))
+                except SpeechError as e:
+                    raise NodeError(f"SpeechBank: voice {voice!r}: {e}") from None
+                rate = speech.sample_rate
+                parts += [speech.samples.astype(np.float32), np.zeros(int(p.pause * rate), np.float32)]
+            ctx.progress(i + 1, len(p.voices), voice)
+        samples = np.concatenate(parts)
+        ctx.log(f"{len(samples) / rate:.1f} s of speech from {len(p.voices)} voices")
+        return {"audio": AudioClip(samples, rate)}
 
 
 class AnimateFromPhonemes(Node):
