@@ -78,6 +78,23 @@ def test_errors_name_the_problem(tmp_path):
         w.begin_clip("b", 3, split="holdout", attrs={})
 
 
+def test_a_rewrite_that_stops_half_way_keeps_the_previous_dataset(tmp_path):
+    """A dataset is built beside its place and swapped in by close(): a re-run that fails (or is
+    killed) before close leaves the previous dataset readable and whole."""
+    path = tmp_path / "d.zarr"
+    _write(path)
+    before = open_dataset(str(path))
+    n_clips = len(before.attrs["clips"])
+    w = DatasetWriter(str(path), frame_size=(8, 8), source="t", landmark_source="t")
+    w.begin_clip("only", 3, split="train", attrs={})  # ... and the run dies here
+    still = open_dataset(str(path))
+    assert len(still.attrs["clips"]) == n_clips and still.attrs["complete"]
+    assert (tmp_path / "d.zarr.partial").is_dir()
+    _write(path)  # a later run: clears the stale .partial, swaps its result in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.zarr"]
+    assert open_dataset(str(path)).attrs["complete"]
+
+
 def test_splits_are_seeded_and_cover_every_split():
     s = assign_splits(10, seed=1)
     assert s == assign_splits(10, seed=1) and s != assign_splits(10, seed=2)

@@ -14,7 +14,9 @@ workflow both write it (nodes/synth), whatever the source; trainers and nodes re
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,7 +140,13 @@ class ClipWriter:
 
 
 class DatasetWriter:
-    """Creates (or overwrites) a dataset; `begin_clip` per clip, then `close`."""
+    """Creates (or overwrites) a dataset; `begin_clip` per clip, then `close`.
+
+    A local dataset is written beside its place (`<path>.partial`) and moved there by `close`, so
+    a run that fails or is killed half-way leaves the previous dataset at `path` as it was (a new
+    writer clears a stale `.partial`). URLs (`s3://…`, `memory://…`) are written in place: object
+    stores have no rename; their `complete` attribute stays false until `close`.
+    """
 
     def __init__(self, url: str, *, fps: float = 25.0, sample_rate: int = 16000, frame_size: tuple[int, int],
                  source: str, landmark_source: str, attrs: Mapping[str, Any] | None = None) -> None:
@@ -148,6 +156,10 @@ class DatasetWriter:
         self.url, self.fps, self.sample_rate = str(url), float(fps), int(sample_rate)
         self.samples_per_frame = int(round(spf))
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.final: Path | None = None if "://" in self.url else Path(self.url)
+        if self.final is not None:
+            self.url = str(self.final.with_name(self.final.name + ".partial"))
+            shutil.rmtree(self.url, ignore_errors=True)
         self.root = _open_group(self.url, "w")
         self.clips: list[str] = []
         self.splits: dict[str, str] = {}
@@ -195,7 +207,20 @@ class DatasetWriter:
     def close(self) -> dict[str, int]:
         counts = {s: sum(1 for v in self.splits.values() if v == s) for s in SPLITS}
         self.root.attrs.update({"clips": list(self.clips), "split_counts": counts, "complete": True})
+        if self.final is not None:
+            self.url = str(_swap_in(Path(self.url), self.final))
         return counts
+
+
+def _swap_in(built: Path, final: Path) -> Path:
+    """Put the finished `built` folder at `final`; the previous dataset there goes only after."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    built.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
