@@ -71,7 +71,7 @@ class PrepareDataset(Node):
                 writer.drop_clip(name)
                 ctx.log(f"skipped {msg}")
         ctx.progress(len(files), len(files), "done")
-        counts = writer.close()
-        if not writer.clips:
+        if not writer.clips:  # before close: an empty result must not replace the dataset already there
             raise NodeError(f"PrepareDataset: none of the {len(files)} videos could be prepared (skipped: {skipped})")
+        counts = writer.close()
         return {"dataset": url, "summary": {"clips": len(writer.clips), "frames": frames, "skipped": len(skipped), **counts}}
