@@ -131,7 +131,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         with display:
             report = run_graph(graph, cache=cache, executor=args.executor, jobs=jobs, listeners=listeners,
-                               device=args.device, plugin_paths=args.plugins)
+                               device=args.device, plugin_paths=args.plugins, keep_streamed=not args.drop_streamed)
     except WorkflowError as exc:  # e.g. an input file that cannot be read while keying
         return _print_problems(err, exc.problems)
     except ExecutorError as exc:
@@ -352,6 +352,9 @@ def build_parser(installed: dict[str, Any] | None = None) -> argparse.ArgumentPa
                      help="independent nodes run at once (local threads, or dask worker processes)")
     run.add_argument("--events", metavar="FILE.jsonl", help="write every run event as a JSON line")
     run.add_argument("--device", default="cpu", metavar="cpu|cuda", help="device handed to nodes (default cpu)")
+    run.add_argument("--drop-streamed", action="store_true",
+                     help="do not keep streamed intermediate values (frames, flow, masks: MBs a frame) in the "
+                          "cache once the nodes that read them are done; for long clips on a small disk")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check a workflow without running it",

@@ -371,7 +371,8 @@ def drain_stream(task: TaskNode, cls: type[Node], steps: Iterator[Any], writer: 
     """Run a streaming node's generator to its end. Each yield is a dict: the next chunk of
     streamed outputs (checked against the port type, then appended to the entry through
     `writer`, or collected when it is None) and, once, whole values of the other outputs.
-    Returns the whole outputs and the ports written to the entry. A cancelled run stops
+    Returns the whole outputs and the streamed ports (written to the entry, or not kept:
+    `task.persistent_ports` leaves them out). A cancelled run stops
     between chunks (`check_cancelled` raises RunCancelled)."""
     declared = cls.outputs
     whole: dict[str, Any] = {}
@@ -398,7 +399,12 @@ def drain_stream(task: TaskNode, cls: type[Node], steps: Iterator[Any], writer: 
                 raise NodeFailure(task.id, task.type, f"chunk {n} of output '{port}' is not a valid "
                                   f"{port_type.name}: {exc}") from None
             if port not in sinks:
-                sinks[port] = writer.stream(port, port_type) if writer is not None else []
+                if writer is None:
+                    sinks[port] = []
+                elif port in task.persistent_ports:
+                    sinks[port] = writer.stream(port, port_type)
+                else:  # nothing reads it and the entry is dropped after use (TaskNode.drop_after_use)
+                    sinks[port] = _Discard()
             try:  # (the node may reuse its buffer once resumed: a collected chunk is a copy)
                 sinks[port].append(np.array(chunk) if writer is None else chunk)
             except ValueError as exc:
@@ -412,6 +418,16 @@ def drain_stream(task: TaskNode, cls: type[Node], steps: Iterator[Any], writer: 
         else:
             sink.close()
     return whole, {p for p, sink in sinks.items() if not isinstance(sink, list)}
+
+
+class _Discard:
+    """Where chunks of a streamed output that is not kept go (checked, then forgotten)."""
+
+    def append(self, chunk: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def lost_input(env: ExecEnv, task: TaskNode, exc: CacheMiss) -> NodeFailure:

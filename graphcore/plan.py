@@ -34,6 +34,10 @@ class TaskNode:
     # "sha256" (keys.path_content_hash), "param" (an InputFile parameter: may be redirected to a
     # staged copy), "folder"}. Workers check them (graphcore/staging.py).
     input_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Its entry holds streamed values this run only passes on (run_graph(keep_streamed=False)):
+    # deleted once every node that reads it has committed; streamed outputs nothing reads are
+    # not written at all (left out of `persistent_ports`).
+    drop_after_use: bool = False
 
     def upstream(self) -> list[str]:
         return sorted({s.node for s in self.inputs.values() if isinstance(s, Edge)})
@@ -115,15 +119,23 @@ def read_paths(bound: BoundNode, params: dict[str, Any], base_dir: Path) -> dict
 
 def build_plan(
     graph: BoundGraph, keys: dict[str, str], *, run_id: str, device: str = "cpu", plugin_paths: tuple[str, ...] = (),
-    stream: bool = True,
+    stream: bool = True, keep_streamed: bool = True,
 ) -> RunPlan:
     base_dir: Path = graph.workflow.base_dir.resolve()
     nodes: dict[str, TaskNode] = {}
+    read = {(s.node, s.port) for b in graph.nodes.values() for s in b.inputs.values() if isinstance(s, Edge)}
     for node_id in graph.order:
         bound = graph.nodes[node_id]
         cls = bound.cls
         params = bound.params.model_dump(mode="json")
         in_process = is_in_process(cls)
+        persistent = () if in_process else tuple(p for p, port in cls.outputs.items() if port.port_type.persistent)
+        output_files = written_paths(cls, params, base_dir, "write")
+        output_folders = written_paths(cls, params, base_dir, "write-folder")
+        drop = (stream and not keep_streamed and not in_process and not output_files and not output_folders
+                and any(cls.outputs[p].stream for p in persistent) and any(up == node_id for up, _ in read))
+        if drop:
+            persistent = tuple(p for p in persistent if not cls.outputs[p].stream or (node_id, p) in read)
         nodes[node_id] = TaskNode(
             id=node_id,
             type=cls.type_name,
@@ -132,10 +144,11 @@ def build_plan(
             params=params,
             inputs=dict(bound.inputs),
             in_process=in_process,
-            persistent_ports=() if in_process else tuple(p for p, port in cls.outputs.items() if port.port_type.persistent),
+            persistent_ports=persistent,
             seed=derive_seed(bound, keys[node_id]),
-            output_files=written_paths(cls, params, base_dir, "write"),
-            output_folders=written_paths(cls, params, base_dir, "write-folder"),
+            output_files=output_files,
+            output_folders=output_folders,
             input_files=read_paths(bound, params, base_dir),
+            drop_after_use=drop,
         )
     return RunPlan(run_id, str(base_dir), device, tuple(plugin_paths), nodes, stream)

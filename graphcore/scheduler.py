@@ -104,17 +104,24 @@ def run_graph(
     plugin_paths: Iterable[str] = (),
     stream: bool = True,
     cancel: threading.Event | None = None,
+    keep_streamed: bool = True,
 ) -> RunReport:
     """Run a validated graph: cached nodes skipped, the rest in dependency order.
 
     Setting `cancel` stops the run: no further node starts, and a node running in this process
     stops at its next progress point (RunContext.progress raises RunCancelled). Those nodes are
     'cancelled'; what finished before stays committed, so running again resumes from there.
-    `stream` False holds every value whole in memory (a baseline: the same keys and values)."""
+    `stream` False holds every value whole in memory (a baseline: the same keys and values).
+
+    `keep_streamed` False bounds the disk a long clip takes: the entry of a node with streamed
+    outputs (frames, flow, masks: megabytes a frame) that only feeds this run's nodes is
+    deleted once they have all committed, and its streamed outputs that nothing reads are never
+    written. A later run whose readers are all cached does not run it again ("not needed");
+    one that needs it again runs it again."""
     run_id = uuid.uuid4().hex[:12]
     keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
     plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths),
-                      stream=stream)
+                      stream=stream, keep_streamed=keep_streamed)
     ex = make_executor(executor, jobs) if isinstance(executor, str) else executor
     if cancel is not None:
         ex.cancelled = cancel.is_set
@@ -176,6 +183,7 @@ class Scheduler:
         self.damaged: dict[str, tuple[str, str | None]] = {}  # node id -> (why, quarantine folder)
         self.restored: dict[str, str] = {}  # node id -> why its output files were written from the cache
         self.tries: dict[str, int] = {}  # node id -> times its task was sent back for a lost input
+        self.unneeded: set[str] = set()  # not cached, but nothing of this run reads them (not_needed)
 
     # --- events ---
 
@@ -234,6 +242,11 @@ class Scheduler:
         if found.ref is None:
             if found.damage:
                 self.damaged[node_id] = (found.damage, found.moved_to)
+            return False
+        lacking = sorted(set(task.persistent_ports) - set(found.ref.get("outputs") or ()))
+        if lacking:  # a run that did not keep streamed values committed it, then stopped before deleting it
+            self.cache.delete(task.key)  # (the ref goes first: nothing half-deleted is served)
+            self.stale[node_id] = f"its cache entry lacks output(s) {lacking} (written by a run that kept only what it read)"
             return False
         if task.output_files or task.output_folders:
             records = found.ref.get("files") or {}
@@ -314,6 +327,7 @@ class Scheduler:
         plan = self.plan
         persisted = [n for n in self.order if not plan.nodes[n].in_process]
         cached = self.cached_nodes(persisted)
+        cached |= self.not_needed(cached)
         to_run = [n for n in persisted if n not in cached]
         closures = {n: self.in_process_closure(n) for n in to_run}
         needed = set().union(*closures.values()) if to_run else set()
@@ -331,12 +345,36 @@ class Scheduler:
             else:
                 if n in self.restored:  # (before `cached`, after which live events are dropped)
                     self.emit("log", n, message=f"{self.restored[n]}: written again from its cache entry")
+                if n in self.unneeded:  # (before `cached`, after which live events are dropped)
+                    self.emit("log", n, message="not needed: every node that reads it is cached (its streamed "
+                                                "values were not kept)")
                 self.status[n] = "cached"
                 self.emit("cached", n)
-                if not plan.nodes[n].in_process:
+                if not plan.nodes[n].in_process and n not in self.unneeded:
                     hits.append(plan.nodes[n].key)
         touch_in_background(self.cache, hits)
         return to_run, closures
+
+    def not_needed(self, cached: set[str]) -> set[str]:
+        """Nodes whose entries are dropped after use (TaskNode.drop_after_use), not cached,
+        whose readers are all cached or not needed themselves: nothing of this run reads them."""
+        out: set[str] = set()
+        for n in reversed(self.order):
+            task = self.plan.nodes[n]
+            if task.drop_after_use and n not in cached and self.children[n] and all(
+                    c in cached or c in out for c in self.children[n]):
+                out.add(n)
+        self.unneeded = out
+        return out
+
+    def drop_if_used(self, node_id: str) -> None:
+        """Delete the entry of a node that ran here and is not kept, once each node that reads
+        it has committed (one that failed keeps it: running again resumes from there)."""
+        task = self.plan.nodes[node_id]
+        if not task.drop_after_use or self.status.get(node_id) != "ran":
+            return
+        if all(self.status.get(c) in ("ran", "cached") for c in self.children[node_id]):
+            self.cache.delete(task.key)
 
     def drive(self, executor: Executor, to_run: list[str]) -> None:
         """Submit each node once its upstream is done; settle every outcome."""
@@ -357,6 +395,7 @@ class Scheduler:
                 readers[u] -= 1
                 if readers[u] == 0 and u not in pending:
                     executor.release(u)
+                    self.drop_if_used(u)
 
         ready = [n for n in to_run if not waiting[n]]
         in_flight: set[str] = set()

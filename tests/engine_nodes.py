@@ -326,6 +326,18 @@ class StreamScale(Node):
             yield {"y": chunk * np.float32(self.params.factor)}
 
 
+class StreamPair(Node):
+    """Two streamed outputs from one streamed input: a = x * 2, b = x + 1."""
+
+    category = "test"
+    inputs = {"x": In("Array", stream=True)}
+    outputs = {"a": Out("Array", stream=True), "b": Out("Array", stream=True)}
+
+    def run(self, ctx: RunContext, x: Any):
+        for chunk in x.chunks():
+            yield {"a": chunk * np.float32(2), "b": chunk + np.float32(1)}
+
+
 class MovingSum(Node):
     """y[i] = x[i - r] + ... + x[i + r] (clipped at the ends): windows with context."""
 

@@ -164,6 +164,63 @@ def test_a_damaged_chunk_read_lazily_reruns_its_producer(tmp_path):
     np.testing.assert_allclose(second.load_output("smooth", "y"), expected_smooth(1), rtol=1e-6)
 
 
+def test_streamed_values_not_kept_are_dropped_after_use_and_not_rerun(tmp_path):
+    wf = write_workflow(tmp_path, CHAIN)
+    cache = CacheStore(tmp_path / "c")
+    first, _ = run(wf, cache, keep_streamed=False)
+    assert first.ok, first.errors
+    np.testing.assert_allclose(np.load(tmp_path / "out/smooth.npy"), expected_smooth(), rtol=1e-6)
+    # the streaming intermediates are gone once their readers committed; the rest is kept
+    assert [n for n in ("ramp", "scaled", "smooth") if cache.has(first.keys[n])] == []
+    assert all(cache.has(first.keys[n]) for n in ("sums", "stats", "save"))
+
+    again, rec = run(wf, cache, keep_streamed=False)  # every reader is cached: nothing runs
+    assert again.ok and again.ran() == set() and set(again.status.values()) == {"cached"}
+    assert {e.node_id for e in rec.events if e.kind == "log" and "not needed" in e.data["message"]} == {
+        "ramp", "scaled", "smooth"}
+
+    (tmp_path / "out/smooth.npy").unlink()  # a reader must run again: so must what it reads
+    third, _ = run(wf, cache, keep_streamed=False)
+    assert third.ok and third.ran() == {"ramp", "scaled", "smooth", "save"}
+    np.testing.assert_allclose(np.load(tmp_path / "out/smooth.npy"), expected_smooth(), rtol=1e-6)
+
+    kept, _ = run(wf, cache)  # keeping them (the default) writes them again, readers stay cached
+    assert kept.ok and kept.ran() == {"ramp", "scaled", "smooth"}
+    assert all(cache.has(kept.keys[n]) for n in ("ramp", "scaled", "smooth"))
+
+
+PAIR = """
+version: 1
+nodes:
+  ramp: {type: Ramp, params: {n: 30, height: 4, width: 4, chunk: 7}}
+  pair: {type: StreamPair, inputs: {x: ramp.frames}}
+  sums: {type: FrameSums, inputs: {x: pair.a}}
+"""
+
+
+def test_a_streamed_output_nothing_reads_is_not_written_and_a_partial_entry_is_never_served(tmp_path, monkeypatch):
+    from graphcore.scheduler import Scheduler
+
+    wf = write_workflow(tmp_path, PAIR)
+    cache = CacheStore(tmp_path / "c")
+    # as if the run stopped between its reader's commit and the deletion: the entry stays
+    monkeypatch.setattr(Scheduler, "drop_if_used", lambda self, node_id: None)
+    first, _ = run(wf, cache, keep_streamed=False)
+    assert first.ok, first.errors
+    key = first.keys["pair"]
+    assert sorted(cache.open_outputs(key).group_keys()) == ["a"]  # `b` was never written
+    x = ramp_frames(0, 30, 4, 4)
+    np.testing.assert_allclose(first.load_output("sums", "sums"), (2 * x).reshape(30, -1).sum(axis=1), rtol=1e-6)
+
+    wf2 = write_workflow(tmp_path, PAIR + "  bsums: {type: FrameSums, inputs: {x: pair.b}}\n", "wf2.yaml")
+    second, rec = run(wf2, cache)  # needs `b`: the entry without it is not a hit
+    assert second.ok, second.errors
+    assert second.ran() == {"pair", "bsums"}
+    assert any("lacks output(s) ['b']" in e.data["message"] for e in rec.events if e.kind == "log")
+    np.testing.assert_allclose(second.load_output("bsums", "sums"), (x + 1).reshape(30, -1).sum(axis=1), rtol=1e-6)
+    assert sorted(cache.open_outputs(key).group_keys()) == ["a", "b"]
+
+
 def test_describe_says_which_nodes_stream(tmp_path):
     streaming = graphrun("nodes", "describe", "StreamScale", "--plugins", TEST_NODES)
     assert streaming.returncode == 0, streaming.stderr
