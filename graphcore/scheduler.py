@@ -30,6 +30,7 @@ from .keys import compute_keys
 from .outputs import stale_output, sweep_part_files
 from .plan import RunPlan, build_plan
 from .registry import PLUGINS_ENV
+from .types import streamable
 from .workflow import BoundGraph, Edge
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,18 @@ class RunReport:
         if is_in_process(bound.cls) or not port_type.persistent:
             raise ValueError(f"output '{node_id}.{port}' is an in-memory value and is never stored in the cache")
         return self.cache.load(self.keys[node_id], port, port_type)
+
+    def open_output(self, node_id: str, port: str) -> Any:
+        """Like `load_output`, but a streamable array comes as a lazy `stream.Chunks` view of
+        its entry: a preview of a long clip reads only the frames it shows."""
+        value_type = self.graph.nodes[node_id].cls.outputs.get(port) if node_id in self.graph.nodes else None
+        if value_type is None or not streamable(value_type.port_type):
+            return self.load_output(node_id, port)  # (also its checks and errors)
+        from .plan import is_in_process
+
+        if is_in_process(self.graph.nodes[node_id].cls) or not value_type.port_type.persistent:
+            return self.load_output(node_id, port)
+        return self.cache.open_chunks(self.keys[node_id], port, value_type.port_type)
 
 
 def run_graph(

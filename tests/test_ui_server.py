@@ -308,6 +308,26 @@ def test_previews_pick_a_fitting_view():
     assert preview_value("not a file.txt", {"Path"}, ok).kind == "json"
 
 
+def test_a_streamed_sequence_is_previewed_from_the_frames_shown_only(monkeypatch):
+    import ui.preview
+    from graphcore.stream import Chunks
+
+    frames = (np.arange(600, dtype=np.uint32)[:, None, None, None] * 7 + np.zeros((1, 6, 5, 3), np.uint32)).astype(np.uint8)
+    read: list[tuple[int, int]] = []
+
+    def rows(a: int, b: int) -> np.ndarray:
+        read.append((a, b))
+        return frames[a:b].copy()
+
+    monkeypatch.setattr(ui.preview, "LAZY_WHOLE_BYTES", 0)  # (600 small frames would be read whole)
+    lazy = preview_value(Chunks(frames.shape, frames.dtype, 50, rows), {"Frames", "Array"}, lambda p: True)
+    whole = preview_value(frames, {"Frames", "Array"}, lambda p: True)
+    assert [label for _, label in lazy.images] == [label for _, label in whole.images]  # the same frame numbers
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(lazy.images, whole.images))
+    assert sum(b - a for a, b in read) <= 8 * 50  # at most the chunks holding the 8 frames shown, never all 600
+    assert "shape (600, 6, 5, 3)" in lazy.summary and "in the frames shown" in lazy.summary
+
+
 def test_audio_preview_plays_through_gradio():
     import dataclasses
 

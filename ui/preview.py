@@ -107,7 +107,11 @@ def pick_frames(n: int, limit: int = MAX_GALLERY) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, limit)})
 
 
-def _sequence(a: np.ndarray, to_rgb: Callable[[np.ndarray], np.ndarray], what: str) -> list[tuple[np.ndarray, str]]:
+def _sequence(a: np.ndarray, to_rgb: Callable[[np.ndarray], np.ndarray], what: str,
+              frames: list[int] | None = None) -> list[tuple[np.ndarray, str]]:
+    """`frames`: the frame numbers of `a`'s rows when `a` holds only the frames picked."""
+    if frames is not None:
+        return [(to_rgb(a[i]), f"{what} {t}") for i, t in enumerate(frames)]
     return [(to_rgb(a[t]), f"{what} {t}") for t in pick_frames(a.shape[0])]
 
 
@@ -118,7 +122,8 @@ def describe(a: np.ndarray) -> str:
     return text
 
 
-def preview_array(a: np.ndarray, type_names: set[str]) -> Preview:
+def preview_array(a: np.ndarray, type_names: set[str], frames: list[int] | None = None) -> Preview:
+    """`frames`: `a` holds only these frames of a longer sequence (see preview_sequence)."""
     summary = describe(a)
     if a.size == 0:
         return Preview("json", summary, data={"shape": list(a.shape), "dtype": str(a.dtype)})
@@ -128,15 +133,15 @@ def preview_array(a: np.ndarray, type_names: set[str]) -> Preview:
     if is_("FlowField") or (a.ndim == 4 and a.shape[-1] == 2 and a.dtype.kind == "f"):
         scale = float(np.percentile(np.hypot(a[..., 0], a[..., 1]), 99)) or 1.0
         return Preview("images", summary + " (flow: hue = direction, brightness = magnitude)",
-                       images=_sequence(a, lambda f: flow_to_rgb(f, scale), "frame"))
+                       images=_sequence(a, lambda f: flow_to_rgb(f, scale), "frame", frames))
     if is_("Frames") or (a.ndim == 4 and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
-        return Preview("images", summary, images=_sequence(a[..., :3], lambda f: f, "frame"))
+        return Preview("images", summary, images=_sequence(a[..., :3], lambda f: f, "frame", frames))
     if is_("Image") or (a.ndim == 3 and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
         return Preview("images", summary, images=[(a[..., :3], "image")])
     if is_("Mask") or (a.ndim == 3 and a.dtype.kind == "f" and a.shape[1] > 8 and a.shape[2] > 8):
-        return Preview("images", summary, images=_sequence(a, gray_to_rgb, "frame"))
+        return Preview("images", summary, images=_sequence(a, gray_to_rgb, "frame", frames))
     if is_("Landmarks") or (a.ndim == 3 and a.shape[-1] in (2, 3) and a.shape[1] >= 5):
-        return Preview("images", summary, images=_sequence(a, draw_points, "frame"))
+        return Preview("images", summary, images=_sequence(a, draw_points, "frame", frames))
     if a.ndim == 1:
         return Preview("plot", summary, curves={"value": a})
     if a.ndim == 2 and a.shape[1] <= MAX_SERIES:
@@ -147,11 +152,30 @@ def preview_array(a: np.ndarray, type_names: set[str]) -> Preview:
     if flat.shape[1] <= MAX_SERIES:
         return Preview("plot", summary, curves={f"[{c}]": flat[:, c] for c in range(flat.shape[1])})
     return Preview("images", summary + " (first axis as frames, the rest flattened)",
-                   images=_sequence(a, lambda f: colormap(normalise(f.reshape(f.shape[0], -1) if f.ndim > 1 else f[None])), "index"))
+                   images=_sequence(a, lambda f: colormap(normalise(f.reshape(f.shape[0], -1) if f.ndim > 1 else f[None])), "index", frames))
+
+
+LAZY_WHOLE_BYTES = 64 * 1024 * 1024  # a lazily read sequence up to this size is read whole
+
+
+def preview_sequence(view: Any, type_names: set[str]) -> Preview:
+    """A sequence read lazily (graphcore.stream.Chunks over a streamed cache entry): only the
+    frames shown are read, so previewing ten minutes of 512x512 flow costs what eight frames
+    cost. Small ones, and those not shown as frames (fewer than 3 dimensions), are read whole."""
+    if view.ndim < 3 or view.nbytes <= LAZY_WHOLE_BYTES:
+        return preview_array(np.asarray(view.read()), type_names)
+    picks = pick_frames(len(view))
+    shown = np.asarray(view[picks])
+    p = preview_array(shown, type_names, frames=picks)
+    ranged = f", values in [{shown.min():.4g}, {shown.max():.4g}] in the frames shown" if shown.dtype.kind in "fiub" else ""
+    p.summary = p.summary.replace(describe(shown), f"ndarray {view.dtype} shape {tuple(view.shape)}{ranged}", 1)
+    return p
 
 
 def preview_value(value: Any, type_names: set[str], path_ok: Callable[[str], bool]) -> Preview:
     """`type_names`: the output's port type and its ancestors; `path_ok`: whether a file may be read."""
+    if hasattr(value, "chunk_rows") and hasattr(value, "read"):  # a lazy stream.Chunks view
+        return preview_sequence(value, type_names)
     if isinstance(value, np.ndarray):
         return preview_array(value, type_names)
     if isinstance(value, (str, Path)) and Path(value).suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES | AUDIO_SUFFIXES:

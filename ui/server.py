@@ -252,7 +252,7 @@ class EditorServer:
         node_id, _, port = output.partition(".")
         if run.report is None or node_id not in run.graph.nodes:
             raise KeyError(f"no output {output!r} in the last run")
-        value = run.report.load_output(node_id, port)
+        value = run.report.open_output(node_id, port)  # a streamed sequence: only the frames shown are read
         port_type = run.graph.nodes[node_id].cls.outputs[port].port_type
         return preview_value(value, TYPES.ancestors(port_type.name),
                              lambda p: self.config.is_allowed(p, session_dir=session_dir))
