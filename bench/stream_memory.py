@@ -17,7 +17,11 @@ streamed time per frame at N / at the shortest (target <= 1.2x), streamed / whol
 each length instead of the toy chain, streamed; also whole (stream=False) for lengths up to
 `--whole-up-to` seconds (whole runs of minutes of video need more memory than the machine has).
 It prints the peak RSS of the process (absolute: the issue's "under 3 GB") and above the
-pre-run RSS, per-frame time, and each length's ratios to the shortest.
+pre-run RSS, per-frame time, the cache's peak size on disk, and each length's ratios to the
+shortest. `--drop-streamed` runs with `keep_streamed=False` (streamed intermediates deleted
+after use, unread streamed outputs never written). A child prints a progress line (node,
+frames done, RSS, peak so far) to stderr every `--progress-every` seconds, so a run stopped
+early still tells how far it got and what it peaked at.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,8 +73,55 @@ def speech_of(seconds: float, path: Path) -> None:
     sf.write(path, np.resize(x, n), rate)
 
 
+def folder_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+            except OSError:  # deleted meanwhile
+                pass
+    return total
+
+
+class Watcher:
+    """Samples the cache's size on disk (its peak) and prints progress lines to stderr."""
+
+    def __init__(self, cache: Path, every: float) -> None:
+        self.cache, self.every, self.peak_disk = cache, every, 0
+        self.where = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._start = time.perf_counter()
+
+    def __call__(self, event) -> None:  # a run listener
+        if event.kind == "progress":
+            self.where = f"{event.node_id} {event.data.get('i')}/{event.data.get('n')}"
+        elif event.kind == "started":
+            self.where = f"{event.node_id} started"
+
+    def _loop(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(5.0):
+            self.peak_disk = max(self.peak_disk, folder_bytes(self.cache))
+            if self.every and time.perf_counter() - last >= self.every:
+                last = time.perf_counter()
+                print(f"  [{time.perf_counter() - self._start:6.0f} s] {self.where}: RSS {_status_kib('VmRSS') / 1024:.0f} MiB, "
+                      f"peak so far {_status_kib('VmHWM') / 1024:.0f} MiB, cache {self.peak_disk / 2**30:.2f} GiB peak; "
+                      f"load average {_load()}", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_disk = max(self.peak_disk, folder_bytes(self.cache))
+
+
 def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, workflow: str = "",
-          seconds: float = 0.0) -> dict:
+          seconds: float = 0.0, keep_streamed: bool = True, progress_every: float = 0.0) -> dict:
     """One run in this (fresh) process; returns the figures. `workflow`: run workflows/<workflow>
     on `seconds` of speech instead of the toy chain."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -110,26 +162,32 @@ def child(frames: int, size: int, stream: bool, chunk_bytes: int, folder: str, w
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     before = _status_kib("VmRSS")
     start = time.perf_counter()
-    report = run_graph(graph, cache=CacheStore(Path(folder) / "cache"), stream=stream)
-    elapsed = time.perf_counter() - start
+    with Watcher(Path(folder) / "cache", progress_every) as watcher:
+        report = run_graph(graph, cache=CacheStore(Path(folder) / "cache"), stream=stream, keep_streamed=keep_streamed,
+                           listeners=[watcher])
+        elapsed = time.perf_counter() - start
     if not report.ok:
         raise SystemExit(f"run failed: {report.errors}")
     peak = _status_kib("VmHWM")
     return {"frames": frames, "size": size, "stream": stream, "workflow": workflow or "toy chain", "before_mib": before / 1024,
             "peak_mib": peak / 1024, "peak_above_mib": (peak - before) / 1024, "seconds": elapsed,
-            "per_frame_ms": 1000 * elapsed / frames, "whole_mib": None if workflow else whole_bytes(frames, size) / 2**20}
+            "per_frame_ms": 1000 * elapsed / frames, "whole_mib": None if workflow else whole_bytes(frames, size) / 2**20,
+            "peak_disk_gib": watcher.peak_disk / 2**30, "final_disk_gib": folder_bytes(Path(folder) / "cache") / 2**30}
 
 
-def measure(frames: int, size: int, stream: bool, chunk_bytes: int = 0, workflow: str = "", seconds: float = 0.0) -> dict:
-    """`child` in a fresh interpreter (its own peak), in a temporary folder."""
+def measure(frames: int, size: int, stream: bool, chunk_bytes: int = 0, workflow: str = "", seconds: float = 0.0,
+            keep_streamed: bool = True, progress_every: float = 0.0) -> dict:
+    """`child` in a fresh interpreter (its own peak), in a temporary folder. Its stderr
+    (progress lines, and the traceback if it fails) goes to ours as it comes."""
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as folder:
         cmd = [sys.executable, __file__, "--child", "--frames", str(frames), "--size", str(size),
-               "--chunk-bytes", str(chunk_bytes), "--folder", folder, "--workflow", workflow, "--seconds", str(seconds)] + \
-              ([] if stream else ["--whole"])
+               "--chunk-bytes", str(chunk_bytes), "--folder", folder, "--workflow", workflow, "--seconds", str(seconds),
+               "--progress-every", str(progress_every)] + \
+              ([] if stream else ["--whole"]) + ([] if keep_streamed else ["--drop-streamed"])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}; its stderr is above)")
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -137,16 +195,19 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def bench_workflow(workflow: str, lengths: list[float], whole_up_to: float, chunk_bytes: int) -> None:
+def bench_workflow(workflow: str, lengths: list[float], whole_up_to: float, chunk_bytes: int, keep_streamed: bool = True,
+                   progress_every: float = 0.0) -> None:
     """The issue's comparison for one workflow: streamed runs across lengths of speech."""
-    print(f"workflows/{workflow} on the bundled speech repeated, streamed; load average {_load()}", flush=True)
+    print(f"workflows/{workflow} on the bundled speech repeated, streamed"
+          f"{'' if keep_streamed else ', streamed intermediates not kept'}; load average {_load()}", flush=True)
     runs = []
     for seconds in lengths:
-        s = measure(0, 0, True, chunk_bytes, workflow, seconds)
+        s = measure(0, 0, True, chunk_bytes, workflow, seconds, keep_streamed, progress_every)
         runs.append(s)
         line = (f"{seconds:>6.0f} s ({s['frames']} frames): peak RSS {s['peak_mib']:.0f} MiB "
                 f"({s['peak_above_mib']:.0f} MiB above the {s['before_mib']:.0f} MiB before the run), "
-                f"{s['per_frame_ms']:.1f} ms/frame")
+                f"{s['per_frame_ms']:.1f} ms/frame, cache on disk {s['peak_disk_gib']:.2f} GiB at most, "
+                f"{s['final_disk_gib']:.2f} GiB after")
         if seconds <= whole_up_to:
             w = measure(0, 0, False, chunk_bytes, workflow, seconds)
             line += f"; whole: peak RSS {w['peak_mib']:.0f} MiB, {w['per_frame_ms']:.1f} ms/frame"
@@ -165,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workflows", default="", help="run these workflows/ files instead of the toy chain, e.g. hdtf.yaml")
     ap.add_argument("--seconds", default="30,180", help="with --workflows: lengths of speech in seconds")
     ap.add_argument("--whole-up-to", type=float, default=0.0, help="with --workflows: also run whole up to this length")
+    ap.add_argument("--drop-streamed", action="store_true", help="run with keep_streamed=False")
+    ap.add_argument("--progress-every", type=float, default=0.0, help="seconds between a child's progress lines (0: none)")
     ap.add_argument("--workflow", default="", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
@@ -172,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(int(args.frames), args.size, not args.whole, args.chunk_bytes, args.folder,
-                               args.workflow, float(args.seconds) if args.workflow else 0.0)))
+                               args.workflow, float(args.seconds) if args.workflow else 0.0, not args.drop_streamed,
+                               args.progress_every)))
         return 0
     if args.workflows:
         for workflow in args.workflows.split(","):
-            bench_workflow(workflow, [float(x) for x in args.seconds.split(",")], args.whole_up_to, args.chunk_bytes)
+            bench_workflow(workflow, [float(x) for x in args.seconds.split(",")], args.whole_up_to, args.chunk_bytes,
+                           not args.drop_streamed, args.progress_every)
         return 0
     lengths = [int(n) for n in args.frames.split(",")]
     print(f"chain ToyCoeffs -> DenseFlowBuilder -> WarpImage -> SaveVideo at {args.size}x{args.size}; "
