@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import heap
 from .cache import CacheError, DamagedEntry
 from .events import Event, EventBus, Listener
 from .execute import InputLost, NodeFailure, NodeResult, traceback_tail
@@ -131,6 +132,7 @@ def run_graph(
     deleted once they have all committed, and its streamed outputs that nothing reads are never
     written. A later run whose readers are all cached does not run it again ("not needed");
     one that needs it again runs it again."""
+    heap.limit_arenas()  # a long streamed run's resident set stays flat (graphcore/heap.py)
     run_id = uuid.uuid4().hex[:12]
     keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
     plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths),
@@ -454,6 +456,7 @@ class Scheduler:
                                           f"cannot write its output files from the cache: {exc}")
             if isinstance(outcome, NodeResult):
                 done_with(node_id)
+                heap.trim()  # what the node freed goes back to the system before the next starts
                 for child in self.dependents_in(node_id, pending):
                     waiting[child].discard(node_id)
                     if not waiting[child] and child not in in_flight:
