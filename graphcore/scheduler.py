@@ -132,7 +132,7 @@ def run_graph(
     deleted once they have all committed, and its streamed outputs that nothing reads are never
     written. A later run whose readers are all cached does not run it again ("not needed");
     one that needs it again runs it again."""
-    heap.limit_arenas()  # a long streamed run's resident set stays flat (graphcore/heap.py)
+    heap.configure_malloc()  # a long streamed run's resident set stays flat (graphcore/heap.py)
     run_id = uuid.uuid4().hex[:12]
     keys = compute_keys(graph, run_salt=uuid.uuid4().hex)
     plan = build_plan(graph, keys, run_id=run_id, device=device, plugin_paths=worker_plugin_paths(plugin_paths),

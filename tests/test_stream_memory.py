@@ -69,6 +69,35 @@ def test_a_run_caps_malloc_arenas_unless_the_user_set_them(tmp_path):
     assert _arenas(tmp_path, "run", MALLOC_ARENA_MAX="8") >= 5  # the user's setting stands
 
 
+MMAP_PROBE = """
+import ctypes, sys
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                               "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "configured":
+    from graphcore import heap
+    heap.configure_malloc()
+big = bytearray(8 << 20)
+del big  # freeing it raises glibc's dynamic mmap threshold to 8 MiB
+mapped = libc.mallinfo2().hblks
+block = bytearray(2 << 20)
+print("mapped" if libc.mallinfo2().hblks > mapped else "heap")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_big_blocks_stay_mapped_once_malloc_is_configured(tmp_path):
+    script = tmp_path / "mmap_probe.py"
+    script.write_text(MMAP_PROBE)
+    env = subprocess_env()
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    out = {mode: subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=60,
+                                check=True).stdout.strip() for mode in ("plain", "configured")}
+    assert out == {"plain": "heap", "configured": "mapped"}  # 2 MiB: from the heap after an 8 MiB free, unless fixed
+
+
 def test_the_scheduler_trims_the_heap_after_each_node(tmp_path, monkeypatch):
     from engine_helpers import compile_file, write_workflow
 
