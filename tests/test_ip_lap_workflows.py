@@ -1,4 +1,4 @@
-"""The IP_LAP workflows: they validate, the bundled checkpoints match their manifest and key the
+"""The IP_LAP workflows: the bundled checkpoints match their manifest and key the
 cache, and ip_lap.yaml dubs the sample video from `graphrun` (a 12-frame prefix of the speech,
 2 reference images, fresh cache)."""
 from __future__ import annotations
@@ -8,16 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from engine_helpers import ROOT, graphrun
-
-WORKFLOWS = ["ip_lap.yaml", "train_ip_lap.yaml", "evaluate_ip_lap.yaml"]
-
-
-@pytest.mark.parametrize("name", WORKFLOWS)
-def test_workflows_validate(name):
-    res = graphrun("validate", ROOT / "workflows" / name)
-    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_bundled_checkpoints_match_manifest():
