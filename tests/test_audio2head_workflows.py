@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from engine_helpers import ROOT, graphrun
 
-WORKFLOWS = ["audio2head.yaml", "train_audio2head.yaml", "evaluate_audio2head.yaml", "mix_a2h_pose_hdtf.yaml",
+WORKFLOWS = ["audio2head.yaml", "train_audio2head.yaml", "train_audio2head_mouth.yaml", "evaluate_audio2head.yaml", "mix_a2h_pose_hdtf.yaml",
              "examples/a2h_head_motion_warp.yaml"]
 
 
