@@ -13,7 +13,17 @@ from hdtf_data import write_toy_dataset
 from graphcore.node import NodeError
 from graphcore.stream import run_whole
 from nodes.audio2head import a2h_nodes as A
-from nodes.audio2head.mouth import MOUTH_LANDMARKS, N_MOUTH_KP, carry_with_head, grow_state, mirror_points, mouth_crop, mouth_points, with_mouth
+from nodes.audio2head.mouth import (
+    MOUTH_LANDMARKS,
+    N_MOUTH_KP,
+    carry_with_head,
+    grow_state,
+    head_only,
+    mirror_points,
+    mouth_crop,
+    mouth_points,
+    with_mouth,
+)
 from nodes.types import Keypoints
 
 MOUTH_CHECKPOINT = ROOT / "assets/checkpoints/audio2head/keypoints_mouth_tiny.pt"
@@ -53,6 +63,15 @@ def test_mouth_is_carried_by_the_head_motion():
     want = np.einsum("tij,tkj->tki", 1.1 * rot, mouth) + shift
     np.testing.assert_allclose(carry_with_head(src, drv, mouth), want, atol=1e-5)
     np.testing.assert_allclose(carry_with_head(src, np.repeat(src[None], 5, 0), mouth), mouth, atol=1e-6)  # still head
+    # head_only: a head-like (affine) motion is kept exactly, Jacobians included; the rest is dropped
+    jac = rng.uniform(0.5, 1.0, (1, 10, 2, 2)).astype(np.float32)
+    source = Keypoints(src[None].astype(np.float32), jac)
+    moved = Keypoints(drv.astype(np.float32), np.einsum("tij,kjl->tkil", 1.1 * rot, jac[0]).astype(np.float32))
+    kept = head_only(source, moved)
+    np.testing.assert_allclose(kept.value, moved.value, atol=1e-5)
+    np.testing.assert_allclose(kept.jacobian, moved.jacobian, atol=1e-5)
+    wobble = Keypoints(moved.value + rng.normal(0, 0.02, moved.value.shape).astype(np.float32), moved.jacobian)
+    assert np.abs(head_only(source, wobble).value - moved.value).max() < np.abs(wobble.value - moved.value).max()
 
 
 def test_mouth_crop_centres_the_box():

@@ -196,6 +196,9 @@ class KeypointRenderer(Node):
             "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
+        head_only: bool = Field(False, description=(
+            "keep only the head motion the driving keypoints imply (their least-squares affine map from the reference's); "
+            "with mouth keypoints the mouth then moves as they say alone (not in the paper)"))
         official: OfficialMode = official_mode_field("align_corners=False warps and resizes, the reference cv2-resized to 256")
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
@@ -230,6 +233,10 @@ class KeypointRenderer(Node):
             if np.abs(np.linalg.det(keypoints.jacobian[0])).min() < 1e-6:
                 raise NodeError("KeypointRenderer: relative motion needs invertible Jacobians in the first driving frame")
             keypoints = relative_keypoints(keypoints, source_keypoints)
+        if p.head_only:
+            from .mouth import head_only
+
+            keypoints = head_only(source_keypoints, keypoints)
         lips = _mouth_inputs(renderer.cfg.mouth_kp, mouth, source_mouth, source_keypoints, keypoints)
         for frames, occlusion in render_chunks(renderer, ref, source_keypoints, keypoints, ctx.device, p.chunk,
                                                p.jacobians, progress=lambda i, n: ctx.progress(i, n, "frames"), mouth=lips):

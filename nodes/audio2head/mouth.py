@@ -11,7 +11,8 @@ corners (78, 308), with identity Jacobians (their motion is a translation each).
 - Inference (MouthKeypoints -> KeypointRenderer): the lips of the portrait's landmarks moved by
   a 3DMM mouth track at the portrait's pose (LipSyncRules: recognised phones -> visemes), then
   carried with the head by the affine map that takes the reference's N_D keypoints to each
-  frame's driving keypoints (least squares over the K points).
+  frame's driving keypoints (least squares over the K points). `head_only` rendering keeps only
+  that head motion of the driving keypoints, so the mouth moves with the mouth keypoints alone.
 
 Both sides call the functions below, so the points mean the same thing in training and in use.
 """
@@ -20,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from nodes.types import Keypoints
 
 # MediaPipe face-mesh indices: upper / lower inner-lip centre, then the inner corners in the
 # order image-left, image-right of a frontal face (the subject's right corner first)
@@ -56,18 +59,32 @@ def with_mouth(kp: dict[str, torch.Tensor], mouth: torch.Tensor) -> dict[str, to
             "jacobian": torch.cat([kp["jacobian"], eye.to(kp["jacobian"].dtype)], 1)}
 
 
-def carry_with_head(source_kp: np.ndarray, driving_kp: np.ndarray, mouth: np.ndarray) -> np.ndarray:
-    """Mouth points given at the reference's head pose (T, M, 2) moved as the head moves: per frame
-    the least-squares affine map from the reference's keypoints (K, 2) to that frame's driving
-    keypoints (T, K, 2) is applied to them."""
+def head_maps(source_kp: np.ndarray, driving_kp: np.ndarray) -> np.ndarray:
+    """(T, 3, 2): per frame the least-squares affine map [x, y, 1] @ X from the reference's
+    keypoints (K, 2) to that frame's driving keypoints (T, K, 2): the head's motion they imply."""
     src = np.asarray(source_kp, np.float64).reshape(-1, 2)
     drv = np.asarray(driving_kp, np.float64)
     a = np.concatenate([src, np.ones((len(src), 1))], 1)  # (K, 3)
-    # one solve for every frame: (K, 3) @ X_t = drv_t, X_t (3, 2)
-    maps = np.linalg.lstsq(a, drv.transpose(1, 0, 2).reshape(len(src), -1), rcond=None)[0]
-    maps = maps.reshape(3, len(drv), 2).transpose(1, 0, 2)  # (T, 3, 2)
-    m = np.asarray(mouth, np.float64)
-    return (m @ maps[:, :2] + maps[:, 2:3]).astype(np.float32)
+    maps = np.linalg.lstsq(a, drv.transpose(1, 0, 2).reshape(len(src), -1), rcond=None)[0]  # every frame in one solve
+    return maps.reshape(3, len(drv), 2).transpose(1, 0, 2)
+
+
+def carry_with_head(source_kp: np.ndarray, driving_kp: np.ndarray, mouth: np.ndarray) -> np.ndarray:
+    """Mouth points given at the reference's head pose (T, M, 2) moved as the head moves (head_maps)."""
+    maps = head_maps(source_kp, driving_kp)
+    return (np.asarray(mouth, np.float64) @ maps[:, :2] + maps[:, 2:3]).astype(np.float32)
+
+
+def head_only(source: Keypoints, driving: Keypoints) -> Keypoints:
+    """The driving keypoints reduced to the head motion they imply: the reference's keypoints
+    (values and Jacobians) moved by each frame's head_maps. Used with mouth keypoints, so that
+    the face moves only with the head and the mouth only as the mouth keypoints say (the tiny
+    N_M's own non-rigid keypoint motion opened the mouth even in silence)."""
+    maps = head_maps(source.value[0], driving.value)
+    value = np.asarray(source.value[0], np.float64) @ maps[:, :2] + maps[:, 2:3]
+    linear = maps[:, :2].transpose(0, 2, 1)  # (T, 2, 2) acting on column vectors
+    jacobian = np.einsum("tij,kjl->tkil", linear, np.asarray(source.jacobian[0], np.float64))
+    return Keypoints(value.astype(np.float32), jacobian.astype(np.float32))
 
 
 def mouth_box(points: torch.Tensor, margin: float = 1.6) -> tuple[torch.Tensor, torch.Tensor]:
