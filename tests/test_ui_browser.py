@@ -549,6 +549,16 @@ def test_undo_and_redo(page):
     assert node(page, "moving_average")["inputs"] == {"x": {"node": "range", "port": "array"}}
 
 
+def test_two_quick_adds_are_two_undo_steps(page):
+    # Both adds in one task, as when a busy browser runs queued clicks before the snapshot timer.
+    page.evaluate("TalkGraph.addNode('Range'); TalkGraph.addNode('MovingAverage')")
+    page.wait_for_function("() => TalkGraph.graph._nodes.length === 2 && TalkGraph.canUndo()")
+    page.wait_for_timeout(200)
+    page.click("#tg-editor .tg-tools button[data-action=undo]")
+    page.wait_for_function("() => TalkGraph.graph._nodes.length !== 2")
+    assert [n["type"] for n in graph(page)["nodes"]] == ["Range"]
+
+
 def test_unsaved_changes_are_not_discarded_without_asking(page):
     open_workflow(page, "workflows/small.yaml")
     page.evaluate("TalkGraph.graph._nodes.find(n => n.tgId === 'smooth').properties.params.window = 11; TalkGraph.changed()")

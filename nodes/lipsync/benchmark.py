@@ -15,8 +15,9 @@ Methods:
 - `rules`: the rule-based LipSyncRules (nodes/lipsync/rules.py, default settings).
 - pipelines (`PIPELINES`): a workflow run in-process up to the node that carries the mouth,
   with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
-  3DMM (HDTF's animation generator, Yi's audio-to-expression net, MetaTalk's A2E) or measured with MediaPipe on
-  its frames (Audio2Head, whose keypoints have no 3DMM). A pipeline method may carry workflow
+  3DMM (HDTF's animation generator, Yi's audio-to-expression net, MetaTalk's A2E), from the
+  generated MediaPipe landmarks (IP_LAP's landmark generator), or measured with MediaPipe on its
+  frames (Audio2Head, whose keypoints have no 3DMM). A pipeline method may carry workflow
   overrides after colons, e.g. `hdtf:features.variant=mfcc_pitch:animation.checkpoint=OLD.pt`
   (an ablation scored in the same run).
 
@@ -56,6 +57,7 @@ PIPELINES: dict[str, tuple[str, str, str, str]] = {
     "memorygan_image": ("memorygan_image.yaml", "animate", "coeffs", "coeffs"),
     "audio2head": ("audio2head.yaml", "render", "frames", "frames"),
     "metatalk": ("metatalk.yaml", "a2e", "coeffs", "coeffs"),
+    "ip_lap": ("ip_lap.yaml", "lips", "landmarks", "landmarks"),
 }
 # Mouth openness per ARPAbet phone for the crude recogniser baseline (0 closed .. 1 wide open).
 OPENNESS = {"AA": 1.0, "AE": 0.9, "AH": 0.7, "AO": 0.8, "AW": 0.8, "AY": 0.85, "EH": 0.7, "ER": 0.5, "EY": 0.6,
@@ -217,6 +219,8 @@ def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, t
     wav = Path(tmp) / f"clip_{abs(hash((clip.name, clip.condition))) % 10**8}.wav"
     write_audio(wav, AudioClip(clip.samples, 16000))
     value = runner.run(workflow, node, port, wav, overrides)
+    if kind == "landmarks":  # MediaPipe layout already (IP_LAP's generated jaw and lips)
+        return landmark_lip_gap(value)
     return coeffs_gap(value) if kind == "coeffs" else frames_gap(value)
 
 

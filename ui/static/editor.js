@@ -733,6 +733,9 @@
   TG.addNode = function (type, pos) {
     const node = LiteGraph.createNode(registeredName(type));
     if (!node) return null;
+    // An add is one step of its own: settle an edit still waiting for its snapshot, which a busy
+    // browser may not have taken yet (input events run before timers), so two quick adds stay two undos.
+    if (changeTimer !== null) record();
     node.title = uniqueId(snakeCase(type));
     node.tgId = node.title;
     node.tgOrder = order++;
@@ -838,6 +841,8 @@
   };
 
   function record() {
+    clearTimeout(changeTimer);
+    changeTimer = null;
     if (loading || !graph) return;
     history.record(snapshot());
     showPath();
