@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, InputFile, Node, NodeError, Out, OutputFile, OutputPath, RunContext
 from graphcore.types import CheckpointBlob
 from nodes.checkpoints import CheckpointInput, load_checkpoint
+from nodes.face.model_nodes import FaceModelInput
 from nodes.training import TrainParams, dataset_path, run_training, train_outputs
 from nodes.types import FeatureSeq, Keypoints, MorphCoeffs
 from nodes.weights import OfficialMode, missing_weights_hint, official_config, official_mode_field
@@ -170,13 +171,18 @@ class KeypointRenderer(Node):
     """FOMM's occlusion-aware generator (Audio2Head N_I): redraw the reference so that its
     keypoints move to the driving keypoints. Dense motion from local affine transforms around
     the keypoints, an occlusion map, feature warping and decoding. Source keypoints are detected
-    on the reference with the same checkpoint unless connected."""
+    on the reference with the same checkpoint unless connected. A checkpoint with mouth keypoints
+    (TrainKeypointRenderer mouth_keypoints, not in the paper) also takes `mouth` / `source_mouth`
+    (MouthKeypoints); the mouth then moves with the head as the driving keypoints imply."""
 
     category = "audio2head"
     inputs = {
         "reference": In("Image", "the reference portrait (square)"),
         "keypoints": In("Keypoints", "driving keypoints per output frame"),
         "source_keypoints": In("Keypoints", "the reference's keypoints (default: detected)", optional=True),
+        "mouth": In("Keypoints", "mouth keypoints per frame at the reference's head pose (MouthKeypoints; for a "
+                                 "checkpoint with mouth keypoints)", optional=True),
+        "source_mouth": In("Keypoints", "the reference's own mouth keypoints (MouthKeypoints)", optional=True),
         "checkpoint": CheckpointInput(KEYPOINT_AUTOENCODER),
     }
     outputs = {"frames": Out("Frames", stream=True),
@@ -190,9 +196,13 @@ class KeypointRenderer(Node):
             "absolute", description="absolute: render the driving keypoints as given (Audio2Head); relative: move the source "
                                     "keypoints by the driving keypoints' motion since their first frame (FOMM)")
         chunk: int = Field(8, ge=1, le=256, description="frames per forward pass")
+        head_only: bool = Field(False, description=(
+            "keep only the head motion the driving keypoints imply (their least-squares affine map from the reference's); "
+            "with mouth keypoints the mouth then moves as they say alone (not in the paper)"))
         official: OfficialMode = official_mode_field("align_corners=False warps and resizes, the reference cv2-resized to 256")
 
     def run(self, ctx: RunContext, reference: np.ndarray, keypoints: Keypoints, source_keypoints: Keypoints | None = None,
+            mouth: Keypoints | None = None, source_mouth: Keypoints | None = None,
             checkpoint: CheckpointBlob | None = None) -> Iterator[dict[str, Any]]:
         """Streams: `chunk` rendered frames (and occlusion maps) per step."""
         from .inference import detect_keypoints, relative_keypoints, render_chunks
@@ -223,9 +233,38 @@ class KeypointRenderer(Node):
             if np.abs(np.linalg.det(keypoints.jacobian[0])).min() < 1e-6:
                 raise NodeError("KeypointRenderer: relative motion needs invertible Jacobians in the first driving frame")
             keypoints = relative_keypoints(keypoints, source_keypoints)
+        if p.head_only:
+            from .mouth import head_only
+
+            keypoints = head_only(source_keypoints, keypoints)
+        lips = _mouth_inputs(renderer.cfg.mouth_kp, mouth, source_mouth, source_keypoints, keypoints)
         for frames, occlusion in render_chunks(renderer, ref, source_keypoints, keypoints, ctx.device, p.chunk,
-                                               p.jacobians, progress=lambda i, n: ctx.progress(i, n, "frames")):
+                                               p.jacobians, progress=lambda i, n: ctx.progress(i, n, "frames"), mouth=lips):
             yield {"frames": frames, "occlusion": occlusion.astype(np.float32)}
+
+
+def _mouth_inputs(wanted: int, mouth: Keypoints | None, source_mouth: Keypoints | None, source: Keypoints,
+                  driving: Keypoints) -> tuple[np.ndarray, np.ndarray] | None:
+    """(reference mouth (M, 2), per-frame mouth carried with the head (T, M, 2)), or None."""
+    from .mouth import carry_with_head
+
+    if not wanted:
+        if mouth is not None or source_mouth is not None:
+            raise NodeError("KeypointRenderer: mouth keypoints are connected but the checkpoint has none "
+                            "(train one with TrainKeypointRenderer mouth_keypoints: true)")
+        return None
+    if mouth is None or source_mouth is None:
+        raise NodeError(f"KeypointRenderer: the checkpoint renders {wanted} mouth keypoints: connect `mouth` and "
+                        "`source_mouth` (MouthKeypoints; see workflows/audio2head.yaml)")
+    for kp, what in ((mouth, "mouth"), (source_mouth, "source_mouth")):
+        _check_keypoints(kp, what)
+        if kp.value.shape[1] != wanted:
+            raise NodeError(f"KeypointRenderer: {what} has {kp.value.shape[1]} points, the checkpoint uses {wanted}")
+    n, m = len(driving.value), len(mouth.value)
+    if m < n - 2:
+        raise NodeError(f"KeypointRenderer: {m} frames of mouth keypoints for {n} frames of keypoints")
+    track = mouth.value[np.minimum(np.arange(n), m - 1)]  # both start with the audio; a frame of rounding
+    return source_mouth.value[0], carry_with_head(source.value[0], driving.value, track)
 
 
 def _check_keypoints(kp: Keypoints, what: str) -> None:
@@ -236,6 +275,48 @@ def _check_keypoints(kp: Keypoints, what: str) -> None:
     if not (np.isfinite(v).all() and np.isfinite(j).all()):
         raise NodeError(f"KeypointRenderer: {what} contain NaN or infinite values")
 
+
+
+class MouthKeypoints(Node):
+    """Lip keypoints for a KeypointRenderer checkpoint with mouth keypoints (not in the paper,
+    issue 11): the portrait's MediaPipe lips moved by a 3DMM mouth track (e.g. LipSyncRules'
+    coefficients) at the portrait's head pose, as the synthetic training truth is made.
+    KeypointRenderer carries them along with the head motion of the driving keypoints."""
+
+    category = "audio2head"
+    inputs = {
+        "image": In("Image", "the portrait (its size)"),
+        "landmarks": In("Landmarks", "the portrait's MediaPipe landmarks (DetectLandmarks)"),
+        "reference": In("MorphCoeffs", "the portrait's fitted coefficients (Fit3DMM): its rest face and pose"),
+        "coeffs": In("MorphCoeffs", "per-frame expressions, e.g. LipSyncRules (their poses are not used)"),
+        "model": FaceModelInput(),
+    }
+    outputs = {"mouth": Out("Keypoints", "(T, 4) lip keypoints at the portrait's head pose"),
+               "source_mouth": Out("Keypoints", "(1, 4) the portrait's own lip keypoints")}
+
+    class Params(BaseModel):
+        gain: float = Field(1.0, ge=0, le=3, description="scales the lips' motion from the portrait's")
+
+    def run(self, ctx: RunContext, image: np.ndarray, landmarks: np.ndarray, reference: MorphCoeffs, coeffs: MorphCoeffs,
+            model: Any = None) -> dict[str, Any]:
+        from nodes.face.model_nodes import resolve_model
+
+        from .mouth import lip_track, mouth_points
+
+        lms = np.asarray(landmarks, np.float32)
+        if lms.ndim == 2:
+            lms = lms[None]
+        if lms.ndim != 3 or lms.shape[1] < 478 or not np.isfinite(lms[0, :, :2]).all():
+            raise NodeError(f"MouthKeypoints: landmarks must be the portrait's (1, 478, 2|3) MediaPipe points; got {lms.shape}")
+        if len(coeffs.expression) == 0:
+            raise NodeError("MouthKeypoints: the coefficients have no frames")
+        size = tuple(image.shape[:2])
+        face_model = resolve_model(ctx, "MouthKeypoints", model, self.params.model_path)
+        source = mouth_points(lms[0], size)
+        track = source + self.params.gain * (lip_track(face_model, lms[0], reference, coeffs.expression, size) - source)
+        eye = np.broadcast_to(np.eye(2, dtype=np.float32), (*track.shape[:2], 2, 2)).copy()
+        return {"mouth": Keypoints(track.astype(np.float32), eye),
+                "source_mouth": Keypoints(source[None], eye[:1].copy())}
 
 
 class HeadPoseToMorphCoeffs(Node):
@@ -295,7 +376,8 @@ def _vgg(ctx: RunContext, path: str) -> str | None:
 class TrainKeypointRenderer(Node):
     """Train the keypoint detector and the renderer together on video reconstruction (FOMM §3,
     Audio2Head §4.2): multi-scale perceptual loss + equivariance of keypoints and Jacobians
-    under random TPS warps."""
+    under random TPS warps. `mouth_keypoints` (not in the paper, issue 11): the renderer also
+    takes 4 lip keypoints from each frame's landmarks (nodes/audio2head/mouth.py)."""
 
     category = "audio2head/train"
 
@@ -306,6 +388,12 @@ class TrainKeypointRenderer(Node):
         lambda_perc: float = Field(10.0, ge=0, description="perceptual weight per pyramid scale")
         lambda_eq_value: float = Field(10.0, ge=0, description="keypoint equivariance weight")
         lambda_eq_jacobian: float = Field(10.0, ge=0, description="Jacobian equivariance weight")
+        mouth_keypoints: bool = Field(False, description="add 4 supervised lip keypoints to the renderer (the dataset's landmarks)")
+        lambda_mouth: float = Field(0.0, ge=0, description="with mouth_keypoints: perceptual loss of a crop around the mouth")
+        grow_from: str = InputFile("", description=(
+            "with mouth_keypoints: start from this keypoint checkpoint without them (its weights kept, the new inputs at zero)"))
+        freeze_detector: bool = Field(False, description=(
+            "train the renderer only (keep N_D: a motion field generator trained on its keypoints still fits)"))
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_keypoints import KeypointTask, KeypointTrainSettings
@@ -313,7 +401,11 @@ class TrainKeypointRenderer(Node):
         p = self.params
         settings = KeypointTrainSettings(dataset=dataset_path(ctx, dataset, "TrainKeypointRenderer"), preset=p.preset,
                                          frame_size=p.frame_size, lambda_perc=p.lambda_perc, lambda_eq_value=p.lambda_eq_value,
-                                         lambda_eq_jacobian=p.lambda_eq_jacobian, vgg_weights=_vgg(ctx, p.vgg_weights))
+                                         lambda_eq_jacobian=p.lambda_eq_jacobian, vgg_weights=_vgg(ctx, p.vgg_weights),
+                                         mouth_keypoints=p.mouth_keypoints, lambda_mouth=p.lambda_mouth,
+                                         grow_from=_vgg(ctx, p.grow_from), freeze_detector=p.freeze_detector)
+        if p.grow_from and not p.mouth_keypoints:
+            raise NodeError("TrainKeypointRenderer: grow_from adds mouth keypoints to a checkpoint; set mouth_keypoints: true")
         return run_training(ctx, "TrainKeypointRenderer", lambda: KeypointTask(settings), p)
 
 

@@ -10,6 +10,8 @@ copies warped by each T_k and the heatmap differences G(p_d) - G(p_s) predicts s
 Generator (FOMM §3.3): the reference's features are warped by the dense motion and multiplied
 by O, then decoded (Johnson-style: 2 down blocks, 6 residual blocks, 2 up blocks).
 
+`mouth_kp` > 0 (a departure, issue 11: nodes/audio2head/mouth.py) adds supervised lip keypoints
+after the K unsupervised ones; the generator is unchanged, only the dense motion sees K + M.
 `use_jacobians=False` replaces J_s J_d^-1 by the identity (pure translations): the paper's
 "w/o Jacobians" ablation (§5.4, Fig. 8) as a switch.
 Departures: BatchNorm instead of synchronised BatchNorm; align_corners=True warps so the
@@ -43,6 +45,8 @@ class KeypointRendererConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     num_kp: int = Field(10, ge=1, le=64)
+    mouth_kp: int = Field(0, ge=0, le=8, description=(
+        "supervised mouth keypoints after the num_kp (mouth.py; not in the paper: 0 there)"))
     channels: int = 3
     block_expansion: int = Field(64, ge=1)
     max_features: int = Field(512, ge=1)
@@ -110,7 +114,7 @@ class KeypointRendererNet(nn.Module):
         self.cfg = cfg
         be, mx = cfg.block_expansion, cfg.max_features
         width = lambda i: min(mx, be * 2**i)  # noqa: E731
-        self.dense_motion = DenseMotionNetwork(cfg.dense_motion, cfg.num_kp, cfg.channels, cfg.occlusion, cfg.align_corners)
+        self.dense_motion = DenseMotionNetwork(cfg.dense_motion, cfg.num_kp + cfg.mouth_kp, cfg.channels, cfg.occlusion, cfg.align_corners)
         self.first = conv_bn_relu(cfg.channels, be, kernel=7)
         self.down = nn.ModuleList(
             nn.Sequential(conv_bn_relu(width(i), width(i + 1)), nn.AvgPool2d(2)) for i in range(cfg.num_down_blocks))

@@ -13,6 +13,7 @@ from nodes.types import Keypoints
 
 from .blocks import image_tensor
 from .motion_field import predict_windows
+from .mouth import with_mouth
 from .pose import draw_pose_boxes
 
 Progress = Callable[[int, int], None]
@@ -118,13 +119,16 @@ def relative_keypoints(driving: Keypoints, source: Keypoints) -> Keypoints:
 
 @torch.no_grad()
 def render(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoints, device: str = "cpu", chunk: int = 8,
-           use_jacobians: bool = True, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Frames (T, H, W, 3) uint8 rendered from the reference, and the occlusion maps (T, h, w)."""
+           use_jacobians: bool = True, progress: Progress | None = None,
+           mouth: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T, H, W, 3) uint8 rendered from the reference, and the occlusion maps (T, h, w).
+    `mouth`: (the reference's mouth keypoints (M, 2), each frame's (T, M, 2)) for a renderer with
+    mouth keypoints (mouth.py)."""
     n = len(driving.value)
     frames = np.empty((n, *reference.shape[:2], 3), np.uint8)
     occlusions = []
     done = 0
-    for block, occ in render_chunks(renderer, reference, source, driving, device, chunk, use_jacobians, progress):
+    for block, occ in render_chunks(renderer, reference, source, driving, device, chunk, use_jacobians, progress, mouth):
         frames[done:done + len(block)] = block
         occlusions.append(occ)
         done += len(block)
@@ -133,17 +137,25 @@ def render(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoint
 
 @torch.no_grad()  # (torch keeps a generator's every step under no_grad)
 def render_chunks(renderer, reference: np.ndarray, source: Keypoints, driving: Keypoints, device: str = "cpu",
-                  chunk: int = 8, use_jacobians: bool = True,
-                  progress: Progress | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                  chunk: int = 8, use_jacobians: bool = True, progress: Progress | None = None,
+                  mouth: tuple[np.ndarray, np.ndarray] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """`render` a chunk of `chunk` frames at a time: (frames, occlusion maps) per chunk, so a
     long clip never holds all its frames (the same batches, so the same values)."""
     ref = image_tensor(reference[None]).to(device)
     kp_s = {"value": torch.from_numpy(source.value[:1]).to(device), "jacobian": torch.from_numpy(source.jacobian[:1]).to(device)}
     n = len(driving.value)
+    wanted = renderer.cfg.mouth_kp
+    if wanted and (mouth is None or mouth[0].shape != (wanted, 2) or mouth[1].shape != (n, wanted, 2)):
+        got = "none" if mouth is None else f"{mouth[0].shape} and {mouth[1].shape}"
+        raise ValueError(f"this renderer takes {wanted} mouth keypoints: (reference ({wanted}, 2), frames ({n}, {wanted}, 2)); got {got}")
+    if wanted:
+        kp_s = with_mouth(kp_s, torch.from_numpy(np.asarray(mouth[0], np.float32))[None].to(device))
     for i in range(0, n, chunk):
         j = slice(i, min(i + chunk, n))
         b = j.stop - j.start
         kp_d = {"value": torch.from_numpy(driving.value[j]).to(device), "jacobian": torch.from_numpy(driving.jacobian[j]).to(device)}
+        if wanted:
+            kp_d = with_mouth(kp_d, torch.from_numpy(np.asarray(mouth[1][j], np.float32)).to(device))
         out = renderer(ref.expand(b, -1, -1, -1), {k: v.expand(b, *v.shape[1:]) for k, v in kp_s.items()}, kp_d, use_jacobians)
         frames = (out["prediction"].clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
         occ = out.get("occlusion_map")

@@ -12,6 +12,7 @@ from torch import nn
 
 from .generator import KeypointRendererConfig, KeypointRendererNet
 from .keypoint_detector import KeypointDetectorConfig, KeypointDetectorNet
+from .mouth import with_mouth
 
 
 class KeypointAutoencoderConfig(BaseModel):
@@ -30,6 +31,13 @@ class KeypointAutoencoder(nn.Module):
         self.detector = KeypointDetectorNet(cfg.detector)
         self.renderer = KeypointRendererNet(cfg.renderer)
 
-    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, Any]:
+    def forward(self, source: torch.Tensor, driving: torch.Tensor, mouth_source: torch.Tensor | None = None,
+                mouth_driving: torch.Tensor | None = None) -> dict[str, Any]:
+        """`mouth_*` (B, M, 2): the frames' mouth keypoints, for a renderer with mouth_kp = M (mouth.py)."""
         kp_s, kp_d = self.detector(source), self.detector(driving)
-        return {"kp_source": kp_s, "kp_driving": kp_d, **self.renderer(source, kp_s, kp_d)}
+        r_s, r_d = kp_s, kp_d
+        if self.renderer.cfg.mouth_kp:
+            if mouth_source is None or mouth_driving is None:
+                raise ValueError(f"this renderer takes {self.renderer.cfg.mouth_kp} mouth keypoints: give mouth_source and mouth_driving")
+            r_s, r_d = with_mouth(kp_s, mouth_source), with_mouth(kp_d, mouth_driving)
+        return {"kp_source": kp_s, "kp_driving": kp_d, **self.renderer(source, r_s, r_d)}
