@@ -22,8 +22,7 @@ def animate(generator, features: np.ndarray, identity: np.ndarray, reference: Mo
             style: bool = True, device: str = "cpu", fps: float = 25.0) -> MorphCoeffs:
     """features (T, 15) -> MorphCoeffs with T frames: the reference's shape, generated mouth and
     brow coefficients (clipped to the model's box) and pose = reference pose + generated delta.
-    A `mouth_prior: rules` generator also gets the rules mouth of the features, with the
-    reference's mouth as the rest (as in training)."""
+    A `mouth_prior: rules` generator also gets the rules mouth of the features (as in training)."""
     import torch
 
     from .train_animation import mouth_prior
@@ -34,8 +33,7 @@ def animate(generator, features: np.ndarray, identity: np.ndarray, reference: Mo
         i = torch.from_numpy(np.asarray(identity, np.float32))[None].to(device)
         prior = None
         if getattr(generator, "uses_prior", False):
-            rest = np.asarray(reference.expression, np.float32)[0, :generator.out_norm["mouth"].mean.numel()]
-            prior = torch.from_numpy(mouth_prior(features, rest, fps))[None].to(device)
+            prior = torch.from_numpy(mouth_prior(features, fps))[None].to(device)
         out = {k: v[0].float().cpu().numpy() for k, v in generator(a, i, style=style, prior=prior).items()}
     expression = np.clip(np.concatenate([out["mouth"], out["brow"]], axis=1), 0.0, EXPRESSION_MAX)
     ref_pose = np.asarray(reference.pose, np.float32)[0]

@@ -57,12 +57,12 @@ def drop_acoustic_cues(audio_n: torch.Tensor, p: float) -> torch.Tensor:
     return audio_n.masked_fill(drop & acoustic, 0.0)
 
 
-def mouth_prior(features: np.ndarray, rest_mouth: np.ndarray, fps: float = 25.0) -> np.ndarray:
+def mouth_prior(features: np.ndarray, fps: float = 25.0) -> np.ndarray:
     """The `mouth_prior: rules` input (T, 28), float32: the one function the trainer and the
     node (nodes/hdtf/inference.py) both call."""
     from nodes.lipsync.rules import features_rule_mouth
 
-    return features_rule_mouth(features, rest_mouth, fps).astype(np.float32)
+    return features_rule_mouth(features, fps).astype(np.float32)
 
 
 def warm_start(generator: AnimationGeneratorNet, path: str) -> None:
@@ -156,8 +156,8 @@ class AnimationTask(TrainTask):
             "pose": pose_delta(c["pose"], c["pose"][0], c["image_size"]),
             "identity": encoder(ref["image"], ref["landmarks"], c["shape"]),
         }
-        if self.arch.mouth_prior == "rules":  # the reference frame's mouth is the rest, as at inference
-            out["prior"] = mouth_prior(feats, mouth[0])
+        if self.arch.mouth_prior == "rules":
+            out["prior"] = mouth_prior(feats)
         return out
 
     def _statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:

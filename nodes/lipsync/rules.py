@@ -115,15 +115,16 @@ def phones_from_features(features: np.ndarray, fps: float) -> list[tuple[str, fl
     return [(PHONES[labels[s]], s / fps, e / fps) for s, e in zip(starts, ends)]
 
 
-def features_rule_mouth(features: np.ndarray, rest_mouth: np.ndarray, fps: float = 25.0,
-                        settings: RuleSettings | None = None) -> np.ndarray:
-    """The rule-based mouth (T, 28) in coefficients, from phonetic features alone: the prior of
-    the learned generators' `mouth_prior: rules` option (docs/lipsync.md).
+def features_rule_mouth(features: np.ndarray, fps: float = 25.0, settings: RuleSettings | None = None) -> np.ndarray:
+    """The rule-based mouth (T, 28) in coefficients on a neutral face, from phonetic features
+    alone: the prior of the learned generators' `mouth_prior: rules` option (docs/lipsync.md).
 
-    A pure function of the features (their phone classes and clip-relative loudness) and the
-    reference's rest mouth, so a trainer computes it from its dataset's stored features exactly
-    as a node does at inference: the same input in both places. On the held-out clips it scores
-    within 0.01 of LipSyncRules on the recogniser's own 10 ms phone segments (0.678 vs 0.686).
+    A pure function of the features (their most likely phone per frame and the clip-relative
+    loudness), so a trainer computes it from its dataset's stored features exactly as a node does
+    at inference: the same input in both places. No rest face: the learned generators never see
+    the reference's expression (their identity input carries the style), and the training clips'
+    rest faces are not stored. On the held-out clips it scores within 0.01 of LipSyncRules on the
+    recogniser's own 10 ms phone segments (0.678 vs 0.686).
     """
     from trainers.data.phonetic import FEATURE_DIM, LOUDNESS
 
@@ -132,6 +133,4 @@ def features_rule_mouth(features: np.ndarray, rest_mouth: np.ndarray, fps: float
         raise ValueError(f"the rules mouth prior needs phonetic features (T, {FEATURE_DIM}), got {features.shape}")
     s = settings or RuleSettings(fps=fps)
     curves, _ = rule_mouth(phones_from_features(features, s.fps), len(features), s, loudness=features[:, LOUDNESS])
-    rest = np.array(np.asarray(rest_mouth, np.float32).reshape(-1)[:curves.shape[1]])
-    rest[_I["mouth_close"]] = 0.0  # the rules decide closure: a reference with shut lips would cancel every opening
-    return rule_expression(rest, curves)
+    return rule_expression(np.zeros(curves.shape[1], np.float32), curves)
