@@ -67,3 +67,88 @@ def test_acoustic_dropout_trains(toy_dataset, tmp_path):
     cfg = TrainConfig(steps=3, batch_size=4, log_every=1, checkpoint_every=1000, progress_bar=False, threads=1)
     result = Trainer(AnimationTask(settings), cfg, tmp_path).fit()
     assert result.steps == 3 and load_checkpoint(result.export_path)["data"]["settings"]["acoustic_dropout"] == 0.5
+
+
+def test_rules_mouth_prior_starts_as_the_rules_and_trains(toy_dataset, tmp_path):
+    """mouth_prior rules (docs/lipsync.md): the prior comes from the clip's phonetic features by the
+    same function the node calls; the residual starts at zero, is penalised, and the export
+    reproduces the trainer's prior at inference."""
+    import torch
+
+    from nodes.checkpoints import load_model
+    from nodes.hdtf.inference import animate
+    from nodes.hdtf.train_animation import mouth_prior
+    from nodes.types import MorphCoeffs
+
+    settings = AnimationTrainSettings(dataset=toy_dataset, window=16, feature="phonetic", mouth_prior="rules")
+    task = AnimationTask(settings)
+    clip = task.clips[0]
+    assert np.array_equal(clip["prior"], mouth_prior(clip["audio"]))
+    task.build()
+    assert task.model_config()["mouth_prior"] == "rules"
+    with torch.no_grad():
+        out = task.generator(torch.from_numpy(clip["audio"])[None], torch.from_numpy(clip["identity"])[None],
+                             prior=torch.from_numpy(clip["prior"])[None])
+    assert torch.allclose(out["mouth"][0], torch.from_numpy(clip["prior"]), atol=1e-5)  # zero residual
+    with pytest.raises(ValueError, match="pass `prior`"):
+        task.generator(torch.from_numpy(clip["audio"])[None], torch.from_numpy(clip["identity"])[None])
+
+    cfg = TrainConfig(steps=4, batch_size=4, log_every=1, checkpoint_every=1000, progress_bar=False, threads=1, gan_start=2)
+    result = Trainer(task, cfg, tmp_path).fit()
+    assert "residual" in result.final_losses
+    generator, export = load_model(result.export_path, "animation_generator")
+    assert export["model_config"]["mouth_prior"] == "rules" and generator.uses_prior
+    c = task.store.get(0)
+    ref = MorphCoeffs(c["shape"], c["expression"][:1], c["pose"][:1], np.zeros(1, np.float32), c["image_size"])
+    got = animate(generator, clip["audio"], clip["identity"], ref)
+    assert got.expression.shape == (len(clip["audio"]), 33)
+
+
+def test_rules_mouth_prior_needs_phonetic_features(toy_dataset):
+    with pytest.raises(ValueError, match="needs feature: phonetic"):
+        AnimationTask(AnimationTrainSettings(dataset=toy_dataset, window=16, mouth_prior="rules"))
+
+
+def test_warm_start_copies_the_bundled_generator_where_shapes_agree(toy_dataset):
+    """The bundled export seeds a rules-prior model: same encoder response to the features (the
+    prior's input channels start at zero) and hence the same brow and pose; the residual is zero."""
+    import torch
+
+    from nodes.bundled import asset_path
+    from nodes.hdtf.animation_generator import AnimationConfig, AnimationGeneratorNet
+    from nodes.hdtf.train_animation import warm_start
+
+    bundled = str(asset_path("checkpoints/hdtf_animation_tiny.pt"))
+    export = load_checkpoint(bundled)
+    cfg = AnimationConfig(**{k: v for k, v in export["model_config"].items() if k != "arch"})
+    old = AnimationGeneratorNet(cfg)
+    old.load_state_dict(export["generator"])
+    new = AnimationGeneratorNet(cfg.model_copy(update={"mouth_prior": "rules"}))
+    warm_start(new, bundled)
+    torch.manual_seed(0)
+    audio, identity = torch.rand(1, 40, 44), torch.randn(1, 66)
+    prior = old.out_norm["mouth"].denorm(torch.randn(1, 40, 28))
+    with torch.no_grad():
+        a, b = old(audio, identity), new(audio, identity, prior=prior)
+    assert torch.allclose(a["brow"], b["brow"], atol=1e-5) and torch.allclose(a["pose"], b["pose"], atol=1e-5)
+    assert torch.allclose(b["mouth"], prior, atol=1e-5)
+
+
+def test_phones_only_residual_ignores_the_acoustic_cues():
+    """residual_inputs phones: the mouth reads the phone classes and the prior only, so changing the
+    voice-dependent acoustic dims (40..43) moves brow and pose but never the mouth."""
+    import torch
+
+    from nodes.hdtf.animation_generator import AnimationConfig, AnimationGeneratorNet
+
+    torch.manual_seed(0)
+    g = AnimationGeneratorNet(AnimationConfig(audio_dim=44, channels=16, decoder_channels=8, style_hidden=8,
+                                              temporal_levels=2, mouth_prior="rules", residual_inputs="phones")).eval()
+    torch.nn.init.normal_(g.mouth_decoder.net[-1].weight)  # a trained, non-zero residual
+    a, identity, prior = torch.rand(1, 24, 44), torch.randn(1, 66), torch.rand(1, 24, 28)
+    b = a.clone()
+    b[..., 40:] = torch.rand(1, 24, 4)
+    with torch.no_grad():
+        x, y = g(a, identity, prior=prior), g(b, identity, prior=prior)
+    assert torch.equal(x["mouth"], y["mouth"]) and not torch.allclose(x["mouth"], prior)
+    assert not torch.allclose(x["pose"], y["pose"])

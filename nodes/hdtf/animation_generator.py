@@ -16,6 +16,12 @@ Departures, and why:
   (buffers saved in the checkpoint), so callers pass and receive raw values.
 - The identity embedding is VGG-Face's when the user supplies its weights; otherwise the
   documented fallback of nodes/hdtf/identity.py (3DMM shape + face appearance statistics).
+- Option `mouth_prior: rules` (off in every preset; docs/lipsync.md "Rules prior + learned
+  residual"): the rule-based mouth of the same phonetic features (nodes/lipsync/rules.py
+  `features_rule_mouth`) is an extra input, and the mouth output is that prior plus a learned
+  residual whose last layer starts at zero. Why: trained on a few synthetic voices, the paper's
+  mouth decoder reads phones worse than the viseme table on unseen voices; the residual only has
+  to learn what the table gets wrong.
 """
 from __future__ import annotations
 
@@ -47,6 +53,13 @@ class AnimationConfig(BaseModel):
     style_hidden: int = 256
     disc_channels: int = 64
     disc_layers: int = 3
+    mouth_prior: Literal["none", "rules"] = Field("none", description=(
+        "none: the paper's mouth decoder; rules: the rule-based mouth is an extra input and the output is it plus a "
+        "learned residual (a departure: docs/lipsync.md)"))
+    residual_inputs: Literal["all", "phones", "prior"] = Field("all", description=(
+        "mouth_prior rules: what the mouth residual reads: all (every feature and the prior, through the shared "
+        "encoder), phones (its own small encoder over the phone classes and the prior: no acoustic cues) or prior "
+        "(its own encoder over the prior alone); brow and pose always read every feature"))
 
 
 class ResBlock1d(nn.Module):
@@ -115,9 +128,10 @@ class LongTimeDecoder(nn.Module):
 
 
 class AnimationGeneratorNet(nn.Module):
-    """forward(audio (B,T,15), identity (B,identity_dim), style=True) -> {'mouth' (B,T,28),
+    """forward(audio (B,T,15), identity (B,identity_dim), style=True, prior=None) -> {'mouth' (B,T,28),
     'brow' (B,T,5), 'pose' (B,T,6)} in raw units. With style=False the AdaIN parameters come
-    from the training set's mean identity (the "w/o style" switch)."""
+    from the training set's mean identity (the "w/o style" switch). With `mouth_prior: rules`,
+    `prior` (B,T,28) is the rule-based mouth in coefficients and 'mouth' = prior + residual."""
 
     def __init__(self, cfg: AnimationConfig) -> None:
         super().__init__()
@@ -126,34 +140,58 @@ class AnimationGeneratorNet(nn.Module):
         self.audio_norm = Standardizer(cfg.audio_dim)
         self.identity_norm = Standardizer(cfg.identity_dim)
         self.out_norm = nn.ModuleDict({name: Standardizer(d) for name, d in PARTS.items()})
+        self.uses_prior = cfg.mouth_prior == "rules"
+        self.own_mouth_encoder = self.uses_prior and cfg.residual_inputs != "all"
+        c_in = cfg.audio_dim + (MOUTH_DIM if self.uses_prior and not self.own_mouth_encoder else 0)
         self.audio_encoder = nn.Sequential(
-            nn.Conv1d(cfg.audio_dim, c, k, padding=k // 2), *[ResBlock1d(c, k) for _ in range(cfg.encoder_blocks)]
+            nn.Conv1d(c_in, c, k, padding=k // 2), *[ResBlock1d(c, k) for _ in range(cfg.encoder_blocks)]
         )
+        if self.own_mouth_encoder:
+            from trainers.data.phonetic import N_PHONES
+
+            self.n_phones = N_PHONES if cfg.residual_inputs == "phones" else 0
+            self.mouth_encoder = nn.Sequential(nn.Conv1d(self.n_phones + MOUTH_DIM, c, k, padding=k // 2), ResBlock1d(c, k))
         self.style = AdaIN1d(c, cfg.identity_dim, cfg.style_hidden)
         self.mouth_decoder = ParamDecoder(c, cfg.decoder_channels, MOUTH_DIM, k)
         self.long_time = LongTimeDecoder(c, cfg.temporal_levels, k)
         self.brow_decoder = ParamDecoder(c, cfg.decoder_channels, BROW_DIM, k)
         self.pose_decoder = ParamDecoder(c, cfg.decoder_channels, POSE_DIM, k)
+        if self.uses_prior:  # the residual starts at zero: an untrained model gives the rules' mouth
+            last = self.mouth_decoder.net[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
-    def forward_normalized(self, audio_n: torch.Tensor, identity_n: torch.Tensor, style: bool = True) -> dict[str, torch.Tensor]:
-        """Standardised inputs -> standardised outputs (what the losses compare)."""
-        h = self.audio_encoder(audio_n.transpose(1, 2))
+    def forward_normalized(self, audio_n: torch.Tensor, identity_n: torch.Tensor, style: bool = True,
+                           prior_n: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Standardised inputs -> standardised outputs (what the losses compare). `prior_n`: the
+        rules mouth standardised like the mouth output (needed with `mouth_prior: rules`)."""
+        if self.uses_prior and prior_n is None:
+            raise ValueError("this animation generator adds a learned residual to the rules mouth prior: pass `prior`")
         if not style:
             identity_n = torch.zeros_like(identity_n)
-        h = self.style(h, identity_n)
+        if self.own_mouth_encoder:
+            h = self.style(self.audio_encoder(audio_n.transpose(1, 2)), identity_n)
+            phones_prior = torch.cat([audio_n[..., :self.n_phones], prior_n], dim=-1).transpose(1, 2)
+            h_mouth = self.style(self.mouth_encoder(phones_prior), identity_n)
+        else:
+            x = torch.cat([audio_n, prior_n], dim=-1) if self.uses_prior else audio_n
+            h = h_mouth = self.style(self.audio_encoder(x.transpose(1, 2)), identity_n)
         lt = self.long_time(h)
+        mouth = self.mouth_decoder(h_mouth).transpose(1, 2)
         return {
-            "mouth": self.mouth_decoder(h).transpose(1, 2),
+            "mouth": mouth + prior_n if self.uses_prior else mouth,
             "brow": self.brow_decoder(lt).transpose(1, 2),
             "pose": self.pose_decoder(lt).transpose(1, 2),
         }
 
-    def forward(self, audio: torch.Tensor, identity: torch.Tensor, style: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, audio: torch.Tensor, identity: torch.Tensor, style: bool = True,
+                prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if audio.shape[1] < 2:
             raise ValueError("need at least 2 frames of audio features")
         # an unseen face far outside the training identities is kept within the trained range
         identity_n = self.identity_norm.norm(identity).clamp(-4.0, 4.0)
-        out = self.forward_normalized(self.audio_norm.norm(audio), identity_n, style)
+        prior_n = None if prior is None else self.out_norm["mouth"].norm(prior)
+        out = self.forward_normalized(self.audio_norm.norm(audio), identity_n, style, prior_n)
         return {k: self.out_norm[k].denorm(v) for k, v in out.items()}
 
 

@@ -89,7 +89,10 @@ class AnimationGenerator(Node):
             raise NodeError(f"AnimationGenerator: {exc}") from None
         if cfg.identity == "morph":
             ctx.log("identity embedding: 3DMM shape + face appearance statistics (the VGG-Face fallback)")
-        out = animate(generator, features.data, identity, ref, style=p.style, device=ctx.device)
+        try:
+            out = animate(generator, features.data, identity, ref, style=p.style, device=ctx.device, fps=features.fps)
+        except ValueError as exc:
+            raise NodeError(f"AnimationGenerator: {exc}") from None
         ctx.log(f"animated {features.data.shape[0]} frames with a model trained for {export['step']} steps")
         return {"coeffs": out}
 
@@ -174,6 +177,10 @@ class TrainAnimationGenerator(Node):
         identity: Literal["morph", "vggface"] = Field("morph", description="identity embedding (vggface needs its weights)")
         identity_noise: float = Field(1.0, ge=0, le=10, description="noise on the standardised identity while training (robustness to unseen faces; lower with many identities)")
         acoustic_dropout: float = Field(0.0, ge=0, le=1, description="feature phonetic: fraction of training windows whose acoustic cues are replaced by their mean, so the model also reads the phones (robustness to unseen voices)")
+        mouth_prior: Literal["none", "rules"] = Field("none", description="feature phonetic: rules = the rule-based mouth is an input and the model learns a residual on top (a departure from the paper: docs/lipsync.md)")
+        residual_inputs: Literal["all", "phones", "prior"] = Field("all", description="mouth_prior rules: the residual reads every feature (all), the phone classes and the prior (phones) or the prior alone (prior)")
+        lambda_residual: float = Field(1.0, ge=0, description="mouth_prior rules: weight of the L2 penalty on the learned residual")
+        warm_start: str = InputFile("", description="mouth_prior rules: an animation generator export without the prior (e.g. the bundled one) seeding the weights where shapes agree")
         vggface_weights: str = InputFile("", description="VGG-Face state dict (identity=vggface)")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
@@ -184,7 +191,11 @@ class TrainAnimationGenerator(Node):
             dataset=dataset_path(ctx, dataset, "TrainAnimationGenerator"), preset=p.preset, window=p.window,
             feature=p.feature, identity=p.identity, vggface_weights=str(ctx.resolve_path(p.vggface_weights)) if p.vggface_weights else None,
             lambda_mouth=p.lambda_mouth, lambda_brow=p.lambda_brow, lambda_pose=p.lambda_pose, identity_noise=p.identity_noise,
-            acoustic_dropout=p.acoustic_dropout)
+            acoustic_dropout=p.acoustic_dropout, mouth_prior=p.mouth_prior, residual_inputs=p.residual_inputs,
+            lambda_residual=p.lambda_residual,
+            warm_start=str(ctx.resolve_path(p.warm_start)) if p.warm_start else None)
+        if p.mouth_prior != "none" and p.feature != "phonetic":
+            raise NodeError(f"TrainAnimationGenerator: mouth_prior {p.mouth_prior} needs feature: phonetic (the rules read its phones)")
         return run_training(ctx, "TrainAnimationGenerator", lambda: AnimationTask(settings), p)
 
 

