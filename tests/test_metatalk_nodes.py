@@ -121,6 +121,44 @@ def test_a2e_options_phonetic_input_and_audiodvp_baseline(trained_a2e, tmp_path)
     assert c.expression.shape == (6, 33)
 
 
+def test_a2e_rules_mouth_prior_starts_at_the_rules_and_learns_a_residual(trained_a2e, tmp_path):
+    """`mouth_prior: rules` (an option, docs/lipsync.md): the phonetic features' rules mouth
+    (nodes/lipsync/rules.py) is an input and α's mouth is it plus a residual that starts at zero; the
+    trainer appends the prior exactly as the node does; the option needs phonetic input."""
+    import torch
+
+    from nodes.checkpoints import load_checkpoint
+    from nodes.lipsync.rules import features_rule_mouth
+    from nodes.metatalk.a2e import MOUTH_DIM, with_mouth_prior
+    from nodes.synth.speech import synthesize
+    from trainers.data.phonetic import phonetic_features
+
+    _, tmp = trained_a2e
+    with pytest.raises(NodeError, match="needs feature: phonetic"):
+        M.TrainA2E({"steps": 1, "mouth_prior": "rules"}).run(ctx_for(tmp_path), dataset=str(tmp / "pseudo.zarr"))
+    out = M.TrainA2E({"steps": 1, "batch_size": 4, "threads": 1, "lr_g": 1e-9, "feature": "phonetic", "mouth_prior": "rules",
+                      "work_dir": str(tmp_path / "r")}).run(ctx_for(tmp_path), dataset=str(tmp / "pseudo.zarr"))
+    model, export = load_checkpoint(M.A2E(), ctx_for(tmp_path), "checkpoint", out["checkpoint"])
+    assert model.cfg.mouth_prior == "rules" and export["data"]["mouth_prior"] == "rules"
+
+    speech = synthesize("Maybe we should open the window.", voice="en-us")
+    feats = phonetic_features(speech.samples, speech.sample_rate)
+    silence = np.zeros((30, feats.shape[1]), np.float32)
+    silence[:, 0] = 1.0  # SIL
+    feats = np.concatenate([feats, silence])
+    c = M.A2E().run(ctx_for(tmp_path), features=FeatureSeq(feats, 25.0, "phonetic"), target=coeffs(3),
+                    checkpoint=out["checkpoint"])["coeffs"]
+    # an (almost) untrained residual: the rules mouth plus the training targets' mean offset from it
+    offset = model.expression_mean[:MOUTH_DIM].numpy()
+    np.testing.assert_allclose(c.expression[:, :MOUTH_DIM], features_rule_mouth(feats) + offset, atol=1e-4)
+    assert np.ptp(c.expression[:-30, 0]) > 0.1 and np.ptp(c.expression[-20:, :MOUTH_DIM], axis=0).max() < 1e-3
+    # the trainer's input is the node's: with_mouth_prior on the same features, the prior last
+    x = with_mouth_prior(feats, 25.0)
+    assert x.shape == (len(feats), 44 + MOUTH_DIM)
+    np.testing.assert_array_equal(model.prior(torch.from_numpy(x[:model.cfg.window][None]))[0, :MOUTH_DIM].numpy(),
+                                  x[model.cfg.window // 2, 44:])
+
+
 def test_train_a2e_wants_both_target_inputs(trained_a2e):
     _, tmp = trained_a2e
     feats = FeatureSeq(np.zeros((4, 28, 80), np.float32), 25.0, "mfcc80_window")

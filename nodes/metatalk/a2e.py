@@ -26,6 +26,13 @@ Explicit options (defaults = the paper; `paper` / `tiny` presets never set them)
   trainers/data/phonetic.py (PocketSphinx phones, voicing, loudness) instead of MFCC blocks, through
   `PhoneticEncoderNet` (a per-frame MLP to the same 256-D f), so Table 1's part is unchanged. Why:
   MFCCs carry the voice, and the pseudo videos here are driven by a few synthetic voices.
+- `mouth_prior: rules` (not in the paper; needs `feature: phonetic`): the rule-based mouth of the
+  same phonetic features (nodes/lipsync/rules.py `features_rule_mouth`, the prior HDTF's
+  AnimationGenerator option uses too) is appended to every frame's input, and α's 28 mouth
+  coefficients are that prior plus what H predicts, whose mouth outputs start at zero; training
+  adds an L2 penalty on them (`TrainA2E.lambda_residual`). Why: trained on a few synthetic voices
+  and one target, H reads phones worse than the viseme table on unseen voices (docs/lipsync.md);
+  the residual only learns what the table gets wrong for this target (its rest mouth, its style).
 - Table 3's "Baseline" A2E (AudioDVP's, which MetaTalk deepens): `AUDIODVP_A2E` below, three
   Conv1D with 5, 3, 1 outputs (256 -> 254 -> 252 -> 250), no activation, FC from 250, over a
   window of 7 frames (AudioDVP's Nw).
@@ -34,12 +41,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from trainers.data.audio_features import SHAPES
 
+MOUTH_DIM = 28  # the project 3DMM's mouth expression components come first (nodes/face/model.py)
 TABLE1_CHANNELS = (5, 5, 3, 3, 3)
 # Table 3's baseline: AudioDVP's A2E (Wen et al. 2020): Conv1D 5, 3, 1 (k 3, no activation), FC 250 -> α, Nw = 7
 AUDIODVP_A2E = {"channels": (5, 3, 1), "window": 7, "activation": "none"}
@@ -60,11 +69,33 @@ class A2EConfig(BaseModel):
         "mfcc80_window", description="audio input: the paper's 28x80 MFCC blocks, or 44-D phonetic features (option)")
     activation: Literal["leaky_relu", "none"] = Field(
         "leaky_relu", description="between the Conv1D layers (none: AudioDVP's baseline A2E, Table 3)")
+    mouth_prior: Literal["none", "rules"] = Field(
+        "none", description="rules: the rule-based mouth of the phonetic features is an input and α's mouth is it plus "
+                            "a learned residual (option, needs feature phonetic; docs/lipsync.md)")
+
+    @model_validator(mode="after")
+    def _prior_reads_phones(self) -> "A2EConfig":
+        if self.mouth_prior != "none" and self.feature != "phonetic":
+            raise ValueError(f"mouth_prior {self.mouth_prior} needs feature: phonetic (the rules read its phones)")
+        return self
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Per-frame audio input: (28, 80) MFCC block, or (44,) phonetic features."""
-        return tuple(SHAPES["phonetic"]) if self.feature == "phonetic" else (self.mfcc_rows, self.mfcc_coeffs)
+        """Per-frame model input: (28, 80) MFCC block, (44,) phonetic features, or (44 + 28,) phonetic
+        features followed by the rules mouth prior."""
+        if self.feature != "phonetic":
+            return (self.mfcc_rows, self.mfcc_coeffs)
+        return (SHAPES["phonetic"][0] + (MOUTH_DIM if self.mouth_prior == "rules" else 0),)
+
+
+def with_mouth_prior(features: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 44) phonetic features -> (T, 44 + 28): each frame followed by the rules mouth prior of the
+    whole clip (`features_rule_mouth`: its phone runs and clip-relative loudness need the whole
+    clip). The one function TrainA2E and the A2E node call, so both see the same input."""
+    from nodes.lipsync.rules import features_rule_mouth
+
+    features = np.asarray(features, np.float32)
+    return np.concatenate([features, features_rule_mouth(features, fps)], axis=1).astype(np.float32)
 
 
 class AudioEncoderNet(nn.Module):
@@ -101,7 +132,11 @@ class PhoneticEncoderNet(nn.Module):
 
 
 class A2ENet(nn.Module):
-    """forward(audio (B, window, *cfg.input_shape)) -> α (B, expression_dim)."""
+    """forward(audio (B, window, *cfg.input_shape)) -> α (B, expression_dim). With `mouth_prior:
+    rules` the input rows end with the rules mouth (`with_mouth_prior`) and α's mouth is the centre
+    frame's prior plus the network's residual; the expression statistics are then those of
+    (α − prior), and the residual's FC rows start at zero, so an untrained model gives the prior
+    (plus the training targets' mean offset from it: the target's own rest mouth)."""
 
     def __init__(self, cfg: A2EConfig) -> None:
         super().__init__()
@@ -120,6 +155,11 @@ class A2ENet(nn.Module):
         self.register_buffer("mfcc_std", torch.ones(cfg.input_shape[-1]))
         self.register_buffer("expression_mean", torch.zeros(cfg.expression_dim))
         self.register_buffer("expression_std", torch.ones(cfg.expression_dim))
+        self.uses_prior = cfg.mouth_prior == "rules"
+        if self.uses_prior:
+            with torch.no_grad():
+                self.fc.weight[:MOUTH_DIM].zero_()
+                self.fc.bias[:MOUTH_DIM].zero_()
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """The 256-D feature f of every frame of the window: (B, window, feature_dim)."""
@@ -127,9 +167,20 @@ class A2ENet(nn.Module):
         x = (audio - self.mfcc_mean) / self.mfcc_std
         return self.encoder(x.reshape(b * w, *audio.shape[2:])).reshape(b, w, -1)
 
+    def residual(self, audio: torch.Tensor) -> torch.Tensor:
+        """H's standardised output (B, expression_dim): α itself, or with the prior what is added to it."""
+        return self.fc(self.convs(self.features(audio)).flatten(1))
+
+    def prior(self, audio: torch.Tensor) -> torch.Tensor:
+        """The centre frame's rules mouth, padded to the expression (B, expression_dim); zeros without the option."""
+        out = audio.new_zeros(audio.shape[0], self.cfg.expression_dim)
+        if self.uses_prior:
+            out[:, :MOUTH_DIM] = audio[:, self.cfg.window // 2, -MOUTH_DIM:]
+        return out
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        h = self.convs(self.features(audio))
-        return self.fc(h.flatten(1)) * self.expression_std + self.expression_mean
+        out = self.residual(audio) * self.expression_std + self.expression_mean
+        return out + self.prior(audio) if self.uses_prior else out
 
 
 def frame_windows(features: torch.Tensor, window: int) -> torch.Tensor:

@@ -99,6 +99,10 @@ class A2E(Node):
             raise NodeError("A2E: the target coefficients have no frames")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         audio = _check_audio("A2E", features, model.cfg.feature)
+        if model.cfg.mouth_prior == "rules":
+            from .a2e import with_mouth_prior
+
+            audio = with_mouth_prior(audio, features.fps)
         if model.cfg.expression_dim != target.expression.shape[1]:
             raise NodeError(f"A2E: the checkpoint predicts {model.cfg.expression_dim} expression coefficients, "
                             f"the target has {target.expression.shape[1]}")
@@ -246,9 +250,14 @@ class TrainA2E(Node):
                                          "speaker-independent: docs/lipsync.md; an option, not the paper)")
         network: Literal["table1", "audiodvp"] = Field(
             "table1", description="MetaTalk's deep A2E (Table 1) or Table 3's baseline: AudioDVP's shallow A2E")
+        mouth_prior: Literal["none", "rules"] = Field(
+            "none", description="rules: A2E's mouth is the rule-based mouth of the phonetic features plus a learned, "
+                                "L2-penalised residual (needs feature phonetic; an option, not the paper: docs/lipsync.md)")
+        lambda_residual: float = Field(0.1, ge=0, description="mouth_prior rules: weight of the L2 penalty on the residual")
 
     def run(self, ctx: RunContext, dataset: str, features: FeatureSeq | None = None, coeffs: MorphCoeffs | None = None,
             teacher_features: FeatureSeq | None = None, teacher_coeffs: MorphCoeffs | None = None) -> dict[str, Any]:
+        from .a2e import with_mouth_prior
         from .train import A2ETask, A2ETrainSettings, load_pseudo_pairs
 
         p = self.params
@@ -258,16 +267,23 @@ class TrainA2E(Node):
             if (audio_in is None) != (coeffs_in is None):
                 raise NodeError(f"TrainA2E: connect both `{a}` and `{c}`, or neither")
 
+        if p.mouth_prior != "none" and p.feature != "phonetic":
+            raise NodeError(f"TrainA2E: mouth_prior {p.mouth_prior} needs feature: phonetic (the rules read its phones)")
+
         def task() -> A2ETask:
             pairs, data = load_pseudo_pairs(dataset_path(ctx, dataset, "TrainA2E"), None if p.split == "all" else p.split,
-                                            p.feature)
+                                            p.feature, p.mouth_prior)
             for name, (audio_in, coeffs_in, _, _) in extra.items():
                 if audio_in is not None and coeffs_in is not None:
                     audio = _check_audio("TrainA2E", audio_in, p.feature)
+                    if p.mouth_prior == "rules":
+                        audio = with_mouth_prior(audio, audio_in.fps)
                     n = min(len(audio), len(coeffs_in.expression))
                     pairs.append((np.asarray(audio[:n], np.float32), np.asarray(coeffs_in.expression[:n], np.float32)))
                     data = {**data, f"{name}_frames": n}
-            return A2ETask(pairs, A2ETrainSettings(preset=p.preset, feature=p.feature, network=p.network), data)
+            settings = A2ETrainSettings(preset=p.preset, feature=p.feature, network=p.network, mouth_prior=p.mouth_prior,
+                                        lambda_residual=p.lambda_residual)
+            return A2ETask(pairs, settings, data)
 
         return run_training(ctx, "TrainA2E", task, p)
 

@@ -20,20 +20,24 @@ from trainers.fingerprint import arrays_fingerprint
 from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.loop import StepOutput, TrainTask
 
-from .a2e import AUDIODVP_A2E, A2ENet
+from .a2e import AUDIODVP_A2E, MOUTH_DIM, A2ENet, with_mouth_prior
 from .face_renderer import FaceRendererConfig, NeuralFaceRendererNet, band_shape, build_discriminator
 from .models import A2E, NEURAL_FACE_RENDERER
 
 FEATURE = "mfcc80_window"  # the paper's input; `phonetic` is the option
 
 
-def load_pseudo_pairs(url: str, split: str | None, feature: str = FEATURE) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+def load_pseudo_pairs(url: str, split: str | None, feature: str = FEATURE,
+                      mouth_prior: str = "none") -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
     """[(audio features (T, 28, 80) MFCC blocks or (T, 44) phonetic, expression α (T, E))] of a
-    dataset's clips (features computed from the clip's audio when not stored)."""
+    dataset's clips (features computed from the clip's audio when not stored); with `mouth_prior:
+    rules` the phonetic features come with their rules mouth, (T, 44 + 28)."""
     from trainers.data import ClipStore
 
     store = ClipStore(url, split, fields=("expression",), feature=feature)
     pairs = [(store.get(k)["features"], store.get(k)["expression"]) for k in range(len(store))]
+    if mouth_prior == "rules":
+        pairs = [(with_mouth_prior(f, store.dataset.fps), e) for f, e in pairs]
     return pairs, store.describe()
 
 
@@ -44,10 +48,15 @@ class A2ETrainSettings(BaseModel):
     feature: Literal["mfcc80_window", "phonetic"] = Field(FEATURE, description="audio input (the paper's MFCC, or phonetic)")
     network: Literal["table1", "audiodvp"] = Field(
         "table1", description="MetaTalk's deep A2E (Table 1) or Table 3's baseline, AudioDVP's shallow one")
+    mouth_prior: Literal["none", "rules"] = Field("none", description="rules: learn a residual on the rules mouth (option)")
+    lambda_residual: float = Field(0.1, ge=0, description="mouth_prior rules: weight of the mean squared standardised "
+                                                           "mouth residual (the model corrects the rules only where it must)")
 
 
 class A2ETask(TrainTask):
-    """Eq. 1: MSE between H(f) and the expression fitted on the pseudo video, frame by frame."""
+    """Eq. 1: MSE between H(f) and the expression fitted on the pseudo video, frame by frame. With
+    `mouth_prior: rules` the pairs' features carry their rules mouth (`with_mouth_prior`, as the
+    node computes it) and an L2 term keeps the learned mouth residual small."""
 
     name = "metatalk.a2e"
 
@@ -57,6 +66,8 @@ class A2ETask(TrainTask):
         if not pairs:
             raise ValueError("no (audio, expression) pairs to train on")
         options = {"feature": settings.feature, **(AUDIODVP_A2E if settings.network == "audiodvp" else {})}
+        if settings.mouth_prior != "none":
+            options["mouth_prior"] = settings.mouth_prior
         self.cfg = model_config(A2E, {**A2E.presets[settings.preset], **options})
         shapes = {(f.shape[1:], e.shape[1]) for f, e in pairs}
         want = (self.cfg.input_shape, self.cfg.expression_dim)
@@ -73,6 +84,9 @@ class A2ETask(TrainTask):
         net = A2ENet(self.cfg)
         rows = np.concatenate([f.reshape(-1, f.shape[-1]) for f, _ in self.pairs])
         expr = np.concatenate([e for _, e in self.pairs])
+        if self.cfg.mouth_prior == "rules":  # H predicts what is added to the prior: standardise that
+            expr = expr.copy()
+            expr[:, :MOUTH_DIM] -= np.concatenate([f[:, -MOUTH_DIM:] for f, _ in self.pairs])
         net.mfcc_mean.copy_(torch.from_numpy(rows.mean(0)))
         net.mfcc_std.copy_(torch.from_numpy(rows.std(0) + 1e-3))
         net.expression_mean.copy_(torch.from_numpy(expr.mean(0)))
@@ -80,10 +94,15 @@ class A2ETask(TrainTask):
         self.generator = net
 
     def model_config(self) -> dict[str, Any]:
-        return {"arch": A2E.name, **self.cfg.model_dump(mode="json")}
+        config = {"arch": A2E.name, **self.cfg.model_dump(mode="json")}
+        if config["mouth_prior"] == "none":  # as before the option existed: earlier checkpoints still match
+            del config["mouth_prior"]
+        return config
 
     def data_description(self) -> dict[str, Any]:
-        return {**self.data, "feature": self.cfg.feature, "network": self.s.network, "clips_used": len(self.pairs), "pairs": int(self.lengths.sum())}
+        return {**self.data, "feature": self.cfg.feature, "network": self.s.network, "clips_used": len(self.pairs),
+                "pairs": int(self.lengths.sum()),
+                **({"mouth_prior": self.cfg.mouth_prior, "lambda_residual": self.s.lambda_residual} if self.cfg.mouth_prior != "none" else {})}
 
     def data_identity(self) -> dict[str, Any]:
         return {**super().data_identity(), "pairs_sha256": arrays_fingerprint(a for p in self.pairs for a in p)}
@@ -97,8 +116,14 @@ class A2ETask(TrainTask):
                 "expression": torch.from_numpy(np.stack([self.pairs[k][1][t] for k, t in zip(ks, ts)]))}
 
     def generator_step(self, batch: dict[str, torch.Tensor], use_gan: bool) -> StepOutput:
-        loss = torch.nn.functional.mse_loss(self.generator(batch["audio"]), batch["expression"])  # eq. 1
-        return StepOutput(loss, {"mse": loss.item()})
+        net = self.generator
+        residual = net.residual(batch["audio"])
+        alpha = residual * net.expression_std + net.expression_mean + net.prior(batch["audio"])  # = net(audio)
+        mse = torch.nn.functional.mse_loss(alpha, batch["expression"])  # eq. 1
+        if not net.uses_prior:
+            return StepOutput(mse, {"mse": mse.item()})
+        penalty = residual[:, :MOUTH_DIM].pow(2).mean()
+        return StepOutput(mse + self.s.lambda_residual * penalty, {"mse": mse.item(), "residual": penalty.item()})
 
 
 def compose(rendered: np.ndarray, face_mask: np.ndarray, frames: np.ndarray) -> np.ndarray:
