@@ -38,8 +38,10 @@ def test_metatalk_a2e_is_scored_by_the_held_out_lip_sync_benchmark(tmp_path):
 
 @pytest.mark.parametrize(("name", "overrides", "feature", "data"), [
     ("a2e_phonetic_tiny.pt", ["features.variant=phonetic"], "phonetic", {"clips_used": 41}),
-    ("a2e_rules_tiny.pt", [], "mfcc80_window", {"clips_used": 42, "teacher_frames": 2398}),
+    ("a2e_rules_tiny.pt", ["features.variant=mfcc80_window"], "mfcc80_window", {"clips_used": 42, "teacher_frames": 2398}),
+    ("a2e_tiny.pt", ["features.variant=mfcc80_window"], "mfcc80_window", {"clips_used": 41}),
     ("a2e_rules_phonetic_tiny.pt", ["features.variant=phonetic"], "phonetic", {"clips_used": 42, "teacher_frames": 2398}),
+    ("a2e_prior_tiny.pt", [], "phonetic", {"clips_used": 42, "teacher_frames": 2398, "mouth_prior": "rules"}),
 ])
 def test_bundled_option_a2es_match_their_manifest_and_plug_into_metatalk_yaml(name, overrides, feature, data):
     """The option A2Es shipped next to the paper-input one (docs/metatalk.md: held-out lip-sync benchmark
