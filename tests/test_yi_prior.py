@@ -108,8 +108,12 @@ def test_options_are_checked_against_the_clips(toy_dataset):
         AudioExpPoseTask(clips, AudioTrainSettings(feature="phonetic", mouth_prior="rules"), data)
     with pytest.raises(ValueError, match="the model reads mfcc_window"):
         AudioExpPoseTask(clips, AudioTrainSettings(), data)
-    plain = AudioExpPoseTask(clips, AudioTrainSettings(feature="phonetic"), data)
-    assert "mouth_prior" not in plain.data_description()["settings"]
+    phonetic = AudioExpPoseTask(clips, AudioTrainSettings(feature="phonetic"), data).data_description()["settings"]
+    assert phonetic["mouth_prior"] == "none" and phonetic["lambda_residual"] == 1.0
+    mfcc, described = dataset_clips(toy_dataset)  # the paper's model is described as before the options existed
+    paper = AudioExpPoseTask(mfcc, AudioTrainSettings(), described)
+    assert set(paper.data_description()["settings"]) == {"preset", "window", "lambda_pose", "lambda_smooth"}
+    assert "feature" not in described and not {"feature", "context", "mouth_prior"} & set(paper.model_config())
 
 
 def test_warm_start_from_a_phonetic_model_without_the_prior(tmp_path):

@@ -67,7 +67,7 @@ def dataset_clips(url: str, split: str = "train", min_frames: int = 2, feature: 
         c = store.get(k)
         coeffs = MorphCoeffs(c["shape"], c["expression"], c["pose"], np.zeros(len(c["pose"]), np.float32), c["image_size"])
         clips.append(clip_from_coeffs(c["name"], c["features"], coeffs, prior=prior, fps=store.dataset.fps))
-    return clips, {**store.describe(), "feature": feature}
+    return clips, {**store.describe(), **({"feature": feature} if feature != "mfcc_window" else {})}
 
 
 def start_config(model: ModelSpec, preset: str, init: dict[str, Any] | None) -> BaseModel:
@@ -148,8 +148,8 @@ class AudioExpPoseTask(TrainTask):
 
     def data_description(self) -> dict[str, Any]:
         settings = self.s.model_dump()
-        for key in OPTIONS:  # options left at their defaults are not written: as before the options existed
-            if settings[key] == AudioTrainSettings.model_fields[key].default:
+        if all(settings[key] == AudioTrainSettings.model_fields[key].default for key in OPTIONS):
+            for key in OPTIONS:  # the paper's model: written as before the options existed
                 del settings[key]
         warm = {"warm_start_sha256": file_sha256(self.s.warm_start)} if self.s.warm_start else {}
         return {**self.data, "settings": settings, "personalised": self.init is not None,
