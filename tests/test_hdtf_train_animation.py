@@ -77,7 +77,7 @@ def test_rules_mouth_prior_starts_as_the_rules_and_trains(toy_dataset, tmp_path)
 
     from nodes.checkpoints import load_model
     from nodes.hdtf.inference import animate
-    from nodes.hdtf.train_animation import mouth_prior
+    from nodes.lipsync.prior import rules_mouth_prior as mouth_prior
     from nodes.types import MorphCoeffs
 
     settings = AnimationTrainSettings(dataset=toy_dataset, window=16, feature="phonetic", mouth_prior="rules")
@@ -116,7 +116,7 @@ def test_warm_start_copies_the_bundled_generator_where_shapes_agree(toy_dataset)
 
     from nodes.bundled import asset_path
     from nodes.hdtf.animation_generator import AnimationConfig, AnimationGeneratorNet
-    from nodes.hdtf.train_animation import warm_start
+    from nodes.lipsync.prior import warm_start
 
     bundled = str(asset_path("checkpoints/hdtf_animation_tiny.pt"))
     export = load_checkpoint(bundled)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from nodes.lipsync.prior import zero_residual_
 from nodes.standardizer import Standardizer
 from trainers.discriminators import TemporalPatchDiscriminator
 
@@ -157,9 +158,12 @@ class AnimationGeneratorNet(nn.Module):
         self.brow_decoder = ParamDecoder(c, cfg.decoder_channels, BROW_DIM, k)
         self.pose_decoder = ParamDecoder(c, cfg.decoder_channels, POSE_DIM, k)
         if self.uses_prior:  # the residual starts at zero: an untrained model gives the rules' mouth
-            last = self.mouth_decoder.net[-1]
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            self.zero_residual()
+
+    prior_input_layers = ("audio_encoder.0.weight",)  # mouth_prior rules: the prior's channels follow the features'
+
+    def zero_residual(self) -> None:
+        zero_residual_(self.mouth_decoder.net[-1])
 
     def forward_normalized(self, audio_n: torch.Tensor, identity_n: torch.Tensor, style: bool = True,
                            prior_n: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ def animate(generator, features: np.ndarray, identity: np.ndarray, reference: Mo
     A `mouth_prior: rules` generator also gets the rules mouth of the features (as in training)."""
     import torch
 
-    from .train_animation import mouth_prior
+    from nodes.lipsync.prior import rules_mouth_prior
 
     t = features.shape[0]
     with torch.no_grad():
@@ -33,7 +33,7 @@ def animate(generator, features: np.ndarray, identity: np.ndarray, reference: Mo
         i = torch.from_numpy(np.asarray(identity, np.float32))[None].to(device)
         prior = None
         if getattr(generator, "uses_prior", False):
-            prior = torch.from_numpy(mouth_prior(features, fps))[None].to(device)
+            prior = torch.from_numpy(rules_mouth_prior(features, fps))[None].to(device)
         out = {k: v[0].float().cpu().numpy() for k, v in generator(a, i, style=style, prior=prior).items()}
     expression = np.clip(np.concatenate([out["mouth"], out["brow"]], axis=1), 0.0, EXPRESSION_MAX)
     ref_pose = np.asarray(reference.pose, np.float32)[0]

@@ -26,6 +26,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nodes.face.pose_deltas import pose_delta
+from nodes.lipsync.prior import residual_penalty, rules_mouth_prior, warm_start
 from nodes.model_registry import model_config
 from trainers.data import ClipStore, sample_windows
 from trainers.data.audio_features import SHAPES
@@ -55,35 +56,6 @@ def drop_acoustic_cues(audio_n: torch.Tensor, p: float) -> torch.Tensor:
     acoustic = torch.zeros_like(audio_n, dtype=torch.bool)
     acoustic[..., N_PHONES:] = True
     return audio_n.masked_fill(drop & acoustic, 0.0)
-
-
-def mouth_prior(features: np.ndarray, fps: float = 25.0) -> np.ndarray:
-    """The `mouth_prior: rules` input (T, 28), float32: the one function the trainer and the
-    node (nodes/hdtf/inference.py) both call."""
-    from nodes.lipsync.rules import features_rule_mouth
-
-    return features_rule_mouth(features, fps).astype(np.float32)
-
-
-def warm_start(generator: AnimationGeneratorNet, path: str) -> None:
-    """Seed a `mouth_prior: rules` generator from an export without the prior: every tensor of the
-    same shape is copied, the input layer's extra (prior) channels stay zero, and the mouth
-    decoder's last layer stays zero, so the residual starts at zero."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    src = state.get("generator", state) if isinstance(state, dict) else state
-    own = generator.state_dict()
-    last = [k for k in own if k.startswith("mouth_decoder.")][-2:]  # the final conv's weight and bias
-    for key, value in own.items():
-        old = src.get(key)
-        if old is None or key in last:
-            continue
-        if old.shape == value.shape:
-            own[key] = old
-        elif key == "audio_encoder.0.weight" and old.shape[0] == value.shape[0] and old.shape[2:] == value.shape[2:]:
-            grown = torch.zeros_like(value)
-            grown[:, :old.shape[1]] = old
-            own[key] = grown
-    generator.load_state_dict(own)
 
 
 class AnimationTrainSettings(BaseModel):
@@ -157,7 +129,7 @@ class AnimationTask(TrainTask):
             "identity": encoder(ref["image"], ref["landmarks"], c["shape"]),
         }
         if self.arch.mouth_prior == "rules":
-            out["prior"] = mouth_prior(feats)
+            out["prior"] = rules_mouth_prior(feats)
         return out
 
     def _statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -229,7 +201,7 @@ class AnimationTask(TrainTask):
         loss = s.lambda_mouth * l1_mouth + s.lambda_brow * ssim_brow + s.lambda_pose * ssim_pose
         logs = {"l1_mouth": l1_mouth.item(), "ssim_brow": ssim_brow.item(), "ssim_pose": ssim_pose.item()}
         if prior_n is not None:
-            residual = (fake["mouth"] - prior_n).pow(2).mean()
+            residual = residual_penalty(fake["mouth"], prior_n)
             loss = loss + s.lambda_residual * residual
             logs["residual"] = residual.item()
         if use_gan:

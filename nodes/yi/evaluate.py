@@ -41,7 +41,7 @@ def evaluate(dataset: str, audio_model, gan, *, split: str = "test", max_clips: 
     model = load_face_model()
     size = int(2 ** gan.cfg.levels)
     figure = None
-    store = ClipStore(dataset, split, fields=("frames", "landmarks", "expression", "pose", "shape"), feature="mfcc_window",
+    store = ClipStore(dataset, split, fields=("frames", "landmarks", "expression", "pose", "shape"), feature=audio_model.cfg.feature,
                       frame_size=size, min_frames=3)
     n = min(len(store), max_clips) if max_clips else len(store)
     images: dict[str, list[dict[str, float]]] = {}

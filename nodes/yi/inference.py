@@ -18,12 +18,17 @@ ENCODER_CHUNK = 256  # MFCC windows per CNN pass: memory flat in clip length, th
 
 
 @torch.no_grad()
-def predict_coeffs(model, mfcc: np.ndarray, target: MorphCoeffs, *, predict_pose: bool = True,
-                   device: str = "cpu") -> MorphCoeffs:
+def predict_coeffs(model, features: np.ndarray, target: MorphCoeffs, *, predict_pose: bool = True,
+                   device: str = "cpu", fps: float = 25.0) -> MorphCoeffs:
     """§3.2 at test time: expression and pose per frame of the audio, around the target's mean pose,
-    with the target's identity. predict_pose=False keeps the mean pose (the §4.2 ablation)."""
-    x = torch.as_tensor(np.asarray(mfcc, np.float32), device=device)[None]
-    exp, delta = model(x, chunk=ENCODER_CHUNK)
+    with the target's identity. predict_pose=False keeps the mean pose (the §4.2 ablation). A
+    `mouth_prior: rules` model also gets the rules mouth of the features, as in training."""
+    from nodes.lipsync.prior import rules_mouth_prior
+
+    features = np.asarray(features, np.float32)
+    x = torch.as_tensor(features, device=device)[None]
+    prior = torch.as_tensor(rules_mouth_prior(features, fps), device=device)[None] if model.uses_prior else None
+    exp, delta = model(x, chunk=ENCODER_CHUNK, prior=prior)
     exp = exp[0].cpu().numpy().clip(0, 1.5)  # the fitted expression box of nodes/face/model.py
     rest = np.asarray(target.pose, np.float32).mean(0)
     delta = delta[0].cpu().numpy() if predict_pose else np.zeros((len(exp), 6), np.float32)

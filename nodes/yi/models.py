@@ -30,7 +30,8 @@ AUDIO_EXP_POSE = register_model(ModelSpec(
     # ATC_net with para_dim 64 + 6: ours predicts 33 + 6 (a 31-row difference in the last layer)
     official_parameters=29.4e6, official_source="Audio/code/models.py ATC_net",
     bundled="checkpoints/yi/audio_exp_pose_tiny.pt",
-    trainer="the TrainAudioToExpressionPose node (workflows/train_yi_audio.yaml) or, for one target, "
+    trainer="the TrainAudioToExpressionPose node (workflows/train_yi_audio.yaml; the phonetic + rules-prior option: "
+            "workflows/train_yi_audio_phonetic.yaml) or, for one target, "
             "PersonalizeAudioToExpressionPose (workflows/personalize_memorygan.yaml)",
     convert_official=OfficialImport("yi"),
 ))

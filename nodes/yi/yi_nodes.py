@@ -47,10 +47,16 @@ def _frame_size(facts: Mapping[str, Any], frames: bool = False) -> tuple[int, in
 _WORKING_SIZE = "load the portrait at the working resolution (LoadImage's max_side, e.g. --set portrait.max_side=512)"
 
 
-def _check_mfcc(node: str, features: FeatureSeq) -> np.ndarray:
-    if features.data.ndim != 3 or features.data.shape[1:] != (28, 12):
-        raise NodeError(f"{node} needs mfcc_window audio features (T, 28, 12) (AudioFeatures variant mfcc_window), "
-                        f"got variant {features.variant!r} shaped {features.data.shape}")
+def _check_features(node: str, features: FeatureSeq, feature: str | None = "mfcc_window") -> np.ndarray:
+    """The features' array if they are what the model reads: the paper's mfcc_window (T, 28, 12) or,
+    for a checkpoint trained with `feature: phonetic`, phonetic (T, 44); None: either (checked
+    before a checkpoint is loaded)."""
+    shapes = {"mfcc_window": (28, 12), "phonetic": (44,)}
+    wanted = shapes if feature is None else {feature: shapes[feature]}
+    if features.data.shape[1:] not in wanted.values():
+        what = " or ".join(f"{k} (T, {', '.join(map(str, v))})" for k, v in wanted.items())
+        raise NodeError(f"{node}: {'this checkpoint ' if feature else ''}needs {what} audio features (AudioFeatures variant "
+                        f"{' or '.join(wanted)}), got variant {features.variant!r} shaped {features.data.shape}")
     if len(features.data) < 2:
         raise NodeError(f"{node}: the audio is shorter than two video frames")
     return features.data
@@ -73,7 +79,8 @@ class AudioToExpressionPose(Node):
 
     category = "yi"
     inputs = {
-        "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12)"),
+        "features": In("AudioFeatures", "mfcc_window features of the driving audio (T, 28, 12), or phonetic (T, 44) for a "
+                                        "checkpoint trained with feature phonetic (docs/yi.md)"),
         "target": In("MorphCoeffs", "the target's fitted coefficients (Fit3DMM on its video or image): identity and rest pose"),
         "checkpoint": CheckpointInput(AUDIO_EXP_POSE, "a trained or personalised model (overrides the checkpoint parameter)"),
     }
@@ -85,14 +92,17 @@ class AudioToExpressionPose(Node):
     def run(self, ctx: RunContext, features: FeatureSeq, target: MorphCoeffs, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .inference import predict_coeffs
 
-        mfcc = _check_mfcc("AudioToExpressionPose", features)
+        _check_features("AudioToExpressionPose", features, None)
         if len(target.pose) == 0:
             raise NodeError("AudioToExpressionPose: the target coefficients have no frames")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
         _refuse_released_atcnet(model, "AudioToExpressionPose")
+        data = _check_features("AudioToExpressionPose", features, model.cfg.feature)
         ctx.log(f"audio->expression+pose: {export['step']} training steps"
-                f"{' (personalised)' if export.get('data', {}).get('personalised') else ''}")
-        return {"coeffs": predict_coeffs(model, mfcc, target, predict_pose=self.params.predict_pose, device=ctx.device)}
+                f"{' (personalised)' if export.get('data', {}).get('personalised') else ''}"
+                f"{'; mouth = rules prior + learned residual' if model.uses_prior else ''}")
+        return {"coeffs": predict_coeffs(model, data, target, predict_pose=self.params.predict_pose, device=ctx.device,
+                                         fps=features.fps)}
 
 
 class Render3DMM(Node):
@@ -304,30 +314,43 @@ class _AudioParams(TrainParams):
     lambda_smooth: float = Field(0.01, ge=0, description="eq. 2 lambda2")
 
 
-def _audio_settings(p: _AudioParams):
+def _audio_settings(p: _AudioParams, **options: Any):
     from .train_audio import AudioTrainSettings
 
-    return AudioTrainSettings(preset=p.preset, window=p.window, lambda_pose=p.lambda_pose, lambda_smooth=p.lambda_smooth)
+    return AudioTrainSettings(preset=p.preset, window=p.window, lambda_pose=p.lambda_pose, lambda_smooth=p.lambda_smooth, **options)
 
 
 class TrainAudioToExpressionPose(Node):
     """Train the general audio -> expression + pose mapping (§3.2, eq. 2) on a talkgraph dataset
-    (the synthetic one or prepared real videos); mfcc_window features come from each clip's audio."""
+    (the synthetic one or prepared real videos); mfcc_window (or, as an option, phonetic) features come
+    from each clip's audio or the dataset."""
 
     category = "yi/train"
     inputs = {"dataset": In("Path", "dataset location: MakeSyntheticDataset / PrepareDataset output, a folder or fsspec URL")}
     outputs = train_outputs(AUDIO_EXP_POSE)
 
     class Params(_AudioParams):
-        pass
+        feature: Literal["mfcc_window", "phonetic"] = Field("mfcc_window", description=(
+            "audio input: the paper's MFCC windows, or phonetic (44 per frame, speaker-independent; an option: docs/yi.md)"))
+        mouth_prior: Literal["none", "rules"] = Field("none", description=(
+            "feature phonetic: rules = the rule-based mouth is an input and the model learns a residual on top "
+            "(a departure from the paper: docs/lipsync.md)"))
+        lambda_residual: float = Field(1.0, ge=0, description="mouth_prior rules: weight of the L2 penalty on the learned residual")
+        warm_start: str = InputFile("", description="mouth_prior rules: an export without the prior (same feature) seeding the "
+                                                    "weights where shapes agree")
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_audio import AudioExpPoseTask, dataset_clips
 
         p = self.params
+        if p.mouth_prior != "none" and p.feature != "phonetic":
+            raise NodeError(f"TrainAudioToExpressionPose: mouth_prior {p.mouth_prior} needs feature: phonetic (the rules read its phones)")
         try:
-            clips, data = dataset_clips(dataset_path(ctx, dataset, "TrainAudioToExpressionPose"), "train", min_frames=2)
-            task = AudioExpPoseTask(clips, _audio_settings(p), data)
+            clips, data = dataset_clips(dataset_path(ctx, dataset, "TrainAudioToExpressionPose"), "train", min_frames=2,
+                                        feature=p.feature, prior=p.mouth_prior == "rules")
+            settings = _audio_settings(p, feature=p.feature, mouth_prior=p.mouth_prior, lambda_residual=p.lambda_residual,
+                                       warm_start=str(ctx.resolve_path(p.warm_start)) if p.warm_start else None)
+            task = AudioExpPoseTask(clips, settings, data)
         except ValueError as exc:
             raise NodeError(f"TrainAudioToExpressionPose: {exc}") from None
         return run_training(ctx, "TrainAudioToExpressionPose", task, p)
@@ -339,7 +362,7 @@ class PersonalizeAudioToExpressionPose(Node):
 
     category = "yi/train"
     inputs = {
-        "features": In("AudioFeatures", "mfcc_window features of the target video's sound"),
+        "features": In("AudioFeatures", "features of the target video's sound, the variant the general model reads"),
         "coeffs": In("MorphCoeffs", "Fit3DMM coefficients of the target video's frames"),
         "checkpoint": CheckpointInput(AUDIO_EXP_POSE, "the general model (overrides the checkpoint parameter)"),
     }
@@ -354,11 +377,13 @@ class PersonalizeAudioToExpressionPose(Node):
         from .train_audio import AudioExpPoseTask, clip_from_coeffs
 
         p = self.params
-        mfcc = _check_mfcc("PersonalizeAudioToExpressionPose", features)[:p.max_frames]
+        _check_features("PersonalizeAudioToExpressionPose", features, None)
         _, export = load_checkpoint(self, ctx, "checkpoint", checkpoint, device="cpu")
+        cfg = export["model_config"]
+        data = _check_features("PersonalizeAudioToExpressionPose", features, cfg.get("feature", "mfcc_window"))[:p.max_frames]
         try:
-            clip = clip_from_coeffs("target", mfcc, coeffs)
-            task = AudioExpPoseTask([clip], _audio_settings(p), {"source": "target video", "frames": len(clip.mfcc)}, init=export)
+            clip = clip_from_coeffs("target", data, coeffs, prior=cfg.get("mouth_prior", "none") == "rules", fps=features.fps)
+            task = AudioExpPoseTask([clip], _audio_settings(p), {"source": "target video", "frames": len(clip.features)}, init=export)
         except ValueError as exc:
             raise NodeError(f"PersonalizeAudioToExpressionPose: {exc}") from None
         return run_training(ctx, "PersonalizeAudioToExpressionPose", task, p)
