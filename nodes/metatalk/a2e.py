@@ -27,8 +27,8 @@ Explicit options (defaults = the paper; `paper` / `tiny` presets never set them)
   `PhoneticEncoderNet` (a per-frame MLP to the same 256-D f), so Table 1's part is unchanged. Why:
   MFCCs carry the voice, and the pseudo videos here are driven by a few synthetic voices.
 - `mouth_prior: rules` (not in the paper; needs `feature: phonetic`): the rule-based mouth of the
-  same phonetic features (nodes/lipsync/rules.py `features_rule_mouth`, the prior HDTF's
-  AnimationGenerator option uses too) is appended to every frame's input, and α's 28 mouth
+  same phonetic features (nodes/lipsync/prior.py, the prior of HDTF's and Yi's
+  `mouth_prior: rules` options too) is appended to every frame's input, and α's 28 mouth
   coefficients are that prior plus what H predicts, whose mouth outputs start at zero; training
   adds an L2 penalty on them (`TrainA2E.lambda_residual`). Why: trained on a few synthetic voices
   and one target, H reads phones worse than the viseme table on unseen voices (docs/lipsync.md);
@@ -46,9 +46,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from nodes.lipsync.prior import PRIOR_DIM as MOUTH_DIM  # the 3DMM's mouth coefficients come first
+from nodes.lipsync.prior import zero_residual_
 from trainers.data.audio_features import SHAPES
 
-MOUTH_DIM = 28  # the project 3DMM's mouth expression components come first (nodes/face/model.py)
 TABLE1_CHANNELS = (5, 5, 3, 3, 3)
 # Table 3's baseline: AudioDVP's A2E (Wen et al. 2020): Conv1D 5, 3, 1 (k 3, no activation), FC 250 -> α, Nw = 7
 AUDIODVP_A2E = {"channels": (5, 3, 1), "window": 7, "activation": "none"}
@@ -74,7 +75,7 @@ class A2EConfig(BaseModel):
                             "a learned residual (option, needs feature phonetic; docs/lipsync.md)")
 
     @model_validator(mode="after")
-    def _prior_reads_phones(self) -> "A2EConfig":
+    def _prior_reads_phones(self) -> A2EConfig:
         if self.mouth_prior != "none" and self.feature != "phonetic":
             raise ValueError(f"mouth_prior {self.mouth_prior} needs feature: phonetic (the rules read its phones)")
         return self
@@ -92,10 +93,10 @@ def with_mouth_prior(features: np.ndarray, fps: float) -> np.ndarray:
     """(T, 44) phonetic features -> (T, 44 + 28): each frame followed by the rules mouth prior of the
     whole clip (`features_rule_mouth`: its phone runs and clip-relative loudness need the whole
     clip). The one function TrainA2E and the A2E node call, so both see the same input."""
-    from nodes.lipsync.rules import features_rule_mouth
+    from nodes.lipsync.prior import rules_mouth_prior
 
     features = np.asarray(features, np.float32)
-    return np.concatenate([features, features_rule_mouth(features, fps)], axis=1).astype(np.float32)
+    return np.concatenate([features, rules_mouth_prior(features, fps)], axis=1)
 
 
 class AudioEncoderNet(nn.Module):
@@ -157,9 +158,7 @@ class A2ENet(nn.Module):
         self.register_buffer("expression_std", torch.ones(cfg.expression_dim))
         self.uses_prior = cfg.mouth_prior == "rules"
         if self.uses_prior:
-            with torch.no_grad():
-                self.fc.weight[:MOUTH_DIM].zero_()
-                self.fc.bias[:MOUTH_DIM].zero_()
+            zero_residual_(self.fc, slice(0, MOUTH_DIM))
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """The 256-D feature f of every frame of the window: (B, window, feature_dim)."""

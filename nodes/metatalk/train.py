@@ -122,7 +122,7 @@ class A2ETask(TrainTask):
         mse = torch.nn.functional.mse_loss(alpha, batch["expression"])  # eq. 1
         if not net.uses_prior:
             return StepOutput(mse, {"mse": mse.item()})
-        penalty = residual[:, :MOUTH_DIM].pow(2).mean()
+        penalty = residual[:, :MOUTH_DIM].pow(2).mean()  # nodes/lipsync/prior.py residual_penalty, in H's units
         return StepOutput(mse + self.s.lambda_residual * penalty, {"mse": mse.item(), "residual": penalty.item()})
 
 
