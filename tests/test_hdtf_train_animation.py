@@ -152,3 +152,30 @@ def test_phones_only_residual_ignores_the_acoustic_cues():
         x, y = g(a, identity, prior=prior), g(b, identity, prior=prior)
     assert torch.equal(x["mouth"], y["mouth"]) and not torch.allclose(x["mouth"], prior)
     assert not torch.allclose(x["pose"], y["pose"])
+
+
+def test_a_rules_prior_generator_rests_in_silence():
+    """Issue 11, the option's silence check through `animate` (what the node runs): 3 s of digital
+    silence -> the prior's closed rest, still; the residual starts at zero (warm start from the
+    bundled export), so the mouth is the rules' one."""
+    from nodes.bundled import asset_path
+    from nodes.face.model import load_face_model
+    from nodes.hdtf.animation_generator import AnimationConfig, AnimationGeneratorNet
+    from nodes.hdtf.inference import animate
+    from nodes.hdtf.train_animation import warm_start
+    from nodes.lipsync.evaluate import landmark_lip_gap
+    from nodes.types import MorphCoeffs
+    from trainers.data.phonetic import phonetic_features
+
+    bundled = str(asset_path("checkpoints/hdtf_animation_tiny.pt"))
+    export = load_checkpoint(bundled)
+    cfg = AnimationConfig(**{k: v for k, v in export["model_config"].items() if k != "arch"})
+    g = AnimationGeneratorNet(cfg.model_copy(update={"mouth_prior": "rules"}))
+    warm_start(g, bundled)  # the standardisers come along (same shapes)
+    g.eval()
+    f = phonetic_features(np.zeros(48000, np.float32), 16000)
+    ref = MorphCoeffs(np.zeros(60, np.float32), np.full((1, 33), 0.3, np.float32), np.zeros((1, 6), np.float32),
+                      np.zeros(1, np.float32), (256, 256))
+    out = animate(g, f, np.zeros(66, np.float32), ref)
+    gap = landmark_lip_gap(load_face_model().vertices(ref.shape, out.expression))
+    assert gap.max() < 0.01 and np.ptp(out.expression[:, :28], axis=0).max() < 1e-5, (gap.max(),)

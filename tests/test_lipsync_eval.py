@@ -62,9 +62,9 @@ def test_evaluate_lipsync_node_writes_the_table(tmp_path):
 
 
 def test_the_hdtf_workflow_rests_the_mouth_in_silence(tmp_path):
-    """Issue 11: 3 s of digital silence through hdtf.yaml (bundled phonetic checkpoint) gives a closed,
-    still mouth: measured openness 0.06 (0 = its 5th-percentile lip gap while speaking, 1 = its 95th);
-    the earlier mfcc_pitch checkpoint held it at 0.70."""
+    """Issue 11: 3 s of digital silence through hdtf.yaml (the bundled rules-prior checkpoint) gives a
+    closed, still mouth: measured openness -0.038 (0 = its 5th-percentile lip gap while speaking, 1 = its
+    95th); the prior-less phonetic checkpoint 0.06, the earlier mfcc_pitch checkpoint 0.70."""
     got = B.silence_check(["hdtf"], cache_dir=tmp_path / "cache")["hdtf"]
     assert got["silence_openness"] < 0.2, got
     assert got["silence_std"] < 0.1 * (got["speech_p95"] - got["speech_p5"]), got  # and still
