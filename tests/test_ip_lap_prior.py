@@ -96,6 +96,28 @@ def test_prior_generator_starts_at_the_prior_and_the_paper_layout_is_unchanged(t
         m(*args)
 
 
+@pytest.mark.parametrize("inputs", ["all", "phones"])
+def test_speech_gate_keeps_silence_at_the_prior_and_phones_ignore_the_mels(inputs):
+    from nodes.model_registry import create_model, model_config
+    from trainers.data.phonetic import SPEECH
+
+    cfg = model_config("ip_lap_landmark_generator", "tiny").model_copy(
+        update={"mouth_prior": "rules", "residual_inputs": inputs, "residual_gate": "speech"})
+    torch.manual_seed(0)
+    m = create_model("ip_lap_landmark_generator", cfg).eval()
+    with torch.no_grad():
+        for mod in (m.lip_head, m.jaw_head, m.phonetic_embed):  # a trained residual: not zero
+            mod.weight.normal_(0, 0.1)
+    args = (torch.randn(1, 5, 80, 16), torch.rand(1, 5, 2, 74), torch.rand(1, 3, 2, 74), torch.rand(1, 3, 2, 57))
+    prior, phon = torch.rand(1, 5, 2, 57), torch.rand(1, 5, 44)
+    phon[0, :2, SPEECH] = 0.0  # two silent frames
+    with torch.no_grad():
+        out = m(*args, prior, phon)
+        other_mels = m(torch.randn(1, 5, 80, 16), *args[1:], prior, phon)
+    assert torch.equal(out[0, :2], prior[0, :2]) and (out[0, 2:] - prior[0, 2:]).abs().max() > 1e-3
+    assert torch.equal(out, other_mels) == (inputs == "phones")
+
+
 def test_prior_trainer_computes_the_prior_as_the_node_and_exports_it(tmp_path):
     from hdtf_data import write_toy_dataset
 

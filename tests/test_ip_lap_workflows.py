@@ -14,7 +14,8 @@ from engine_helpers import ROOT, graphrun
 def test_bundled_checkpoints_match_manifest():
     folder = ROOT / "assets/checkpoints/ip_lap"
     manifest = json.loads((folder / "MANIFEST.json").read_text())
-    assert set(manifest["checkpoints"]) == {p.name for p in folder.glob("*.pt")} == {"landmark_generator_tiny.pt", "renderer_tiny.pt"}
+    assert set(manifest["checkpoints"]) == {p.name for p in folder.glob("*.pt")} == {
+        "landmark_generator_tiny.pt", "landmark_generator_prior_tiny.pt", "renderer_tiny.pt"}
     for name, entry in manifest["checkpoints"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"], name
         assert entry["steps"] > 0 and entry["final_losses"]
@@ -33,7 +34,7 @@ def test_bundled_checkpoints_key_the_cache():
 
 def test_dubbing_workflow_makes_a_video_with_the_new_speech(tmp_path: Path):
     video = tmp_path / "dub.mp4"
-    res = graphrun(ROOT / "workflows/ip_lap.yaml", "--cache", tmp_path / "cache", "--set", "features.num_frames=12",
+    res = graphrun(ROOT / "workflows/ip_lap.yaml", "--cache", tmp_path / "cache", "--set", "features.num_frames=12", "--set", "phonetic.num_frames=12",
                    "--set", "render.references=2", "--set", "target.max_frames=20", "--set", f"save.path={video}",
                    "--set", "save.preset=ultrafast", timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr

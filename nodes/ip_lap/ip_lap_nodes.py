@@ -195,6 +195,12 @@ class TrainLandmarkGenerator(Node):
         mouth_prior: Literal["none", "rules"] = Field("none", description=(
             "rules (not in the paper: docs/ip_lap.md): the output is a rule-based jaw + lip prior from the clip's "
             "phonetic features plus a learned residual; the phonetic features are an extra input"))
+        residual_inputs: Literal["all", "phones"] = Field("all", description=(
+            "mouth_prior rules: the residual's audio tokens read the mel windows and the phonetic features (all) or "
+            "the phonetic features alone (phones: no voice-dependent spectrum)"))
+        residual_gate: Literal["none", "speech"] = Field("speech", description=(
+            "mouth_prior rules: speech = the residual is scaled by the phonetic features' speech dimension, so "
+            "silence gives the prior's closed rest; none = the residual everywhere"))
         lambda_residual: float = Field(100.0, ge=0, description="mouth_prior rules: weight of the mean squared "
                                                                 "residual (face-box units)")
         warm_start: str = InputFile("", description="mouth_prior rules: a landmark generator export without the prior "
@@ -210,6 +216,7 @@ class TrainLandmarkGenerator(Node):
         settings = LandmarkTrainSettings(dataset=dataset_path(ctx, dataset, "TrainLandmarkGenerator"), preset=p.preset,
                                          references=p.references, margin=p.margin, lambda_c=p.lambda_c,
                                          lambda_open=p.lambda_open, mouth_prior=p.mouth_prior,
+                                         residual_inputs=p.residual_inputs, residual_gate=p.residual_gate,
                                          lambda_residual=p.lambda_residual,
                                          warm_start=str(ctx.resolve_path(p.warm_start)) if p.warm_start else None)
         return run_training(ctx, "TrainLandmarkGenerator", lambda: LandmarkGeneratorTask(settings), p)

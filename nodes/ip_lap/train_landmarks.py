@@ -40,6 +40,10 @@ class LandmarkTrainSettings(BaseModel):
     lambda_c: float = Field(1.0, ge=0, description="weight of the continuity term (eq. 12)")
     lambda_open: float = Field(0.0, ge=0, description="weight of the mouth-opening term (not in the paper; 0: eq. 12 only)")
     mouth_prior: Literal["none", "rules"] = Field("none", description="rules: output = rule-based lip prior + learned residual")
+    residual_inputs: Literal["all", "phones"] = Field("all", description="mouth_prior rules: the audio tokens read mels "
+                                                                         "and phonetic features (all) or the latter alone")
+    residual_gate: Literal["none", "speech"] = Field("speech", description="mouth_prior rules: speech = the residual "
+                                                                           "is scaled by the features' speech dimension")
     lambda_residual: float = Field(100.0, ge=0, description="mouth_prior rules: weight of the mean squared residual "
                                                             "(face-box units: a residual of 0.01 costs 0.01)")
     warm_start: str | None = Field(None, description="mouth_prior rules: an export without the prior whose weights seed "
@@ -71,7 +75,9 @@ class LandmarkGeneratorTask(TrainTask):
         self.s = settings
         self.cfg = model_config(LANDMARK_GENERATOR.name, settings.preset)
         if settings.mouth_prior != "none":
-            self.cfg = self.cfg.model_copy(update={"mouth_prior": settings.mouth_prior})
+            self.cfg = self.cfg.model_copy(update={"mouth_prior": settings.mouth_prior,
+                                                   "residual_inputs": settings.residual_inputs,
+                                                   "residual_gate": settings.residual_gate})
         self.clips = FaceClips(settings.dataset, settings.split, margin=settings.margin,
                                min_frames=self.cfg.frames + settings.references, images=False,
                                prior=settings.mouth_prior == "rules")
@@ -84,7 +90,8 @@ class LandmarkGeneratorTask(TrainTask):
     def model_config(self) -> dict[str, Any]:
         config = self.cfg.model_dump(mode="json")
         if config["mouth_prior"] == "none":  # as before the option existed: earlier checkpoints still match
-            del config["mouth_prior"], config["phonetic_dim"]
+            for key in ("mouth_prior", "phonetic_dim", "residual_inputs", "residual_gate"):
+                del config[key]
         return {"arch": LANDMARK_GENERATOR.name, **config}
 
     def data_description(self) -> dict[str, Any]:
@@ -111,7 +118,7 @@ class LandmarkGeneratorTask(TrainTask):
             loss = loss + self.s.lambda_open * opening
             logged["opening"] = opening.item()
         if prior is not None:
-            residual = (pred - prior).pow(2).mean()
+            residual = (pred - prior).pow(2).mean()  # after the gate: what moves the output
             loss = loss + self.s.lambda_residual * residual
             logged["residual"] = residual.item()
         return StepOutput(loss, logged)
