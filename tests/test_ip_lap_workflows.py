@@ -70,3 +70,14 @@ def test_ip_lap_landmarks_are_scored_by_the_held_out_lip_sync_benchmark(tmp_path
     clips = B.make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please pass me the blue bowl."], conditions=["clean"])
     r = B.evaluate(clips, ["ip_lap"], cache_dir=tmp_path / "cache")["ip_lap"]["clean"][0]
     assert np.isfinite(r) and r > 0.3, r
+
+
+def test_the_ip_lap_workflow_rests_the_mouth_in_silence(tmp_path):
+    """Issue 11: 3 s of digital silence through ip_lap.yaml (the rules-lip-prior generator, its
+    residual gated by speech) gives the video's closed rest, still: measured openness 0.000 (0 = its
+    5th-percentile lip gap while speaking, 1 = its 95th); the mel-only generator held it at 0.46."""
+    from nodes.lipsync import benchmark as B
+
+    got = B.silence_check(["ip_lap"], cache_dir=tmp_path / "cache")["ip_lap"]
+    assert got["silence_openness"] < 0.1, got
+    assert got["silence_std"] < 0.05 * (got["speech_p95"] - got["speech_p5"]), got  # and still

@@ -33,15 +33,15 @@ silence (the bundled `landmark_generator_prior_tiny.pt`).
 """
 from __future__ import annotations
 
-import torch
 from typing import Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from .blocks import ConvNorm, EncoderLayer, audio_encoder, sinusoidal_positions
 from trainers.data.phonetic import SPEECH
 
+from .blocks import ConvNorm, EncoderLayer, audio_encoder, sinusoidal_positions
 from .facemesh import N_CONTENT, N_JAW, N_LIP, N_POSE
 
 TOKEN_POSE, TOKEN_AUDIO, TOKEN_REFERENCE = 1, 2, 3  # rows of the type embedding (row 0 is unused padding)
