@@ -72,8 +72,8 @@ def test_speech_opens_the_prior_and_follows_the_template_frame():
 
 
 def test_prior_generator_starts_at_the_prior_and_the_paper_layout_is_unchanged(tmp_path):
-    from nodes.model_registry import create_model, model_config
     from nodes.ip_lap.train_landmarks import warm_start
+    from nodes.model_registry import create_model, model_config
 
     plain = create_model("ip_lap_landmark_generator", "tiny")
     assert plain.cfg.mouth_prior == "none" and not any(k.startswith("phonetic") for k in plain.state_dict())
