@@ -14,7 +14,8 @@ from engine_helpers import ROOT, graphrun
 def test_bundled_checkpoints_match_manifest():
     folder = ROOT / "assets/checkpoints/ip_lap"
     manifest = json.loads((folder / "MANIFEST.json").read_text())
-    assert set(manifest["checkpoints"]) == {p.name for p in folder.glob("*.pt")} == {"landmark_generator_tiny.pt", "renderer_tiny.pt"}
+    assert set(manifest["checkpoints"]) == {p.name for p in folder.glob("*.pt")} == {
+        "landmark_generator_tiny.pt", "landmark_generator_prior_tiny.pt", "renderer_tiny.pt"}
     for name, entry in manifest["checkpoints"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"], name
         assert entry["steps"] > 0 and entry["final_losses"]
@@ -33,7 +34,7 @@ def test_bundled_checkpoints_key_the_cache():
 
 def test_dubbing_workflow_makes_a_video_with_the_new_speech(tmp_path: Path):
     video = tmp_path / "dub.mp4"
-    res = graphrun(ROOT / "workflows/ip_lap.yaml", "--cache", tmp_path / "cache", "--set", "features.num_frames=12",
+    res = graphrun(ROOT / "workflows/ip_lap.yaml", "--cache", tmp_path / "cache", "--set", "features.num_frames=12", "--set", "phonetic.num_frames=12",
                    "--set", "render.references=2", "--set", "target.max_frames=20", "--set", f"save.path={video}",
                    "--set", "save.preset=ultrafast", timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -69,3 +70,14 @@ def test_ip_lap_landmarks_are_scored_by_the_held_out_lip_sync_benchmark(tmp_path
     clips = B.make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please pass me the blue bowl."], conditions=["clean"])
     r = B.evaluate(clips, ["ip_lap"], cache_dir=tmp_path / "cache")["ip_lap"]["clean"][0]
     assert np.isfinite(r) and r > 0.3, r
+
+
+def test_the_ip_lap_workflow_rests_the_mouth_in_silence(tmp_path):
+    """Issue 11: 3 s of digital silence through ip_lap.yaml (the rules-lip-prior generator, its
+    residual gated by speech) gives the video's closed rest, still: measured openness 0.000 (0 = its
+    5th-percentile lip gap while speaking, 1 = its 95th); the mel-only generator held it at 0.46."""
+    from nodes.lipsync import benchmark as B
+
+    got = B.silence_check(["ip_lap"], cache_dir=tmp_path / "cache")["ip_lap"]
+    assert got["silence_openness"] < 0.1, got
+    assert got["silence_std"] < 0.05 * (got["speech_p95"] - got["speech_p5"]), got  # and still

@@ -16,6 +16,7 @@ MADE_ELSEWHERE = {
     "official/audio2head.yaml": "weights/audio2head/", "official/hdtf.yaml": "weights/hdtf/",
     "official/ip_lap.yaml": "weights/ip_lap/", "official/yi.yaml": "weights/yi/",
     "prepare_dataset.yaml": "out/synth_mp4", "train_ip_lap_landmarks.yaml": "out/yi_synth.zarr",
+    "train_ip_lap_prior.yaml": "out/yi_synth.zarr",
 }
 SHIPPED = sorted(p.relative_to(ROOT / "workflows").as_posix() for p in (ROOT / "workflows").rglob("*.yaml"))
 

@@ -29,9 +29,9 @@ class FaceClips:
     """The clips of one split with what IP_LAP needs, computed once per clip."""
 
     def __init__(self, dataset: str, split: str = "train", *, size: int = 128, margin: float = 25, min_frames: int = 25,
-                 images: bool = True) -> None:
+                 images: bool = True, prior: bool = False) -> None:
         self.store = ClipStore(dataset, split, fields=(), min_frames=min_frames)
-        self.size, self.margin, self.images = size, margin, images
+        self.size, self.margin, self.images, self.prior = size, margin, images, prior
         self._cache: dict[int, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -42,7 +42,9 @@ class FaceClips:
 
     def clip(self, k: int) -> dict[str, Any]:
         """The k-th clip's face track, sketches (uint8; None without `images`) and mel windows
-        (T, 80, 16); frames are not kept."""
+        (T, 80, 16); with `prior`, also its phonetic features (T, 44) and the rules lip prior
+        (T, 2, 57) of the `mouth_prior: rules` option (mouth_prior.content_prior, as the node
+        computes it, each frame its own template); frames are not kept."""
         if k not in self._cache:
             clip = self.store.dataset.clip(self.store.clip_ids[k])
             frames = np.asarray(clip.frames[...])
@@ -55,10 +57,20 @@ class FaceClips:
             mels = clip_features(clip, "mel", self.store.dataset.fps).transpose(0, 2, 1)  # (T, 80, 16)
             self._cache[k] = {"track": track, "sketches": sketches, "mels": np.ascontiguousarray(mels, np.float32),
                               "name": clip.name}
+            if self.prior:
+                from .mouth_prior import content_prior
+
+                fps = self.store.dataset.fps
+                phonetic = clip_features(clip, "phonetic", fps)
+                self._cache[k]["phonetic"] = np.ascontiguousarray(phonetic, np.float32)
+                self._cache[k]["prior"] = content_prior(track.pose, track.content, track.openness, phonetic,
+                                                        np.arange(len(track)), fps)
         return self._cache[k]
 
     def landmark_batch(self, rng: np.random.Generator, batch: int, frames: int, n_ref: int) -> dict[str, torch.Tensor]:
         out: dict[str, list[np.ndarray]] = {"mels": [], "pose": [], "content": [], "ref_pose": [], "ref_content": []}
+        if self.prior:
+            out |= {"prior": [], "phonetic": []}
         for k in self.store.sample_clips(rng, batch, frames + n_ref):
             c = self.clip(int(k))
             tr = c["track"]
@@ -71,6 +83,9 @@ class FaceClips:
             out["content"].append(tr.content[win])
             out["ref_pose"].append(tr.pose[refs])
             out["ref_content"].append(tr.content[refs])
+            if self.prior:
+                out["prior"].append(c["prior"][win])
+                out["phonetic"].append(c["phonetic"][win])
         return {k: torch.from_numpy(np.stack(v).astype(np.float32)) for k, v in out.items()}
 
     def render_batch(self, rng: np.random.Generator, batch: int, sketches: int, n_ref: int) -> dict[str, torch.Tensor]:

@@ -131,7 +131,9 @@ def evaluate(dataset: str, generator, renderer, *, splits: tuple[str, ...] = ("v
         names.append(clip.name)
         if len(names) == 1:
             frames_of_first = frames
-        content = generate_content(generator, track, mels, device=device)
+        # a `mouth_prior: rules` generator also reads the clip's phonetic features (from its audio)
+        phonetic = clip_features(clip, "phonetic", store.dataset.fps)[:t] if getattr(generator, "uses_prior", False) else None
+        content = generate_content(generator, track, mels, device=device, phonetic=phonetic)
         l1s.append(float(np.abs(content - track.content).mean()))
         n_paper = reference_count(t, 0)
         runs = [("GT landmarks", track.content, n_paper), (f"full model (N = {n_paper}: 1/5 of the frames)", content, n_paper)]

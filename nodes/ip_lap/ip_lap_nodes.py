@@ -58,6 +58,8 @@ class LandmarkGenerator(Node):
     17 jaw and 40 lip points per frame, T = 5 frames at a time (each frame from the window
     centred on it). Output: one frame per audio frame, the video's landmarks with the jaw and lips
     replaced, in frame pixels. The video loops forward and backward when the speech is longer.
+    A checkpoint trained with `mouth_prior: rules` (not in the paper) adds its residual to a
+    rule-based lip prior from the `phonetic` features (nodes/ip_lap/mouth_prior.py).
     """
 
     category = "ip_lap"
@@ -66,6 +68,9 @@ class LandmarkGenerator(Node):
         "frames": In("Frames", "the target video (its size sets the landmarks' normalisation)"),
         "landmarks": In("Landmarks", "the target video's MediaPipe landmarks (T, 478, 2|3), one per frame"),
         "features": In("AudioFeatures", "AudioFeatures variant mel (mel_align centre) of the new speech"),
+        "phonetic": In("AudioFeatures", "AudioFeatures variant phonetic of the same speech: needed by a generator "
+                                        "trained with mouth_prior rules (its rules lip prior), ignored otherwise",
+                       optional=True),
         "checkpoint": CheckpointInput(LANDMARK_GENERATOR),
     }
     outputs = {"landmarks": Out("Landmarks", "one frame per audio frame: the video's landmarks, jaw and lips from the speech")}
@@ -76,7 +81,7 @@ class LandmarkGenerator(Node):
         batch: int = Field(16, ge=1, le=1024, description="windows per forward pass")
 
     def run(self, ctx: RunContext, frames: np.ndarray, landmarks: np.ndarray, features: FeatureSeq,
-            checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
+            phonetic: FeatureSeq | None = None, checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         from .pipeline import content_landmarks_px, generate_content
 
         p = self.params
@@ -85,10 +90,19 @@ class LandmarkGenerator(Node):
             raise NodeError(f"LandmarkGenerator: {len(landmarks)} landmark frames for {len(frames)} video frames")
         track = _track(frames, landmarks, p.margin, 128, "LandmarkGenerator")
         model, export = load_checkpoint(self, ctx, "checkpoint", checkpoint)
+        phones = None
+        if model.uses_prior:
+            if phonetic is None or phonetic.variant != "phonetic":
+                raise NodeError("LandmarkGenerator: this checkpoint adds a residual to the rules lip prior (mouth_prior "
+                                "rules): connect AudioFeatures variant phonetic of the speech to `phonetic`")
+            if len(phonetic.data) != len(mels):
+                raise NodeError(f"LandmarkGenerator: {len(phonetic.data)} phonetic feature frames for {len(mels)} mel windows")
+            phones = phonetic.data
         content = generate_content(model, track, mels, p.references, ctx.device, p.batch,
-                                   progress=lambda i, n: ctx.progress(i, n, "windows"))
+                                   progress=lambda i, n: ctx.progress(i, n, "windows"), phonetic=phones)
         ctx.log(f"{len(content)} frames of jaw + lip landmarks from a generator trained {export.get('step')} steps "
-                f"({len(frames)} video frames, {p.references} reference landmarks)")
+                f"({len(frames)} video frames, {p.references} reference landmarks"
+                f"{', rules lip prior + residual' if phones is not None else ''})")
         return {"landmarks": content_landmarks_px(track, content, landmarks)}
 
 
@@ -178,14 +192,33 @@ class TrainLandmarkGenerator(Node):
         lambda_c: float = Field(1.0, ge=0, description="continuity weight (eq. 12)")
         lambda_open: float = Field(0.0, ge=0, description="weight of a mouth-opening term (not in the paper: the error "
                                                           "of the lip and chin gaps the speech drives; 0: eq. 12 only)")
+        mouth_prior: Literal["none", "rules"] = Field("none", description=(
+            "rules (not in the paper: docs/ip_lap.md): the output is a rule-based jaw + lip prior from the clip's "
+            "phonetic features plus a learned residual; the phonetic features are an extra input"))
+        residual_inputs: Literal["all", "phones"] = Field("all", description=(
+            "mouth_prior rules: the residual's audio tokens read the mel windows and the phonetic features (all) or "
+            "the phonetic features alone (phones: no voice-dependent spectrum)"))
+        residual_gate: Literal["none", "speech"] = Field("speech", description=(
+            "mouth_prior rules: speech = the residual is scaled by the phonetic features' speech dimension, so "
+            "silence gives the prior's closed rest; none = the residual everywhere"))
+        lambda_residual: float = Field(100.0, ge=0, description="mouth_prior rules: weight of the mean squared "
+                                                                "residual (face-box units)")
+        warm_start: str = InputFile("", description="mouth_prior rules: a landmark generator export without the prior "
+                                                    "(e.g. the bundled one) seeding the weights; the heads start at zero",
+                                    extensions=(".pt",))
 
     def run(self, ctx: RunContext, dataset: str) -> dict[str, Any]:
         from .train_landmarks import LandmarkGeneratorTask, LandmarkTrainSettings
 
         p = self.params
+        if p.warm_start and p.mouth_prior == "none":
+            raise NodeError("TrainLandmarkGenerator: warm_start seeds a mouth_prior rules model; for fine-tuning use init")
         settings = LandmarkTrainSettings(dataset=dataset_path(ctx, dataset, "TrainLandmarkGenerator"), preset=p.preset,
                                          references=p.references, margin=p.margin, lambda_c=p.lambda_c,
-                                         lambda_open=p.lambda_open)
+                                         lambda_open=p.lambda_open, mouth_prior=p.mouth_prior,
+                                         residual_inputs=p.residual_inputs, residual_gate=p.residual_gate,
+                                         lambda_residual=p.lambda_residual,
+                                         warm_start=str(ctx.resolve_path(p.warm_start)) if p.warm_start else None)
         return run_training(ctx, "TrainLandmarkGenerator", lambda: LandmarkGeneratorTask(settings), p)
 
 

@@ -111,14 +111,25 @@ def _mel_tensor(mels: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_content(model, track: FaceTrack, mels: np.ndarray, n_ref: int = 15, device: str = "cpu",
-                     batch: int = 16, progress: Progress | None = None) -> np.ndarray:
-    """Jaw and lip landmarks (T_out, 2, 57) in each output frame's box, T_out = len(mels)."""
+                     batch: int = 16, progress: Progress | None = None, phonetic: np.ndarray | None = None) -> np.ndarray:
+    """Jaw and lip landmarks (T_out, 2, 57) in each output frame's box, T_out = len(mels).
+    A `mouth_prior: rules` model also needs the speech's phonetic features (T_out, 44)."""
     t_win = model.cfg.frames
     n_out = len(mels)
     idx = template_indices(len(track), max(n_out, t_win))
     mel = _mel_tensor(mels)
-    if n_out < t_win:  # a clip shorter than one window: repeat its last mel window
-        mel = torch.cat([mel, mel[-1:].expand(t_win - n_out, -1, -1)])
+    extra: dict[str, torch.Tensor] = {}
+    if getattr(model, "uses_prior", False):
+        from .mouth_prior import content_prior
+
+        if phonetic is None or len(phonetic) != n_out:
+            raise ValueError(f"this landmark generator (mouth_prior: rules) needs phonetic features, one row per "
+                             f"mel window ({n_out}); got {None if phonetic is None else len(phonetic)}")
+        prior = content_prior(track.pose, track.content, track.openness, phonetic, idx[:n_out])
+        extra = {"prior": torch.from_numpy(prior), "phonetic": torch.from_numpy(np.asarray(phonetic, np.float32))}
+    if n_out < t_win:  # a clip shorter than one window: repeat its last mel window (and prior, features)
+        mel = torch.cat([mel, mel[-1:].expand(t_win - n_out, *mel.shape[1:])])
+        extra = {k: torch.cat([v, v[-1:].expand(t_win - n_out, *v.shape[1:])]) for k, v in extra.items()}
     refs = fm.spread_by_openness(track.openness, n_ref)
     ref_pose = torch.from_numpy(track.pose[refs])[None].to(device)
     ref_content = torch.from_numpy(track.content[refs])[None].to(device)
@@ -129,7 +140,7 @@ def generate_content(model, track: FaceTrack, mels: np.ndarray, n_ref: int = 15,
         s = starts[i:i + batch]
         win = s[:, None] + np.arange(t_win)
         out = model(mel[win].to(device), pose[win].to(device), ref_pose.expand(len(s), -1, -1, -1),
-                    ref_content.expand(len(s), -1, -1, -1))
+                    ref_content.expand(len(s), -1, -1, -1), **{k: v[win].to(device) for k, v in extra.items()})
         preds[i:i + len(s)] = out.float().cpu().numpy()
         if progress:
             progress(min(i + batch, len(starts)), len(starts))
