@@ -92,7 +92,10 @@ def test_big_blocks_stay_mapped_once_malloc_is_configured(tmp_path):
     script = tmp_path / "mmap_probe.py"
     script.write_text(MMAP_PROBE)
     env = subprocess_env()
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    # any of these fixes glibc's threshold too; dask's Nanny leaves MALLOC_TRIM_THRESHOLD_ in this
+    # process's environment after a LocalCluster test, which made "plain" mapped in the full suite
+    for var in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"):
+        env.pop(var, None)
     out = {mode: subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=60,
                                 check=True).stdout.strip() for mode in ("plain", "configured")}
     assert out == {"plain": "heap", "configured": "mapped"}  # 2 MiB: from the heap after an 8 MiB free, unless fixed
