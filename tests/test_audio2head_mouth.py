@@ -204,3 +204,10 @@ def test_silence_gives_a_closed_still_mouth(tmp_path):
     assert quiet.mean() < 0.75 * portrait, (quiet.mean(), portrait)  # closed (the portrait's own lips are parted)
     assert np.percentile(quiet, 90) < np.median(talk), (np.percentile(quiet, 90), np.median(talk))  # speech opens it
     assert quiet.std() < 0.6 * talk.std(), (quiet.std(), talk.std())  # and silence keeps it still
+
+
+@pytest.mark.skipif(not MOUTH_CHECKPOINT.is_file(), reason="the mouth checkpoint is made by train_audio2head_mouth.yaml")
+def test_table2_evaluation_refuses_a_mouth_checkpoint(toy_dataset, tmp_path):
+    node = A.EvaluateAudio2Head(A.EvaluateAudio2Head.Params(keypoints_checkpoint=str(MOUTH_CHECKPOINT), path=str(tmp_path / "t.md")))
+    with pytest.raises(NodeError, match="without mouth keypoints"):
+        node.run(ctx_for(tmp_path), toy_dataset)

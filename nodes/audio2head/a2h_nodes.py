@@ -518,6 +518,9 @@ class EvaluateAudio2Head(Node):
         p, dev = self.params, ctx.device
         data = dataset_path(ctx, dataset, "EvaluateAudio2Head")
         kp, kp_exp = load_checkpoint(self, ctx, "keypoints", keypoints)
+        if kp.renderer.cfg.mouth_kp:
+            raise NodeError("EvaluateAudio2Head: Table 2 renders the paper's keypoints only; give a keypoint checkpoint "
+                            "without mouth keypoints (e.g. keypoints_tiny.pt, which keypoints_mouth_tiny.pt was grown from)")
         hm, hm_exp = load_checkpoint(self, ctx, "head_motion", head_motion)
         mf, mf_exp = load_checkpoint(self, ctx, "motion_field", motion_field)
         hm_l1, _ = load_checkpoint(self, ctx, "head_motion_l1", head_motion_l1)

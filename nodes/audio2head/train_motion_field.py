@@ -78,6 +78,9 @@ class MotionFieldTask(TrainTask):
         self.arch = model_config(MOTION_FIELD, settings.preset)
         frozen, self.keypoint_export = load_model(settings.keypoints, KEYPOINT_AUTOENCODER)
         self.detector, self.renderer = frozen.detector, frozen.renderer
+        if settings.stage == 2 and self.renderer.cfg.mouth_kp:
+            raise ValueError("stage 2 renders through a keypoint checkpoint without mouth keypoints (N_M does not place "
+                             "them); use the one the mouth checkpoint was grown from (keypoints_tiny.pt)")
         for m in (self.detector, self.renderer):
             m.requires_grad_(False)
         self.store = ClipStore(settings.dataset, settings.split, fields=("frames", "pose"), feature="a2h",
