@@ -129,7 +129,7 @@ class AnimationTask(TrainTask):
             "identity": encoder(ref["image"], ref["landmarks"], c["shape"]),
         }
         if self.arch.mouth_prior == "rules":
-            out["prior"] = rules_mouth_prior(feats)
+            out["prior"] = rules_mouth_prior(feats, self.store.dataset.fps)  # the node times it by the features' fps too
         return out
 
     def _statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -10,8 +10,8 @@ coordinates, (2, 57) = jaw then lips, facemesh.CONTENT_IDX):
 
     prior_t = rest_j + A_j · (P(e_t) − P(e_silence))
 
-- e_t: the rules mouth of the phonetic features on a neutral face (nodes/lipsync/rules.py
-  `features_rule_mouth`, the prior of the HDTF generator's option too); e_silence: the same for
+- e_t: the rules mouth of the phonetic features on a neutral face (nodes/lipsync/prior.py
+  `rules_mouth_prior`, the prior of the HDTF, Yi and MetaTalk options too); e_silence: the same for
   silence (the rules' closed rest), so silence gives zero displacement.
 - P: the 3DMM (nodes/face/model.py, mean identity) -> its MediaPipe landmarks, x/y in mm.
 - A_j: the 2 x 2 linear part of the least-squares affine map from the 3DMM's 74 pose points to
@@ -69,20 +69,20 @@ def _model_points(path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 def silence_mouth(fps: float = 25.0) -> np.ndarray:
     """The rules mouth (28,) of silence (phonetic features of digital silence: SIL = 1, zeros)."""
-    from nodes.lipsync.rules import features_rule_mouth
+    from nodes.lipsync.prior import rules_mouth_prior
     from trainers.data.phonetic import FEATURE_DIM, PHONE_INDEX
 
     quiet = np.zeros((25, FEATURE_DIM), np.float32)
     quiet[:, PHONE_INDEX["SIL"]] = 1.0
-    return features_rule_mouth(quiet, fps)[12]
+    return rules_mouth_prior(quiet, fps)[12]
 
 
 def rules_displacement(features: np.ndarray, fps: float = 25.0) -> np.ndarray:
     """(T, 2, 57) displacement of the jaw and lip landmarks (x, y in mm on the 3DMM's mean face)
     that the rules mouth of phonetic features (T, 44) makes, relative to the rules' silence."""
-    from nodes.lipsync.rules import features_rule_mouth
+    from nodes.lipsync.prior import rules_mouth_prior
 
-    mouth = features_rule_mouth(features, fps) - silence_mouth(fps)[None]
+    mouth = rules_mouth_prior(features, fps) - silence_mouth(fps)[None]
     _, basis = _model_points()
     d = np.einsum("kde,te->tkd", basis[fm.CONTENT_IDX, :2, :mouth.shape[1]], mouth.astype(np.float64))
     return np.swapaxes(d, 1, 2)
