@@ -19,6 +19,7 @@ from nodes.audio2head.mouth import (
     carry_with_head,
     grow_state,
     head_only,
+    lip_track,
     mirror_points,
     mouth_crop,
     mouth_points,
@@ -72,6 +73,22 @@ def test_mouth_is_carried_by_the_head_motion():
     np.testing.assert_allclose(kept.jacobian, moved.jacobian, atol=1e-5)
     wobble = Keypoints(moved.value + rng.normal(0, 0.02, moved.value.shape).astype(np.float32), moved.jacobian)
     assert np.abs(head_only(source, wobble).value - moved.value).max() < np.abs(wobble.value - moved.value).max()
+
+
+def test_lip_track_in_chunks_equals_whole():
+    # a long clip's mouth is computed a few hundred frames at a time (flat memory, issue 16)
+    from nodes.face.model import N_EXPRESSION, N_SHAPE, load_face_model
+    from nodes.types import MorphCoeffs
+
+    rng = np.random.default_rng(3)
+    ref = MorphCoeffs(rng.normal(0, 0.5, N_SHAPE).astype(np.float32), np.zeros((1, N_EXPRESSION), np.float32),
+                      np.array([[0.05, -0.1, 0.02, 1.0, -2.0, 1.0]], np.float32), np.zeros(1, np.float32), (96, 128))
+    lm = rng.uniform(0, 95, (478, 2)).astype(np.float32)
+    expression = rng.uniform(0, 1, (23, N_EXPRESSION)).astype(np.float32)
+    whole = lip_track(load_face_model(), lm, ref, expression, (96, 128), chunk=1000)
+    chunked = lip_track(load_face_model(), lm, ref, expression, (96, 128), chunk=5)
+    assert whole.shape == (23, N_MOUTH_KP, 2) and np.ptp(whole, axis=0).max() > 0
+    np.testing.assert_array_equal(chunked, whole)
 
 
 def test_mouth_crop_centres_the_box():

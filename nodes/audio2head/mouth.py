@@ -130,7 +130,8 @@ def grow_state(model: torch.nn.Module, old: dict[str, torch.Tensor], mask_bias: 
     return grown
 
 
-def lip_track(face_model, landmarks: np.ndarray, reference, expression: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+def lip_track(face_model, landmarks: np.ndarray, reference, expression: np.ndarray, image_size: tuple[int, int],
+              chunk: int = 500) -> np.ndarray:
     """(T, 4, 2) mouth keypoints of the portrait whose face moves from `reference` (MorphCoeffs of
     its fit, first frame) to each row of `expression` (T, 33) at the reference's head pose: its
     landmarks moved by the 3DMM exactly as the synthetic dataset's truth is (synth.render.landmark_tracks)."""
@@ -139,8 +140,11 @@ def lip_track(face_model, landmarks: np.ndarray, reference, expression: np.ndarr
     expr = np.asarray(expression, np.float32)
     shape = np.asarray(reference.shape, np.float32)
     pose = np.asarray(reference.pose, np.float32).reshape(-1, 6)[0]
-    drive = Driving(shape, expr, np.repeat(pose[None], len(expr), 0), np.zeros(len(expr), np.float32))
+    rest = np.asarray(reference.expression, np.float32).reshape(-1, expr.shape[1])[0]
     lm = np.asarray(landmarks, np.float32).reshape(-1, np.shape(landmarks)[-2], np.shape(landmarks)[-1])[0, :, :2]
-    moved = landmark_tracks(face_model, lm, shape, np.asarray(reference.expression, np.float32).reshape(-1, expr.shape[1])[0],
-                            pose, drive)
-    return mouth_points(moved, image_size)
+    out = np.empty((len(expr), N_MOUTH_KP, 2), np.float32)
+    for a in range(0, len(expr), chunk):  # whole meshes of a 10-minute clip would take ~0.6 GiB
+        part = expr[a:a + chunk]
+        drive = Driving(shape, part, np.repeat(pose[None], len(part), 0), np.zeros(len(part), np.float32))
+        out[a:a + chunk] = mouth_points(landmark_tracks(face_model, lm, shape, rest, pose, drive), image_size)
+    return out
