@@ -54,6 +54,37 @@ def test_recognition_follows_the_mouth_of_espeak_speech(speech):
     assert r > 0.5, f"recognised phones' mouth correlates {r:.2f} with the truth"
 
 
+def test_a_long_recording_is_recognised_in_pieces_cut_at_pauses(speech, monkeypatch):
+    # the decoder's memory grows with the utterance: past MAX_UTTERANCE_S a recording is
+    # decoded in pieces cut at its quietest stretch (here shrunk from 60 s to 1.1 sentences)
+    sr = speech.sample_rate
+    gap = np.zeros(sr, np.float32)
+    one = np.concatenate([speech.samples, gap])
+    x = np.tile(one, 4)
+    monkeypatch.setattr(ph, "MAX_UTTERANCE_S", 1.1 * len(one) / sr)
+    x16 = ph.resample_audio(x, sr, ph.SAMPLE_RATE)
+    n_rows = int(np.ceil(len(x16) / 160))
+    pieces = ph.utterances(x16, n_rows)
+    assert len(pieces) > 1 and pieces[0][0] == 0 and pieces[-1][1] == n_rows
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+    rep = len(one) * ph.ROW_RATE / sr
+    speech_rows = len(speech.samples) * ph.ROW_RATE / sr
+    assert all(r0 % rep >= speech_rows for r0, _ in pieces[1:]), "cuts fall in the pauses"
+    result, post = ph.recognize(x, sr)
+    assert post.shape == (n_rows, ph.N_PHONES)
+    assert all(a[2] == pytest.approx(b[1]) for a, b in zip(result.items, result.items[1:]))
+    alone, _ = ph.recognize(one, sr)
+    n_one = frame_count(len(one), sr, 25.0)
+    truth = lip_gap(speech.phonemes.items(), frame_count(len(speech.samples), sr, 25.0), "espeak")
+    r_alone = np.corrcoef(truth, lip_gap([(p, a, b) for p, a, b, _ in alone.items], n_one, "arpabet")[:len(truth)])[0, 1]
+    r = []
+    for k in range(4):  # every repetition is recognised about as well as the recording alone
+        t0 = k * len(one) / sr
+        items = [(p, a - t0, b - t0) for p, a, b, _ in result.items if b > t0 and a < t0 + len(one) / sr]
+        r.append(np.corrcoef(truth, lip_gap(items, n_one, "arpabet")[:len(truth)])[0, 1])
+    assert min(r) > 0.5 and np.mean(r) > r_alone - 0.1, (r_alone, r)
+
+
 def test_forced_alignment_is_closer_than_recognition(speech):
     aligned, _ = ph.align(speech.samples, speech.sample_rate, TEXT)
     assert aligned.mode == "aligned" and not aligned.note

@@ -69,6 +69,7 @@ MAIN_LW, SECOND_LW, BEAM = 2.0, 1.0, 1e-20
 PAD_SECONDS, DITHER = 0.3, 3e-5
 WINDOW_CENTRE = 0.0128  # s: a decoder frame's 25.6 ms window is centred this long after the frame's start
 SILENCE_DBFS = -70.0  # quieter than this is never speech
+MAX_UTTERANCE_S = 60.0  # longer recordings are recognised in pieces cut at pauses (flat memory, issue 16)
 GATE_DB = 3.0  # voice activity: this far over the clip's loudness floor (10th percentile)
 
 # Viseme classes of the phones, for the second decode's agreement (the mouth shape matters,
@@ -179,10 +180,19 @@ def rms_rows(x16: np.ndarray) -> np.ndarray:
     """RMS of 25 ms windows centred every 10 ms, (1 + n // 160,)."""
     from scipy.ndimage import uniform_filter1d
 
-    x = np.asarray(x16, np.float64)
-    power = uniform_filter1d(x * x, size=400, mode="constant") if len(x) else np.zeros(1)
-    idx = np.minimum(np.arange(1 + len(x) // 160) * 160, max(len(x) - 1, 0))
-    return np.sqrt(np.maximum(power[idx], 0.0))
+    n = len(x16)
+    idx = np.minimum(np.arange(1 + n // 160) * 160, max(n - 1, 0))
+    if n == 0:
+        return np.zeros(1)
+    out = np.empty(len(idx))
+    block = int(MAX_UTTERANCE_S * SAMPLE_RATE)  # a minute of float64 at a time: a long clip's power whole took GBs
+    for a in range(0, len(idx), block // 160):
+        rows = idx[a:a + block // 160]
+        lo, hi = (0, n) if n <= block else (max(int(rows[0]) - 400, 0), min(int(rows[-1]) + 400, n))
+        x = np.asarray(x16[lo:hi], np.float64)
+        power = uniform_filter1d(x * x, size=400, mode="constant")
+        out[a:a + len(rows)] = power[rows - lo]
+    return np.sqrt(np.maximum(out, 0.0))
 
 
 def speech_gate(db: np.ndarray, floor: float) -> np.ndarray:
@@ -196,6 +206,24 @@ def _gate(x16: np.ndarray, n_rows: int) -> np.ndarray:
     return np.pad(g, (0, max(0, n_rows - len(g))), mode="edge")[:n_rows]
 
 
+def utterances(x16: np.ndarray, n_rows: int) -> list[tuple[int, int]]:
+    """Row ranges [(first, end)] decoded as separate utterances: the whole clip when it is at most
+    MAX_UTTERANCE_S long, else pieces of 2/3 to 1 x that length cut at the quietest 0.3 s."""
+    from scipy.ndimage import uniform_filter1d
+
+    longest = int(MAX_UTTERANCE_S * ROW_RATE)
+    if n_rows <= longest:
+        return [(0, n_rows)]
+    quiet = uniform_filter1d(rms_rows(x16)[:n_rows], size=30, mode="nearest")
+    cuts, r0 = [], 0
+    while n_rows - r0 > longest:
+        lo = r0 + 2 * longest // 3
+        cut = lo + int(np.argmin(quiet[lo:r0 + longest]))
+        cuts.append((r0, cut))
+        r0 = cut
+    return [*cuts, (r0, n_rows)]
+
+
 def recognize(samples: np.ndarray, sample_rate: int) -> tuple[PhoneResult, np.ndarray]:
     """Free phone recognition. Returns the phones and the soft 10 ms phone posteriors (N, 40).
 
@@ -205,9 +233,12 @@ def recognize(samples: np.ndarray, sample_rate: int) -> tuple[PhoneResult, np.nd
     x16 = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE)
     n16 = len(x16)
     n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
-    pcm, offset = _pcm(samples, sample_rate)
-    main = _frame_labels(_decode_allphone(pcm, MAIN_LW), n_rows, offset)
-    second = _frame_labels(_decode_allphone(pcm, SECOND_LW), n_rows, offset)
+    main, second = np.zeros(n_rows, np.int64), np.zeros(n_rows, np.int64)
+    for r0, r1 in utterances(x16, n_rows):
+        # one utterance is the whole clip up to MAX_UTTERANCE_S (the decoder's memory grows with it)
+        pcm, offset = _pcm(samples, sample_rate) if (r0, r1) == (0, n_rows) else _pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE)
+        main[r0:r1] = _frame_labels(_decode_allphone(pcm, MAIN_LW), r1 - r0, offset)
+        second[r0:r1] = _frame_labels(_decode_allphone(pcm, SECOND_LW), r1 - r0, offset)
     gate = _gate(x16, n_rows)
     main[gate < 0.5] = 0
     classes = np.array([phone_class(p) for p in PHONES])
