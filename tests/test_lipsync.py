@@ -142,3 +142,21 @@ def test_the_features_prior_rests_in_silence_and_follows_speech(speech):
     assert r > 0.4, r  # measured 0.48 (LipSyncRules on the same clip: 0.38)
     with pytest.raises(ValueError, match="phonetic features"):
         features_rule_mouth(np.zeros((10, 15), np.float32))
+
+
+def test_rest_opening_lets_a_parted_portrait_close_between_syllables(speech, tmp_path):
+    """A portrait with parted lips keeps them parted between visemes at rest_opening 1 (only
+    bilabials and pauses close them); lower, the lips follow the syllables as on a closed face."""
+    ref = parted_rest()
+    n = frame_count(len(speech.samples), 16000, 25.0)
+    from nodes.synth.visemes import mouth_curves
+
+    truth = model_lip_gap(mouth_curves(speech.phonemes.items(), n)[0])  # the generator's mouth, closed rest
+    track = PhonemeTrack.from_items(speech.phonemes.items())
+    audio = AudioClip(speech.samples, 16000)
+    r = {}
+    for f in (1.0, 0.5):
+        out = LipSyncRules({"lead": 0.0, "rest_opening": f}).run(ctx_for(tmp_path), audio, ref, phonemes=track)["coeffs"]
+        r[f] = correlation(truth, gaps(out))
+        assert np.allclose(out.expression[:, 28:], ref.expression[0, 28:])  # only the mouth changes
+    assert r[0.5] > r[1.0] + 0.02, r

@@ -12,7 +12,9 @@ Methods:
 - `rms`: the RMS-envelope baseline (frame loudness in dB, smoothed).
 - `recogniser`: the issue's crude baseline — PocketSphinx all-phone phones, a per-phone mouth
   openness table, smoothed.
-- `rules`: the rule-based LipSyncRules (nodes/lipsync/rules.py, default settings).
+- `rules`: the rule-based LipSyncRules (nodes/lipsync/rules.py, default settings) on the mean
+  face (the rules' own signal; `lipsync_rules` / `lipsync_rules_video` are the workflow on the
+  sample portrait: its coefficients, and MediaPipe on its rendered video).
 - pipelines (`PIPELINES`): a workflow run in-process up to the node that carries the mouth,
   with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
   3DMM (HDTF's animation generator, Yi's audio-to-expression net, MetaTalk's A2E), from the
@@ -53,6 +55,8 @@ PAUSE_SECONDS = 0.8  # the "pauses" condition speaks the sentence in two halves 
 METHODS = ("rms", "recogniser", "rules")
 # workflow, node carrying the mouth, its port, how to read the lip gap ("coeffs" or "frames")
 PIPELINES: dict[str, tuple[str, str, str, str]] = {
+    "lipsync_rules": ("lipsync_rules.yaml", "lipsync", "coeffs", "coeffs"),  # LipSyncRules on the sample portrait
+    "lipsync_rules_video": ("lipsync_rules.yaml", "render", "frames", "frames"),  # ... and MediaPipe on its video
     "hdtf": ("hdtf.yaml", "animation", "coeffs", "coeffs"),
     "memorygan_image": ("memorygan_image.yaml", "animate", "coeffs", "coeffs"),
     "audio2head": ("audio2head.yaml", "render", "frames", "frames"),

@@ -45,6 +45,7 @@ class LipSyncRules(Node):
         energy: float = Field(0.2, ge=0, le=1, description="how much louder frames open the mouth wider (0: not at all)")
         min_confidence: float = Field(1.0, ge=0, le=1, description="dominance floor of uncertain phones (1: ignore confidence)")
         closed_rest: bool = Field(True, description="close the lips in long pauses and silence")
+        rest_opening: float = Field(0.5, ge=0, le=1, description="how much of the portrait's own mouth opening stays between visemes (1: all, as before 2026-12-03; lower: the lips close between syllables)")
         rest_after: float = Field(0.25, ge=0.04, le=5, description="a pause at least this long (s) is a rest")
         quiet_rest: bool = Field(False, description="also rest wherever the audio is quiet that long, whatever the phones")
         transcript: str = Field("", description="what is said, when neither phonemes nor text are connected")
@@ -79,7 +80,7 @@ class LipSyncRules(Node):
                                      activity=activity if p.quiet_rest else None)
         if unknown:
             ctx.log(f"phonemes not in the viseme table (mapped by their class): {sorted(unknown)}")
-        expression = rule_expression(reference.expression[0], curves)
+        expression = rule_expression(reference.expression[0], curves, p.rest_opening)
         pose = np.repeat(np.asarray(reference.pose[0], np.float32)[None], n, axis=0)
         coeffs = MorphCoeffs(shape=np.asarray(reference.shape, np.float32), expression=expression, pose=pose,
                              error=np.zeros(n, np.float32), image_size=tuple(reference.image_size))

@@ -93,9 +93,14 @@ def quiet_rest(activity: np.ndarray, s: RuleSettings) -> np.ndarray:
     return np.clip(uniform_filter1d(mask.astype(np.float64), size=2 * ramp + 1, mode="nearest") * 2 - 1, 0, 1)
 
 
-def rule_expression(rest_expression: np.ndarray, curves: np.ndarray) -> np.ndarray:
-    """Per-frame expression (T, E): the portrait's rest expression with the rule mouth combined in."""
-    rest = np.asarray(rest_expression, np.float32).reshape(-1)
+def rule_expression(rest_expression: np.ndarray, curves: np.ndarray, rest_opening: float = 1.0) -> np.ndarray:
+    """Per-frame expression (T, E): the portrait's rest expression with the rule mouth combined in.
+
+    `rest_opening` scales the rest face's own mouth opening (jaw, lip parting) that the speech
+    moves from: 1 keeps a portrait's parted lips as they are between visemes, so only bilabials
+    and pauses close them; lower lets the lips close between syllables as a speaker's do."""
+    rest = np.asarray(rest_expression, np.float32).reshape(-1).copy()
+    rest[OPENING] *= rest_opening
     n_mouth = curves.shape[1]
     out = np.repeat(rest[None], len(curves), axis=0)
     out[:, :n_mouth] = combine_mouth(rest[:n_mouth], curves)
