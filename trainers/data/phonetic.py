@@ -70,6 +70,7 @@ PAD_SECONDS, DITHER = 0.3, 3e-5
 WINDOW_CENTRE = 0.0128  # s: a decoder frame's 25.6 ms window is centred this long after the frame's start
 SILENCE_DBFS = -70.0  # quieter than this is never speech
 MAX_UTTERANCE_S = 60.0  # longer recordings are recognised in pieces cut at pauses (flat memory, issue 16)
+RMS_BLOCK_SAMPLES = 60 * SAMPLE_RATE  # rms_rows works a minute at a time (clips up to that: exactly as whole)
 GATE_DB = 3.0  # voice activity: this far over the clip's loudness floor (10th percentile)
 
 # Viseme classes of the phones, for the second decode's agreement (the mouth shape matters,
@@ -185,7 +186,7 @@ def rms_rows(x16: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(1)
     out = np.empty(len(idx))
-    block = int(MAX_UTTERANCE_S * SAMPLE_RATE)  # a minute of float64 at a time: a long clip's power whole took GBs
+    block = RMS_BLOCK_SAMPLES  # a long clip's squared signal whole, in float64, took hundreds of MiB
     for a in range(0, len(idx), block // 160):
         rows = idx[a:a + block // 160]
         lo, hi = (0, n) if n <= block else (max(int(rows[0]) - 400, 0), min(int(rows[-1]) + 400, n))
