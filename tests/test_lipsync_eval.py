@@ -50,6 +50,23 @@ def test_held_out_clips_and_baselines():
     assert text.splitlines()[0].startswith("| method | clean |") and "| rules |" in text
 
 
+def test_every_pipeline_method_names_a_real_node_and_port():
+    """A renamed node or port in a workflow would otherwise surface only in a long benchmark run."""
+    from pathlib import Path
+
+    from graphcore.loader import load_workflow
+    from graphcore.registry import build_registry
+
+    registry, root = build_registry(()), Path(B.__file__).resolve().parents[2] / "workflows"
+    port_type = {"coeffs": "MorphCoeffs", "frames": "Frames", "landmarks": "Landmarks"}
+    for method, (workflow, node, port, kind) in B.PIPELINES.items():
+        wf = load_workflow(root / workflow)
+        assert node in wf.nodes and "speech" in wf.nodes, method
+        out = registry.get(wf.nodes[node].type).outputs[port]
+        assert out.type == port_type[kind], (method, out.type)
+        assert method.endswith("_video") == (kind == "frames") or method == "audio2head", method
+
+
 def test_evaluate_lipsync_node_writes_the_table(tmp_path):
     node = EvaluateLipSync({"methods": ["rms", "rules"], "conditions": ["clean"], "sentences": 1, "path": "t.md"})
     out = node.run(ctx_for(tmp_path))

@@ -19,7 +19,9 @@ Methods:
   with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
   3DMM (HDTF's animation generator, Yi's audio-to-expression net, MetaTalk's A2E), from the
   generated MediaPipe landmarks (IP_LAP's landmark generator), or measured with MediaPipe on its
-  frames (Audio2Head, whose keypoints have no 3DMM). A pipeline method may carry workflow
+  frames (Audio2Head, whose keypoints have no 3DMM). Each coefficient/landmark pipeline has a
+  `*_video` twin scoring the same workflow's rendered frames with MediaPipe (what a viewer sees:
+  the renderer and the sample portrait's own lips included). A pipeline method may carry workflow
   overrides after colons, e.g. `hdtf:features.variant=mfcc_pitch:animation.checkpoint=OLD.pt`
   (an ablation scored in the same run).
 
@@ -58,10 +60,14 @@ PIPELINES: dict[str, tuple[str, str, str, str]] = {
     "lipsync_rules": ("lipsync_rules.yaml", "lipsync", "coeffs", "coeffs"),  # LipSyncRules on the sample portrait
     "lipsync_rules_video": ("lipsync_rules.yaml", "render", "frames", "frames"),  # ... and MediaPipe on its video
     "hdtf": ("hdtf.yaml", "animation", "coeffs", "coeffs"),
+    "hdtf_video": ("hdtf.yaml", "video", "frames", "frames"),
     "memorygan_image": ("memorygan_image.yaml", "animate", "coeffs", "coeffs"),
+    "memorygan_image_video": ("memorygan_image.yaml", "refine", "frames", "frames"),
     "audio2head": ("audio2head.yaml", "render", "frames", "frames"),
     "metatalk": ("metatalk.yaml", "a2e", "coeffs", "coeffs"),
+    "metatalk_video": ("metatalk.yaml", "paste", "frames", "frames"),
     "ip_lap": ("ip_lap.yaml", "lips", "landmarks", "landmarks"),
+    "ip_lap_video": ("ip_lap.yaml", "render", "frames", "frames"),
 }
 # Mouth openness per ARPAbet phone for the crude recogniser baseline (0 closed .. 1 wide open).
 OPENNESS = {"AA": 1.0, "AE": 0.9, "AH": 0.7, "AO": 0.8, "AW": 0.8, "AY": 0.85, "EH": 0.7, "ER": 0.5, "EY": 0.6,

@@ -201,21 +201,22 @@ def speech_gate(db: np.ndarray, floor: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(db - max(floor, SILENCE_DBFS) - GATE_DB) / 3.0))
 
 
-def _gate(x16: np.ndarray, n_rows: int) -> np.ndarray:
-    _, db, floor = loudness_rows(rms_rows(x16))
+def _gate(rms: np.ndarray, n_rows: int) -> np.ndarray:
+    _, db, floor = loudness_rows(rms)
     g = speech_gate(db, floor)
     return np.pad(g, (0, max(0, n_rows - len(g))), mode="edge")[:n_rows]
 
 
-def utterances(x16: np.ndarray, n_rows: int) -> list[tuple[int, int]]:
+def utterances(rms: np.ndarray, n_rows: int) -> list[tuple[int, int]]:
     """Row ranges [(first, end)] decoded as separate utterances: the whole clip when it is at most
-    MAX_UTTERANCE_S long, else pieces of 2/3 to 1 x that length cut at the quietest 0.3 s."""
+    MAX_UTTERANCE_S long, else pieces of 2/3 to 1 x that length cut at the quietest 0.3 s of its
+    `rms_rows`."""
     from scipy.ndimage import uniform_filter1d
 
     longest = int(MAX_UTTERANCE_S * ROW_RATE)
     if n_rows <= longest:
         return [(0, n_rows)]
-    quiet = uniform_filter1d(rms_rows(x16)[:n_rows], size=30, mode="nearest")
+    quiet = uniform_filter1d(rms[:n_rows], size=30, mode="nearest")
     cuts, r0 = [], 0
     while n_rows - r0 > longest:
         lo = r0 + 2 * longest // 3
@@ -234,13 +235,14 @@ def recognize(samples: np.ndarray, sample_rate: int) -> tuple[PhoneResult, np.nd
     x16 = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE)
     n16 = len(x16)
     n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
+    rms = rms_rows(x16)  # once: it places the utterance cuts and the voice gate
     main, second = np.zeros(n_rows, np.int64), np.zeros(n_rows, np.int64)
-    for r0, r1 in utterances(x16, n_rows):
+    for r0, r1 in utterances(rms, n_rows):
         # one utterance is the whole clip up to MAX_UTTERANCE_S (the decoder's memory grows with it)
         pcm, offset = _pcm(samples, sample_rate) if (r0, r1) == (0, n_rows) else _pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE)
         main[r0:r1] = _frame_labels(_decode_allphone(pcm, MAIN_LW), r1 - r0, offset)
         second[r0:r1] = _frame_labels(_decode_allphone(pcm, SECOND_LW), r1 - r0, offset)
-    gate = _gate(x16, n_rows)
+    gate = _gate(rms, n_rows)
     main[gate < 0.5] = 0
     classes = np.array([phone_class(p) for p in PHONES])
     agree = (classes[main] == classes[second]).astype(np.float64)
