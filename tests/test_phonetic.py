@@ -104,6 +104,37 @@ def test_forced_alignment_is_closer_than_recognition(speech):
     assert err.mean() < 0.035 and err.max() < 0.07, err
 
 
+def test_transcript_positions_follow_an_imperfect_recognition():
+    ref = "M AY F AA DH ER P EY D F AO R DH AH B IH G B L UW B OW T".split()
+    rec = list(ref)
+    rec[3], rec[12] = "AE", "T"  # substitutions
+    del rec[7]  # a phone missed
+    rec.insert(15, "N")  # one heard that is not there
+    # cuts after the recognised phones of "my father paid" (8, one missed) and of "... the big" (17)
+    assert ph.transcript_positions(rec, [0, 8, 17, len(rec)], ref) == [0, 9, 17, len(ref)]
+
+
+def test_a_long_recording_is_aligned_in_pieces(speech, monkeypatch):
+    # past MAX_UTTERANCE_S (shrunk here to 1.1 sentences) the recording is aligned a piece at a
+    # time, each piece given its words through a recognition of the pieces
+    sr = speech.sample_rate
+    one = np.concatenate([speech.samples, np.zeros(sr, np.float32)])
+    monkeypatch.setattr(ph, "MAX_UTTERANCE_S", 1.1 * len(one) / sr)
+    result, post = ph.align(np.tile(one, 4), sr, " ".join([TEXT] * 4))
+    assert result.mode == "aligned" and not result.note
+    assert post.shape[0] == int(np.ceil(4 * len(one) / sr * ph.ROW_RATE))
+    n = frame_count(len(speech.samples), sr, 25.0)
+    truth = lip_gap(speech.phonemes.items(), n, "espeak")
+    n_bilabials = sum(p in ("m", "b", "p") for p, *_ in speech.phonemes.items())
+    for k in range(4):
+        t0, t1 = k * len(one) / sr, (k + 1) * len(one) / sr
+        items = [(p, a - t0, b - t0) for p, a, b, _ in result.items if b > t0 and a < t1]
+        labels = [p for p, *_ in items if p != "SIL"]
+        assert labels[:5] == ["M", "AY", "F", "AA", "DH"] and labels[-3:] == ["OY", "N", "Z"], (k, labels)
+        assert sum(p in ("M", "B", "P") for p in labels) == n_bilabials, k
+        assert np.corrcoef(truth, lip_gap(items, n, "arpabet")[:n])[0, 1] > 0.75, k
+
+
 def test_words_missing_from_the_dictionary_fall_back_to_recognition(speech):
     result, _ = ph.align(speech.samples, speech.sample_rate, "my fathxqz paid")
     assert result.mode == "recognised" and "fathxqz" in result.note

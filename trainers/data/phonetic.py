@@ -258,8 +258,96 @@ def words_of(transcript: str) -> list[str]:
     return re.sub(r"[^a-z' ]+", " ", transcript.lower().replace("’", "'")).split()
 
 
+def _align_pcm(pcm: bytes, words: Sequence[str]) -> list[tuple[str, int, int]] | None:
+    """Forced alignment of `words` in one utterance: (phone, first frame, last frame), None on failure."""
+    dec = _decoder("align", 6.5)
+    try:
+        dec.set_align_text(" ".join(words))
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+        dec.set_alignment()
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+        return [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
+    except RuntimeError:
+        return None
+
+
+def transcript_positions(recognised: Sequence[str], cuts: Sequence[int], reference: Sequence[str]) -> list[int]:
+    """Where a reference phone string (the transcript's) stands at each cut of a recognised one.
+
+    The least-cost edit alignment of the two strings (substitution 0 for the same phone, 0.5 for the
+    same viseme class, else 1; insertion/deletion 1), found with a forward and a backward pass that
+    keep one row each (memory linear in the transcript); for cut c (c recognised phones before it)
+    the reference index j minimising forward(c, j) + backward(c, j).
+    """
+    ref = np.array([PHONE_INDEX[normalize_phone(p)] for p in reference], np.int64)
+    rec = np.array([PHONE_INDEX[normalize_phone(p)] for p in recognised], np.int64)
+    classes = np.array([phone_class(p) for p in PHONES])
+
+    def rows_at(rec: np.ndarray, ref: np.ndarray, wanted: set[int]) -> dict[int, np.ndarray]:
+        cols = np.arange(len(ref) + 1, dtype=np.float64)
+        row, out = cols.copy(), {}  # row i: cost of rec[:i] against ref[:j] for every j
+        if 0 in wanted:
+            out[0] = row.copy()
+        for i, r in enumerate(rec, 1):
+            sub = np.where(ref == r, 0.0, np.where(classes[ref] == classes[r], 0.5, 1.0))
+            a = np.empty_like(row)
+            a[0] = row[0] + 1.0
+            a[1:] = np.minimum(row[1:] + 1.0, row[:-1] + sub)
+            row = cols + np.minimum.accumulate(a - cols)  # then deletions of reference phones along the row
+            if i in wanted:
+                out[i] = row.copy()
+        return out
+
+    m, n = len(rec), len(ref)
+    fwd = rows_at(rec, ref, set(cuts))
+    bwd = rows_at(rec[::-1], ref[::-1], {m - c for c in cuts})
+    return [int(np.argmin(fwd[c] + bwd[m - c][::-1])) if n else 0 for c in cuts]
+
+
+def _align_in_pieces(x16: np.ndarray, rms: np.ndarray, pieces: list[tuple[int, int]], words: list[str],
+                     dec) -> tuple[np.ndarray, int]:
+    """Forced alignment of a recording longer than one utterance: each piece of `utterances` is
+    decoded alone (the decoder's memory grows with the utterance). The words each piece holds come
+    from the free recognition of the pieces: its phones against the transcript's pronunciations
+    (`transcript_positions`), each cut moved to the nearest word boundary. A piece that will not
+    align keeps its recognised phones. Returns the 10 ms phone rows and how many pieces fell back."""
+    n_rows = pieces[-1][1]
+    recognised_labels, recognised, cuts = np.zeros(n_rows, np.int64), [], []
+    for r0, r1 in pieces:
+        if r0:
+            cuts.append(len(recognised))
+        pcm, offset = _pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE)
+        segments = _decode_allphone(pcm, MAIN_LW)
+        recognised_labels[r0:r1] = _frame_labels(segments, r1 - r0, offset)
+        recognised += [normalize_phone(p) for p, *_ in segments if normalize_phone(p) != "SIL"]
+    spelled = [[normalize_phone(p) for p in dec.lookup_word(w).split()] for w in words]
+    reference = [p for word in spelled for p in word]
+    word_starts = np.cumsum([0] + [len(word) for word in spelled])  # phone index of each word boundary
+    bounds = [int(np.argmin(np.abs(word_starts - j))) for j in transcript_positions(recognised, cuts, reference)]
+    bounds = [0, *np.maximum.accumulate(bounds).tolist(), len(words)]
+    labels, fell_back = np.zeros(n_rows, np.int64), 0
+    gate = _gate(rms, n_rows)
+    for (r0, r1), w0, w1 in zip(pieces, bounds, bounds[1:]):
+        if w1 == w0:
+            continue  # no words here: silence
+        pcm, offset = _pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE)
+        phones = _align_pcm(pcm, words[w0:w1])
+        if phones is None:
+            fell_back += 1
+            labels[r0:r1] = np.where(gate[r0:r1] < 0.5, 0, recognised_labels[r0:r1])
+        else:
+            labels[r0:r1] = _frame_labels(phones, r1 - r0, offset)
+    return labels, fell_back
+
+
 def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[PhoneResult, np.ndarray]:
-    """Forced alignment of a known text; falls back to `recognize` (with a note) when it cannot."""
+    """Forced alignment of a known text; falls back to `recognize` (with a note) when it cannot.
+
+    A recording over MAX_UTTERANCE_S is aligned a piece at a time (`_align_in_pieces`)."""
     words = [w.strip("'") for w in words_of(transcript)]
     words = [w for w in words if w]
     n16 = int(round(len(samples) * SAMPLE_RATE / int(sample_rate)))
@@ -268,32 +356,33 @@ def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[Phone
         result, post = recognize(samples, sample_rate)
         result.note = "the transcript has no words: phones recognised instead"
         return result, post
-    pcm, offset = _pcm(samples, sample_rate)
     dec = _decoder("align", 6.5)
     missing = [w for w in words if dec.lookup_word(w) is None]
-    phones = None
-    if not missing:
-        try:
-            dec.set_align_text(" ".join(words))
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
-            dec.set_alignment()
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
-            phones = [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
-        except RuntimeError:
-            phones = None
-    if phones is None:
+    if missing:
         result, post = recognize(samples, sample_rate)
-        result.note = (f"words not in the pronunciation dictionary: {', '.join(sorted(set(missing))[:10])}"
-                       if missing else "forced alignment failed") + ": phones recognised instead"
+        result.note = f"words not in the pronunciation dictionary: {', '.join(sorted(set(missing))[:10])}: phones recognised instead"
         return result, post
-    labels = _frame_labels(phones, n_rows, offset)
+    note = ""
+    if n_rows <= int(MAX_UTTERANCE_S * ROW_RATE):
+        pcm, offset = _pcm(samples, sample_rate)
+        phones = _align_pcm(pcm, words)
+        if phones is None:
+            result, post = recognize(samples, sample_rate)
+            result.note = "forced alignment failed: phones recognised instead"
+            return result, post
+        labels = _frame_labels(phones, n_rows, offset)
+    else:
+        x16 = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE)
+        n16 = len(x16)
+        n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
+        rms = rms_rows(x16)
+        pieces = utterances(rms, n_rows)
+        labels, fell_back = _align_in_pieces(x16, rms, pieces, words, dec)
+        if fell_back:
+            note = f"forced alignment failed in {fell_back} of {len(pieces)} pieces: their phones recognised instead"
     post = np.zeros((n_rows, N_PHONES))
     post[np.arange(n_rows), labels] = 1.0
-    return PhoneResult(_segments_from_labels(labels, np.ones(n_rows), n16), "aligned"), post
+    return PhoneResult(_segments_from_labels(labels, np.ones(n_rows), n16), "aligned", note), post
 
 
 def phones(samples: np.ndarray, sample_rate: int, transcript: str | None = None) -> tuple[PhoneResult, np.ndarray]:
