@@ -114,6 +114,13 @@ def test_transcript_positions_follow_an_imperfect_recognition():
     assert ph.transcript_positions(rec, [0, 8, 17, len(rec)], ref) == [0, 9, 17, len(ref)]
 
 
+def test_a_word_pass_alone_spreads_each_words_phones_over_its_frames():
+    # the fallback when the phone pass fails after a good word pass (long utterances)
+    dec = ph._decoder("align", 6.5)
+    got = ph._spread_phones([("<sil>", 0, 9), ("boat", 10, 29), ("<sil>", 30, 34)], dec)
+    assert got == [("SIL", 0, 9), ("B", 10, 16), ("OW", 17, 22), ("T", 23, 29), ("SIL", 30, 34)]
+
+
 def test_a_long_recording_is_aligned_in_pieces(speech, monkeypatch):
     # past MAX_UTTERANCE_S (shrunk here to 1.1 sentences) the recording is aligned a piece at a
     # time, each piece given its words through a recognition of the pieces

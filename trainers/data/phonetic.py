@@ -122,6 +122,8 @@ def _decoder(kind: str, lw: float):
     common = dict(hmm=str(m / "en-us"), samprate=SAMPLE_RATE, loglevel="FATAL", lw=lw, beam=BEAM, pbeam=BEAM)
     if kind == "allphone":
         return Decoder(allphone=str(m / "en-us-phone.lm.bin"), **common)
+    if kind == "align_wide":  # the retry of a failed alignment: a long utterance can lose every path at 1e-48
+        return Decoder(dict=str(m / "cmudict-en-us.dict"), **{**common, "beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60})
     return Decoder(dict=str(m / "cmudict-en-us.dict"), **{**common, "beam": 1e-48, "pbeam": 1e-48})
 
 
@@ -258,21 +260,45 @@ def words_of(transcript: str) -> list[str]:
     return re.sub(r"[^a-z' ]+", " ", transcript.lower().replace("’", "'")).split()
 
 
-def _align_pcm(pcm: bytes, words: Sequence[str]) -> list[tuple[str, int, int]] | None:
-    """Forced alignment of `words` in one utterance: (phone, first frame, last frame), None on failure."""
-    dec = _decoder("align", 6.5)
-    try:
-        dec.set_align_text(" ".join(words))
-        dec.start_utt()
-        dec.process_raw(pcm, full_utt=True)
-        dec.end_utt()
-        dec.set_alignment()
-        dec.start_utt()
-        dec.process_raw(pcm, full_utt=True)
-        dec.end_utt()
-        return [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
-    except RuntimeError:
-        return None
+def _align_pcm(pcm: bytes, words: Sequence[str], dec=None) -> list[tuple[str, int, int]] | None:
+    """Forced alignment of `words` in one utterance: (phone, first frame, last frame), None on
+    failure. `dec`: a fresh "align" decoder (one is made if not given). A word pass that fails is
+    retried once with wider beams; when the phone pass fails after a good word pass (seen on
+    utterances of ~50 s), each word's dictionary phones share its frames evenly (`_spread_phones`)."""
+    for kind in ("align", "align_wide"):
+        dec = dec or _decoder(kind, 6.5)
+        try:
+            dec.set_align_text(" ".join(words))
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            if dec.hyp() is None:
+                raise RuntimeError("no path through the words")
+            segments = [(s.word, int(s.start_frame), int(s.end_frame)) for s in dec.seg()]
+        except RuntimeError:
+            dec = None
+            continue
+        try:
+            dec.set_alignment()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            return [(p.name, int(p.start), int(p.start + p.duration - 1)) for w in dec.get_alignment() for p in w]
+        except RuntimeError:
+            return _spread_phones(segments, dec)
+    return None
+
+
+def _spread_phones(segments: list[tuple[str, int, int]], dec) -> list[tuple[str, int, int]]:
+    """Phones from a word pass alone: each word's pronunciation (the variant the pass chose) over
+    the word's frames in equal shares; pauses and fillers are SIL."""
+    out = []
+    for word, first, last in segments:
+        spelled = dec.lookup_word(word) if not word.startswith(("<", "[", "+")) else None
+        phones = spelled.split() if spelled else ["SIL"]
+        edges = np.linspace(first, last + 1, len(phones) + 1).round().astype(int)
+        out += [(p, int(a), int(max(b - 1, a))) for p, a, b in zip(phones, edges, edges[1:])]
+    return out
 
 
 def transcript_positions(recognised: Sequence[str], cuts: Sequence[int], reference: Sequence[str]) -> list[int]:
@@ -309,12 +335,13 @@ def transcript_positions(recognised: Sequence[str], cuts: Sequence[int], referen
 
 
 def _align_in_pieces(x16: np.ndarray, rms: np.ndarray, pieces: list[tuple[int, int]], words: list[str],
-                     dec) -> tuple[np.ndarray, int]:
+                     spelled: list[list[str]]) -> tuple[np.ndarray, int]:
     """Forced alignment of a recording longer than one utterance: each piece of `utterances` is
     decoded alone (the decoder's memory grows with the utterance). The words each piece holds come
     from the free recognition of the pieces: its phones against the transcript's pronunciations
     (`transcript_positions`), each cut moved to the nearest word boundary. A piece that will not
-    align keeps its recognised phones. Returns the 10 ms phone rows and how many pieces fell back."""
+    align keeps its recognised phones. `spelled`: each word's dictionary phones. Returns the 10 ms
+    phone rows and how many pieces fell back."""
     n_rows = pieces[-1][1]
     recognised_labels, recognised, cuts = np.zeros(n_rows, np.int64), [], []
     for r0, r1 in pieces:
@@ -324,7 +351,6 @@ def _align_in_pieces(x16: np.ndarray, rms: np.ndarray, pieces: list[tuple[int, i
         segments = _decode_allphone(pcm, MAIN_LW)
         recognised_labels[r0:r1] = _frame_labels(segments, r1 - r0, offset)
         recognised += [normalize_phone(p) for p, *_ in segments if normalize_phone(p) != "SIL"]
-    spelled = [[normalize_phone(p) for p in dec.lookup_word(w).split()] for w in words]
     reference = [p for word in spelled for p in word]
     word_starts = np.cumsum([0] + [len(word) for word in spelled])  # phone index of each word boundary
     bounds = [int(np.argmin(np.abs(word_starts - j))) for j in transcript_positions(recognised, cuts, reference)]
@@ -357,7 +383,8 @@ def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[Phone
         result.note = "the transcript has no words: phones recognised instead"
         return result, post
     dec = _decoder("align", 6.5)
-    missing = [w for w in words if dec.lookup_word(w) is None]
+    pronounced = {w: dec.lookup_word(w) for w in set(words)}
+    missing = [w for w in words if pronounced[w] is None]
     if missing:
         result, post = recognize(samples, sample_rate)
         result.note = f"words not in the pronunciation dictionary: {', '.join(sorted(set(missing))[:10])}: phones recognised instead"
@@ -365,19 +392,21 @@ def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[Phone
     note = ""
     if n_rows <= int(MAX_UTTERANCE_S * ROW_RATE):
         pcm, offset = _pcm(samples, sample_rate)
-        phones = _align_pcm(pcm, words)
+        phones = _align_pcm(pcm, words, dec)
         if phones is None:
             result, post = recognize(samples, sample_rate)
             result.note = "forced alignment failed: phones recognised instead"
             return result, post
         labels = _frame_labels(phones, n_rows, offset)
     else:
+        del dec  # each piece gets a fresh decoder (one at a time)
+        spelled = [[normalize_phone(p) for p in pronounced[w].split()] for w in words]
         x16 = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE)
         n16 = len(x16)
         n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
         rms = rms_rows(x16)
         pieces = utterances(rms, n_rows)
-        labels, fell_back = _align_in_pieces(x16, rms, pieces, words, dec)
+        labels, fell_back = _align_in_pieces(x16, rms, pieces, words, spelled)
         if fell_back:
             note = f"forced alignment failed in {fell_back} of {len(pieces)} pieces: their phones recognised instead"
     post = np.zeros((n_rows, N_PHONES))
