@@ -206,3 +206,33 @@ def test_node_validates_its_inputs_and_outputs_typed_values(model):
     bad.pose[0, 0] = np.nan
     with pytest.raises(NodeError, match="NaN"):
         run_whole(DenseFlowBuilder({}), _ctx(), reference=ref, driving=bad)
+
+
+def test_mouth_gain_scales_the_mouth_departure_from_the_reference_only(model):
+    """mouth_gain g drives the mesh with reference mouth + g x (driving mouth - reference mouth),
+    kept in the components' box [0, EXPRESSION_MAX]: the same flow as those coefficients given
+    directly; the brows and the pose are untouched."""
+    from nodes.face.flow_nodes import DenseFlowBuilder
+    from nodes.face.model import N_MOUTH
+    from nodes.types import MorphCoeffs
+
+    names = model.expression_names
+    jaw, brow = names.index("jaw_open"), names.index("brow_inner_up")
+    assert jaw < N_MOUTH <= brow
+    ref_exp = np.zeros((1, 33), np.float32)
+    ref_exp[0, jaw] = 0.2  # a portrait with its mouth a little open
+    drv_exp = np.zeros((2, 33), np.float32)
+    drv_exp[:, jaw] = [0.5, 0.0]  # opening further, then closing
+    drv_exp[:, brow] = 0.6
+    pose = np.tile(REF_POSE, (2, 1)).astype(np.float32)
+    ref = MorphCoeffs(np.zeros(60, np.float32), ref_exp, np.asarray([REF_POSE], np.float32), np.zeros(1, np.float32), (H, W))
+    drv = MorphCoeffs(np.zeros(60, np.float32), drv_exp, pose, np.zeros(2, np.float32), (H, W))
+    flow2 = run_whole(DenseFlowBuilder({"mouth_gain": 2.0}), _ctx(), reference=ref, driving=drv)["flow"]
+    want = drv_exp.copy()
+    want[:, jaw] = [0.2 + 2 * 0.3, 0.0]  # 0.2 - 2 x 0.2 is below the box
+    direct, _ = FlowBuilder(model).build(coeffs(REF_POSE, ref_exp), coeffs(pose, want), H, W)
+    np.testing.assert_allclose(flow2, direct, atol=1e-4)
+    flow1 = run_whole(DenseFlowBuilder({}), _ctx(), reference=ref, driving=drv)["flow"]
+    plain, _ = FlowBuilder(model).build(coeffs(REF_POSE, ref_exp), coeffs(pose, drv_exp), H, W)
+    np.testing.assert_allclose(flow1, plain, atol=1e-4)
+    assert np.abs(flow2 - flow1).max() > 1.0  # the mouth really moves further

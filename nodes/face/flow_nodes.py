@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
+from nodes.face.model import scale_mouth
 from nodes.face.model_nodes import FaceModelInput, resolve_model
 
 # FlowBuilder's working memory a pixel a frame: peak RSS of a fresh process building 8 frames at
@@ -48,6 +49,9 @@ class DenseFlowBuilder(Node):
         neck: float = Field(0.2, ge=0, le=3, description="the torso starts this far below the chin, x face height")
         torso_width: float = Field(3.0, ge=0, le=20, description="torso band width, x face width")
         chunk: int = Field(8, ge=1, le=1024, description="frames rasterised at once")
+        mouth_gain: float = Field(
+            1.0, ge=0, le=3, description="scales the driving mouth's departure from the reference's mouth (1: as "
+            "given, the paper); >1 makes the mouth motion bigger for a video generator that draws it smaller")
 
     def memory_estimate(self, inputs: Mapping[str, Mapping[str, Any]]) -> tuple[int, str] | None:
         """Rasterising `chunk` frames at the reference's size (BYTES_PER_PIXEL_FRAME) plus the
@@ -86,7 +90,8 @@ class DenseFlowBuilder(Node):
             raise NodeError("DenseFlowBuilder: the driving coefficients have no frames")
         k = p.reference_frame
         ref = Coefficients(np.asarray(reference.shape), np.asarray(reference.expression[k:k + 1]), np.asarray(reference.pose[k:k + 1]))
-        drv = Coefficients(np.asarray(driving.shape), np.asarray(driving.expression), np.asarray(driving.pose))
+        drv = Coefficients(np.asarray(driving.shape), scale_mouth(driving.expression, ref.expression[0], p.mouth_gain),
+                           np.asarray(driving.pose))
         settings = FlowSettings(head_margin=p.head_margin, neck=p.neck, torso_width=p.torso_width,
                                 identity=p.identity, chunk=p.chunk)
         builder = FlowBuilder(face_model, settings, device=ctx.device)

@@ -75,6 +75,17 @@ N_LANDMARKS = 478  # MediaPipe face mesh with refined irises
 # (left/right pairs are mirror images), so the box is what makes them identifiable.
 EXPRESSION_MAX = 1.5
 
+
+def scale_mouth(expression: np.ndarray, reference: np.ndarray, gain: float) -> np.ndarray:
+    """(T, E) expression whose mouth components (the first N_MOUTH) move `gain` times as far from
+    the `reference` mouth (E,), kept in the components' box [0, EXPRESSION_MAX]; the brows
+    untouched. For a renderer that draws mouth motion smaller than it is given (docs/lipsync.md)."""
+    out = np.array(expression, np.float32, copy=True)
+    if gain != 1.0:
+        ref = np.asarray(reference, np.float32)[:N_MOUTH]
+        out[:, :N_MOUTH] = np.clip(ref + np.float32(gain) * (out[:, :N_MOUTH] - ref), 0.0, EXPRESSION_MAX)
+    return out
+
 REGIONS: tuple[str, ...] = (
     "inner_face", "face_edge", "lips", "lips_outer", "lips_inner", "upper_lip", "lower_lip",
     "eye_left", "eye_right", "eyes", "brow_left", "brow_right", "brows", "nose",
