@@ -86,6 +86,7 @@ def scale_mouth(expression: np.ndarray, reference: np.ndarray, gain: float) -> n
         out[:, :N_MOUTH] = np.clip(ref + np.float32(gain) * (out[:, :N_MOUTH] - ref), 0.0, EXPRESSION_MAX)
     return out
 
+
 REGIONS: tuple[str, ...] = (
     "inner_face", "face_edge", "lips", "lips_outer", "lips_inner", "upper_lip", "lower_lip",
     "eye_left", "eye_right", "eyes", "brow_left", "brow_right", "brows", "nose",
