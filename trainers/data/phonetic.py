@@ -344,10 +344,10 @@ def _align_in_pieces(x16: np.ndarray, rms: np.ndarray, pieces: list[tuple[int, i
     phone rows and how many pieces fell back."""
     n_rows = pieces[-1][1]
     recognised_labels, recognised, cuts = np.zeros(n_rows, np.int64), [], []
-    for r0, r1 in pieces:
+    pcms = [_pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE) for r0, r1 in pieces]  # both passes decode the same PCM
+    for (r0, r1), (pcm, offset) in zip(pieces, pcms):
         if r0:
             cuts.append(len(recognised))
-        pcm, offset = _pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE)
         segments = _decode_allphone(pcm, MAIN_LW)
         recognised_labels[r0:r1] = _frame_labels(segments, r1 - r0, offset)
         recognised += [normalize_phone(p) for p, *_ in segments if normalize_phone(p) != "SIL"]
@@ -357,10 +357,9 @@ def _align_in_pieces(x16: np.ndarray, rms: np.ndarray, pieces: list[tuple[int, i
     bounds = [0, *np.maximum.accumulate(bounds).tolist(), len(words)]
     labels, fell_back = np.zeros(n_rows, np.int64), 0
     gate = _gate(rms, n_rows)
-    for (r0, r1), w0, w1 in zip(pieces, bounds, bounds[1:]):
+    for (r0, r1), (pcm, offset), w0, w1 in zip(pieces, pcms, bounds, bounds[1:]):
         if w1 == w0:
             continue  # no words here: silence
-        pcm, offset = _pcm(x16[r0 * 160:r1 * 160], SAMPLE_RATE)
         phones = _align_pcm(pcm, words[w0:w1])
         if phones is None:
             fell_back += 1
@@ -402,7 +401,7 @@ def align(samples: np.ndarray, sample_rate: int, transcript: str) -> tuple[Phone
         del dec  # each piece gets a fresh decoder (one at a time)
         spelled = [[normalize_phone(p) for p in pronounced[w].split()] for w in words]
         x16 = resample_audio(np.asarray(samples, np.float32), int(sample_rate), SAMPLE_RATE)
-        n16 = len(x16)
+        n16 = len(x16)  # resample_poly rounds the length up: count the rows of what is decoded
         n_rows = max(1, int(np.ceil(n16 / (SAMPLE_RATE / ROW_RATE))))
         rms = rms_rows(x16)
         pieces = utterances(rms, n_rows)
