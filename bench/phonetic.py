@@ -4,7 +4,8 @@
 
 Speech: held-out sentences spoken by espeak-ng (en-gb-x-rp), concatenated to about `--seconds`
 of audio. Measured in one run, each best of 3: RecognizePhonemes' recognition (two PocketSphinx
-all-phone decodes), forced alignment with the text, the whole `phonetic` feature variant
+all-phone decodes, then the word path: a word decode with the generic LM and its alignment; and
+the phone loop alone, `recognition: phones`), forced alignment with the text, the whole `phonetic` feature variant
 (recognition + YIN + smoothing), and as the baseline the paper front-end `mfcc_pitch` (HDTF's
 13 MFCC + 2 pitch) of the same audio. Prints seconds, times real time (audio seconds per
 compute second; > 1 is faster than real time) and the ratio to the baseline, with the load
@@ -60,7 +61,8 @@ def main() -> None:
     dur = len(x) / 16000
     rows = [
         ("mfcc_pitch features (baseline)", lambda: audio_features(x, 16000, "mfcc_pitch")),
-        ("recognise (2 all-phone decodes)", lambda: ph.recognize(x, 16000)),
+        ("recognise, phone loop (2 all-phone)", lambda: ph.recognize(x, 16000, words=False)),
+        ("recognise, + word path (default)", lambda: ph.recognize(x, 16000)),
         ("forced alignment", lambda: ph.align(x, 16000, transcript)),
         ("phonetic features (recognise + YIN)", lambda: ph.phonetic_features(x, 16000)),
     ]

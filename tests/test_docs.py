@@ -57,7 +57,7 @@ def test_the_validation_table_quotes_real_messages(tmp_path):
     res = graphrun("validate", tmp_path / "flow.yaml")
     assert res.returncode == 2, res.stdout + res.stderr
     expected = [
-        "unknown param 'fsp' for AudioFeatures (did you mean 'fps'?); its params: fps, mel_align, num_frames, transcript, variant",
+        "unknown param 'fsp' for AudioFeatures (did you mean 'fps'?); its params: fps, mel_align, num_frames, recognition, transcript, variant",
         "param 'fps' = 500: must be ≤ 100",
         "param 'variant' = 'mfcc-pitch': not one of 'mfcc_pitch', 'a2h', 'mel', 'mfcc_window', 'phonetic', 'a2h_official', 'mfcc80_window' (did you mean 'mfcc_pitch'?)",
         "param 'path' is required (audio file",

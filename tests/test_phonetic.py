@@ -5,6 +5,8 @@ viseme table's lip gap through the 3DMM (`nodes/lipsync/evaluate.py`'s `model_li
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,37 @@ def test_recognition_follows_the_mouth_of_espeak_speech(speech):
     truth = lip_gap(speech.phonemes.items(), n, "espeak")
     r = np.corrcoef(truth, lip_gap(items, n, "arpabet"))[0, 1]
     assert r > 0.5, f"recognised phones' mouth correlates {r:.2f} with the truth"
+
+
+def test_word_path_is_closer_than_the_phone_loop_on_clear_speech():
+    # a training voice (flite slt) speaking a sentence the generic LM knows: the recognised words'
+    # aligned phones replace most of the loop's, and the mouth gets closer to the truth
+    from nodes.synth.speech import synthesize
+
+    spoken = synthesize("Could you show me how this machine works, please?", voice="flite:slt", rate=160)
+    n = frame_count(len(spoken.samples), spoken.sample_rate, 25.0)
+    truth = lip_gap(spoken.phonemes.items(), n, spoken.phonemes.alphabet)
+    r = {}
+    for words in (False, True):
+        result, post = ph.recognize(spoken.samples, spoken.sample_rate, words=words)
+        assert np.allclose(post.sum(1), 1.0) and result.mode == "recognised"
+        r[words] = np.corrcoef(truth, lip_gap(result.items, n, "arpabet"))[0, 1]
+    assert re.fullmatch(r"(\d+) of (\d+) recognised words trusted", result.note)
+    trusted, heard = map(int, re.findall(r"\d+", result.note))
+    assert heard >= 6 and trusted >= heard // 2, result.note
+    assert r[True] > r[False] + 0.05 and r[True] > 0.8, r
+
+
+def test_fusion_trusts_only_sure_words_that_agree_with_the_loop():
+    P = ph.PHONE_INDEX
+    loop = np.array([P[p] for p in "SIL B AA AA T T IY IY S SIL".split()])
+    aligned = np.array([P[p] for p in "SIL P AE AE D D K K S SIL".split()])
+    # frames are rows + shift; word 1 sure and same viseme classes, word 2 unsure, word 3 sure but
+    # a different mouth (IY spread vs K other consonant) on every row
+    words = [("bad", 3, 6, 0.9), ("tea", 7, 8, 0.1), ("keys", 8, 9, 0.95)]
+    fused, trusted = ph.fuse_word_phones(loop, aligned, words, shift=2)
+    assert trusted == 1
+    np.testing.assert_array_equal(fused, np.r_[aligned[:5], loop[5:]])
 
 
 def test_a_long_recording_is_recognised_in_pieces_cut_at_pauses(speech, monkeypatch):
@@ -192,6 +225,11 @@ def test_nodes_recognise_align_and_feed_features(speech, tmp_path):
     track = RecognizePhonemes().run(ctx_for(tmp_path, logs=logs), audio)["phonemes"]
     PHONEME_TRACK.validate(track)
     assert track.alphabet == "arpabet" and any("recognised" in str(d) for _, d in logs)
+    assert any("recognised words trusted" in str(d) for _, d in logs)
+    loop = RecognizePhonemes({"recognition": "phones"}).run(ctx_for(tmp_path), audio)["phonemes"]
+    want = ph.recognize(speech.samples, speech.sample_rate, words=False)[0].items
+    assert [it[0] for it in loop.items()] == [it[0] for it in want]
+    np.testing.assert_allclose([it[1] for it in loop.items()], [it[1] for it in want], atol=1e-6)
     aligned = RecognizePhonemes().run(ctx_for(tmp_path), audio, text=TEXT)["phonemes"]
     assert [p for p in aligned.labels if p != "SIL"][:2] == ["M", "AY"] and np.all(aligned.confidence == 1.0)
     node = AudioFeatures({"variant": "phonetic"})

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from graphcore.node import In, Node, NodeError, Out, RunContext
+from nodes.audio.phonetic_nodes import Recognition, recognition_field
 from nodes.types import AudioClip, FeatureSeq, PhonemeTrack
 
 
@@ -40,6 +41,7 @@ class AudioFeatures(Node):
         mel_align: Literal["centre", "start"] = Field(
             "centre", description="mel only: window centred on the frame (IP_LAP training) or starting at it (Wav2Lip inference)")
         transcript: str = Field("", description="phonetic only: what is said (forced alignment instead of recognition)")
+        recognition: Recognition = recognition_field()
 
     def run(self, ctx: RunContext, audio: AudioClip, fps: float | None = None,
             phonemes: PhonemeTrack | None = None) -> dict[str, Any]:
@@ -56,7 +58,7 @@ class AudioFeatures(Node):
         try:
             if p.variant == "phonetic":
                 data = phonetic_features(audio.samples, audio.sample_rate, fps=rate, num_frames=p.num_frames or None,
-                                         transcript=p.transcript or None,
+                                         transcript=p.transcript or None, words=p.recognition == "words",
                                          items=None if phonemes is None else phonemes.items())
             elif p.variant == "a2h_official":
                 from .a2h_official import official_frame_features

@@ -10,10 +10,11 @@ with the truth's, per clip, averaged per condition (the issue's metric).
 
 Methods:
 - `rms`: the RMS-envelope baseline (frame loudness in dB, smoothed).
-- `recogniser`: the issue's crude baseline — PocketSphinx all-phone phones, a per-phone mouth
-  openness table, smoothed.
+- `recogniser`: the issue's crude baseline — PocketSphinx all-phone phones (the phone loop alone,
+  no word recognition), a per-phone mouth openness table, smoothed.
 - `rules`: the rule-based LipSyncRules (nodes/lipsync/rules.py, default settings) on the mean
-  face (the rules' own signal; `lipsync_rules` / `lipsync_rules_video` are the workflow on the
+  face (the rules' own signal; `rules_phones` the same on the phone loop alone, without the word
+  path of `recognize`; `lipsync_rules` / `lipsync_rules_video` are the workflow on the
   sample portrait: its coefficients, and MediaPipe on its rendered video).
 - pipelines (`PIPELINES`): a workflow run in-process up to the node that carries the mouth,
   with `speech.path` set to the clip; its lip gap is read from its MorphCoeffs through the
@@ -54,7 +55,7 @@ CONDITIONS: dict[str, list[dict[str, Any]]] = {
     "pitch +2 st + pauses": [{"kind": "pitch", "semitones": 2.0}],
 }
 PAUSE_SECONDS = 0.8  # the "pauses" condition speaks the sentence in two halves with silence between and around
-METHODS = ("rms", "recogniser", "rules")
+METHODS = ("rms", "recogniser", "rules", "rules_phones")
 # workflow, node carrying the mouth, its port, how to read the lip gap ("coeffs" or "frames")
 PIPELINES: dict[str, tuple[str, str, str, str]] = {
     "lipsync_rules": ("lipsync_rules.yaml", "lipsync", "coeffs", "coeffs"),  # LipSyncRules on the sample portrait
@@ -149,17 +150,17 @@ def recogniser_gap(samples: np.ndarray, n: int) -> np.ndarray:
 
     t = (np.arange(n) + 0.5) / FPS
     y = np.zeros(n)
-    for p, s, e, _ in recognize(samples, 16000)[0].items:
+    for p, s, e, _ in recognize(samples, 16000, words=False)[0].items:  # the issue's all-phone mode
         y[(t >= s) & (t < e)] = OPENNESS.get(p, 0.3)
     return gaussian_filter1d(y, 1.0)
 
 
-def rules_gap(samples: np.ndarray, n: int) -> np.ndarray:
+def rules_gap(samples: np.ndarray, n: int, words: bool = True) -> np.ndarray:
     from trainers.data.phonetic import recognize
 
     from .rules import RuleSettings, frame_activity, rule_mouth
 
-    result, _ = recognize(samples, 16000)
+    result, _ = recognize(samples, 16000, words=words)
     loudness, _ = frame_activity(samples, 16000, n, FPS)
     curves, _ = rule_mouth(result.items, n, RuleSettings(fps=FPS), confidence=[c for *_, c in result.items],
                            loudness=loudness)
@@ -219,8 +220,8 @@ def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, t
         return rms_gap(clip.samples, n)
     if method == "recogniser":
         return recogniser_gap(clip.samples, n)
-    if method == "rules":
-        return rules_gap(clip.samples, n)
+    if method in ("rules", "rules_phones"):
+        return rules_gap(clip.samples, n, words=method == "rules")
     from nodes.io.media import write_audio
     from nodes.types import AudioClip
 

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from graphcore.node import CachePolicy, In, Node, NodeError, Out, OutputFile, RunContext
+from nodes.audio.phonetic_nodes import Recognition, recognition_field
 from nodes.types import AudioClip, MorphCoeffs, PhonemeTrack
 
 
@@ -49,6 +50,7 @@ class LipSyncRules(Node):
         rest_after: float = Field(0.25, ge=0.04, le=5, description="a pause at least this long (s) is a rest")
         quiet_rest: bool = Field(False, description="also rest wherever the audio is quiet that long, whatever the phones")
         transcript: str = Field("", description="what is said, when neither phonemes nor text are connected")
+        recognition: Recognition = recognition_field()
         blink_rate: float = Field(17.0, ge=0, le=60, description="blinks per minute")
         seed: int = Field(0, ge=0, description="seed of the blinks")
 
@@ -67,7 +69,8 @@ class LipSyncRules(Node):
         if reference.expression.shape[0] == 0:
             raise NodeError("LipSyncRules: the reference coefficients have no frames")
         if phonemes is None:
-            result, _ = phones(audio.samples, audio.sample_rate, text if text is not None else (p.transcript or None))
+            result, _ = phones(audio.samples, audio.sample_rate, text if text is not None else (p.transcript or None),
+                               words=p.recognition == "words")
             if result.note:
                 ctx.log(result.note)
             phonemes = PhonemeTrack.from_items(result.items, alphabet="arpabet")
