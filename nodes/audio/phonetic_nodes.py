@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from graphcore.node import In, Node, NodeError, Out, RunContext
 from nodes.types import AudioClip, PhonemeTrack
 
-
 Recognition = Literal["words", "phones"]
 
 
