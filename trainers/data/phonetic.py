@@ -94,6 +94,9 @@ def phone_class(phone: str) -> int:
     return _CLASS.get(phone, 5)
 
 
+PHONE_CLASSES = np.array([phone_class(p) for p in PHONES])  # viseme class of each index of PHONES
+
+
 def normalize_phone(label: str) -> str:
     """A recogniser / dictionary label as one of `PHONES` (fillers and noise -> SIL, stress dropped)."""
     if not label or label[0] in "+[<" or label.upper() in ("SIL", "SP", "SPN", "NSN"):
@@ -268,13 +271,12 @@ def fuse_word_phones(loop: np.ndarray, aligned: np.ndarray, words: Sequence[tupl
     phones agree with the loop's on the viseme class of at least WORD_AGREEMENT of its rows: two
     independent checks, so a word hallucinated in noise or babble keeps the loop's phones. `shift`:
     rows = decoder frames - shift (see `_frame_labels`). Returns (labels, words trusted)."""
-    classes = np.array([phone_class(p) for p in PHONES])
     out, trusted = loop.copy(), 0
     for _, first, last, posterior in words:
         lo, hi = max(first - shift, 0), min(last + 1 - shift, len(loop))
         if hi <= lo or posterior < WORD_POSTERIOR:
             continue
-        if (classes[loop[lo:hi]] == classes[aligned[lo:hi]]).mean() < WORD_AGREEMENT:
+        if (PHONE_CLASSES[loop[lo:hi]] == PHONE_CLASSES[aligned[lo:hi]]).mean() < WORD_AGREEMENT:
             continue
         out[lo:hi] = aligned[lo:hi]
         trusted += 1
@@ -309,8 +311,7 @@ def recognize(samples: np.ndarray, sample_rate: int, *, words: bool = True) -> t
             heard, trusted = heard + len(found), trusted + n_trusted
     gate = _gate(rms, n_rows)
     main[gate < 0.5] = 0
-    classes = np.array([phone_class(p) for p in PHONES])
-    agree = (classes[main] == classes[second]).astype(np.float64)
+    agree = (PHONE_CLASSES[main] == PHONE_CLASSES[second]).astype(np.float64)
     post = np.zeros((n_rows, N_PHONES))
     post[np.arange(n_rows), main] += 2.0 / 3.0
     post[np.arange(n_rows), second] += 1.0 / 3.0
@@ -375,7 +376,7 @@ def transcript_positions(recognised: Sequence[str], cuts: Sequence[int], referen
     """
     ref = np.array([PHONE_INDEX[normalize_phone(p)] for p in reference], np.int64)
     rec = np.array([PHONE_INDEX[normalize_phone(p)] for p in recognised], np.int64)
-    classes = np.array([phone_class(p) for p in PHONES])
+    classes = PHONE_CLASSES
 
     def rows_at(rec: np.ndarray, ref: np.ndarray, wanted: set[int]) -> dict[int, np.ndarray]:
         cols = np.arange(len(ref) + 1, dtype=np.float64)
