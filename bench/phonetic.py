@@ -5,8 +5,8 @@
 Speech: held-out sentences spoken by espeak-ng (en-gb-x-rp), concatenated to about `--seconds`
 of audio. Measured in one run, each best of 3: RecognizePhonemes' recognition (two PocketSphinx
 all-phone decodes, then the word path: a word decode with the generic LM and its alignment; and
-the phone loop alone, `recognition: phones`), forced alignment with the text, the whole `phonetic` feature variant
-(recognition + YIN + smoothing), and as the baseline the paper front-end `mfcc_pitch` (HDTF's
+the phone loop alone, `recognition: phones`), forced alignment with the text, the whole
+`phonetic` feature variant (recognition + YIN + smoothing), and as the baseline the paper front-end `mfcc_pitch` (HDTF's
 13 MFCC + 2 pitch) of the same audio. Prints seconds, times real time (audio seconds per
 compute second; > 1 is faster than real time) and the ratio to the baseline, with the load
 average (the machine may be shared).

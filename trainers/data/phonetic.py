@@ -289,7 +289,7 @@ def recognize(samples: np.ndarray, sample_rate: int, *, words: bool = True) -> t
     The phone loop (all-phone search, two weightings) always runs; with `words` the utterance is
     also decoded as English words with the generic LM and the phones of the words that pass
     `fuse_word_phones` replace the loop's main decode there (a word recogniser knows which phone
-    sequences are English; the loop alone confuses about half its phones). Rows quieter than the
+    sequences are English; the loop alone does not). Rows quieter than the
     voice-activity gate (`speech_gate`) are silence whatever the decoders heard there (they
     hallucinate in silence and steady noise).
     """
