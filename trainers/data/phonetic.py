@@ -516,6 +516,25 @@ def coarticulate(post: np.ndarray, rate: float = ROW_RATE, anticipation: float =
     return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
 
 
+def uncoarticulate(frames: np.ndarray, fps: float, anticipation: float = ANTICIPATION,
+                   carry_over: float = CARRY_OVER) -> np.ndarray:
+    """Undo `coarticulate` on frame-rate class rows (T, K), e.g. the phone columns of the features.
+
+    The smoothing is (1 - a_f a_b) F B, F and B the one-sided exponential filters, so its inverse
+    is two 2-tap filters: x_t = y_t - a_f y_(t+1), then - a_b x_(t-1) (up to a constant scale). On
+    frame means the decays are taken per frame (a = exp(-rate / fps)): exact for phones that hold
+    a whole frame, approximate inside one. Rows may go negative; what it is for is their argmax,
+    the phone that was said in the frame rather than the one the mouth was preparing for.
+    """
+    y = np.asarray(frames, np.float64)
+    a_f, a_b = np.exp(-anticipation / fps), np.exp(-carry_over / fps)
+    x = y.copy()
+    x[:-1] -= a_f * y[1:]
+    out = x.copy()
+    out[1:] -= a_b * x[:-1]
+    return out
+
+
 def loudness_rows(rms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(normalised loudness in [0, 1.5], dB, floor dB) of 100 Hz RMS rows, relative to the clip."""
     db = 20.0 * np.log10(np.maximum(rms, 1e-5))
