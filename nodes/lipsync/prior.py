@@ -2,7 +2,7 @@
 AnimationGenerator, Yi et al.'s AudioToExpressionPose; docs/lipsync.md "Rules prior + learned
 residual"). A departure from every paper, off in every preset.
 
-The rule-based mouth of the phonetic features (`features_rule_mouth`, which alone scores 0.678 on
+The rule-based mouth of the phonetic features (`features_rule_mouth`, which alone scores 0.713 on
 the held-out voices) is an extra input of the network, and its mouth output is that prior plus a
 learned residual whose last layer starts at zero (an untrained model gives the rules' mouth) and
 whose size the trainer penalises (L2 on the standardised residual). Why: trained on a few

@@ -136,7 +136,7 @@ def features_rule_mouth(features: np.ndarray, fps: float = 25.0, settings: RuleS
     at inference: the same input in both places. No rest face: the learned generators never see
     the reference's expression (their identity input carries the style), and the training clips'
     rest faces are not stored. On the held-out clips it scores within 0.01 of LipSyncRules on the
-    recogniser's own 10 ms phone segments (0.678 vs 0.686).
+    recogniser's own 10 ms phone segments (0.713 vs 0.722).
     """
     from trainers.data.phonetic import FEATURE_DIM, LOUDNESS
 
