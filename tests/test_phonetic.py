@@ -206,7 +206,6 @@ def test_features_from_items_match_the_recognised_track(speech):
     assert main_class.mean() > 0.8  # the direct features also carry the second decode
 
 
-
 def test_uncoarticulate_inverts_the_smoothing():
     """Exact at the 10 ms rows; on frame means the phone said most in a frame wins more often than
     in the smoothed classes, which lean toward the next phone."""

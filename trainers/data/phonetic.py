@@ -521,10 +521,11 @@ def uncoarticulate(frames: np.ndarray, fps: float, anticipation: float = ANTICIP
     """Undo `coarticulate` on frame-rate class rows (T, K), e.g. the phone columns of the features.
 
     The smoothing is (1 - a_f a_b) F B, F and B the one-sided exponential filters, so its inverse
-    is two 2-tap filters: x_t = y_t - a_f y_(t+1), then - a_b x_(t-1) (up to a constant scale). On
-    frame means the decays are taken per frame (a = exp(-rate / fps)): exact for phones that hold
-    a whole frame, approximate inside one. Rows may go negative; what it is for is their argmax,
-    the phone that was said in the frame rather than the one the mouth was preparing for.
+    is two 2-tap filters: x_t = y_t - a_f y_(t+1), then - a_b x_(t-1) (up to a constant scale),
+    exact on 10 ms rows. On frame means the decays are taken per frame (a = exp(-rate / fps)), an
+    approximation: the smoothing ran on the rows inside each frame. Rows may go negative; what it
+    is for is their argmax, the phone said in the frame rather than the one the mouth was
+    preparing for.
     """
     y = np.asarray(frames, np.float64)
     a_f, a_b = np.exp(-anticipation / fps), np.exp(-carry_over / fps)
