@@ -530,10 +530,9 @@ def uncoarticulate(frames: np.ndarray, fps: float, anticipation: float = ANTICIP
     y = np.asarray(frames, np.float64)
     a_f, a_b = np.exp(-anticipation / fps), np.exp(-carry_over / fps)
     x = y.copy()
-    x[:-1] -= a_f * y[1:]
-    out = x.copy()
-    out[1:] -= a_b * x[:-1]
-    return out
+    x[:-1] -= a_f * y[1:]  # undo the anticipation (F)
+    x[1:] -= a_b * x[:-1]  # then the carry-over (B); the right side is evaluated before the update
+    return x
 
 
 def loudness_rows(rms: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
