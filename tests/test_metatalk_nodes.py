@@ -252,53 +252,6 @@ def test_renderer_errors(tmp_path):
                                                            face_mask=np.zeros(real.shape[:3], np.float32), frames=real)
 
 
-def test_mouth_weight_adds_an_l1_over_the_lips_box(tmp_path):
-    """The box covers the lip points (in the band's rows), the extra term is logged and trained on,
-    and the option without landmarks is an error naming the input."""
-    import json
-
-    from nodes.metatalk.train import MOUTH_BOX_POINTS, mouth_boxes
-
-    t, size = 3, 512
-    landmarks = np.zeros((t, 478, 3), np.float32)
-    lips = np.array([[200, 380], [312, 380], [256, 360], [256, 410]], np.float32)  # corners, top, bottom
-    landmarks[:, MOUTH_BOX_POINTS, :2] = lips + np.arange(t)[:, None, None]
-    boxes = mouth_boxes(landmarks, size)
-    # 0.25 x the 112-px width around the lips' box, rows from the band's top (256)
-    np.testing.assert_array_equal(boxes[0], [360 - 28 - 256, 410 + 28 - 256, 200 - 28, 312 + 28])
-    assert (boxes[:, 1] <= size // 2).all() and (boxes[:, 0] >= 0).all()
-
-    real = crops(t, size)
-    mask = np.zeros((t, size, size), np.float32)
-    mask[:, 150:450, 130:380] = 1.0
-    params = {"steps": 6, "batch_size": 1, "lr_g": 2e-3, "threads": 1, "mouth_weight": 5.0, "work_dir": str(tmp_path / "r")}
-    M.TrainNeuralFaceRenderer(params).run(ctx_for(tmp_path), frames=real, rendered=real // 2, face_mask=mask,
-                                          landmarks=landmarks)
-    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert all("mouth_l1" in row for row in rows) and rows[-1]["mouth_l1"] < rows[0]["mouth_l1"]
-    with pytest.raises(NodeError, match="needs the crops' `landmarks`"):
-        M.TrainNeuralFaceRenderer({**params, "work_dir": str(tmp_path / "s")}).run(
-            ctx_for(tmp_path), frames=real, rendered=real // 2, face_mask=mask)
-
-
-def test_jitter_moves_input_and_target_together():
-    """pix2pix's jitter/mirroring: every tensor of a sample gets the same shift and flip."""
-    import torch
-
-    from nodes.metatalk.train import jitter_pairs
-
-    g = torch.Generator().manual_seed(0)
-    synthetic = torch.rand(4, 3, 32, 64, generator=g)
-    batch = {"synthetic": synthetic, "real": synthetic * 0.5 + 0.25, "mouth": (synthetic[:, :1] > 0.5).float()}
-    out = jitter_pairs(batch, np.random.default_rng(1), 6, True)
-    assert all(v.shape == batch[k].shape for k, v in out.items())
-    torch.testing.assert_close(out["real"], out["synthetic"] * 0.5 + 0.25)
-    torch.testing.assert_close(out["mouth"], (out["synthetic"][:, :1] > 0.5).float())
-    assert not torch.equal(out["synthetic"], synthetic)
-    same = jitter_pairs(batch, np.random.default_rng(1), 0, False)
-    assert all(torch.equal(v, batch[k]) for k, v in same.items())
-
-
 def test_evaluate_scores_a_perfect_result_perfectly_and_a_worse_one_worse(tmp_path):
     real = crops(2)
     target = coeffs(2)

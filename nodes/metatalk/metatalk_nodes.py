@@ -298,7 +298,6 @@ class TrainNeuralFaceRenderer(Node):
         "frames": In("Frames", "the target's face crops (CropAlign)"),
         "rendered": In("Frames", "Render3DMM of the target's own coefficients, background black"),
         "face_mask": In("Mask", "Render3DMM's face_mask"),
-        "landmarks": In("Landmarks", "the crops' MediaPipe landmarks (CropAlign), for `mouth_weight`", optional=True),
     }
     outputs = train_outputs(NEURAL_FACE_RENDERER)
 
@@ -306,35 +305,18 @@ class TrainNeuralFaceRenderer(Node):
         steps: int = Field(2000, ge=1, le=10_000_000)
         batch_size: int = Field(4, ge=1, le=1024)
         lambda_adv: float = Field(0.01, ge=0, description="eq. 4 λ (the paper does not give it)")
-        mouth_weight: float = Field(0.0, ge=0, le=1000, description=(
-            "not in the paper: weight of an extra L1 over each frame's mouth box (from `landmarks`), added to "
-            "eq. 2; 0: the paper's loss"))
-        jitter: int = Field(0, ge=0, le=64, description="not in MetaTalk, pix2pix's training recipe: shift each "
-                                                      "(render, frame) pair by up to this many pixels")
-        mirror: bool = Field(False, description="not in MetaTalk, pix2pix's: mirror each pair left-right at random")
 
-    def run(self, ctx: RunContext, frames: np.ndarray, rendered: np.ndarray, face_mask: np.ndarray,
-            landmarks: np.ndarray | None = None) -> dict[str, Any]:
-        from .train import RendererTask, RendererTrainSettings, compose, lower_half, mouth_boxes
+    def run(self, ctx: RunContext, frames: np.ndarray, rendered: np.ndarray, face_mask: np.ndarray) -> dict[str, Any]:
+        from .train import RendererTask, RendererTrainSettings, compose, lower_half
 
         p = self.params
         _check_crops("TrainNeuralFaceRenderer", frames)
         if rendered.shape != frames.shape or face_mask.shape != frames.shape[:3]:
             raise NodeError(f"TrainNeuralFaceRenderer: rendered {rendered.shape}, face_mask {face_mask.shape} and frames "
                             f"{frames.shape} must match (render the target's own coefficients on its crops)")
-        boxes = None
-        if p.mouth_weight > 0:
-            if landmarks is None:
-                raise NodeError("TrainNeuralFaceRenderer: mouth_weight > 0 needs the crops' `landmarks` (CropAlign.landmarks)")
-            if landmarks.ndim != 3 or len(landmarks) != len(frames) or landmarks.shape[1] < 468:
-                raise NodeError(f"TrainNeuralFaceRenderer: landmarks {landmarks.shape} must be MediaPipe's, one set per "
-                                f"frame ({len(frames)})")
-            boxes = mouth_boxes(np.asarray(landmarks, dtype=np.float64), frames.shape[1])
         synthetic = lower_half(compose(rendered, face_mask, frames))
         task = RendererTask(np.ascontiguousarray(synthetic), np.ascontiguousarray(lower_half(frames)),
-                            RendererTrainSettings(preset=p.preset, lambda_adv=p.lambda_adv, mouth_weight=p.mouth_weight,
-                                                  jitter=p.jitter, mirror=p.mirror),
-                            {"source": "target video"}, boxes)
+                            RendererTrainSettings(preset=p.preset, lambda_adv=p.lambda_adv), {"source": "target video"})
         return run_training(ctx, "TrainNeuralFaceRenderer", task, p)
 
 

@@ -145,51 +145,11 @@ def from_tensor(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(1, -1).cpu().numpy()
 
 
-# MediaPipe's lip corners and the outer lips' middle points: the box the mouth weight covers
-MOUTH_BOX_POINTS = (61, 291, 0, 17)
-
-
-def mouth_boxes(landmarks: np.ndarray, size: int, margin: float = 0.25) -> np.ndarray:
-    """(T, 478, 2|3) crop-pixel landmarks -> (T, 4) int boxes y0, y1, x0, x1 in the lower-half band
-    (`lower_half`'s rows), the lips' box grown by `margin` x the mouth's width on every side."""
-    pts = landmarks[:, MOUTH_BOX_POINTS, :2]
-    lo, hi = pts.min(axis=1), pts.max(axis=1)
-    pad = margin * (hi[:, 0] - lo[:, 0])[:, None]
-    lo, hi = lo - pad, hi + pad
-    top = size - size // 2
-    y0 = np.clip(np.floor(lo[:, 1]) - top, 0, size // 2 - 1)
-    y1 = np.clip(np.ceil(hi[:, 1]) - top, y0 + 1, size // 2)
-    x0 = np.clip(np.floor(lo[:, 0]), 0, size - 1)
-    x1 = np.clip(np.ceil(hi[:, 0]), x0 + 1, size)
-    return np.stack([y0, y1, x0, x1], axis=1).astype(np.int64)
-
-
-def jitter_pairs(batch: dict[str, torch.Tensor], rng: np.random.Generator, shift: int, mirror: bool) -> dict[str, torch.Tensor]:
-    """pix2pix's random jitter and mirroring (its §6.2 training details; not in MetaTalk): every
-    tensor of sample i gets the same shift of up to `shift` pixels (edges replicated) and the same
-    left-right flip, so input and target stay aligned while the pixel positions vary."""
-    n, (h, w) = next(iter(batch.values())).shape[0], next(iter(batch.values())).shape[-2:]
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in batch}
-    for i in range(n):
-        dy, dx = (int(v) for v in rng.integers(-shift, shift + 1, size=2))
-        flip = bool(mirror and rng.random() < 0.5)
-        for k, v in batch.items():
-            x = v[i:i + 1]
-            if shift:
-                x = torch.nn.functional.pad(x, (shift, shift, shift, shift), mode="replicate")
-                x = x[..., shift + dy:shift + dy + h, shift + dx:shift + dx + w]
-            out[k].append(x.flip(-1) if flip else x)
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
 class RendererTrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str = Field("tiny", description="size preset: tiny or paper")
     lambda_adv: float = Field(0.01, ge=0, description="eq. 4 λ (not given by the paper)")
-    mouth_weight: float = Field(0.0, ge=0, description="weight of an extra L1 over the mouth box (not in the paper; needs boxes)")
-    jitter: int = Field(0, ge=0, le=64, description="pix2pix's random jitter: shift each pair by up to this many pixels")
-    mirror: bool = Field(False, description="pix2pix's random mirroring of each pair")
 
 
 class RendererTask(TrainTask):
@@ -197,8 +157,7 @@ class RendererTask(TrainTask):
 
     name = "metatalk.face_renderer"
 
-    def __init__(self, synthetic: np.ndarray, real: np.ndarray, settings: RendererTrainSettings, data: dict[str, Any],
-                 boxes: np.ndarray | None = None) -> None:
+    def __init__(self, synthetic: np.ndarray, real: np.ndarray, settings: RendererTrainSettings, data: dict[str, Any]) -> None:
         from nodes.model_registry import model_config
 
         size = real.shape[2]
@@ -206,10 +165,7 @@ class RendererTask(TrainTask):
             raise ValueError(f"synthetic {synthetic.shape} and real {real.shape} must both be (T, size/2, size, 3) bands")
         self.cfg: FaceRendererConfig = model_config(NEURAL_FACE_RENDERER, {**NEURAL_FACE_RENDERER.presets[settings.preset],
                                                                           "size": size})
-        if settings.mouth_weight > 0 and (boxes is None or boxes.shape != (len(real), 4)):
-            raise ValueError(f"mouth_weight {settings.mouth_weight} needs one mouth box per frame ({len(real)})")
         self.synthetic, self.real, self.s, self.data = synthetic, real, settings, data
-        self.boxes = boxes if settings.mouth_weight > 0 else None
 
     def build(self) -> None:
         self.generator = NeuralFaceRendererNet(self.cfg)
@@ -222,8 +178,7 @@ class RendererTask(TrainTask):
         return {**self.data, "frames": len(self.real), "band": list(self.real.shape[1:3]), "settings": self.s.model_dump()}
 
     def data_identity(self) -> dict[str, Any]:
-        arrays = [self.synthetic, self.real] + ([self.boxes] if self.boxes is not None else [])
-        return {**super().data_identity(), "arrays_sha256": arrays_fingerprint(arrays)}
+        return {**super().data_identity(), "arrays_sha256": arrays_fingerprint([self.synthetic, self.real])}
 
     def on_train_start(self, log: Callable[[str], None]) -> None:
         log(f"face renderer: {len(self.real)} frames, band {self.real.shape[1]}x{self.real.shape[2]}, "
@@ -231,26 +186,12 @@ class RendererTask(TrainTask):
 
     def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, torch.Tensor]:
         ts = rng.integers(0, len(self.real), size=batch_size)
-        batch = {"synthetic": to_tensor(self.synthetic[ts]), "real": to_tensor(self.real[ts])}
-        if self.boxes is not None:
-            mask = torch.zeros(batch_size, 1, *self.real.shape[1:3])
-            for i, (y0, y1, x0, x1) in enumerate(self.boxes[ts]):
-                mask[i, :, y0:y1, x0:x1] = 1.0
-            batch["mouth"] = mask
-        if self.s.jitter or self.s.mirror:
-            batch = jitter_pairs(batch, rng, self.s.jitter, self.s.mirror)
-        return batch
+        return {"synthetic": to_tensor(self.synthetic[ts]), "real": to_tensor(self.real[ts])}
 
     def generator_step(self, batch: dict[str, torch.Tensor], use_gan: bool) -> StepOutput:
         out = self.generator(batch["synthetic"])
-        error = (out - batch["real"]).abs()
-        l1 = error.mean()  # eq. 2
+        l1 = (out - batch["real"]).abs().mean()  # eq. 2
         loss, logs = l1, {"l1": l1.item()}
-        if "mouth" in batch:  # not in the paper: the lips are ~2% of the band, and eq. 2 alone draws them loosely
-            mask = batch["mouth"]
-            mouth = (error * mask).sum() / (mask.sum() * error.shape[1])
-            loss = loss + self.s.mouth_weight * mouth
-            logs["mouth_l1"] = mouth.item()
         if use_gan and self.s.lambda_adv > 0:
             adv = bce_g_loss(self.discriminator(out))  # eq. 3, generator side
             loss = loss + self.s.lambda_adv * adv  # eq. 4
