@@ -1,6 +1,11 @@
 """The held-out lip-sync evaluation (nodes/lipsync/benchmark.py, EvaluateLipSync)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from engine_helpers import ctx_for
@@ -10,6 +15,7 @@ from nodes.lipsync.evaluate import correlation, landmark_lip_gap
 from nodes.lipsync.lipsync_nodes import EvaluateLipSync
 
 pytest.importorskip("pocketsphinx")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_conditions_use_only_held_out_degradations():
@@ -101,3 +107,13 @@ def test_pipelines_are_scored_through_their_workflows(tmp_path):
     clips = B.make_clips(voices=["espeak:en-gb-x-rp"], sentences=["Please pass me the blue bowl."], conditions=["clean"])
     scores = B.evaluate(clips, ["hdtf", "memorygan_image"], cache_dir=tmp_path / "cache")
     assert all(np.isfinite(scores[m]["clean"][0]) for m in ("hdtf", "memorygan_image"))
+    # a second run on the same cache (another process: str hashes differ) computes nothing again
+    stored = sorted((tmp_path / "cache" / "refs").rglob("*"))  # the cache's entries (used/ records every run)
+    assert (tmp_path / "cache" / "clips" / B.clip_wav_name(clips[0])).is_file()
+    again = subprocess.run([sys.executable, "-c", (
+        "from nodes.lipsync import benchmark as B; "
+        "c = B.make_clips(voices=['espeak:en-gb-x-rp'], sentences=['Please pass me the blue bowl.'], conditions=['clean']); "
+        f"print(B.evaluate(c, ['hdtf'], cache_dir={str(tmp_path / 'cache')!r})['hdtf']['clean'][0])")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "12345"}, cwd=ROOT, check=True)
+    assert float(again.stdout.split()[-1]) == pytest.approx(scores["hdtf"]["clean"][0])
+    assert sorted((tmp_path / "cache" / "refs").rglob("*")) == stored

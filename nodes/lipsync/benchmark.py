@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,12 @@ class PipelineRunner:
         return report.load_output(node, port)
 
 
+def clip_wav_name(clip: Clip) -> str:
+    """The clip's wav file name, the same in every process (str hash() is salted per process): the
+    path is a LoadAudio parameter, so a salted name would make each run miss the last one's cache."""
+    return f"clip_{zlib.crc32(f'{clip.name}|{clip.condition}'.encode()):08x}.wav"
+
+
 def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, tmp: Path | None = None) -> np.ndarray:
     n = len(clip.truth)
     if method == "rms":
@@ -227,7 +234,7 @@ def method_gaps(method: str, clip: Clip, runner: PipelineRunner | None = None, t
 
     base, *overrides = method.split(":")
     workflow, node, port, kind = PIPELINES[base]
-    wav = Path(tmp) / f"clip_{abs(hash((clip.name, clip.condition))) % 10**8}.wav"
+    wav = Path(tmp) / clip_wav_name(clip)
     write_audio(wav, AudioClip(clip.samples, 16000))
     value = runner.run(workflow, node, port, wav, overrides)
     if kind == "landmarks":  # MediaPipe layout already (IP_LAP's generated jaw and lips)
@@ -266,11 +273,14 @@ def evaluate(clips: Sequence[Clip], methods: Sequence[str], workflows_dir: Path 
         runner = None
         if any(m.split(":")[0] in PIPELINES for m in methods):
             runner = PipelineRunner(workflows_dir or root / "workflows", cache_dir or Path(tmp) / "cache")
+        # with a cache, the clips' wavs live beside it, so a later run finds its results
+        wav_dir = Path(cache_dir) / "clips" if cache_dir else Path(tmp)
+        wav_dir.mkdir(parents=True, exist_ok=True)
         total, done = len(methods) * len(clips), 0
         for m in methods:
             for c in clips:
                 progress(done, total, f"{m}: {c.name}, {c.condition}")
-                r = correlation(c.truth, method_gaps(m, c, runner, Path(tmp)))
+                r = correlation(c.truth, method_gaps(m, c, runner, wav_dir))
                 out[m].setdefault(c.condition, []).append(r)
                 done += 1
     return out
