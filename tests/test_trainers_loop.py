@@ -246,6 +246,27 @@ def test_init_is_part_of_the_run_it_starts(tmp_path):
     assert any(m.startswith("not resuming") for m in logs) and any("initialised" in m and "step 15" in m for m in logs)
 
 
+def test_init_may_differ_in_the_keys_the_task_names(tmp_path):
+    """A fully convolutional model's weights start a run at another image size; any other
+    difference is still refused."""
+    from trainers.loop import InitError
+
+    fit(LinearGanTask(), _cfg(steps=5), tmp_path / "a")
+    export = str(tmp_path / "a" / "model.pt")
+    bigger = LinearGanTask()
+    bigger.model_config = lambda: {"kind": "linear", "size": 128}
+    with pytest.raises(InitError, match="another model config"):
+        Trainer(bigger, _cfg(steps=1, init=export), tmp_path / "b").fit()
+    bigger.init_may_differ_in = frozenset({"size"})
+    result, logs = fit(bigger, _cfg(steps=1, init=export), tmp_path / "c")
+    assert any("initialised the generator" in m and "size None -> 128" in m for m in logs)
+    other = LinearGanTask()
+    other.model_config = lambda: {"kind": "other", "size": 128}
+    other.init_may_differ_in = frozenset({"size"})
+    with pytest.raises(InitError, match="another model config"):
+        Trainer(other, _cfg(steps=1, init=export), tmp_path / "d").fit()
+
+
 def test_init_refuses_what_does_not_fit(tmp_path):
     from trainers.loop import InitError
 

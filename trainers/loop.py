@@ -89,6 +89,9 @@ class TrainTask(abc.ABC):
     name: str = "task"
     generator: nn.Module
     discriminator: nn.Module | None = None
+    # model config keys an `init` checkpoint may differ in: ones that change no tensor's shape
+    # (a fully convolutional net's image size), so the same weights start a run at another setting
+    init_may_differ_in: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def build(self) -> None:
@@ -282,7 +285,10 @@ class Trainer:
         what = f"{state.get('format')!r} of task {state.get('task')!r}" if isinstance(state, dict) else type(state).__name__
         if not isinstance(state, dict) or state.get("format") not in (TRAIN_FORMAT, MODEL_FORMAT) or state.get("task") != t.name:
             raise InitError(f"init checkpoint {path} is not a {t.name} model export or training state (it is {what})")
-        if state.get("model_config") != t.model_config():
+        def compared(config: Any) -> Any:
+            return {k: v for k, v in config.items() if k not in t.init_may_differ_in} if isinstance(config, dict) else config
+
+        if compared(state.get("model_config")) != compared(t.model_config()):
             raise InitError(f"init checkpoint {path} has another model config: {state.get('model_config')}; "
                             f"this run builds {t.model_config()}")
         t.generator.load_state_dict(state["generator"])
@@ -297,7 +303,9 @@ class Trainer:
                 self.opt_d.load_state_dict(state["opt_d"])
                 parts.append("discriminator optimiser")
             self._set_hyperparameters()  # the moments carry over; this run's learning rates and betas apply
-        self.log(f"{t.name}: initialised the {', '.join(parts)} from {path} (step {state.get('step')} of that run)")
+        changed = sorted(k for k in t.init_may_differ_in if state["model_config"].get(k) != t.model_config().get(k))
+        note = "; " + ", ".join(f"{k} {state['model_config'].get(k)} -> {t.model_config().get(k)}" for k in changed) if changed else ""
+        self.log(f"{t.name}: initialised the {', '.join(parts)} from {path} (step {state.get('step')} of that run{note})")
 
     def _difference(self, state: dict[str, Any]) -> str:
         """What differs between a saved state and this run, in words (for the log)."""

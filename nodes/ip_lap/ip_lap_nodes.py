@@ -232,6 +232,7 @@ class TrainLandmarkRenderer(Node):
     outputs = train_outputs(RENDERER)
 
     class Params(_IPLAPTrainParams):
+        preset: Literal["tiny", "tiny128", "paper"] = Field("tiny", description="size preset (tiny128: tiny's widths at 128-px faces)")
         references: int = Field(3, ge=1, le=64, description="N reference images per sample (paper: 3 in training)")
         vgg_weights: str = InputFile("", description="VGG-19 state dict (torchvision layout, e.g. the vgg19.pt that "
                                                      "`graphrun weights import ip_lap` writes); empty: the fallback")

@@ -54,8 +54,11 @@ RENDERER = register_model(ModelSpec(
         # CPU: 64-px faces (a quarter of the pixels) and narrow layers; one reference costs ~20 ms per frame
         "tiny": {"size": 64, "c1": 8, "c2": 48, "spade_hidden": 16, "audio_widths": (8, 16, 32, 48), "audio_dim": 64,
                  "adain_hidden": 16, "weight_hidden": 8},
+        # the tiny widths at the paper's 128-px faces: lip gaps of a few pixels at 64 px drew as closed
+        "tiny128": {"size": 128, "c1": 8, "c2": 48, "spade_hidden": 16, "audio_widths": (8, 16, 32, 48), "audio_dim": 64,
+                    "adain_hidden": 16, "weight_hidden": 8},
     },
-    parameters={"paper": 18_963_235, "tiny": 441_671},
+    parameters={"paper": 18_963_235, "tiny": 441_671, "tiny128": 441_671},
     official_parameters=OFFICIAL_RENDERER_WITH_VGG - OFFICIAL_VGG19,
     official_source=f"{OFFICIAL_SOURCE}: Renderer (38,987,619) less the VGG-19 of its perceptual loss (20,024,384)",
     bundled="checkpoints/ip_lap/renderer_tiny.pt",

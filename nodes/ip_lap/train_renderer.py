@@ -50,6 +50,7 @@ class RendererTrainSettings(BaseModel):
 
 class RendererTask(TrainTask):
     name = "ip_lap.renderer"
+    init_may_differ_in = frozenset({"size"})  # fully convolutional: tiny's 64-px weights start a tiny128 run
 
     def __init__(self, settings: RendererTrainSettings) -> None:
         self.s = settings
