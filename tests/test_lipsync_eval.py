@@ -40,6 +40,18 @@ def test_correlation_and_lip_gap_measures():
     np.testing.assert_allclose(landmark_lip_gap(lm), [0.1, 0.3])
 
 
+def test_a_clip_is_the_same_whichever_clips_are_chosen_with_it():
+    """The phone call's babble comes from the default clips' speech, not from those chosen."""
+    from nodes.synth.sentences import EVAL_SENTENCES
+    from nodes.synth.speech import HELD_OUT_VOICES
+
+    one = B.make_clips(voices=HELD_OUT_VOICES[:1], sentences=EVAL_SENTENCES[1:2], conditions=["phone call"])[0]
+    two = B.make_clips(voices=HELD_OUT_VOICES[:1], sentences=EVAL_SENTENCES[1:3], conditions=["phone call"])
+    same = next(c for c in two if c.name == one.name)
+    np.testing.assert_array_equal(one.samples, same.samples)
+    np.testing.assert_array_equal(one.truth, same.truth)
+
+
 def test_held_out_clips_and_baselines():
     clips = B.make_clips(voices=["flite:awb"], sentences=["My father paid for the big blue boat with a pile of old coins."],
                          conditions=["clean", "pitch +2 st + pauses"])
