@@ -15,10 +15,23 @@ def test_bundled_checkpoints_match_manifest():
     folder = ROOT / "assets/checkpoints/ip_lap"
     manifest = json.loads((folder / "MANIFEST.json").read_text())
     assert set(manifest["checkpoints"]) == {p.name for p in folder.glob("*.pt")} == {
-        "landmark_generator_tiny.pt", "landmark_generator_prior_tiny.pt", "renderer_tiny.pt"}
+        "landmark_generator_tiny.pt", "landmark_generator_prior_tiny.pt", "renderer_tiny.pt", "renderer_tiny128.pt"}
     for name, entry in manifest["checkpoints"].items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"], name
         assert entry["steps"] > 0 and entry["final_losses"]
+
+
+def test_the_dubbing_workflow_renders_128_px_faces_from_the_tiny_weights():
+    """ip_lap.yaml's renderer is tiny128: tiny's layers (the same tensors) at the paper's 128-px faces."""
+    import torch
+    import yaml
+
+    folder = ROOT / "assets/checkpoints/ip_lap"
+    small, large = (torch.load(folder / n, map_location="cpu", weights_only=False) for n in ("renderer_tiny.pt", "renderer_tiny128.pt"))
+    assert small["model_config"]["size"] == 64 and large["model_config"]["size"] == 128
+    assert {k: v.shape for k, v in small["generator"].items()} == {k: v.shape for k, v in large["generator"].items()}
+    render = yaml.safe_load((ROOT / "workflows/ip_lap.yaml").read_text())["nodes"]["render"]
+    assert render["params"]["checkpoint"] == "../assets/checkpoints/ip_lap/renderer_tiny128.pt"
 
 
 def test_bundled_checkpoints_key_the_cache():
