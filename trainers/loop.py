@@ -67,7 +67,8 @@ class TrainConfig(BaseModel):
     init: str | None = Field(None, description=(
         "start from this checkpoint instead of random weights: a model export (the generator) or a "
         "training state last.pt (generator, discriminator and optimiser moments); the step count starts "
-        "at 0, so `steps` more updates are made (gan_start counts from 0 too). The model config must match"))
+        "at 0, so `steps` more updates are made (gan_start counts from 0 too). The model config must match, "
+        "but for the keys the task's init_may_differ_in names (e.g. a fully convolutional renderer's size)"))
     progress_bar: bool = True
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
 
