@@ -28,7 +28,8 @@ class TrainParams(BaseModel):
     work_dir: str = OutputPath("", folder=True,
                                description="where training state lives (resume after an interruption); empty: the user cache dir")
     init: str = InputFile("", description=(
-        "start from this checkpoint instead of random weights: a model export of the same model and preset (fine-tuning), "
+        "start from this checkpoint instead of random weights: a model export of the same model and preset (fine-tuning; "
+        "IP_LAP's renderer also takes tiny's weights for tiny128), "
         "or a training state last.pt (also the discriminator and optimiser moments: continuing a run, e.g. after its "
         "dataset was rebuilt); `steps` more updates, gan_start counted from this run's start"), extensions=(".pt",))
     save_to: str = OutputFile("", description="also copy the trained model here (e.g. assets/checkpoints/x.pt)", extensions=(".pt",))
