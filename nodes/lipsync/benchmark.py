@@ -116,14 +116,19 @@ def make_clips(voices: Sequence[str] | None = None, sentences: Sequence[str] | N
     voices = list(voices or HELD_OUT_VOICES)
     sentences = list(sentences or EVAL_SENTENCES[1:3])
     conditions = list(conditions or CONDITIONS)
-    spoken = [(v, k, synthesize(s, voice=v, rate=rate)) for v in voices for k, s in enumerate(sentences)]
-    # the phone call's babble: the default clips' speech (held-out voices only) whatever is chosen,
-    # so a clip of a smaller run is the same clip as in the full one
-    default = [(v, s) for v in HELD_OUT_VOICES for s in EVAL_SENTENCES[1:3]]
-    if [(v, sentences[k]) for v, k, _ in spoken] == default:
-        babble = np.concatenate([sp.samples for *_, sp in spoken])
-    else:
-        babble = np.concatenate([synthesize(s, voice=v, rate=rate).samples for v, s in default])
+    said: dict[tuple[str, str], Any] = {}
+
+    def say(voice: str, sentence: str) -> Any:  # each (voice, sentence) synthesised once
+        if (voice, sentence) not in said:
+            said[voice, sentence] = synthesize(sentence, voice=voice, rate=rate)
+        return said[voice, sentence]
+
+    spoken = [(v, k, say(v, s)) for v in voices for k, s in enumerate(sentences)]
+    # the babble: the default clips' speech (held-out voices only) whatever is chosen, so a clip
+    # of a smaller run is the same clip as in the full one
+    needs_babble = any(step.get("noise") == "babble" for c in conditions for step in CONDITIONS[c])
+    babble = np.concatenate([say(v, s).samples for v in HELD_OUT_VOICES for s in EVAL_SENTENCES[1:3]]) \
+        if needs_babble else None
     clips = []
     for v, k, sp in spoken:
         for cond in conditions:
