@@ -208,7 +208,7 @@ def write_export(path: Path, task: str, model_config: dict[str, Any], state: dic
     """A talkgraph model export (trainers/loop.py's format) of converted official weights."""
     import torch
 
-    from trainers.loop import MODEL_FORMAT
+    from trainers.exports import MODEL_FORMAT
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -131,6 +131,20 @@ def test_talkgraph_nodes_find_their_code_without_declaring_it():
         assert not [m for m in class_imports(cls, scope_of(cls)) if not m.startswith(("nodes", "trainers"))], cls
 
 
+def test_inference_nodes_do_not_depend_on_the_training_loop():
+    """Editing trainers/loop.py (an option's description, say) must not throw away every cached
+    inference result: a node that runs a model imports the export format, not the loop. Found
+    when a benchmark re-run missed its cache after such an edit."""
+    registry = build_registry(env=False)
+    training = ("/train", "/evaluate", "evaluate")  # trainers, and evaluations that train baselines
+    for cls in registry.all():
+        if cls.category.endswith(training) or cls.type_name.startswith(("Train", "Personalize")):
+            continue
+        assert "trainers.loop" not in class_imports(cls, scope_of(cls)), cls.type_name
+    for name in ("LandmarkGenerator", "NeuralFaceRenderer", "AnimationGenerator", "A2E"):
+        assert "trainers.exports" in class_imports(registry.get(name), scope_of(registry.get(name))), name
+
+
 @pytest.fixture()
 def plugin_package(tmp_path, monkeypatch):
     """A plugin package whose node reaches `deep.py` through `helpers.py`; `unused.py` sits beside them."""

@@ -14,12 +14,14 @@ from typing import Any
 from graphcore.node import NodeError
 from graphcore.types import CheckpointBlob
 
+# The export format, here rather than in loop.py: inference nodes read exports, and what they
+# import enters their cache keys (a change to the training loop must not invalidate inference).
+MODEL_FORMAT = "talkgraph.model/1"
+
 
 def read_model_export(source: str | os.PathLike | CheckpointBlob, arch: str, hint: str) -> dict[str, Any]:
     """The export dict of a checkpoint, checked to hold an `arch` model (model_config["arch"])."""
     import torch
-
-    from .loop import MODEL_FORMAT
 
     if isinstance(source, CheckpointBlob):
         what, stream = "the connected checkpoint", source.open()

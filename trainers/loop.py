@@ -36,10 +36,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .exports import MODEL_FORMAT
 from .fingerprint import NOT_RESULTS, dataset_fingerprint, digest
 
 TRAIN_FORMAT = "talkgraph.train/1"
-MODEL_FORMAT = "talkgraph.model/1"
 LOOP_FILES = ("last.pt", "model.pt", "metrics.jsonl", "loss_curve.png")  # what the loop writes to out_dir
 
 

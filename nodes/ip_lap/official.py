@@ -150,9 +150,9 @@ def nn_wrap(features: torch.nn.Module) -> torch.nn.Module:
 
 def export_dict(arch: str, state: dict[str, torch.Tensor], source: dict[str, Any],
                 official: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A model export in the training loop's format (trainers/loop.py MODEL_FORMAT) for `arch`'s paper preset."""
+    """A model export in the training loop's format (trainers/exports.py MODEL_FORMAT) for `arch`'s paper preset."""
     from nodes.model_registry import model_config
-    from trainers.loop import MODEL_FORMAT
+    from trainers.exports import MODEL_FORMAT
 
     return {"format": MODEL_FORMAT, "task": f"official_{arch}", "model_config": {"arch": arch, **model_config(arch, "paper").model_dump(mode="json")},
             "train_config": {}, "data": {"official": source}, "step": 0, "wall_s": 0.0, "final_losses": {},

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -139,3 +140,24 @@ def face_blend_mask(face_mask, grow: int, feather: int):
         m = cv2.dilate(m, kernel) if kernel is not None else m
         out[t] = cv2.blur(m, (2 * feather + 1, 2 * feather + 1)) if feather else m
     return np.clip(out, 0, 1)
+
+
+# --- the renderer's input and output (used by the node and the trainer) ---
+
+def compose(rendered: np.ndarray, face_mask: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """AudioDVP's masking (§2.4): the rendered face where it was drawn, the real frame elsewhere."""
+    return np.where(face_mask[..., None] > 0.5, rendered, frames)
+
+
+def lower_half(images: np.ndarray) -> np.ndarray:
+    """(T, S, S, 3) -> the band G translates, (T, S/2, S, 3)."""
+    return images[:, images.shape[1] - images.shape[1] // 2:]
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, 1).float().div(127.5).sub(1.0)
+
+
+def from_tensor(x: torch.Tensor) -> np.ndarray:
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(1, -1).cpu().numpy()

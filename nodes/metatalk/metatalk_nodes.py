@@ -193,8 +193,7 @@ class NeuralFaceRenderer(Node):
             checkpoint: CheckpointBlob | None = None) -> dict[str, Any]:
         import torch
 
-        from .face_renderer import band_blend_mask, face_blend_mask
-        from .train import compose, from_tensor, lower_half, to_tensor
+        from .face_renderer import band_blend_mask, compose, face_blend_mask, from_tensor, lower_half, to_tensor
 
         p = self.params
         size = _check_crops("NeuralFaceRenderer", frames)
@@ -307,7 +306,8 @@ class TrainNeuralFaceRenderer(Node):
         lambda_adv: float = Field(0.01, ge=0, description="eq. 4 λ (the paper does not give it)")
 
     def run(self, ctx: RunContext, frames: np.ndarray, rendered: np.ndarray, face_mask: np.ndarray) -> dict[str, Any]:
-        from .train import RendererTask, RendererTrainSettings, compose, lower_half
+        from .face_renderer import compose, lower_half
+        from .train import RendererTask, RendererTrainSettings
 
         p = self.params
         _check_crops("TrainNeuralFaceRenderer", frames)
@@ -347,7 +347,7 @@ class EvaluateMetaTalk(Node):
         from nodes.metrics.image_quality import psnr, ssim
         from nodes.metrics.motion import lip_landmark_distance
 
-        from .train import compose, lower_half
+        from .face_renderer import compose, lower_half
 
         n = min(len(real), len(generated), len(target.expression), len(driven.expression))
         square = all(a.ndim == 4 and a.shape[1] == a.shape[2] and a.shape[3] == 3 for a in (real, generated))

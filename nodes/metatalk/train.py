@@ -21,7 +21,7 @@ from trainers.gan_losses import bce_d_loss, bce_g_loss
 from trainers.loop import StepOutput, TrainTask
 
 from .a2e import AUDIODVP_A2E, MOUTH_DIM, A2ENet, with_mouth_prior
-from .face_renderer import FaceRendererConfig, NeuralFaceRendererNet, band_shape, build_discriminator
+from .face_renderer import FaceRendererConfig, NeuralFaceRendererNet, band_shape, build_discriminator, to_tensor
 from .models import A2E, NEURAL_FACE_RENDERER
 
 FEATURE = "mfcc80_window"  # the paper's input; `phonetic` is the option
@@ -124,25 +124,6 @@ class A2ETask(TrainTask):
             return StepOutput(mse, {"mse": mse.item()})
         penalty = residual[:, :MOUTH_DIM].pow(2).mean()  # nodes/lipsync/prior.py residual_penalty, in H's units
         return StepOutput(mse + self.s.lambda_residual * penalty, {"mse": mse.item(), "residual": penalty.item()})
-
-
-def compose(rendered: np.ndarray, face_mask: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """AudioDVP's masking (§2.4): the rendered face where it was drawn, the real frame elsewhere."""
-    return np.where(face_mask[..., None] > 0.5, rendered, frames)
-
-
-def lower_half(images: np.ndarray) -> np.ndarray:
-    """(T, S, S, 3) -> the band G translates, (T, S/2, S, 3)."""
-    return images[:, images.shape[1] - images.shape[1] // 2:]
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, 1).float().div(127.5).sub(1.0)
-
-
-def from_tensor(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(1, -1).cpu().numpy()
 
 
 class RendererTrainSettings(BaseModel):
