@@ -221,44 +221,6 @@ def test_renderer_trains_and_changes_only_the_lower_half(tmp_path):
     np.testing.assert_array_equal(frames[:, 300:440, 140:370], band["frames"][:, 300:440, 140:370])
 
 
-def test_vary_mouths_warps_the_crops_to_the_mouths_asked_for(tmp_path):
-    from yi_data import toy_coeffs, toy_frames
-
-    from nodes.face.model import load_face_model
-    from nodes.metatalk.mouth_variety import pooled_expressions, vary_mouths
-
-    model, size = load_face_model(), 256
-    closed, _ = toy_coeffs(2, size, np.random.default_rng(0))
-    closed.expression[:] = 0.0
-    closed.expression[:, 28:] = [[0.3] * 5, [0.6] * 5]  # each crop's brows
-    skin, background = np.array([0.7, 0.55, 0.45]), np.array([0.2, 0.3, 0.4])
-    frames = toy_frames(model, closed, skin, background, size)
-    pool = np.zeros((1, 33), np.float32)
-    pool[0, 0] = 1.0  # jaw_open
-    warped, varied = vary_mouths(frames, closed, pool, count=3, seed=0, model=model)
-    assert warped.shape == (3, size, size, 3) and varied.expression.shape == (3, 33)
-    assert (varied.expression[:, :28] == pool[0, :28]).all()
-    source = [int(np.flatnonzero((closed.pose == row).all(1))[0]) for row in varied.pose]
-    np.testing.assert_array_equal(varied.expression[:, 28:], closed.expression[source, 28:])  # the crop's own brows
-    truth = toy_frames(model, varied, skin, background, size)  # the face drawn with the new mouth
-    lower = slice(size // 2, size)
-    err_warped = np.abs(warped[:, lower].astype(float) - truth[:, lower]).mean()
-    err_source = np.abs(frames[source][:, lower].astype(float) - truth[:, lower]).mean()
-    assert err_warped < 0.4 * err_source, (err_warped, err_source)
-    np.testing.assert_array_equal(warped[:, :size // 8], frames[source][:, :size // 8])  # far from the face: unmoved
-
-    data = write_yi_dataset(tmp_path / "teacher.zarr", n_clips=2, n_frames=10, size=64)
-    assert pooled_expressions(data).shape == (20, 33)
-    node = M.VaryMouths({"count": 4, "seed": 1})
-    out = node.run(ctx_for(tmp_path), frames=frames, coeffs=closed, dataset=data)
-    assert out["frames"].shape == (6, size, size, 3) and out["coeffs"].expression.shape == (6, 33)
-    np.testing.assert_array_equal(out["frames"][:2], frames)
-    np.testing.assert_array_equal(out["coeffs"].pose[:2], closed.pose)
-    with pytest.raises(NodeError, match="2 crops but 1 coefficient rows"):
-        node.run(ctx_for(tmp_path), frames=frames, coeffs=MorphCoeffs(closed.shape, closed.expression[:1], closed.pose[:1],
-                                                                     closed.error[:1], closed.image_size), dataset=data)
-
-
 def test_low_definition_renderer_for_the_table3_ablation(tmp_path):
     """256 crops (AudioDVP's size) train a 256 renderer; a checkpoint only renders its own size."""
     t = 2

@@ -163,56 +163,6 @@ class MouthClosedFrame(Node):
         return {"image": np.ascontiguousarray(frames[t]), "landmarks": landmarks[t:t + 1], "coeffs": one}
 
 
-class VaryMouths(Node):
-    """More mouths for TrainNeuralFaceRenderer (an option, not the paper's §2.4): the target's
-    crops followed by `count` of them warped by the 3DMM's dense flow to mouths drawn from a
-    dataset's expressions (the teacher's: closures and wide openings the target may never show),
-    and the coefficients of each. Render3DMM of `coeffs` gives the renderer's input for all of
-    them, so the renderer learns the mouths its A2E will ask for (docs/metatalk.md)."""
-
-    category = "metatalk/train"
-    inputs = {
-        "frames": In("Frames", "the target's face crops"),
-        "coeffs": In("MorphCoeffs", "their fitted coefficients"),
-        "dataset": In("Path", "the dataset whose expressions give the mouths (MakeSyntheticDataset: the teacher)"),
-        "model": FaceModelInput(),
-    }
-    outputs = {
-        "frames": Out("Frames", "the crops, then the warped ones"),
-        "coeffs": Out("MorphCoeffs", "their coefficients, then the warped ones'"),
-    }
-
-    class Params(BaseModel):
-        count: int = Field(352, ge=0, le=100_000, description="warped crops to add (0: the target's crops only)")
-        seed: int = Field(0, description="which crops and mouths are drawn")
-
-    def run(self, ctx: RunContext, frames: np.ndarray, coeffs: MorphCoeffs, dataset: str, model: Any = None) -> dict[str, Any]:
-        from .mouth_variety import pooled_expressions, vary_mouths
-
-        p = self.params
-        _check_crops("VaryMouths", frames)
-        if len(coeffs.expression) != len(frames):
-            raise NodeError(f"VaryMouths: {len(frames)} crops but {len(coeffs.expression)} coefficient rows; "
-                            "fit the coefficients on the same crops")
-        if tuple(int(v) for v in coeffs.image_size) != frames.shape[1:3]:
-            raise NodeError(f"VaryMouths: the coefficients refer to {tuple(coeffs.image_size)} images, "
-                            f"the crops are {frames.shape[1:3]}")
-        if p.count == 0:
-            return {"frames": frames, "coeffs": coeffs}
-        url = dataset_path(ctx, dataset, "VaryMouths")
-        try:
-            pool = pooled_expressions(url)
-        except ValueError as e:
-            raise NodeError(f"VaryMouths: {e}") from None
-        face_model = resolve_model(ctx, "VaryMouths", model, p.model_path)
-        warped, varied = vary_mouths(frames, coeffs, pool, p.count, p.seed, face_model, ctx.device)
-        ctx.log(f"VaryMouths: {p.count} crops warped to mouths drawn from {len(pool)} expressions of {url}")
-        both = MorphCoeffs(coeffs.shape, np.concatenate([coeffs.expression, varied.expression]),
-                           np.concatenate([coeffs.pose, varied.pose]), np.concatenate([coeffs.error, varied.error]),
-                           coeffs.image_size)
-        return {"frames": np.concatenate([frames, warped]), "coeffs": both}
-
-
 class NeuralFaceRenderer(Node):
     """MetaTalk §2.4: the lower half of the synthetic face (the 3DMM render drawn over the target
     crop: AudioDVP's masking) -> a photo-realistic lower half at the crop's resolution, sewn into
