@@ -52,6 +52,43 @@ def test_a_clip_is_the_same_whichever_clips_are_chosen_with_it():
     np.testing.assert_array_equal(one.truth, same.truth)
 
 
+def test_a_part_of_the_run_and_paired_comparisons_by_exact_method(tmp_path, capsys):
+    """`--clips` picks a part of the default run; `--against FILE::METHOD` compares per clip with
+    exactly that method's scores (a shared prefix, e.g. 'ip_lap_video' and 'ip_lap_video, renderer
+    trained more', is another run: matching by prefix once compared with the wrong renderer)."""
+    clips = [B.Clip(f"v{i} | sentence {k}", c, np.zeros(1), np.zeros(1))
+             for i in (1, 2) for k in (1, 2) for c in ("clean", "phone call")]
+    picked = B.select_clips(clips, ["v2 | sentence 1@phone call", "@clean"])
+    assert [(c.name, c.condition) for c in picked] == [
+        ("v1 | sentence 1", "clean"), ("v1 | sentence 2", "clean"), ("v2 | sentence 1", "clean"),
+        ("v2 | sentence 1", "phone call"), ("v2 | sentence 2", "clean")]
+    with pytest.raises(ValueError, match="NAME@CONDITION"):
+        B.select_clips(clips, ["v1 | sentence 1@lunar base"])
+    with pytest.raises(ValueError, match="picks none"):
+        B.select_clips(clips, ["v9@clean"])
+
+    lines = [{"method": m, "clip": f"c{i}", "condition": "clean", "r": r}
+             for m, rs in (("ip_lap_video", [0.5, 0.6, 0.7]), ("ip_lap_video, renderer trained more", [0.6, 0.7, 0.9]))
+             for i, r in enumerate(rs)]
+    f = tmp_path / "scores.jsonl"
+    f.write_text("".join(__import__("json").dumps(d) + "\n" for d in lines))
+    label, base = B.baseline_scores(f"{f}::ip_lap_video")
+    assert label.startswith("ip_lap_video (") and base[("c2", "clean")] == 0.7
+    new = {("c0", "clean"): 0.6, ("c1", "clean"): 0.8, ("c2", "clean"): 0.7, ("c9", "clean"): 1.0}
+    p = B.paired(new, base)
+    assert p["n"] == 3 and p["better"] == 2 and p["diff"] == pytest.approx(0.1)
+    assert p["se"] == pytest.approx(np.std([0.1, 0.2, 0.0], ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="no method 'ip_lap'.*\n  ip_lap_video\n  ip_lap_video, renderer"):
+        B.baseline_scores(f"{f}::ip_lap")
+    with pytest.raises(SystemExit):  # refused before any clip is made
+        B.main(["--methods", "rms", "--against", f"{f}::ip_lap"])
+    assert "no method 'ip_lap'" in capsys.readouterr().err
+    scores = {"rms": {"clean": [0.1, 0.2], "phone call": [0.3]}}
+    three = [c for c in picked if c.condition == "clean"][:2] + [c for c in picked if c.condition == "phone call"]
+    assert B.per_clip(scores, three) == {"rms": {
+        ("v1 | sentence 1", "clean"): 0.1, ("v1 | sentence 2", "clean"): 0.2, ("v2 | sentence 1", "phone call"): 0.3}}
+
+
 def test_held_out_clips_and_baselines():
     clips = B.make_clips(voices=["flite:awb"], sentences=["My father paid for the big blue boat with a pile of old coins."],
                          conditions=["clean", "pitch +2 st + pauses"])

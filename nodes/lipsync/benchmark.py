@@ -297,6 +297,79 @@ def evaluate(clips: Sequence[Clip], methods: Sequence[str], workflows_dir: Path 
     return out
 
 
+def select_clips(clips: Sequence[Clip], wanted: Sequence[str]) -> list[Clip]:
+    """The clips that "NAME@CONDITION" entries pick (NAME a substring of the clip's name, e.g.
+    "flite:awb | sentence 2@phone call"; "@clean" every clean clip), in the clips' order: a
+    part of the default run, e.g. to share it between processes."""
+    picks = []
+    for w in wanted:
+        name, sep, condition = w.rpartition("@")
+        if not sep or condition not in CONDITIONS:
+            raise ValueError(f"--clips {w!r}: write NAME@CONDITION, the condition one of {list(CONDITIONS)}")
+        picks.append((name, condition))
+    chosen = [c for c in clips if any(n in c.name and c.condition == k for n, k in picks)]
+    if not chosen:
+        raise ValueError(f"--clips {list(wanted)} picks none of the clips ({clips[0].name!r}, ...)")
+    return chosen
+
+
+ClipKey = tuple[str, str]  # (clip name, condition)
+
+
+def load_scores(path: str | Path) -> dict[str, dict[ClipKey, float]]:
+    """A `--scores` file (JSON lines): {method: {(clip, condition): r}}."""
+    import json
+
+    out: dict[str, dict[ClipKey, float]] = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    d = json.loads(line)
+                    out.setdefault(d["method"], {})[(d["clip"], d["condition"])] = float(d["r"])
+                except (ValueError, KeyError) as e:
+                    raise ValueError(f"{path}:{n}: not a score line ({e})") from None
+    return out
+
+
+def baseline_scores(spec: str) -> tuple[str, dict[ClipKey, float]]:
+    """`FILE::METHOD` (or FILE when it holds one method) -> (label, per-clip scores). The method
+    is matched exactly: names that share a prefix are different runs."""
+    path, _, method = spec.partition("::")
+    runs = load_scores(path)
+    if not method and len(runs) == 1:
+        method = next(iter(runs))
+    if method not in runs:
+        listed = "\n  ".join(runs)
+        raise ValueError(f"--against {spec!r}: {'name a method' if not method else f'no method {method!r}'} "
+                         f"in {path}; it holds:\n  {listed}")
+    return f"{method} ({Path(path).name})", runs[method]
+
+
+def paired(new: dict[ClipKey, float], base: dict[ClipKey, float]) -> dict[str, float]:
+    """New against base on the clips both scored: means, the mean paired difference, its
+    standard error and how many clips are better."""
+    keys = [k for k in new if k in base and np.isfinite(new[k]) and np.isfinite(base[k])]
+    if not keys:
+        raise ValueError("no clip was scored in both")
+    # at the stored precision (4 decimals), so a re-run of the same method is an exact tie
+    a, b = np.round([new[k] for k in keys], 4), np.round([base[k] for k in keys], 4)
+    d = a - b
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"n": len(keys), "new": float(a.mean()), "base": float(b.mean()), "diff": float(d.mean()), "se": se,
+            "better": int((d > 0).sum())}
+
+
+def per_clip(scores: dict[str, dict[str, list[float]]], clips: Sequence[Clip]) -> dict[str, dict[ClipKey, float]]:
+    """evaluate()'s {method: {condition: [r]}} as {method: {(clip, condition): r}}."""
+    out: dict[str, dict[ClipKey, float]] = {}
+    for m, by in scores.items():
+        for c in dict.fromkeys(k.condition for k in clips):
+            names = [k.name for k in clips if k.condition == c]
+            out[m] = {**out.get(m, {}), **{(n, c): float(r) for n, r in zip(names, by.get(c, []), strict=True)}}
+    return out
+
+
 def table(scores: dict[str, dict[str, list[float]]], conditions: Sequence[str]) -> str:
     """Markdown: one row per method, mean correlation per condition and overall."""
     head = "| method | " + " | ".join(conditions) + " | mean |"
@@ -309,30 +382,51 @@ def table(scores: dict[str, dict[str, list[float]]], conditions: Sequence[str]) 
 
 def main(argv: Sequence[str] | None = None) -> None:
     import argparse
+    import json
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join((*METHODS, *PIPELINES)))
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--sentences", type=int, default=2, help="how many EVAL_SENTENCES (from the second)")
+    ap.add_argument("--clips", action="append", default=[], metavar="NAME@CONDITION",
+                    help="only these of the clips (repeat; NAME a substring, e.g. 'flite:awb | sentence 2@phone call')")
     ap.add_argument("--cache", default=None, help="cache folder for the pipelines' shared nodes")
     ap.add_argument("--scores", default=None, help="also write each clip's score here (JSON lines)")
+    ap.add_argument("--against", action="append", default=[], metavar="FILE::METHOD",
+                    help="paired comparison with a method's per-clip scores in a --scores file (repeat)")
     ap.add_argument("--silence", action="store_true", help="also run silence_check for the methods")
     a = ap.parse_args(argv)
-    import json
-
     from nodes.synth.sentences import EVAL_SENTENCES
 
+    try:  # every argument error before the clips are made (minutes)
+        against = [baseline_scores(spec) for spec in a.against]
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     conditions, methods = a.conditions.split(","), a.methods.split(",")
     cache = Path(a.cache) if a.cache else None
     clips = make_clips(sentences=EVAL_SENTENCES[1:1 + a.sentences], conditions=conditions)
+    if a.clips:
+        try:
+            clips = select_clips(clips, a.clips)
+        except ValueError as e:
+            ap.error(str(e))
     scores = evaluate(clips, methods, cache_dir=cache, progress=lambda i, n, m: print(f"[{i}/{n}] {m}", flush=True))
-    print(table(scores, conditions))
+    print(table(scores, [c for c in conditions if any(k.condition == c for k in clips)]))
+    by_clip = per_clip(scores, clips)
+    for m in methods:
+        for label, base in against:
+            try:
+                p = paired(by_clip[m], base)
+            except ValueError as e:
+                print(f"{m} vs {label}: {e}")
+                continue
+            print(f"{m} vs {label}: n {p['n']}, {p['base']:.3f} -> {p['new']:.3f}, {p['diff']:+.3f} "
+                  f"(paired s.e. {p['se']:.3f}, {p['better']} of {p['n']} clips better)")
     if a.scores:
         with open(a.scores, "w") as f:
-            for m, by in scores.items():
-                for c in conditions:
-                    for clip, r in zip([k for k in clips if k.condition == c], by.get(c, []), strict=True):
-                        f.write(json.dumps({"method": m, "condition": c, "clip": clip.name, "r": round(float(r), 4)}) + "\n")
+            for m, rows in by_clip.items():
+                for (clip, c), r in rows.items():
+                    f.write(json.dumps({"method": m, "condition": c, "clip": clip, "r": round(r, 4)}) + "\n")
     if a.silence:
         for m, v in silence_check(methods, cache_dir=cache).items():
             print(f"silence {m}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
