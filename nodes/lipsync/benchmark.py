@@ -364,9 +364,10 @@ def per_clip(scores: dict[str, dict[str, list[float]]], clips: Sequence[Clip]) -
     """evaluate()'s {method: {condition: [r]}} as {method: {(clip, condition): r}}."""
     out: dict[str, dict[ClipKey, float]] = {}
     for m, by in scores.items():
+        rows = out[m] = {}
         for c in dict.fromkeys(k.condition for k in clips):
             names = [k.name for k in clips if k.condition == c]
-            out[m] = {**out.get(m, {}), **{(n, c): float(r) for n, r in zip(names, by.get(c, []), strict=True)}}
+            rows.update({(n, c): float(r) for n, r in zip(names, by.get(c, []), strict=True)})
     return out
 
 
