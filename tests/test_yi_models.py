@@ -120,7 +120,7 @@ def test_triplet_loss_pulls_same_identity_closer():
     assert loss.item() > 0
     loss.backward()
     moved = (q - 0.1 * q.grad).detach()
-    assert float(mem.triplet_loss(moved, torch.eye(2)[1:2], threshold=0.5, top_k=8, margin=0.3)) < float(loss)
+    assert float(mem.triplet_loss(moved, torch.eye(2)[1:2], threshold=0.5, top_k=8, margin=0.3)) < loss.item()
     # a query that sits on an item of its own identity, far from the others: no loss
     q2 = mem.keys[mem.filled][:1].clone()
     v2 = mem.values[mem.filled][:1].clone()
