@@ -36,6 +36,17 @@ def test_metatalk_a2e_is_scored_by_the_held_out_lip_sync_benchmark(tmp_path):
     assert np.isfinite(r) and r > 0.3, r
 
 
+def test_the_metatalk_workflow_rests_the_mouth_in_silence(tmp_path):
+    """Issue 11: 3 s of digital silence through metatalk.yaml's A2E (the rules mouth prior, the
+    shipped a2e_prior_tiny.pt) gives a closed, still mouth: measured openness -0.043, lip gap
+    0.041 constant (0 = its 5th-percentile lip gap while speaking, 1 = its 95th; docs/metatalk.md)."""
+    from nodes.lipsync import benchmark as B
+
+    got = B.silence_check(["metatalk"], cache_dir=tmp_path / "cache")["metatalk"]
+    assert got["silence_openness"] < 0.1, got
+    assert got["silence_std"] < 0.05 * (got["speech_p95"] - got["speech_p5"]), got  # and still
+
+
 @pytest.mark.parametrize(("name", "overrides", "feature", "data"), [
     ("a2e_phonetic_tiny.pt", ["features.variant=phonetic"], "phonetic", {"clips_used": 41}),
     ("a2e_rules_tiny.pt", ["features.variant=mfcc80_window"], "mfcc80_window", {"clips_used": 42, "teacher_frames": 2398}),
