@@ -1,6 +1,7 @@
 """The held-out lip-sync evaluation (nodes/lipsync/benchmark.py, EvaluateLipSync)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def test_a_part_of_the_run_and_paired_comparisons_by_exact_method(tmp_path, caps
              for m, rs in (("ip_lap_video", [0.5, 0.6, 0.7]), ("ip_lap_video, renderer trained more", [0.6, 0.7, 0.9]))
              for i, r in enumerate(rs)]
     f = tmp_path / "scores.jsonl"
-    f.write_text("".join(__import__("json").dumps(d) + "\n" for d in lines))
+    f.write_text("".join(json.dumps(d) + "\n" for d in lines))
     label, base = B.baseline_scores(f"{f}::ip_lap_video")
     assert label.startswith("ip_lap_video (") and base[("c2", "clean")] == 0.7
     new = {("c0", "clean"): 0.6, ("c1", "clean"): 0.8, ("c2", "clean"): 0.7, ("c9", "clean"): 1.0}
