@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from engine_helpers import ROOT, graphrun
+from lipsync_helpers import assert_rests_in_silence
 
 from graphcore.loader import load_workflow
 from graphcore.registry import build_registry
@@ -40,11 +41,7 @@ def test_the_metatalk_workflow_rests_the_mouth_in_silence(tmp_path):
     """Issue 11: 3 s of digital silence through metatalk.yaml's A2E (the rules mouth prior, the
     shipped a2e_prior_tiny.pt) gives a closed, still mouth: measured openness -0.043, lip gap
     0.041 constant (0 = its 5th-percentile lip gap while speaking, 1 = its 95th; docs/metatalk.md)."""
-    from nodes.lipsync import benchmark as B
-
-    got = B.silence_check(["metatalk"], cache_dir=tmp_path / "cache")["metatalk"]
-    assert got["silence_openness"] < 0.1, got
-    assert got["silence_std"] < 0.05 * (got["speech_p95"] - got["speech_p5"]), got  # and still
+    assert_rests_in_silence("metatalk", tmp_path / "cache", max_openness=0.1, max_motion=0.05)
 
 
 @pytest.mark.parametrize(("name", "overrides", "feature", "data"), [
