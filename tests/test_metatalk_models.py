@@ -112,6 +112,25 @@ def test_renderer_is_a_unet_with_skips_and_a_patchgan():
     assert count_parameters(g) > 0
 
 
+def test_residual_renderer_starts_as_its_input_and_learns_a_correction():
+    """tiny_residual (not the paper): G(x) = x + correction, the correction zero before training;
+    the paper and tiny presets keep pix2pix's plain output."""
+    from nodes.metatalk.models import NEURAL_FACE_RENDERER
+
+    assert not any(p.get("residual") for name, p in NEURAL_FACE_RENDERER.presets.items() if name != "tiny_residual")
+    torch.manual_seed(0)
+    g = create_model(NEURAL_FACE_RENDERER, {**NEURAL_FACE_RENDERER.presets["tiny_residual"], "size": 512})
+    x = torch.rand(2, 3, 256, 512) * 2 - 1
+    assert torch.equal(g(x), x)
+    opt = torch.optim.Adam(g.parameters(), 1e-3)
+    target = (x * 0.5).detach()
+    for _ in range(3):
+        opt.zero_grad()
+        (g(x) - target).abs().mean().backward()
+        opt.step()
+    assert (g(x) - target).abs().mean() < (x - target).abs().mean()
+
+
 def test_blend_mask_feathers_the_band_top():
     m = band_blend_mask(512, 16)
     assert m.shape == (256, 512)

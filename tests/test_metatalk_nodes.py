@@ -221,6 +221,39 @@ def test_renderer_trains_and_changes_only_the_lower_half(tmp_path):
     np.testing.assert_array_equal(frames[:, 300:440, 140:370], band["frames"][:, 300:440, 140:370])
 
 
+def test_residual_renderer_keeps_the_renders_mouth_and_learns_towards_the_frames(tmp_path):
+    """preset tiny_residual (the workflows' renderer): trained briefly, its output is still the
+    render drawn over the crop plus a small correction towards the real frames, so a mouth the
+    render draws (here a dark bar no training frame has) survives into the frame."""
+    import json
+
+    from nodes.checkpoints import load_checkpoint
+    from nodes.metatalk.face_renderer import compose
+
+    t, size = 3, 512
+    real = crops(t, size)
+    mask = np.zeros((t, size, size), np.float32)
+    mask[:, 150:450, 130:380] = 1.0
+    rendered = np.zeros_like(real)
+    rendered[mask > 0] = (real[mask > 0].astype(np.int16) + 12).clip(0, 255).astype(np.uint8)  # the render: a little too bright
+    out = M.TrainNeuralFaceRenderer({"preset": "tiny_residual", "steps": 8, "batch_size": 1, "lr_g": 2e-3, "threads": 1,
+                                     "work_dir": str(tmp_path / "r")}).run(
+        ctx_for(tmp_path), frames=real, rendered=rendered, face_mask=mask)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["l1"] < rows[0]["l1"]
+    _, export = load_checkpoint(M.NeuralFaceRenderer(), ctx_for(tmp_path), "checkpoint", out["checkpoint"])
+    assert export["model_config"]["residual"] is True
+    mouth = rendered.copy()
+    mouth[:, 360:380, 200:310] = 20  # an open mouth the training frames never showed
+    res = M.NeuralFaceRenderer({"region": "band", "feather": 8}).run(
+        ctx_for(tmp_path), rendered=mouth, face_mask=mask, frames=real, checkpoint=out["checkpoint"])["frames"]
+    synthetic = compose(mouth, mask, real).astype(np.float32)
+    assert np.abs(res[:, 360:380, 200:310] - synthetic[:, 360:380, 200:310]).mean() < 20  # the mouth is drawn
+    lower = slice(size // 2 + 8, size)
+    err_in = np.abs(synthetic[:, lower] - real[:, lower]).mean()
+    assert np.abs(res[:, lower].astype(np.float32) - synthetic[:, lower]).mean() < err_in  # a small correction
+
+
 def test_low_definition_renderer_for_the_table3_ablation(tmp_path):
     """256 crops (AudioDVP's size) train a 256 renderer; a checkpoint only renders its own size."""
     t = 2

@@ -22,6 +22,11 @@ Loss (eq. 4): L1 (eq. 2) + λ · the GAN loss of eq. 3 (non-saturating form for 
 Departures: instance instead of batch norm (CPU batches of 1-4); the paper's λ is not given
 (`lambda_adv`, default 0.01 against the L1 on [-1, 1] images).
 
+Option `residual` (preset `tiny_residual`; not the paper): G's output is added to its input and
+its last layer starts at zero, so G starts as the identity (the render drawn over the crop) and
+learns what differs (teeth, mouth interior, shading, the jaw's edge). The tiny U-Net trained from
+scratch on a short target draws a blurred mouth that its lip-sync loses on (docs/metatalk.md).
+
 Option `size: 256` (not a crop adaption size): the low-definition renderer of Table 3's ablation,
 AudioDVP's 256 × 256 crops (workflows with `--set crop.sizes=[256]`); the "High definition" row
 is the default, the crop-adapted size.
@@ -52,6 +57,8 @@ class FaceRendererConfig(BaseModel):
     dropout: float = Field(0.5, ge=0, lt=1)
     ndf: int = Field(64, ge=1, description="PatchGAN width")
     d_layers: int = Field(3, ge=1, le=6, description="PatchGAN strided layers (3: the 70×70 PatchGAN)")
+    residual: bool = Field(False, description="G's output is a correction added to its input, zero at the start (not the paper; "
+                                              "preset tiny_residual)")
 
 
 def band_shape(size: int) -> tuple[int, int]:
@@ -104,6 +111,9 @@ class NeuralFaceRendererNet(nn.Module):
             _Up(widths[-1] if k == 0 else 2 * widths[n - 1 - k], widths[n - 2 - k], cfg.dropout if k < 3 else 0.0)
             for k in range(n - 1))
         self.last = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], 3, 4, 2, 1), nn.Tanh())
+        if cfg.residual:  # start as the identity: the render drawn over the crop
+            nn.init.zeros_(self.last[1].weight)
+            nn.init.zeros_(self.last[1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.first(x)]
@@ -112,7 +122,7 @@ class NeuralFaceRendererNet(nn.Module):
         h = skips.pop()
         for layer in self.up:
             h = torch.cat([layer(h), skips.pop()], 1)
-        return self.last(h)
+        return (x + self.last(h)).clamp(-1, 1) if self.cfg.residual else self.last(h)
 
 
 def build_discriminator(cfg: FaceRendererConfig) -> nn.Module:

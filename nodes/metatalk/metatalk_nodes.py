@@ -301,6 +301,8 @@ class TrainNeuralFaceRenderer(Node):
     outputs = train_outputs(NEURAL_FACE_RENDERER)
 
     class Params(TrainParams):
+        preset: Literal["tiny", "tiny_residual", "paper"] = Field(
+            "tiny", description="size preset (tiny_residual: tiny whose output corrects its input; not the paper)")
         steps: int = Field(2000, ge=1, le=10_000_000)
         batch_size: int = Field(4, ge=1, le=1024)
         lambda_adv: float = Field(0.01, ge=0, description="eq. 4 λ (the paper does not give it)")

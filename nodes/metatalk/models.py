@@ -33,8 +33,9 @@ NEURAL_FACE_RENDERER = register_model(ModelSpec(
     name="metatalk_face_renderer", family="metatalk", title="MetaTalk neural face renderer (U-Net generator)",
     paper="MetaTalk §2.4, eq. 2-4",
     architecture=_renderer,
-    presets={"paper": {}, "tiny": {"ngf": 8, "max_levels": 6, "ndf": 16}},
-    parameters={"paper": 54_419_459, "tiny": 459_011},  # at 512 (8 levels); 768: 7 levels
-    bundled="checkpoints/metatalk/face_renderer_tiny.pt",
+    presets={"paper": {}, "tiny": {"ngf": 8, "max_levels": 6, "ndf": 16},
+             "tiny_residual": {"ngf": 8, "max_levels": 6, "ndf": 16, "residual": True}},  # not the paper: G corrects its input
+    parameters={"paper": 54_419_459, "tiny": 459_011, "tiny_residual": 459_011},  # at 512 (8 levels); 768: 7 levels
+    bundled="checkpoints/metatalk/face_renderer_residual_tiny.pt",  # preset tiny_residual (face_renderer_tiny.pt: tiny)
     trainer=f"the TrainNeuralFaceRenderer node ({TRAINER})",
 ))

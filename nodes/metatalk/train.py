@@ -129,7 +129,7 @@ class A2ETask(TrainTask):
 class RendererTrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    preset: str = Field("tiny", description="size preset: tiny or paper")
+    preset: str = Field("tiny", description="size preset: tiny, tiny_residual or paper")
     lambda_adv: float = Field(0.01, ge=0, description="eq. 4 λ (not given by the paper)")
 
 
