@@ -4,10 +4,12 @@ For each family the official state dicts are rebuilt from the fixture's key list
 rule alone, written in the release's file layout, converted by `graphrun weights import` (the
 real command, in a subprocess), loaded by the project's own checkpoint readers and run in
 `official` mode on the fixture's inputs; every output must be within 1e-4 of what the official
-code computed. The fixture folder is $TALKGRAPH_CONFORMANCE_DIR when set.
+code computed, or, for the Audio2Head motion field (whose outputs amplify float32 rounding), within
+8x its own rounding noise on those inputs. The fixture folder is $TALKGRAPH_CONFORMANCE_DIR when set.
 """
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -34,11 +36,18 @@ def imported(family: str, source: Path, out: Path) -> Path:
     return out
 
 
-def check(name: str, ours, official) -> None:
+# Where an output amplifies float32 rounding beyond TOLERANCE, the bar is this many times the
+# model's own rounding noise on the fixture inputs (|float32 run - float64 run|): a wrong layer,
+# key or padding moves the outputs by orders of magnitude more than rounding does.
+NOISE_MARGIN = 8.0
+
+
+def check(name: str, ours, official, noise: float = 0.0) -> None:
     d = max_diff(ours, official)
+    allowed = max(TOLERANCE, NOISE_MARGIN * noise)
     FIGURES[name] = d
-    print(f"conformance {name}: max abs difference {d:.3g}")
-    assert d <= TOLERANCE, f"{name}: max abs difference {d} > {TOLERANCE}"
+    print(f"conformance {name}: max abs difference {d:.3g} (float32 noise {noise:.3g}, allowed {allowed:.3g})")
+    assert d <= allowed, f"{name}: max abs difference {d} > {allowed}"
 
 
 def image(u8: np.ndarray) -> torch.Tensor:
@@ -92,6 +101,18 @@ def test_audio2head_head_motion(a2h):
     assert np.allclose(denormalize_pose(c["poses"]), np.concatenate([c["rot"], c["trans"]], 1), atol=1e-4)
 
 
+def check_motion_field(model: torch.nn.Module, c: dict, drawings: np.ndarray) -> None:
+    inputs = (image(c["image_u8"]), torch.from_numpy(c["audio"]), torch.from_numpy(drawings)[None])
+    with torch.no_grad():
+        out = model(*inputs)
+        exact = copy.deepcopy(model).double()(*(x.double() for x in inputs))
+    # The keypoint softmax (temperature 0.1) and Jacobians up to ~70 amplify rounding: the official
+    # float32 outputs are themselves ~1e-4 (keypoints) and ~4e-3 (Jacobians) from a float64 run, and
+    # two CPUs' kernels (AVX2 vs AVX-512) differ by as much, so the bar here is the rounding noise.
+    for key in ("value", "jacobian"):
+        check(f"audio2head audio2kp {key}", out[key], c[key], noise=max_diff(out[key], exact[key]))
+
+
 def test_audio2head_motion_field(a2h):
     from nodes.audio2head.release import draw_pose_boxes
     from nodes.checkpoints import load_model
@@ -100,10 +121,15 @@ def test_audio2head_motion_field(a2h):
     c = case("audio2head", "audio2kp")
     drawings = draw_pose_boxes(np.concatenate([c["rot"], c["trans"]], 1))
     check("audio2head pose boxes", drawings, c["pose_drawings_u8"].astype(np.float32))
+    check_motion_field(model, c, drawings)
+
+    # The noise-scaled bar still fails a model one hidden layer of which is 0.1 % off
+    # (measured: keypoints 5x, Jacobians 4x over the bar; a wrong layer or key is far further off).
+    weight = dict(model.named_parameters())["hourglass.down.1.body.0.body.2.weight"]
     with torch.no_grad():
-        out = model(image(c["image_u8"]), torch.from_numpy(c["audio"]), torch.from_numpy(drawings)[None])
-    check("audio2head audio2kp value", out["value"], c["value"])
-    check("audio2head audio2kp jacobian", out["jacobian"], c["jacobian"])
+        weight.mul_(1.001)
+    with pytest.raises(AssertionError, match="max abs difference"):
+        check_motion_field(model, c, drawings)
 
 
 def test_audio2head_official_audio_features():
