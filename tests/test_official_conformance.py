@@ -5,7 +5,7 @@ rule alone, written in the release's file layout, converted by `graphrun weights
 real command, in a subprocess), loaded by the project's own checkpoint readers and run in
 `official` mode on the fixture's inputs; every output must be within 1e-4 of what the official
 code computed, or, for the Audio2Head motion field (whose outputs amplify float32 rounding), within
-8x its own rounding noise on those inputs. The fixture folder is $TALKGRAPH_CONFORMANCE_DIR when set.
+8x its own rounding noise on those inputs (rounding_noise). The fixture folder is $TALKGRAPH_CONFORMANCE_DIR when set.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def imported(family: str, source: Path, out: Path) -> Path:
 
 
 # Where an output amplifies float32 rounding beyond TOLERANCE, the bar is this many times the
-# model's own rounding noise on the fixture inputs (|float32 run - float64 run|): a wrong layer,
-# key or padding moves the outputs by orders of magnitude more than rounding does.
+# model's own rounding noise on the fixture inputs (see rounding_noise): a wrong layer, key or
+# padding moves the outputs by orders of magnitude more than rounding does.
 NOISE_MARGIN = 8.0
 
 
@@ -101,16 +101,32 @@ def test_audio2head_head_motion(a2h):
     assert np.allclose(denormalize_pose(c["poses"]), np.concatenate([c["rot"], c["trans"]], 1), atol=1e-4)
 
 
+def rounding_noise(model: torch.nn.Module, inputs: tuple, out: dict, seeds: int = 2) -> dict[str, float]:
+    """How far the outputs move when every weight moves by one float32 rounding step (±2^-24
+    relative, seeded signs), the largest over `seeds` draws. The motion field's spread this way
+    (1e-4 / 3e-3) matches its |float32 - float64| difference (1.1e-4 / 4.3e-3); a float64 run
+    itself peaks at 24 GB on CPU."""
+    noise = dict.fromkeys(out, 0.0)
+    for seed in range(seeds):
+        nudged, signs = copy.deepcopy(model), torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for weight in nudged.parameters():
+                weight.mul_(1 + (torch.randint(0, 2, weight.shape, generator=signs) * 2 - 1) * 2.0 ** -24)
+            moved = nudged(*inputs)
+        noise = {key: max(noise[key], max_diff(out[key], moved[key])) for key in out}
+    return noise
+
+
 def check_motion_field(model: torch.nn.Module, c: dict, drawings: np.ndarray) -> None:
     inputs = (image(c["image_u8"]), torch.from_numpy(c["audio"]), torch.from_numpy(drawings)[None])
     with torch.no_grad():
         out = model(*inputs)
-        exact = copy.deepcopy(model).double()(*(x.double() for x in inputs))
     # The keypoint softmax (temperature 0.1) and Jacobians up to ~70 amplify rounding: the official
     # float32 outputs are themselves ~1e-4 (keypoints) and ~4e-3 (Jacobians) from a float64 run, and
     # two CPUs' kernels (AVX2 vs AVX-512) differ by as much, so the bar here is the rounding noise.
+    noise = rounding_noise(model, inputs, out)
     for key in ("value", "jacobian"):
-        check(f"audio2head audio2kp {key}", out[key], c[key], noise=max_diff(out[key], exact[key]))
+        check(f"audio2head audio2kp {key}", out[key], c[key], noise=noise[key])
 
 
 def test_audio2head_motion_field(a2h):
@@ -124,7 +140,7 @@ def test_audio2head_motion_field(a2h):
     check_motion_field(model, c, drawings)
 
     # The noise-scaled bar still fails a model one hidden layer of which is 0.1 % off
-    # (measured: keypoints 5x, Jacobians 4x over the bar; a wrong layer or key is far further off).
+    # (measured: keypoints 5x over the bar; a wrong layer or key is far further off).
     weight = dict(model.named_parameters())["hourglass.down.1.body.0.body.2.weight"]
     with torch.no_grad():
         weight.mul_(1.001)
